@@ -1,0 +1,187 @@
+//! The listener's stream: one in the cluster, held by a session advisory lock
+//! on a session of its own that lives exactly as long as the stream.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::{FutureExt, Stream};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior, interval_at};
+use tokio_postgres::{Client, Statement};
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use super::{Broker, BrokerError};
+use crate::config::WakeMode;
+use crate::db::Session;
+use crate::hub::StreamWaker;
+use crate::job::JobEvent;
+use crate::store::StoreError;
+
+/// Jobs claimed per statement.
+const CLAIM_BATCH: i64 = 32;
+/// Events buffered between the claimer and the socket. Small: a slow listener
+/// stops the claiming instead of growing memory.
+const BUFFER: usize = 16;
+/// How long a takeover waits for the stale holder's lock to be released.
+const TAKEOVER_WAIT_MS: u64 = 3000;
+/// The reconnection delay the stream asks of its client (`retry:`).
+pub const RETRY: Duration = Duration::from_secs(2);
+
+/// What the stream sends, in order.
+#[derive(Debug, Clone)]
+pub enum StreamItem {
+    Retry(Duration),
+    Job(JobEvent),
+    Keepalive,
+}
+
+/// The events of one open stream. Dropping it (the client went away) ends the
+/// stream at once: the claimer stops and the lock session closes.
+pub struct JobStream {
+    rx: mpsc::Receiver<StreamItem>,
+    _stop: DropGuard,
+}
+
+impl Stream for JobStream {
+    type Item = StreamItem;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<StreamItem>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+impl Broker {
+    /// Open the stream for a listener, or refuse with `ListenerBusy`.
+    /// A listener id equal to the current holder's takes the stream over.
+    pub async fn open_stream(self: &Arc<Self>, listener_id: Option<String>) -> Result<JobStream, BrokerError> {
+        if self.shutdown.is_cancelled() {
+            return Err(BrokerError::ShuttingDown);
+        }
+        // Cheap refusal through the pool first, so a listener retrying in a
+        // loop does not make the database fork a backend per attempt.
+        let mut takeover_pid = None;
+        if let Some(holder) = self.store.holder().await? {
+            match (&listener_id, &holder.listener_id) {
+                (Some(ours), Some(theirs)) if ours == theirs => takeover_pid = Some(holder.pid),
+                _ => return Err(BrokerError::ListenerBusy),
+            }
+        }
+        let session = Session::connect(&self.session_config)
+            .await
+            .map_err(StoreError::from)?;
+        let mut locked = self.store.try_stream_lock(&session.client).await?;
+        if !locked {
+            if let Some(pid) = takeover_pid {
+                tracing::info!(pid, "taking the stream over from the same listener's stale session");
+                self.store.terminate_backend(pid).await?;
+                locked = self.store.wait_stream_lock(&session.client, TAKEOVER_WAIT_MS).await?;
+            }
+        }
+        if !locked {
+            return Err(BrokerError::ListenerBusy);
+        }
+        let stream_id = self
+            .store
+            .register_holder(&session.client, listener_id.as_deref(), &self.instance)
+            .await?;
+        let claim = self.store.prepare_claim(&session.client).await?;
+        let waker = self.hub.attach_stream();
+        tracing::info!(stream_id, listener_id = listener_id.as_deref().unwrap_or(""), "stream opened");
+
+        let (tx, rx) = mpsc::channel(BUFFER);
+        let stop = self.shutdown.child_token();
+        let broker = self.clone();
+        tokio::spawn(broker.run_stream(session, claim, stream_id, waker, tx, stop.clone()));
+        Ok(JobStream {
+            rx,
+            _stop: stop.drop_guard(),
+        })
+    }
+
+    async fn run_stream(
+        self: Arc<Self>,
+        mut session: Session,
+        claim: Statement,
+        stream_id: i64,
+        waker: StreamWaker,
+        tx: mpsc::Sender<StreamItem>,
+        stop: CancellationToken,
+    ) {
+        let reason = tokio::select! {
+            outcome = self.pump(&session.client, &claim, stream_id, &waker, &tx) => match outcome {
+                Ok(()) => "client went away".to_string(),
+                Err(error) => format!("database error: {error}"),
+            },
+            _ = session.driver.closed() => "lock session lost".to_string(),
+            _ = stop.cancelled() => if self.shutdown.is_cancelled() {
+                "shutting down".to_string()
+            } else {
+                "client went away".to_string()
+            },
+            _ = tx.closed() => "client went away".to_string(),
+        };
+        drop(waker);
+        if !session.client.is_closed() {
+            let release = self.store.release_holder(&session.client);
+            let _ = tokio::time::timeout(Duration::from_secs(1), release).await;
+        }
+        drop(session);
+        tracing::info!(stream_id, %reason, "stream closed");
+    }
+
+    /// Send the backlog, then new jobs as they come, with keepalives; returns
+    /// when the client is gone, or an error when the session fails.
+    async fn pump(
+        &self,
+        client: &Client,
+        claim: &Statement,
+        stream_id: i64,
+        waker: &StreamWaker,
+        tx: &mpsc::Sender<StreamItem>,
+    ) -> Result<(), StoreError> {
+        macro_rules! send {
+            ($item:expr) => {
+                if tx.send($item).await.is_err() {
+                    return Ok(());
+                }
+            };
+        }
+        send!(StreamItem::Retry(RETRY));
+        let period = self.settings.heartbeat();
+        let mut heartbeat = interval_at(Instant::now() + period, period);
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            // Drain: claim batches until a short one says nothing is left.
+            loop {
+                let batch = self.store.claim(client, claim, stream_id, CLAIM_BATCH).await?;
+                let full = batch.len() as i64 == CLAIM_BATCH;
+                for event in batch {
+                    tracing::debug!(job_id = event.id, attempt = event.attempt, "job sent");
+                    send!(StreamItem::Job(event));
+                }
+                if heartbeat.tick().now_or_never().is_some() {
+                    send!(StreamItem::Keepalive);
+                }
+                if !full {
+                    break;
+                }
+            }
+            let poll = async {
+                match self.settings.wake {
+                    WakeMode::Poll => tokio::time::sleep(self.settings.poll_interval()).await,
+                    WakeMode::Notify => std::future::pending().await,
+                }
+            };
+            // Wait for a wake-up. The heartbeat also re-runs the claim: a cheap
+            // liveness check of the lock session and a guard against any wake-up
+            // lost on the way.
+            tokio::select! {
+                _ = waker.woken() => {}
+                _ = heartbeat.tick() => send!(StreamItem::Keepalive),
+                _ = poll => {}
+            }
+        }
+    }
+}

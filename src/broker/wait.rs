@@ -1,0 +1,66 @@
+//! Waiting for a job to end without holding a connection or sending queries:
+//! the waiter sleeps until the hub wakes it (an answer in this process, or a
+//! NOTIFY from another), its job's deadline, the end of its `wait`, or shutdown.
+
+use std::pin::pin;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::time::{Instant, sleep, sleep_until};
+
+use super::{Broker, BrokerError};
+use crate::config::WakeMode;
+use crate::job::Job;
+
+/// After a deadline the database did not yet see as passed, look again this soon.
+const DEADLINE_RECHECK: Duration = Duration::from_millis(20);
+
+impl Broker {
+    /// Wait up to `wait` for job `id` to be terminal; returns the job as last
+    /// read (terminal or not). Reads the row once per wake-up, never on a timer
+    /// (except in poll mode, which is the sleep-polling baseline).
+    pub(super) async fn wait_for(&self, id: i64, wait: Duration) -> Result<Job, BrokerError> {
+        let until = Instant::now() + wait;
+        // Registered before the first read: an answer landing in between wakes us.
+        let waiter = self.hub.register(id);
+        let mut recheck_at: Option<Instant> = None;
+        let mut local: Option<Job> = None;
+        loop {
+            let by_job = pin!(waiter.slot().notify.notified());
+            let by_all = pin!(self.hub.all.notified());
+            let job = match local.take() {
+                Some(job) => job,
+                None => self.read(id).await?.ok_or(BrokerError::NotFound)?,
+            };
+            let now = Instant::now();
+            if job.is_terminal() || now >= until {
+                return Ok(job);
+            }
+            let deadline = recheck_at.take().unwrap_or_else(|| instant_of(&job));
+            let timer = if deadline <= now { now + DEADLINE_RECHECK } else { deadline.min(until) };
+            let poll = async {
+                match self.settings.wake {
+                    WakeMode::Poll => sleep(self.settings.poll_interval()).await,
+                    WakeMode::Notify => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = by_job => local = waiter.slot().latest(),
+                _ = by_all => {}
+                _ = sleep_until(timer) => {
+                    if timer < until {
+                        recheck_at = Some(Instant::now() + DEADLINE_RECHECK);
+                    }
+                }
+                _ = poll => {}
+                _ = self.shutdown.cancelled() => return Ok(job),
+            }
+        }
+    }
+}
+
+/// The job's deadline on this process's monotonic clock.
+fn instant_of(job: &Job) -> Instant {
+    let left = job.deadline - Utc::now();
+    Instant::now() + left.to_std().unwrap_or(Duration::ZERO)
+}

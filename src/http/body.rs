@@ -1,0 +1,84 @@
+//! Reading a JSON request body: content type, size limit, then parse.
+//! Chunked bodies without a Content-Length are counted as they arrive.
+
+use bytes::{Buf, BytesMut};
+use futures_util::{Stream, StreamExt};
+use serde_json::Value;
+use warp::Filter;
+use warp::http::{HeaderMap, StatusCode, header};
+
+use super::error::ApiError;
+
+/// A filter extracting the body as JSON, refusing bodies over `max` bytes (413)
+/// and content types other than JSON (415).
+pub fn json(max: u64) -> impl Filter<Extract = (Value,), Error = warp::Rejection> + Clone {
+    warp::header::headers_cloned()
+        .and(warp::body::stream())
+        .and_then(move |headers: HeaderMap, body| async move {
+            read(&headers, body, max).await.map_err(warp::reject::custom)
+        })
+}
+
+fn too_large(max: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("the request body is larger than {max} bytes"),
+    )
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+async fn read<S, B>(headers: &HeaderMap, body: S, max: u64) -> Result<Value, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(too_large(max));
+    }
+    if !is_json(headers) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the body must be sent with Content-Type: application/json",
+        ));
+    }
+    let mut buffer = BytesMut::new();
+    let mut body = std::pin::pin!(body);
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.map_err(|_| ApiError::bad_request("body_read_error", "the request body could not be read"))?;
+        if buffer.len() as u64 + chunk.remaining() as u64 > max {
+            return Err(too_large(max));
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            let n = part.len();
+            buffer.extend_from_slice(part);
+            chunk.advance(n);
+        }
+    }
+    serde_json::from_slice(&buffer)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {}", json_problem(&e))))
+}
+
+/// Where the JSON broke, without echoing any of its content.
+fn json_problem(error: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match error.classify() {
+        Category::Eof => "it ends too early",
+        Category::Syntax => "syntax error",
+        Category::Data | Category::Io => "unreadable",
+    };
+    format!("{what} at line {} column {}", error.line(), error.column())
+}

@@ -1,0 +1,100 @@
+//! Handlers: plain async functions from validated input to a response.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use serde_json::Value;
+use warp::http::{HeaderValue, StatusCode, header};
+use warp::reply::Response;
+use warp::{Rejection, Reply};
+
+use super::error::ApiError;
+use super::input;
+use crate::broker::{Broker, StreamItem};
+use crate::job::Job;
+
+/// 200 with a terminal job, 202 (with its Location) while it is open.
+fn job_reply(job: &Job) -> Response {
+    let status = if job.is_terminal() { StatusCode::OK } else { StatusCode::ACCEPTED };
+    let mut response = warp::reply::with_status(warp::reply::json(job), status).into_response();
+    if !job.is_terminal() {
+        let location = HeaderValue::from_str(&format!("/v1/jobs/{}", job.id)).expect("ascii");
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
+
+fn reject(error: impl Into<ApiError>) -> Rejection {
+    warp::reject::custom(error.into())
+}
+
+pub async fn submit(
+    broker: Arc<Broker>,
+    query: HashMap<String, String>,
+    body: Value,
+) -> Result<Response, Rejection> {
+    let wait = input::wait(&query, &broker.settings).map_err(reject)?;
+    let new = input::submit(body, &broker.settings).map_err(reject)?;
+    let (job, _created) = broker.submit(new, wait).await.map_err(reject)?;
+    Ok(job_reply(&job))
+}
+
+pub async fn get(id: String, broker: Arc<Broker>, query: HashMap<String, String>) -> Result<Response, Rejection> {
+    let id = input::job_id(&id).map_err(reject)?;
+    let wait = input::wait(&query, &broker.settings).map_err(reject)?;
+    let job = broker.get(id, wait).await.map_err(reject)?;
+    Ok(job_reply(&job))
+}
+
+pub async fn cancel(id: String, broker: Arc<Broker>) -> Result<Response, Rejection> {
+    let id = input::job_id(&id).map_err(reject)?;
+    let job = broker.cancel(id).await.map_err(reject)?;
+    Ok(warp::reply::json(&job).into_response())
+}
+
+pub async fn answer(id: String, broker: Arc<Broker>, body: Value) -> Result<Response, Rejection> {
+    let id = input::job_id(&id).map_err(reject)?;
+    let answer = input::answer(body).map_err(reject)?;
+    let job = broker.answer(id, answer).await.map_err(reject)?;
+    Ok(warp::reply::json(&job).into_response())
+}
+
+pub async fn stream(broker: Arc<Broker>, listener_id: Option<String>) -> Result<Response, Rejection> {
+    let listener_id = input::listener_id(listener_id.as_deref()).map_err(reject)?;
+    let jobs = broker.open_stream(listener_id).await.map_err(reject)?;
+    let events = jobs.map(|item| {
+        let event = match item {
+            StreamItem::Retry(delay) => warp::sse::Event::default().retry(delay),
+            StreamItem::Keepalive => warp::sse::Event::default().comment(" keepalive"),
+            StreamItem::Job(job) => warp::sse::Event::default()
+                .event("job")
+                .id(job.id.to_string())
+                .data(serde_json::to_string(&job).expect("a job event serialises")),
+        };
+        Ok::<_, std::convert::Infallible>(event)
+    });
+    let mut response = warp::sse::reply(events).into_response();
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+pub async fn healthz() -> Result<Response, Rejection> {
+    Ok(warp::reply::json(&serde_json::json!({"status": "ok"})).into_response())
+}
+
+pub async fn readyz(broker: Arc<Broker>) -> Result<Response, Rejection> {
+    if broker.ready().await {
+        Ok(warp::reply::json(&serde_json::json!({"status": "ready"})).into_response())
+    } else {
+        let mut error = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the database or the notification listener is not available",
+        );
+        error.retry_after = Some(1);
+        Ok(error.into_response())
+    }
+}

@@ -1,0 +1,94 @@
+//! The HTTP edge: routes compose filters, handlers do the work, one `recover`
+//! turns every rejection into the JSON error body.
+
+pub mod auth;
+mod body;
+pub mod error;
+mod handlers;
+pub mod input;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use warp::http::{HeaderValue, header};
+use warp::reply::Response;
+use warp::Filter;
+
+use self::auth::{Role, Tokens};
+use crate::broker::Broker;
+
+/// Every route of the API.
+pub fn routes(
+    broker: Arc<Broker>,
+    tokens: Arc<Tokens>,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    let max_body = broker.settings.max_body;
+    let with_broker = warp::any().map(move || broker.clone());
+    let submitter = auth::require(tokens.clone(), Role::Submitter);
+    let listener = auth::require(tokens, Role::Listener);
+    let query = warp::query::<HashMap<String, String>>();
+
+    let submit = warp::path!("v1" / "jobs")
+        .and(warp::post())
+        .and(submitter.clone())
+        .and(with_broker.clone())
+        .and(query)
+        .and(body::json(max_body))
+        .and_then(handlers::submit);
+    let get = warp::path!("v1" / "jobs" / String)
+        .and(warp::get())
+        .and(submitter.clone())
+        .and(with_broker.clone())
+        .and(query)
+        .and_then(handlers::get);
+    let cancel = warp::path!("v1" / "jobs" / String)
+        .and(warp::delete())
+        .and(submitter)
+        .and(with_broker.clone())
+        .and_then(handlers::cancel);
+    let answer = warp::path!("v1" / "jobs" / String / "result")
+        .and(warp::post())
+        .and(listener.clone())
+        .and(with_broker.clone())
+        .and(body::json(max_body))
+        .and_then(handlers::answer);
+    let stream = warp::path!("v1" / "stream")
+        .and(warp::get())
+        .and(listener)
+        .and(with_broker.clone())
+        .and(warp::header::optional::<String>("x-listener-id"))
+        .and_then(handlers::stream);
+    let healthz = warp::path!("healthz").and(warp::get()).and_then(handlers::healthz);
+    let readyz = warp::path!("readyz")
+        .and(warp::get())
+        .and(with_broker)
+        .and_then(handlers::readyz);
+
+    submit
+        .or(get)
+        .unify()
+        .or(cancel)
+        .unify()
+        .or(answer)
+        .unify()
+        .or(stream)
+        .unify()
+        .or(healthz)
+        .unify()
+        .or(readyz)
+        .unify()
+        .recover(error::recover)
+        .unify()
+        .map(hygiene)
+}
+
+/// Headers on every response: no sniffing, no caching of API answers.
+fn hygiene(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}

@@ -1,0 +1,167 @@
+//! The in-process wake-up hub: who is waiting for which job, and the local
+//! stream. Fed by the LISTEN connection and by this process's own answers.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+use crate::job::Job;
+
+/// One job's waiters share a slot: a notifier and, for answers given in this
+/// process, the terminal job itself (so the waiter need not read it back).
+#[derive(Default)]
+pub struct Slot {
+    pub notify: Notify,
+    latest: Mutex<Option<Job>>,
+}
+
+impl Slot {
+    /// The terminal job handed over by a local wake, if any.
+    pub fn latest(&self) -> Option<Job> {
+        self.latest.lock().expect("slot lock").clone()
+    }
+}
+
+#[derive(Default)]
+pub struct Hub {
+    slots: Mutex<HashMap<i64, (Arc<Slot>, usize)>>,
+    /// Wakes every waiter at once (after a LISTEN reconnect: re-read the table).
+    pub all: Notify,
+    stream: Mutex<Option<(u64, Arc<Notify>)>>,
+    stream_seq: AtomicU64,
+    listening: AtomicBool,
+}
+
+impl Hub {
+    pub fn new() -> Arc<Hub> {
+        Arc::new(Hub::default())
+    }
+
+    /// Register interest in job `id`. Register before the last read of the
+    /// row: a wake between the read and the wait is then not lost.
+    pub fn register(self: &Arc<Self>, id: i64) -> Waiter {
+        let mut slots = self.slots.lock().expect("hub lock");
+        let entry = slots.entry(id).or_insert_with(|| (Arc::new(Slot::default()), 0));
+        entry.1 += 1;
+        Waiter {
+            hub: self.clone(),
+            id,
+            slot: entry.0.clone(),
+        }
+    }
+
+    /// Requests waiting now in this process.
+    pub fn waiting(&self) -> usize {
+        self.slots
+            .lock()
+            .expect("hub lock")
+            .values()
+            .map(|(_, n)| *n)
+            .sum()
+    }
+
+    /// The ids this process waits on.
+    pub fn waited_ids(&self) -> Vec<i64> {
+        self.slots.lock().expect("hub lock").keys().copied().collect()
+    }
+
+    /// Wake the waiters of job `id`; `job` is the terminal job when known.
+    pub fn wake_job(&self, id: i64, job: Option<&Job>) {
+        let slot = self.slots.lock().expect("hub lock").get(&id).map(|(s, _)| s.clone());
+        if let Some(slot) = slot {
+            if let Some(job) = job {
+                *slot.latest.lock().expect("slot lock") = Some(job.clone());
+            }
+            slot.notify.notify_waiters();
+        }
+    }
+
+    /// Wake every waiter and the stream: something may have been missed.
+    pub fn wake_everything(&self) {
+        self.all.notify_waiters();
+        self.wake_stream();
+    }
+
+    /// Attach the local stream's waker; the returned guard detaches it.
+    pub fn attach_stream(self: &Arc<Self>) -> StreamWaker {
+        let seq = self.stream_seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let notify = Arc::new(Notify::new());
+        *self.stream.lock().expect("hub lock") = Some((seq, notify.clone()));
+        StreamWaker {
+            hub: self.clone(),
+            seq,
+            notify,
+        }
+    }
+
+    /// True when the stream is held in this process (no NOTIFY needed to reach it).
+    pub fn has_local_stream(&self) -> bool {
+        self.stream.lock().expect("hub lock").is_some()
+    }
+
+    /// Tell the local stream, if any, that new jobs may be waiting. The wake is
+    /// kept as a permit if the stream is busy, so it cannot be missed.
+    pub fn wake_stream(&self) {
+        if let Some((_, notify)) = &*self.stream.lock().expect("hub lock") {
+            notify.notify_one();
+        }
+    }
+
+    pub fn set_listening(&self, up: bool) {
+        self.listening.store(up, Ordering::SeqCst);
+    }
+
+    /// The LISTEN connection is up.
+    pub fn is_listening(&self) -> bool {
+        self.listening.load(Ordering::SeqCst)
+    }
+}
+
+/// A registered interest in one job; unregisters on drop.
+pub struct Waiter {
+    hub: Arc<Hub>,
+    id: i64,
+    slot: Arc<Slot>,
+}
+
+impl Waiter {
+    pub fn slot(&self) -> &Slot {
+        &self.slot
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        let mut slots = self.hub.slots.lock().expect("hub lock");
+        if let Some(entry) = slots.get_mut(&self.id) {
+            entry.1 -= 1;
+            if entry.1 == 0 {
+                slots.remove(&self.id);
+            }
+        }
+    }
+}
+
+/// The local stream's wake-up; detaches on drop.
+pub struct StreamWaker {
+    hub: Arc<Hub>,
+    seq: u64,
+    notify: Arc<Notify>,
+}
+
+impl StreamWaker {
+    pub async fn woken(&self) {
+        self.notify.notified().await
+    }
+}
+
+impl Drop for StreamWaker {
+    fn drop(&mut self) {
+        let mut stream = self.hub.stream.lock().expect("hub lock");
+        if matches!(&*stream, Some((seq, _)) if *seq == self.seq) {
+            *stream = None;
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The job as the contract shows it.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::Value;
+
+/// Where a job is in its life. The last four are terminal: never left again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Pending,
+    Delivered,
+    Done,
+    Failed,
+    Expired,
+    Cancelled,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Delivered => "delivered",
+            JobState::Done => "done",
+            JobState::Failed => "failed",
+            JobState::Expired => "expired",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<JobState> {
+        Some(match text {
+            "pending" => JobState::Pending,
+            "delivered" => JobState::Delivered,
+            "done" => JobState::Done,
+            "failed" => JobState::Failed,
+            "expired" => JobState::Expired,
+            "cancelled" => JobState::Cancelled,
+            _ => return None,
+        })
+    }
+
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, JobState::Pending | JobState::Delivered)
+    }
+}
+
+/// A job row, serialised exactly as the contract's job object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: i64,
+    pub kind: String,
+    pub state: JobState,
+    pub payload: Value,
+    pub result: Option<Value>,
+    pub error: Option<Value>,
+    pub attempts: i32,
+    #[serde(serialize_with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "rfc3339")]
+    pub deadline: DateTime<Utc>,
+    #[serde(serialize_with = "rfc3339_opt")]
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl Job {
+    pub fn is_terminal(&self) -> bool {
+        self.state.is_terminal()
+    }
+}
+
+/// What the stream sends for one job (`data:` of an `event: job`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobEvent {
+    pub id: i64,
+    pub kind: String,
+    pub payload: Value,
+    #[serde(serialize_with = "rfc3339")]
+    pub deadline: DateTime<Utc>,
+    pub attempt: i32,
+}
+
+/// The listener's answer: exactly one of a result or an error.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    Result(Value),
+    Error(Value),
+}
+
+impl Answer {
+    pub fn state(&self) -> JobState {
+        match self {
+            Answer::Result(_) => JobState::Done,
+            Answer::Error(_) => JobState::Failed,
+        }
+    }
+
+    /// True when a terminal job already carries exactly this answer.
+    pub fn matches(&self, job: &Job) -> bool {
+        match self {
+            Answer::Result(v) => job.state == JobState::Done && job.result.as_ref() == Some(v),
+            Answer::Error(v) => job.state == JobState::Failed && job.error.as_ref() == Some(v),
+        }
+    }
+}
+
+/// RFC 3339 in UTC with microseconds, as PostgreSQL stores them.
+pub fn format_time(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn rfc3339<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_time(t))
+}
+
+fn rfc3339_opt<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => rfc3339(t, s),
+        None => s.serialize_none(),
+    }
+}

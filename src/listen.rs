@@ -1,0 +1,99 @@
+//! The instance's LISTEN connection: one dedicated session (never pooled),
+//! driven with `poll_message`, feeding the hub. Reconnects with backoff and
+//! jitter; after every (re)connect it wakes everyone to re-read the table,
+//! because notifications sent while it was away are gone.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream;
+use tokio_postgres::{AsyncMessage, Config, NoTls};
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::Hub;
+
+pub const CHANNEL_NEW: &str = "backchannel_new";
+pub const CHANNEL_DONE: &str = "backchannel_done";
+
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Run until `shutdown`: keep one LISTEN session up and dispatch what it hears.
+pub async fn run(config: Config, hub: Arc<Hub>, shutdown: CancellationToken) {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let outcome = tokio::select! {
+            outcome = listen_once(&config, &hub) => outcome,
+            _ = shutdown.cancelled() => break,
+        };
+        // A connection that came up resets the backoff; failing to connect grows it.
+        if hub.is_listening() {
+            backoff = BACKOFF_MIN;
+        }
+        hub.set_listening(false);
+        match outcome {
+            Ok(()) => tracing::warn!("LISTEN connection closed; reconnecting"),
+            Err(error) => tracing::warn!(%error, "LISTEN connection failed; reconnecting"),
+        }
+        let jitter: f64 = rand::random_range(0.5..1.5);
+        let delay = backoff.mul_f64(jitter);
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.cancelled() => break,
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+    hub.set_listening(false);
+}
+
+/// One connection's life: connect, LISTEN, dispatch until it dies.
+async fn listen_once(config: &Config, hub: &Arc<Hub>) -> Result<(), tokio_postgres::Error> {
+    let (client, mut connection) = config.connect(NoTls).await?;
+    let (dead_tx, mut dead_rx) = tokio::sync::oneshot::channel();
+    let dispatch_hub = hub.clone();
+    let driver = tokio::spawn(async move {
+        let mut messages = stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(AsyncMessage::Notification(n)) => dispatch(&dispatch_hub, n.channel(), n.payload()),
+                Ok(_) => {}
+                Err(error) => {
+                    let _ = dead_tx.send(Some(error));
+                    return;
+                }
+            }
+        }
+        let _ = dead_tx.send(None);
+    });
+    let _abort = AbortOnDrop(driver);
+    client
+        .batch_execute(&format!("LISTEN {CHANNEL_NEW}; LISTEN {CHANNEL_DONE};"))
+        .await?;
+    hub.set_listening(true);
+    tracing::info!("LISTEN connection up");
+    hub.wake_everything();
+    match (&mut dead_rx).await {
+        Ok(Some(error)) => Err(error),
+        _ => Ok(()),
+    }
+}
+
+fn dispatch(hub: &Hub, channel: &str, payload: &str) {
+    match channel {
+        CHANNEL_DONE => match payload.parse::<i64>() {
+            Ok(id) => hub.wake_job(id, None),
+            Err(_) => tracing::debug!(payload_len = payload.len(), "ignored malformed done notification"),
+        },
+        CHANNEL_NEW => hub.wake_stream(),
+        _ => {}
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

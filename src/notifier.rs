@@ -1,0 +1,89 @@
+//! Outgoing notifications, coalesced. A committing transaction that notified
+//! takes a cluster-wide lock, so notifying commits are few and batched: while
+//! one batch is in flight, the next one gathers. With nothing in flight a
+//! notification leaves at once (no added latency at low load).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::Store;
+
+/// Most ids carried over after failures; beyond it the oldest are dropped
+/// (waiters then rely on their own deadline timer and the safety re-check).
+const MAX_BACKLOG: usize = 100_000;
+
+#[derive(Default)]
+struct Pending {
+    done: Vec<i64>,
+    new: bool,
+}
+
+#[derive(Default)]
+pub struct Notifier {
+    pending: Mutex<Pending>,
+    kick: Notify,
+}
+
+impl Notifier {
+    pub fn new() -> Arc<Notifier> {
+        Arc::new(Notifier::default())
+    }
+
+    /// Queue `NOTIFY backchannel_done, '<id>'`.
+    pub fn done(&self, id: i64) {
+        self.pending.lock().expect("notifier lock").done.push(id);
+        self.kick.notify_one();
+    }
+
+    /// Queue one `NOTIFY backchannel_new` (many requests make one).
+    pub fn new_job(&self) {
+        self.pending.lock().expect("notifier lock").new = true;
+        self.kick.notify_one();
+    }
+
+    fn take(&self) -> Pending {
+        std::mem::take(&mut *self.pending.lock().expect("notifier lock"))
+    }
+
+    fn put_back(&self, batch: Pending) {
+        let mut pending = self.pending.lock().expect("notifier lock");
+        pending.new |= batch.new;
+        let mut done = batch.done;
+        done.append(&mut pending.done);
+        if done.len() > MAX_BACKLOG {
+            let excess = done.len() - MAX_BACKLOG;
+            done.drain(..excess);
+        }
+        pending.done = done;
+    }
+
+    /// Send batches until `shutdown`, then flush what is left once.
+    pub async fn run(self: Arc<Self>, store: Arc<Store>, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = self.kick.notified() => {}
+                _ = shutdown.cancelled() => break,
+            }
+            let batch = self.take();
+            if batch.done.is_empty() && !batch.new {
+                continue;
+            }
+            if let Err(error) = store.notify(&batch.done, batch.new).await {
+                tracing::warn!(%error, ids = batch.done.len(), "sending notifications failed; will retry");
+                self.put_back(batch);
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                    _ = shutdown.cancelled() => break,
+                }
+                self.kick.notify_one();
+            }
+        }
+        let batch = self.take();
+        if !batch.done.is_empty() || batch.new {
+            let _ = store.notify(&batch.done, batch.new).await;
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Building and running one broker instance.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::Broker;
+use crate::config::{Settings, WakeMode};
+use crate::db::{self, Session};
+use crate::http::{self, auth::Tokens};
+use crate::hub::Hub;
+use crate::notifier::Notifier;
+use crate::store::Store;
+use crate::{listen, migrate};
+
+/// A running instance: its address, its broker, and the handle to stop it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub broker: Arc<Broker>,
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// Apply pending migrations on a session of their own.
+pub async fn migrate(database_url: &str) -> anyhow::Result<Vec<i32>> {
+    let config = db::config(database_url, "backchannel-migrate").context("DATABASE_URL is not valid")?;
+    let mut session = Session::connect(&config)
+        .await
+        .context("cannot connect to the database to apply migrations")?;
+    let applied = migrate::run(&mut session.client)
+        .await
+        .context("applying migrations failed")?;
+    Ok(applied)
+}
+
+fn instance_name(settings: &Settings) -> String {
+    if let Some(id) = &settings.instance_id {
+        return id.clone();
+    }
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    let suffix: u32 = rand::random_range(0..0x10000);
+    format!("{host}-{}-{suffix:04x}", std::process::id())
+}
+
+/// Validate settings, migrate, start the background tasks and serve.
+pub async fn start(settings: Settings) -> anyhow::Result<Running> {
+    settings.validate()?;
+    migrate(&settings.database_url).await?;
+
+    let pool = db::pool(&settings.database_url, settings.pool_size)?;
+    let session_config = db::config(&settings.database_url, "backchannel-session")?;
+    let listen_config = db::config(&settings.database_url, "backchannel-listen")?;
+    let shutdown = CancellationToken::new();
+    let settings = Arc::new(settings);
+    let broker = Arc::new(Broker {
+        store: Arc::new(Store::new(pool)),
+        hub: Hub::new(),
+        notifier: Notifier::new(),
+        instance: instance_name(&settings),
+        settings: settings.clone(),
+        shutdown: shutdown.clone(),
+        session_config,
+    });
+
+    if settings.wake == WakeMode::Notify {
+        tokio::spawn(listen::run(listen_config, broker.hub.clone(), shutdown.clone()));
+    }
+    tokio::spawn(
+        broker
+            .notifier
+            .clone()
+            .run(broker.store.clone(), shutdown.clone()),
+    );
+
+    let listener = tokio::net::TcpListener::bind(settings.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.bind))?;
+    let addr = listener.local_addr()?;
+    let tokens = Arc::new(Tokens::new(&settings.submitter_tokens, &settings.listener_tokens));
+    let routes = http::routes(broker.clone(), tokens);
+    let server = warp::serve(routes)
+        .incoming(listener)
+        .graceful(shutdown.clone().cancelled_owned())
+        .run();
+    let grace = settings.shutdown_grace();
+    let signal = shutdown.clone();
+    let task = tokio::spawn(async move {
+        tokio::select! {
+            _ = server => {}
+            _ = async { signal.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!("shutdown grace period over; closing remaining connections");
+            }
+        }
+    });
+    tracing::info!(%addr, instance = %broker.instance, wake = ?settings.wake, "backchannel listening");
+    Ok(Running {
+        addr,
+        broker,
+        shutdown,
+        task,
+    })
+}
+
+impl Running {
+    /// Begin a graceful shutdown: stop accepting, end the stream, answer waiters.
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Wait until the server has stopped (after `shutdown`).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+
+    /// Shut down and wait.
+    pub async fn stop(self) {
+        self.shutdown();
+        self.wait().await;
+    }
+}

@@ -1,0 +1,127 @@
+//! Every SQL statement the broker runs, in one place.
+
+/// The columns of a job, in the order `job_from_row` reads them.
+macro_rules! job_columns {
+    () => {
+        "id, kind, state, payload, result, error, attempts, created_at, deadline, completed_at"
+    };
+}
+
+/// Namespace of the broker's advisory locks (the first key of the two-key form).
+pub const LOCK_NAMESPACE: i32 = 0x6263_0001;
+/// Second key: the stream lock (session level, one listener in the cluster).
+pub const LOCK_STREAM: i32 = 1;
+/// Second key: migrations (transaction level).
+pub const LOCK_MIGRATE: i32 = 2;
+/// Second key: the reaper's tick (transaction level, one instance per tick).
+pub const LOCK_REAPER: i32 = 3;
+
+/// Insert a job, or find the job that already has this idempotency key.
+/// The last column says whether this statement created it.
+pub const INSERT_JOB: &str = concat!(
+    "WITH ins AS (
+        INSERT INTO backchannel.jobs (kind, payload, deadline, idempotency_key)
+        VALUES ($1, $2, now() + make_interval(secs => $3), $4)
+        ON CONFLICT (idempotency_key) DO NOTHING
+        RETURNING ",
+    job_columns!(),
+    ")
+    SELECT *, true FROM ins
+    UNION ALL
+    SELECT ",
+    job_columns!(),
+    ", false FROM backchannel.jobs
+    WHERE $4::text IS NOT NULL AND idempotency_key = $4 AND NOT EXISTS (SELECT 1 FROM ins)"
+);
+
+/// Read jobs by id; an open job past its deadline becomes `expired` on the way.
+/// The last column says whether this statement expired it (then notify).
+pub const READ_JOBS: &str = concat!(
+    "WITH expired AS (
+        UPDATE backchannel.jobs SET state = 'expired', completed_at = now()
+        WHERE id = ANY($1) AND state IN ('pending', 'delivered') AND deadline <= now()
+        RETURNING ",
+    job_columns!(),
+    ")
+    SELECT *, true FROM expired
+    UNION ALL
+    SELECT ",
+    job_columns!(),
+    ", false FROM backchannel.jobs
+    WHERE id = ANY($1) AND id NOT IN (SELECT id FROM expired)"
+);
+
+/// The first answer to an open job within its deadline.
+pub const ANSWER_JOB: &str = concat!(
+    "UPDATE backchannel.jobs
+    SET state = $2, result = $3, error = $4, completed_at = now()
+    WHERE id = $1 AND state IN ('pending', 'delivered') AND deadline > now()
+    RETURNING ",
+    job_columns!()
+);
+
+/// Cancel an open job within its deadline.
+pub const CANCEL_JOB: &str = concat!(
+    "UPDATE backchannel.jobs
+    SET state = 'cancelled', completed_at = now()
+    WHERE id = $1 AND state IN ('pending', 'delivered') AND deadline > now()
+    RETURNING ",
+    job_columns!()
+);
+
+/// Claim the next open jobs not yet sent on this stream, oldest first, and
+/// mark them delivered. Selected by state, never by an id cursor: ids are not
+/// commit-ordered.
+pub const CLAIM_JOBS: &str = "WITH next AS (
+        SELECT id FROM backchannel.jobs
+        WHERE state IN ('pending', 'delivered') AND deadline > now()
+          AND stream_id IS DISTINCT FROM $1
+        ORDER BY id
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE backchannel.jobs j
+    SET state = 'delivered', attempts = j.attempts + 1, stream_id = $1
+    FROM next WHERE j.id = next.id
+    RETURNING j.id, j.kind, j.payload, j.deadline, j.attempts";
+
+/// Take the stream lock if it is free (on the stream's own session).
+pub const TRY_STREAM_LOCK: &str = "SELECT pg_try_advisory_lock($1, $2)";
+
+/// Wait for the stream lock (bounded by the session's statement_timeout).
+pub const WAIT_STREAM_LOCK: &str = "SELECT pg_advisory_lock($1, $2)";
+
+/// Record who holds the stream and number the new stream.
+pub const REGISTER_HOLDER: &str = "INSERT INTO backchannel.stream_holder
+        (singleton, listener_id, instance, pid, stream_id, since)
+    VALUES (true, $1, $2, pg_backend_pid(), nextval('backchannel.stream_seq'), now())
+    ON CONFLICT (singleton) DO UPDATE SET
+        listener_id = EXCLUDED.listener_id, instance = EXCLUDED.instance,
+        pid = EXCLUDED.pid, stream_id = EXCLUDED.stream_id, since = EXCLUDED.since
+    RETURNING stream_id";
+
+/// Forget the holder record of this session (a stream closing cleanly).
+pub const RELEASE_HOLDER: &str = "DELETE FROM backchannel.stream_holder WHERE pid = pg_backend_pid()";
+
+/// The backend holding the stream lock in this database, if any, with the
+/// holder record when it describes that backend.
+pub const CURRENT_HOLDER: &str = "SELECT l.pid, h.listener_id, h.instance, h.since
+    FROM pg_locks l
+    LEFT JOIN backchannel.stream_holder h ON h.pid = l.pid
+    WHERE l.locktype = 'advisory' AND l.granted
+      AND l.classid = ($1::int)::oid AND l.objid = ($2::int)::oid AND l.objsubid = 2
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+
+/// End the session of a stale stream holder (takeover by the same listener id).
+pub const TERMINATE_BACKEND: &str = "SELECT pg_terminate_backend($1)";
+
+/// Send coalesced notifications in one transaction: one `backchannel_done`
+/// per id and, when asked, one `backchannel_new`.
+pub const NOTIFY_BATCH: &str = "SELECT count(pg_notify(channel, payload)) FROM (
+        SELECT 'backchannel_done' AS channel, id::text AS payload FROM unnest($1::bigint[]) AS id
+        UNION ALL
+        SELECT 'backchannel_new', '' WHERE $2
+    ) AS n";
+
+/// Readiness: the database answers.
+pub const PING: &str = "SELECT 1";
