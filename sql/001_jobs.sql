@@ -48,6 +48,7 @@ CREATE FUNCTION backchannel.submit(
     idempotency_key text DEFAULT NULL
 ) RETURNS bigint
 LANGUAGE plpgsql AS $$
+#variable_conflict use_column
 DECLARE
     new_id bigint;
 BEGIN

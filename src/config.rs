@@ -49,11 +49,21 @@ pub struct Settings {
     pub bind: SocketAddr,
 
     /// Comma-separated submitter tokens.
-    #[arg(long = "submitter-tokens", env = "BACKCHANNEL_SUBMITTER_TOKENS", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long = "submitter-tokens",
+        env = "BACKCHANNEL_SUBMITTER_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub submitter_tokens: Vec<String>,
 
     /// Comma-separated listener tokens.
-    #[arg(long = "listener-tokens", env = "BACKCHANNEL_LISTENER_TOKENS", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long = "listener-tokens",
+        env = "BACKCHANNEL_LISTENER_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub listener_tokens: Vec<String>,
 
     /// Seconds between keepalive comments on the stream.
@@ -148,7 +158,9 @@ impl Settings {
         ];
         for (name, value) in positive {
             if !(value.is_finite() && value > 0.0) {
-                return Err(ConfigError(format!("{name} must be a positive number of seconds")));
+                return Err(ConfigError(format!(
+                    "{name} must be a positive number of seconds"
+                )));
             }
         }
         if self.default_timeout > self.max_timeout {
@@ -157,13 +169,19 @@ impl Settings {
             ));
         }
         if self.pool_size == 0 {
-            return Err(ConfigError("BACKCHANNEL_POOL_SIZE must be at least 1".into()));
+            return Err(ConfigError(
+                "BACKCHANNEL_POOL_SIZE must be at least 1".into(),
+            ));
         }
         if self.max_body == 0 {
-            return Err(ConfigError("BACKCHANNEL_MAX_BODY must be at least 1".into()));
+            return Err(ConfigError(
+                "BACKCHANNEL_MAX_BODY must be at least 1".into(),
+            ));
         }
         if self.poll_interval_ms == 0 {
-            return Err(ConfigError("BACKCHANNEL_POLL_INTERVAL_MS must be at least 1".into()));
+            return Err(ConfigError(
+                "BACKCHANNEL_POLL_INTERVAL_MS must be at least 1".into(),
+            ));
         }
         self.database_url
             .parse::<tokio_postgres::Config>()
@@ -190,11 +208,16 @@ impl Settings {
 
 fn check_tokens(name: &str, tokens: &[String]) -> Result<(), ConfigError> {
     if tokens.is_empty() || tokens.iter().all(|t| t.trim().is_empty()) {
-        return Err(ConfigError(format!("{name} is required: give at least one token")));
+        return Err(ConfigError(format!(
+            "{name} is required: give at least one token"
+        )));
     }
     for (i, token) in tokens.iter().enumerate() {
         if token.trim() != token {
-            return Err(ConfigError(format!("{name}: token #{} has leading or trailing spaces", i + 1)));
+            return Err(ConfigError(format!(
+                "{name}: token #{} has leading or trailing spaces",
+                i + 1
+            )));
         }
         if token.chars().count() < MIN_TOKEN_LEN {
             return Err(ConfigError(format!(

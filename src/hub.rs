@@ -43,7 +43,9 @@ impl Hub {
     /// row: a wake between the read and the wait is then not lost.
     pub fn register(self: &Arc<Self>, id: i64) -> Waiter {
         let mut slots = self.slots.lock().expect("hub lock");
-        let entry = slots.entry(id).or_insert_with(|| (Arc::new(Slot::default()), 0));
+        let entry = slots
+            .entry(id)
+            .or_insert_with(|| (Arc::new(Slot::default()), 0));
         entry.1 += 1;
         Waiter {
             hub: self.clone(),
@@ -64,12 +66,22 @@ impl Hub {
 
     /// The ids this process waits on.
     pub fn waited_ids(&self) -> Vec<i64> {
-        self.slots.lock().expect("hub lock").keys().copied().collect()
+        self.slots
+            .lock()
+            .expect("hub lock")
+            .keys()
+            .copied()
+            .collect()
     }
 
     /// Wake the waiters of job `id`; `job` is the terminal job when known.
     pub fn wake_job(&self, id: i64, job: Option<&Job>) {
-        let slot = self.slots.lock().expect("hub lock").get(&id).map(|(s, _)| s.clone());
+        let slot = self
+            .slots
+            .lock()
+            .expect("hub lock")
+            .get(&id)
+            .map(|(s, _)| s.clone());
         if let Some(slot) = slot {
             if let Some(job) = job {
                 *slot.latest.lock().expect("slot lock") = Some(job.clone());

@@ -56,7 +56,9 @@ async fn listen_once(config: &Config, hub: &Arc<Hub>) -> Result<(), tokio_postgr
         let mut messages = stream::poll_fn(move |cx| connection.poll_message(cx));
         while let Some(message) = messages.next().await {
             match message {
-                Ok(AsyncMessage::Notification(n)) => dispatch(&dispatch_hub, n.channel(), n.payload()),
+                Ok(AsyncMessage::Notification(n)) => {
+                    dispatch(&dispatch_hub, n.channel(), n.payload())
+                }
                 Ok(_) => {}
                 Err(error) => {
                     let _ = dead_tx.send(Some(error));
@@ -83,7 +85,10 @@ fn dispatch(hub: &Hub, channel: &str, payload: &str) {
     match channel {
         CHANNEL_DONE => match payload.parse::<i64>() {
             Ok(id) => hub.wake_job(id, None),
-            Err(_) => tracing::debug!(payload_len = payload.len(), "ignored malformed done notification"),
+            Err(_) => tracing::debug!(
+                payload_len = payload.len(),
+                "ignored malformed done notification"
+            ),
         },
         CHANNEL_NEW => hub.wake_stream(),
         _ => {}

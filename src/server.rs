@@ -26,7 +26,8 @@ pub struct Running {
 
 /// Apply pending migrations on a session of their own.
 pub async fn migrate(database_url: &str) -> anyhow::Result<Vec<i32>> {
-    let config = db::config(database_url, "backchannel-migrate").context("DATABASE_URL is not valid")?;
+    let config =
+        db::config(database_url, "backchannel-migrate").context("DATABASE_URL is not valid")?;
     let mut session = Session::connect(&config)
         .await
         .context("cannot connect to the database to apply migrations")?;
@@ -42,7 +43,11 @@ fn instance_name(settings: &Settings) -> String {
     }
     let host = std::env::var("HOSTNAME")
         .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "host".into());
     let suffix: u32 = rand::random_range(0..0x10000);
@@ -70,7 +75,11 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     });
 
     if settings.wake == WakeMode::Notify {
-        tokio::spawn(listen::run(listen_config, broker.hub.clone(), shutdown.clone()));
+        tokio::spawn(listen::run(
+            listen_config,
+            broker.hub.clone(),
+            shutdown.clone(),
+        ));
     }
     tokio::spawn(
         broker
@@ -83,7 +92,10 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("cannot listen on {}", settings.bind))?;
     let addr = listener.local_addr()?;
-    let tokens = Arc::new(Tokens::new(&settings.submitter_tokens, &settings.listener_tokens));
+    let tokens = Arc::new(Tokens::new(
+        &settings.submitter_tokens,
+        &settings.listener_tokens,
+    ));
     let routes = http::routes(broker.clone(), tokens);
     let server = warp::serve(routes)
         .incoming(listener)

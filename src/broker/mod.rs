@@ -81,12 +81,16 @@ impl Broker {
             }
             match self.read(id).await? {
                 None => return Err(BrokerError::NotFound),
-                Some(job) if job.is_terminal() => return Err(BrokerError::AlreadyTerminal(Box::new(job))),
+                Some(job) if job.is_terminal() => {
+                    return Err(BrokerError::AlreadyTerminal(Box::new(job)));
+                }
                 // Open again on the read: it was locked or its deadline moved under us; retry.
                 Some(_) => continue,
             }
         }
-        Err(BrokerError::Store(StoreError::Unavailable("cancel did not settle".into())))
+        Err(BrokerError::Store(StoreError::Unavailable(
+            "cancel did not settle".into(),
+        )))
     }
 
     /// Record the listener's answer; replays of the same answer are accepted.
@@ -104,12 +108,16 @@ impl Broker {
                     JobState::Done | JobState::Failed => {
                         return Err(BrokerError::AlreadyAnswered(Box::new(job)));
                     }
-                    JobState::Expired | JobState::Cancelled => return Err(BrokerError::Gone(Box::new(job))),
+                    JobState::Expired | JobState::Cancelled => {
+                        return Err(BrokerError::Gone(Box::new(job)));
+                    }
                     JobState::Pending | JobState::Delivered => continue,
                 },
             }
         }
-        Err(BrokerError::Store(StoreError::Unavailable("answer did not settle".into())))
+        Err(BrokerError::Store(StoreError::Unavailable(
+            "answer did not settle".into(),
+        )))
     }
 
     /// Read one job, expiring it if its deadline passed (and telling everyone).

@@ -55,7 +55,10 @@ impl Stream for JobStream {
 impl Broker {
     /// Open the stream for a listener, or refuse with `ListenerBusy`.
     /// A listener id equal to the current holder's takes the stream over.
-    pub async fn open_stream(self: &Arc<Self>, listener_id: Option<String>) -> Result<JobStream, BrokerError> {
+    pub async fn open_stream(
+        self: &Arc<Self>,
+        listener_id: Option<String>,
+    ) -> Result<JobStream, BrokerError> {
         if self.shutdown.is_cancelled() {
             return Err(BrokerError::ShuttingDown);
         }
@@ -74,9 +77,15 @@ impl Broker {
         let mut locked = self.store.try_stream_lock(&session.client).await?;
         if !locked {
             if let Some(pid) = takeover_pid {
-                tracing::info!(pid, "taking the stream over from the same listener's stale session");
+                tracing::info!(
+                    pid,
+                    "taking the stream over from the same listener's stale session"
+                );
                 self.store.terminate_backend(pid).await?;
-                locked = self.store.wait_stream_lock(&session.client, TAKEOVER_WAIT_MS).await?;
+                locked = self
+                    .store
+                    .wait_stream_lock(&session.client, TAKEOVER_WAIT_MS)
+                    .await?;
             }
         }
         if !locked {
@@ -88,7 +97,11 @@ impl Broker {
             .await?;
         let claim = self.store.prepare_claim(&session.client).await?;
         let waker = self.hub.attach_stream();
-        tracing::info!(stream_id, listener_id = listener_id.as_deref().unwrap_or(""), "stream opened");
+        tracing::info!(
+            stream_id,
+            listener_id = listener_id.as_deref().unwrap_or(""),
+            "stream opened"
+        );
 
         let (tx, rx) = mpsc::channel(BUFFER);
         let stop = self.shutdown.child_token();
@@ -155,7 +168,10 @@ impl Broker {
         loop {
             // Drain: claim batches until a short one says nothing is left.
             loop {
-                let batch = self.store.claim(client, claim, stream_id, CLAIM_BATCH).await?;
+                let batch = self
+                    .store
+                    .claim(client, claim, stream_id, CLAIM_BATCH)
+                    .await?;
                 let full = batch.len() as i64 == CLAIM_BATCH;
                 for event in batch {
                     tracing::debug!(job_id = event.id, attempt = event.attempt, "job sent");

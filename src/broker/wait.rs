@@ -37,7 +37,11 @@ impl Broker {
                 return Ok(job);
             }
             let deadline = recheck_at.take().unwrap_or_else(|| instant_of(&job));
-            let timer = if deadline <= now { now + DEADLINE_RECHECK } else { deadline.min(until) };
+            let timer = if deadline <= now {
+                now + DEADLINE_RECHECK
+            } else {
+                deadline.min(until)
+            };
             let poll = async {
                 match self.settings.wake {
                     WakeMode::Poll => sleep(self.settings.poll_interval()).await,

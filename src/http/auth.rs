@@ -39,7 +39,11 @@ impl Tokens {
         let tokens = submitter
             .iter()
             .map(|t| (digest(t.as_bytes()), Role::Submitter))
-            .chain(listener.iter().map(|t| (digest(t.as_bytes()), Role::Listener)))
+            .chain(
+                listener
+                    .iter()
+                    .map(|t| (digest(t.as_bytes()), Role::Listener)),
+            )
             .collect();
         Tokens { tokens }
     }
@@ -70,7 +74,11 @@ impl Tokens {
             Some(role) => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
-                format!("a {} token cannot use this endpoint; it needs a {} token", role.name(), required.name()),
+                format!(
+                    "a {} token cannot use this endpoint; it needs a {} token",
+                    role.name(),
+                    required.name()
+                ),
             )),
         }
     }

@@ -15,7 +15,9 @@ pub fn json(max: u64) -> impl Filter<Extract = (Value,), Error = warp::Rejection
     warp::header::headers_cloned()
         .and(warp::body::stream())
         .and_then(move |headers: HeaderMap, body| async move {
-            read(&headers, body, max).await.map_err(warp::reject::custom)
+            read(&headers, body, max)
+                .await
+                .map_err(warp::reject::custom)
         })
 }
 
@@ -28,11 +30,20 @@ fn too_large(max: u64) -> ApiError {
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
-    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
-    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 async fn read<S, B>(headers: &HeaderMap, body: S, max: u64) -> Result<Value, ApiError>
@@ -57,7 +68,9 @@ where
     let mut buffer = BytesMut::new();
     let mut body = std::pin::pin!(body);
     while let Some(chunk) = body.next().await {
-        let mut chunk = chunk.map_err(|_| ApiError::bad_request("body_read_error", "the request body could not be read"))?;
+        let mut chunk = chunk.map_err(|_| {
+            ApiError::bad_request("body_read_error", "the request body could not be read")
+        })?;
         if buffer.len() as u64 + chunk.remaining() as u64 > max {
             return Err(too_large(max));
         }
@@ -68,8 +81,12 @@ where
             chunk.advance(n);
         }
     }
-    serde_json::from_slice(&buffer)
-        .map_err(|e| ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {}", json_problem(&e))))
+    serde_json::from_slice(&buffer).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_json",
+            format!("the body is not valid JSON: {}", json_problem(&e)),
+        )
+    })
 }
 
 /// Where the JSON broke, without echoing any of its content.

@@ -46,7 +46,11 @@ impl ApiError {
     }
 
     pub fn unavailable(message: impl Into<String>) -> ApiError {
-        let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", message);
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            message,
+        );
         e.retry_after = Some(1);
         e
     }
@@ -74,7 +78,8 @@ impl Reply for ApiError {
                 job: self.job.as_deref(),
             },
         };
-        let mut response = warp::reply::with_status(warp::reply::json(&body), self.status).into_response();
+        let mut response =
+            warp::reply::with_status(warp::reply::json(&body), self.status).into_response();
         let headers = response.headers_mut();
         if let Some(seconds) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
@@ -92,7 +97,9 @@ impl Reply for ApiError {
 impl From<BrokerError> for ApiError {
     fn from(error: BrokerError) -> ApiError {
         match error {
-            BrokerError::NotFound => ApiError::new(StatusCode::NOT_FOUND, "not_found", "no job with this id"),
+            BrokerError::NotFound => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", "no job with this id")
+            }
             BrokerError::AlreadyTerminal(job) => ApiError::new(
                 StatusCode::CONFLICT,
                 "already_terminal",
@@ -135,7 +142,11 @@ impl From<BrokerError> for ApiError {
             }
             BrokerError::Store(error) => {
                 tracing::error!(error = ?error, "database error");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error",
+                )
             }
         }
     }
@@ -163,11 +174,18 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     } else if rejection.find::<reject::InvalidQuery>().is_some() {
         ApiError::bad_request("invalid_query", "the query string is malformed")
     } else if let Some(e) = rejection.find::<reject::InvalidHeader>() {
-        ApiError::bad_request("invalid_header", format!("header {} is malformed", e.name()))
+        ApiError::bad_request(
+            "invalid_header",
+            format!("header {} is malformed", e.name()),
+        )
     } else if let Some(e) = rejection.find::<reject::MissingHeader>() {
         ApiError::bad_request("missing_header", format!("header {} is required", e.name()))
     } else if rejection.find::<reject::PayloadTooLarge>().is_some() {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is too large",
+        )
     } else if rejection.find::<reject::UnsupportedMediaType>().is_some() {
         ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -176,7 +194,11 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
         )
     } else {
         tracing::error!(?rejection, "unhandled rejection");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
     };
     Ok(error.into_response())
 }

@@ -16,7 +16,11 @@ use crate::job::Job;
 
 /// 200 with a terminal job, 202 (with its Location) while it is open.
 fn job_reply(job: &Job) -> Response {
-    let status = if job.is_terminal() { StatusCode::OK } else { StatusCode::ACCEPTED };
+    let status = if job.is_terminal() {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
     let mut response = warp::reply::with_status(warp::reply::json(job), status).into_response();
     if !job.is_terminal() {
         let location = HeaderValue::from_str(&format!("/v1/jobs/{}", job.id)).expect("ascii");
@@ -40,7 +44,11 @@ pub async fn submit(
     Ok(job_reply(&job))
 }
 
-pub async fn get(id: String, broker: Arc<Broker>, query: HashMap<String, String>) -> Result<Response, Rejection> {
+pub async fn get(
+    id: String,
+    broker: Arc<Broker>,
+    query: HashMap<String, String>,
+) -> Result<Response, Rejection> {
     let id = input::job_id(&id).map_err(reject)?;
     let wait = input::wait(&query, &broker.settings).map_err(reject)?;
     let job = broker.get(id, wait).await.map_err(reject)?;
@@ -60,7 +68,10 @@ pub async fn answer(id: String, broker: Arc<Broker>, body: Value) -> Result<Resp
     Ok(warp::reply::json(&job).into_response())
 }
 
-pub async fn stream(broker: Arc<Broker>, listener_id: Option<String>) -> Result<Response, Rejection> {
+pub async fn stream(
+    broker: Arc<Broker>,
+    listener_id: Option<String>,
+) -> Result<Response, Rejection> {
     let listener_id = input::listener_id(listener_id.as_deref()).map_err(reject)?;
     let jobs = broker.open_stream(listener_id).await.map_err(reject)?;
     let events = jobs.map(|item| {

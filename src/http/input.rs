@@ -20,7 +20,10 @@ fn field(name: &str, problem: &str) -> ApiError {
 fn object(body: Value) -> Result<Map<String, Value>, ApiError> {
     match body {
         Value::Object(map) => Ok(map),
-        _ => Err(ApiError::bad_request("invalid_body", "the body must be a JSON object")),
+        _ => Err(ApiError::bad_request(
+            "invalid_body",
+            "the body must be a JSON object",
+        )),
     }
 }
 
@@ -28,7 +31,11 @@ fn reject_unknown(map: &Map<String, Value>, known: &[&str]) -> Result<(), ApiErr
     match map.keys().find(|k| !known.contains(&k.as_str())) {
         Some(key) => Err(ApiError::bad_request(
             "unknown_field",
-            format!("unknown field {:?}; allowed: {}", truncate(key), known.join(", ")),
+            format!(
+                "unknown field {:?}; allowed: {}",
+                truncate(key),
+                known.join(", ")
+            ),
         )),
         None => Ok(()),
     }
@@ -53,7 +60,10 @@ pub fn submit(body: Value, settings: &Settings) -> Result<NewJob, ApiError> {
     let kind = match map.remove("kind") {
         Some(Value::String(kind)) if valid_kind(&kind) => kind,
         Some(Value::String(_)) => {
-            return Err(field("kind", "must be 1 to 200 characters of A-Z a-z 0-9 . _ : -"));
+            return Err(field(
+                "kind",
+                "must be 1 to 200 characters of A-Z a-z 0-9 . _ : -",
+            ));
         }
         Some(_) => return Err(field("kind", "must be a string")),
         None => return Err(field("kind", "is required")),
@@ -69,14 +79,21 @@ pub fn submit(body: Value, settings: &Settings) -> Result<NewJob, ApiError> {
                     &format!("must be at most {} seconds", settings.max_timeout),
                 ));
             }
-            _ => return Err(field("timeout", "must be a number of seconds greater than 0")),
+            _ => {
+                return Err(field(
+                    "timeout",
+                    "must be a number of seconds greater than 0",
+                ));
+            }
         },
         Some(_) => return Err(field("timeout", "must be a number of seconds")),
     };
     let idempotency_key = match map.remove("idempotency_key") {
         None | Some(Value::Null) => None,
         Some(Value::String(key)) if (1..=MAX_NAME_LEN).contains(&key.chars().count()) => Some(key),
-        Some(Value::String(_)) => return Err(field("idempotency_key", "must be 1 to 200 characters")),
+        Some(Value::String(_)) => {
+            return Err(field("idempotency_key", "must be 1 to 200 characters"));
+        }
         Some(_) => return Err(field("idempotency_key", "must be a string")),
     };
     Ok(NewJob {
@@ -107,7 +124,9 @@ pub fn wait(query: &HashMap<String, String>, settings: &Settings) -> Result<Dura
         return Ok(Duration::ZERO);
     };
     match text.trim().parse::<f64>() {
-        Ok(w) if w.is_finite() && w >= 0.0 && w <= settings.max_timeout => Ok(Duration::from_secs_f64(w)),
+        Ok(w) if w.is_finite() && w >= 0.0 && w <= settings.max_timeout => {
+            Ok(Duration::from_secs_f64(w))
+        }
         Ok(w) if w > settings.max_timeout => Err(ApiError::bad_request(
             "invalid_query",
             format!("wait: must be at most {} seconds", settings.max_timeout),
@@ -128,7 +147,10 @@ pub fn job_id(text: &str) -> Result<i64, ApiError> {
             }
         }
     }
-    Err(ApiError::bad_request("invalid_id", "id: a job id is a positive integer"))
+    Err(ApiError::bad_request(
+        "invalid_id",
+        "id: a job id is a positive integer",
+    ))
 }
 
 /// The optional `X-Listener-Id` header.

@@ -11,9 +11,9 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use warp::Filter;
 use warp::http::{HeaderValue, header};
 use warp::reply::Response;
-use warp::Filter;
 
 use self::auth::{Role, Tokens};
 use crate::broker::Broker;
@@ -59,7 +59,9 @@ pub fn routes(
         .and(with_broker.clone())
         .and(warp::header::optional::<String>("x-listener-id"))
         .and_then(handlers::stream);
-    let healthz = warp::path!("healthz").and(warp::get()).and_then(handlers::healthz);
+    let healthz = warp::path!("healthz")
+        .and(warp::get())
+        .and_then(handlers::healthz);
     let readyz = warp::path!("readyz")
         .and(warp::get())
         .and(with_broker)
@@ -86,7 +88,10 @@ pub fn routes(
 /// Headers on every response: no sniffing, no caching of API answers.
 fn hygiene(mut response: Response) -> Response {
     let headers = response.headers_mut();
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     if !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }

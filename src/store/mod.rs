@@ -128,7 +128,12 @@ impl Store {
             let rows = client
                 .query(
                     &statement,
-                    &[&new.kind, &new.payload, &new.timeout_secs, &new.idempotency_key],
+                    &[
+                        &new.kind,
+                        &new.payload,
+                        &new.timeout_secs,
+                        &new.idempotency_key,
+                    ],
                 )
                 .await?;
             if let Some(row) = rows.first() {
@@ -184,7 +189,10 @@ impl Store {
         let statement = client.prepare_cached(queries::ANSWER_JOB).await?;
         self.count();
         let row = client
-            .query_opt(&statement, &[&id, &answer.state().as_str(), &result, &error])
+            .query_opt(
+                &statement,
+                &[&id, &answer.state().as_str(), &result, &error],
+            )
             .await?;
         Ok(row.as_ref().map(job_from_row))
     }
@@ -228,7 +236,9 @@ impl Store {
     pub async fn terminate_backend(&self, pid: i32) -> Result<bool, StoreError> {
         let client = self.client().await?;
         self.count();
-        let row = client.query_one(queries::TERMINATE_BACKEND, &[&pid]).await?;
+        let row = client
+            .query_one(queries::TERMINATE_BACKEND, &[&pid])
+            .await?;
         Ok(row.get(0))
     }
 
@@ -253,7 +263,11 @@ impl Store {
     }
 
     /// Wait up to `timeout_ms` for the stream lock on `session`.
-    pub async fn wait_stream_lock(&self, session: &Client, timeout_ms: u64) -> Result<bool, StoreError> {
+    pub async fn wait_stream_lock(
+        &self,
+        session: &Client,
+        timeout_ms: u64,
+    ) -> Result<bool, StoreError> {
         self.count();
         session
             .batch_execute(&format!("SET statement_timeout = {timeout_ms}"))

@@ -101,7 +101,8 @@ pub const REGISTER_HOLDER: &str = "INSERT INTO backchannel.stream_holder
     RETURNING stream_id";
 
 /// Forget the holder record of this session (a stream closing cleanly).
-pub const RELEASE_HOLDER: &str = "DELETE FROM backchannel.stream_holder WHERE pid = pg_backend_pid()";
+pub const RELEASE_HOLDER: &str =
+    "DELETE FROM backchannel.stream_holder WHERE pid = pg_backend_pid()";
 
 /// The backend holding the stream lock in this database, if any, with the
 /// holder record when it describes that backend.

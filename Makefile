@@ -1,0 +1,42 @@
+# backchannel: `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# The broker's database for `make run` (created if missing).
+RUN_DB ?= backchannel
+DEV_SUBMITTER_TOKEN ?= dev-submitter-token-0000000000
+DEV_LISTENER_TOKEN ?= dev-listener-token-00000000000
+
+PG_ENSURE := eval "$$(scripts/pg-ensure.sh)"
+
+.PHONY: help
+help: ## Show this list
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## Build the release binary (target/release/backchannel)
+	cargo build --release
+
+.PHONY: run
+run: build ## Run the broker on DATABASE_URL (default: a local "backchannel" database, created if missing)
+	@$(PG_ENSURE); \
+	if [ -z "$${DATABASE_URL:-}" ]; then \
+	  psql "$$PG_ADMIN_URL" -qAtc "select 1 from pg_database where datname = '$(RUN_DB)'" | grep -q 1 \
+	    || psql "$$PG_ADMIN_URL" -qc 'create database "$(RUN_DB)"'; \
+	  export DATABASE_URL="$${PG_ADMIN_URL%/*}/$(RUN_DB)"; \
+	fi; \
+	export BACKCHANNEL_SUBMITTER_TOKENS="$${BACKCHANNEL_SUBMITTER_TOKENS:-$(DEV_SUBMITTER_TOKEN)}"; \
+	export BACKCHANNEL_LISTENER_TOKENS="$${BACKCHANNEL_LISTENER_TOKENS:-$(DEV_LISTENER_TOKEN)}"; \
+	echo "backchannel on http://$${BACKCHANNEL_BIND:-127.0.0.1:8080}  database: $${DATABASE_URL}"; \
+	echo "  submitter token: $$BACKCHANNEL_SUBMITTER_TOKENS"; \
+	echo "  listener token:  $$BACKCHANNEL_LISTENER_TOKENS"; \
+	exec ./target/release/backchannel serve
+
+.PHONY: test
+test: ## Run every test against a real PostgreSQL (started if it is not running)
+	@$(PG_ENSURE); cargo test --all-targets
+
+.PHONY: lint
+lint: ## cargo fmt --check and clippy with warnings as errors
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings

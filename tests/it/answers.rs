@@ -1,0 +1,125 @@
+use serde_json::json;
+
+use crate::common::*;
+
+#[tokio::test]
+async fn answers_are_idempotent_and_final() {
+    let db = TestDb::new().await;
+    let bc = instance(&db).await;
+    let id = bc.submit_job("x", json!(null)).await;
+
+    let first = bc.answer(id, json!({"result": {"n": 1}})).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.body["state"], "done");
+    // The same answer again: 200, unchanged.
+    let replay = bc.answer(id, json!({"result": {"n": 1}})).await;
+    assert_eq!(replay.status, 200);
+    assert_eq!(replay.body, first.body);
+    // A different answer: 409 with the job.
+    let other = bc.answer(id, json!({"result": {"n": 2}})).await;
+    assert_eq!(other.status, 409);
+    assert_eq!(other.code(), "already_answered");
+    assert_eq!(other.body["error"]["job"]["result"], json!({"n": 1}));
+    let other = bc.answer(id, json!({"error": {"n": 1}})).await;
+    assert_eq!(other.status, 409);
+    assert_eq!(bc.get(id, None).await.body["result"], json!({"n": 1}));
+
+    // An error answer replays the same way.
+    let id = bc.submit_job("x", json!(null)).await;
+    assert_eq!(bc.answer(id, json!({"error": "boom"})).await.status, 200);
+    assert_eq!(bc.answer(id, json!({"error": "boom"})).await.status, 200);
+    assert_eq!(bc.answer(id, json!({"result": "boom"})).await.status, 409);
+}
+
+#[tokio::test]
+async fn answers_to_cancelled_expired_and_unknown_jobs() {
+    let db = TestDb::new().await;
+    let bc = instance(&db).await;
+
+    let id = bc.submit_job("x", json!(null)).await;
+    let r = bc.cancel(id).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["state"], "cancelled");
+    let r = bc.answer(id, json!({"result": 1})).await;
+    assert_eq!(r.status, 410);
+    assert_eq!(r.code(), "gone");
+    assert_eq!(r.body["error"]["job"]["state"], "cancelled");
+    // Cancelling again: 409 already_terminal with the job.
+    let r = bc.cancel(id).await;
+    assert_eq!(r.status, 409);
+    assert_eq!(r.code(), "already_terminal");
+    assert_eq!(r.body["error"]["job"]["id"], id);
+
+    let r = bc.submit(json!({"kind": "x", "timeout": 0.05}), None).await;
+    let expired = r.body["id"].as_i64().unwrap();
+    assert!(
+        eventually(LONG, || async {
+            bc.get(expired, None).await.body["state"] == "expired"
+        })
+        .await,
+        "the job expires"
+    );
+    let r = bc.answer(expired, json!({"result": 1})).await;
+    assert_eq!(r.status, 410);
+    assert_eq!(r.code(), "gone");
+    let r = bc.cancel(expired).await;
+    assert_eq!(r.status, 409);
+
+    assert_eq!(bc.answer(987_654, json!({"result": 1})).await.status, 404);
+    assert_eq!(bc.cancel(987_654).await.status, 404);
+
+    // A done job cannot be cancelled.
+    let id = bc.submit_job("x", json!(null)).await;
+    assert_eq!(bc.answer(id, json!({"result": 1})).await.status, 200);
+    let r = bc.cancel(id).await;
+    assert_eq!(r.status, 409);
+    assert_eq!(r.code(), "already_terminal");
+    assert_eq!(r.body["error"]["job"]["state"], "done");
+}
+
+#[tokio::test]
+async fn an_answer_past_the_deadline_is_gone() {
+    let db = TestDb::new().await;
+    let bc = instance(&db).await;
+    let mut sse = bc.stream(None).await.expect("stream");
+    let r = bc.submit(json!({"kind": "x", "timeout": 0.3}), None).await;
+    let id = r.body["id"].as_i64().unwrap();
+    sse.next_job(LONG).await.expect("job");
+    // No reaper ran and nobody read it: the answer itself finds it past its deadline.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let r = bc.answer(id, json!({"result": 1})).await;
+    assert_eq!(r.status, 410);
+    assert_eq!(r.body["error"]["job"]["state"], "expired");
+}
+
+#[tokio::test]
+async fn idempotency_key_returns_the_first_job() {
+    let db = TestDb::new().await;
+    let bc = instance(&db).await;
+    let body = json!({"kind": "book", "payload": {"slot": 1}, "idempotency_key": "booking-77"});
+    let first = bc.submit(body.clone(), None).await;
+    assert_eq!(first.status, 202);
+    let second = bc.submit(body.clone(), None).await;
+    assert_eq!(second.status, 202);
+    assert_eq!(second.body["id"], first.body["id"]);
+    assert_eq!(db.count_jobs().await, 1);
+
+    let id = first.body["id"].as_i64().unwrap();
+    assert_eq!(bc.answer(id, json!({"result": "booked"})).await.status, 200);
+    // Terminal now: the repeat answers 200 with the first job's result.
+    let third = bc.submit(body, Some(5.0)).await;
+    assert_eq!(third.status, 200);
+    assert_eq!(third.body["result"], "booked");
+    assert_eq!(db.count_jobs().await, 1);
+
+    // Concurrent submits with one key create one job.
+    let body = json!({"kind": "book", "idempotency_key": "race"});
+    let replies =
+        futures_util::future::join_all((0..10).map(|_| bc.submit(body.clone(), None))).await;
+    let ids: std::collections::HashSet<_> = replies
+        .iter()
+        .map(|r| r.body["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(db.count_jobs().await, 2);
+}

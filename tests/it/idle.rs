@@ -1,0 +1,98 @@
+//! Waiting costs the database nothing: no connection held, no query sent.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::common::*;
+
+#[tokio::test]
+async fn three_hundred_waiters_cost_no_queries_and_no_connections() {
+    let db = TestDb::new().await;
+    let mut settings = settings(&db);
+    settings.pool_size = 4;
+    let bc = instance_with(settings).await;
+    let ids: Vec<i64> =
+        futures_util::future::join_all((0..300).map(|i| bc.submit_job("idle", json!(i)))).await;
+
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let waits: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let request = http
+                .get(bc.url(&format!("/v1/jobs/{id}?wait=30")))
+                .bearer_auth(SUBMITTER)
+                .send();
+            tokio::spawn(request)
+        })
+        .collect();
+    let broker = bc.running().broker.clone();
+    assert!(
+        eventually(LONG * 3, || {
+            let broker = broker.clone();
+            async move { broker.hub.waiting() == 300 }
+        })
+        .await,
+        "300 requests wait"
+    );
+
+    // Registered is not yet asleep: each waiter reads its row once after
+    // registering. Let those reads finish before the window opens.
+    let mut settled = broker.store.statements();
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = broker.store.statements();
+        if now == settled {
+            break;
+        }
+        settled = now;
+    }
+    let observer = db.client().await;
+    let window_start: chrono::DateTime<chrono::Utc> = observer
+        .query_one("SELECT now()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let statements_before = broker.store.statements();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let statements_after = broker.store.statements();
+    assert_eq!(
+        statements_after, statements_before,
+        "no statement sent while waiting"
+    );
+
+    // No backend of this database started a query during the window.
+    let busy: i64 = observer
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()
+               AND (query_start >= $1 OR state <> 'idle')",
+            &[&window_start],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        busy, 0,
+        "the database saw no work while 300 requests waited"
+    );
+
+    // Connections: at most the pool plus the LISTEN session (no stream is open).
+    let connections = db.connections(&observer).await;
+    assert!(
+        connections <= 4 + 1,
+        "{connections} connections for a pool of 4"
+    );
+
+    // They all still answer: cancel everything and each waiter wakes with 200.
+    for id in &ids {
+        assert_eq!(bc.cancel(*id).await.status, 200);
+    }
+    for wait in waits {
+        let response = wait.await.unwrap().unwrap();
+        assert_eq!(response.status(), 200);
+    }
+}

@@ -1,0 +1,104 @@
+//! The SQL contract: apps sharing the database may skip HTTP.
+
+use futures_util::StreamExt;
+use serde_json::json;
+use tokio_postgres::{AsyncMessage, NoTls};
+
+use crate::common::*;
+
+#[tokio::test]
+async fn sql_submit_reaches_the_stream_and_done_is_notified() {
+    let db = TestDb::new().await;
+    let bc = instance(&db).await;
+    let mut sse = bc.stream(None).await.expect("stream");
+
+    // A plain connection listening on backchannel_done.
+    let (listener, mut conn) = tokio_postgres::connect(&db.url, NoTls).await.unwrap();
+    let (tx, mut done) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+        while let Some(Ok(message)) = messages.next().await {
+            if let AsyncMessage::Notification(n) = message {
+                let _ = tx.send((n.channel().to_string(), n.payload().to_string()));
+            }
+        }
+    });
+    listener
+        .batch_execute("LISTEN backchannel_done")
+        .await
+        .unwrap();
+
+    let sql = db.client().await;
+    let id: i64 = sql
+        .query_one(
+            "SELECT backchannel.submit('sql.kind', '{\"from\": \"sql\"}'::jsonb, interval '30 seconds', NULL)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let job = sse
+        .next_job(LONG)
+        .await
+        .expect("SQL-submitted job reaches the stream");
+    assert_eq!(job["id"], id);
+    assert_eq!(job["kind"], "sql.kind");
+    assert_eq!(job["payload"], json!({"from": "sql"}));
+
+    assert_eq!(bc.answer(id, json!({"result": true})).await.status, 200);
+    let (channel, payload) = tokio::time::timeout(LONG, done.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(channel, "backchannel_done");
+    assert_eq!(payload, id.to_string());
+
+    // An idempotency key through SQL returns the same id and creates nothing.
+    let again = |key: &'static str| {
+        let sql = &sql;
+        async move {
+            sql.query_one(
+                "SELECT backchannel.submit('k', 'null'::jsonb, interval '5 seconds', $1)",
+                &[&key],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+        }
+    };
+    assert_eq!(again("same").await, again("same").await);
+
+    // Cancel and expiry notify too.
+    let id = bc.submit_job("c", json!(null)).await;
+    sse.next_job(LONG).await.expect("job");
+    assert_eq!(bc.cancel(id).await.status, 200);
+    let (_, payload) = tokio::time::timeout(LONG, done.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(payload, id.to_string());
+}
+
+#[tokio::test]
+async fn sql_submit_rejects_bad_input() {
+    let db = TestDb::new().await;
+    let _bc = instance(&db).await;
+    let sql = db.client().await;
+    assert!(
+        sql.query_one(
+            "SELECT backchannel.submit('bad kind', 'null', interval '5 s', NULL)",
+            &[]
+        )
+        .await
+        .is_err()
+    );
+    assert!(
+        sql.query_one(
+            "SELECT backchannel.submit('k', 'null', interval '0 s', NULL)",
+            &[]
+        )
+        .await
+        .is_err()
+    );
+    assert_eq!(db.count_jobs().await, 0);
+}
