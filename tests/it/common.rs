@@ -118,8 +118,12 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
     client
 }
 
+/// Settings for a test instance: small pool, so that parallel tests stay
+/// well under PostgreSQL's default 100 connections.
 pub fn settings(db: &TestDb) -> Settings {
-    Settings::new(&db.url, &[SUBMITTER], &[LISTENER])
+    let mut settings = Settings::new(&db.url, &[SUBMITTER], &[LISTENER]);
+    settings.pool_size = 4;
+    settings
 }
 
 /// One broker instance in this process, on its own port, pool and sessions.
