@@ -103,6 +103,14 @@ pub struct Settings {
     #[arg(long, env = "BACKCHANNEL_INSTANCE_ID")]
     pub instance_id: Option<String>,
 
+    /// Seconds between reaper ticks (expire past-deadline jobs, delete old ones).
+    #[arg(long, env = "BACKCHANNEL_REAPER_INTERVAL", default_value_t = 1.0)]
+    pub reaper_interval: f64,
+
+    /// Seconds between safety re-checks of the waited-on jobs (one query per instance).
+    #[arg(long, env = "BACKCHANNEL_RECHECK_INTERVAL", default_value_t = 5.0)]
+    pub recheck_interval: f64,
+
     /// Seconds of grace for waiting requests and connections at shutdown.
     #[arg(long, env = "BACKCHANNEL_SHUTDOWN_GRACE", default_value_t = 10.0)]
     pub shutdown_grace: f64,
@@ -133,6 +141,8 @@ impl Settings {
             wake: WakeMode::Notify,
             poll_interval_ms: 100,
             instance_id: None,
+            reaper_interval: 1.0,
+            recheck_interval: 5.0,
             shutdown_grace: 10.0,
         }
     }
@@ -155,6 +165,8 @@ impl Settings {
             ("BACKCHANNEL_DEFAULT_TIMEOUT", self.default_timeout),
             ("BACKCHANNEL_MAX_TIMEOUT", self.max_timeout),
             ("BACKCHANNEL_RETENTION", self.retention),
+            ("BACKCHANNEL_REAPER_INTERVAL", self.reaper_interval),
+            ("BACKCHANNEL_RECHECK_INTERVAL", self.recheck_interval),
         ];
         for (name, value) in positive {
             if !(value.is_finite() && value > 0.0) {
@@ -199,6 +211,14 @@ impl Settings {
 
     pub fn poll_interval(&self) -> Duration {
         Duration::from_millis(self.poll_interval_ms)
+    }
+
+    pub fn reaper_interval(&self) -> Duration {
+        Duration::from_secs_f64(self.reaper_interval)
+    }
+
+    pub fn recheck_interval(&self) -> Duration {
+        Duration::from_secs_f64(self.recheck_interval)
     }
 
     pub fn shutdown_grace(&self) -> Duration {

@@ -27,8 +27,9 @@ impl Slot {
 #[derive(Default)]
 pub struct Hub {
     slots: Mutex<HashMap<i64, (Arc<Slot>, usize)>>,
-    /// Wakes every waiter at once (after a LISTEN reconnect: re-read the table).
-    pub all: Notify,
+    /// Signalled after every LISTEN (re)connect: re-check the waiters against
+    /// the table, since notifications sent in between are lost.
+    pub reconnected: Notify,
     stream: Mutex<Option<(u64, Arc<Notify>)>>,
     stream_seq: AtomicU64,
     listening: AtomicBool,
@@ -90,9 +91,10 @@ impl Hub {
         }
     }
 
-    /// Wake every waiter and the stream: something may have been missed.
-    pub fn wake_everything(&self) {
-        self.all.notify_waiters();
+    /// LISTEN is (back) up: re-check the waiters and wake the stream, since
+    /// anything notified while it was down was missed.
+    pub fn listen_restored(&self) {
+        self.reconnected.notify_one();
         self.wake_stream();
     }
 

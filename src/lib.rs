@@ -14,6 +14,7 @@ pub mod job;
 pub mod listen;
 pub mod migrate;
 pub mod notifier;
+pub mod reaper;
 pub mod server;
 pub mod store;
 pub mod telemetry;

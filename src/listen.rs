@@ -1,7 +1,7 @@
 //! The instance's LISTEN connection: one dedicated session (never pooled),
 //! driven with `poll_message`, feeding the hub. Reconnects with backoff and
-//! jitter; after every (re)connect it wakes everyone to re-read the table,
-//! because notifications sent while it was away are gone.
+//! jitter; after every (re)connect the waiters are re-checked against the table
+//! and the stream re-claims, because notifications sent while it was away are gone.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,7 +74,7 @@ async fn listen_once(config: &Config, hub: &Arc<Hub>) -> Result<(), tokio_postgr
         .await?;
     hub.set_listening(true);
     tracing::info!("LISTEN connection up");
-    hub.wake_everything();
+    hub.listen_restored();
     match (&mut dead_rx).await {
         Ok(Some(error)) => Err(error),
         _ => Ok(()),

@@ -7,14 +7,14 @@ use anyhow::Context;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::Broker;
+use crate::broker::{Broker, recheck};
 use crate::config::{Settings, WakeMode};
 use crate::db::{self, Session};
 use crate::http::{self, auth::Tokens};
 use crate::hub::Hub;
 use crate::notifier::Notifier;
 use crate::store::Store;
-use crate::{listen, migrate};
+use crate::{listen, migrate, reaper};
 
 /// A running instance: its address, its broker, and the handle to stop it.
 pub struct Running {
@@ -22,7 +22,11 @@ pub struct Running {
     pub broker: Arc<Broker>,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
 }
+
+/// How long the background tasks get to finish (flush notifications) after the server stopped.
+const BACKGROUND_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Apply pending migrations on a session of their own.
 pub async fn migrate(database_url: &str) -> anyhow::Result<Vec<i32>> {
@@ -74,19 +78,23 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         session_config,
     });
 
+    let mut background = vec![
+        tokio::spawn(
+            broker
+                .notifier
+                .clone()
+                .run(broker.store.clone(), shutdown.clone()),
+        ),
+        tokio::spawn(reaper::run(broker.clone())),
+    ];
     if settings.wake == WakeMode::Notify {
-        tokio::spawn(listen::run(
+        background.push(tokio::spawn(listen::run(
             listen_config,
             broker.hub.clone(),
             shutdown.clone(),
-        ));
+        )));
+        background.push(tokio::spawn(recheck::run(broker.clone())));
     }
-    tokio::spawn(
-        broker
-            .notifier
-            .clone()
-            .run(broker.store.clone(), shutdown.clone()),
-    );
 
     let listener = tokio::net::TcpListener::bind(settings.bind)
         .await
@@ -117,6 +125,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         broker,
         shutdown,
         task,
+        background,
     })
 }
 
@@ -129,6 +138,8 @@ impl Running {
     /// Wait until the server has stopped (after `shutdown`).
     pub async fn wait(self) {
         let _ = self.task.await;
+        let background = futures_util::future::join_all(self.background);
+        let _ = tokio::time::timeout(BACKGROUND_GRACE, background).await;
     }
 
     /// Shut down and wait.

@@ -1,5 +1,6 @@
 //! The domain: submit, wait, answer, cancel, stream. No HTTP types here.
 
+pub mod recheck;
 mod stream;
 mod wait;
 

@@ -26,6 +26,9 @@ const CLAIM_BATCH: i64 = 32;
 const BUFFER: usize = 16;
 /// How long a takeover waits for the stale holder's lock to be released.
 const TAKEOVER_WAIT_MS: u64 = 3000;
+/// A claim slower than this means the lock session is unusable (e.g. a silent
+/// network cut): the stream ends instead of hanging.
+const CLAIM_TIMEOUT: Duration = Duration::from_secs(10);
 /// The reconnection delay the stream asks of its client (`retry:`).
 pub const RETRY: Duration = Duration::from_secs(2);
 
@@ -168,10 +171,10 @@ impl Broker {
         loop {
             // Drain: claim batches until a short one says nothing is left.
             loop {
-                let batch = self
-                    .store
-                    .claim(client, claim, stream_id, CLAIM_BATCH)
-                    .await?;
+                let claimed = self.store.claim(client, claim, stream_id, CLAIM_BATCH);
+                let batch = tokio::time::timeout(CLAIM_TIMEOUT, claimed)
+                    .await
+                    .map_err(|_| StoreError::Unavailable("claiming jobs timed out".into()))??;
                 let full = batch.len() as i64 == CLAIM_BATCH;
                 for event in batch {
                     tracing::debug!(job_id = event.id, attempt = event.attempt, "job sent");

@@ -27,7 +27,6 @@ impl Broker {
         let mut local: Option<Job> = None;
         loop {
             let by_job = pin!(waiter.slot().notify.notified());
-            let by_all = pin!(self.hub.all.notified());
             let job = match local.take() {
                 Some(job) => job,
                 None => self.read(id).await?.ok_or(BrokerError::NotFound)?,
@@ -50,7 +49,6 @@ impl Broker {
             };
             tokio::select! {
                 _ = by_job => local = waiter.slot().latest(),
-                _ = by_all => {}
                 _ = sleep_until(timer) => {
                     if timer < until {
                         recheck_at = Some(Instant::now() + DEADLINE_RECHECK);

@@ -76,6 +76,13 @@ pub struct ReadJob {
     pub expired_now: bool,
 }
 
+/// What one reaper tick did.
+#[derive(Debug, Clone, Default)]
+pub struct Reaped {
+    pub expired: Vec<i64>,
+    pub deleted: u64,
+}
+
 /// Who holds the stream lock right now.
 #[derive(Debug, Clone)]
 pub struct Holder {
@@ -249,6 +256,35 @@ impl Store {
         self.count();
         client.query_one(&statement, &[]).await?;
         Ok(())
+    }
+
+    /// One reaper tick, in one transaction, if no other instance is reaping:
+    /// expire open jobs past their deadline (notifying each) and delete
+    /// terminal jobs older than `retention_secs`. `None` when another instance
+    /// holds the tick.
+    pub async fn reap(&self, retention_secs: f64, batch: i64) -> Result<Option<Reaped>, StoreError> {
+        let mut client = self.client().await?;
+        let lock = client.prepare_cached(queries::TRY_REAPER_LOCK).await?;
+        let expire = client.prepare_cached(queries::EXPIRE_DUE).await?;
+        let delete = client.prepare_cached(queries::DELETE_OLD).await?;
+        let tx = client.transaction().await?;
+        self.count();
+        let mine: bool = tx.query_one(&lock, &[&LOCK_NAMESPACE, &LOCK_REAPER]).await?.get(0);
+        if !mine {
+            tx.commit().await?;
+            return Ok(None);
+        }
+        self.count();
+        let expired = tx
+            .query(&expire, &[&batch])
+            .await?
+            .iter()
+            .map(|row| row.get::<_, i64>(0))
+            .collect();
+        self.count();
+        let deleted = tx.execute(&delete, &[&retention_secs, &batch]).await?;
+        tx.commit().await?;
+        Ok(Some(Reaped { expired, deleted }))
     }
 
     // ----- statements of the stream's own session (not pooled) -----

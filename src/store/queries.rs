@@ -124,5 +124,30 @@ pub const NOTIFY_BATCH: &str = "SELECT count(pg_notify(channel, payload)) FROM (
         SELECT 'backchannel_new', '' WHERE $2
     ) AS n";
 
+/// Reaper, step 1: expire open jobs past their deadline, oldest deadline first,
+/// notifying each at commit. Returns the expired ids.
+pub const EXPIRE_DUE: &str = "WITH due AS (
+        SELECT id FROM backchannel.jobs
+        WHERE state IN ('pending', 'delivered') AND deadline <= now()
+        ORDER BY deadline
+        LIMIT $1
+        FOR UPDATE SKIP LOCKED
+    ), expired AS (
+        UPDATE backchannel.jobs j SET state = 'expired', completed_at = now()
+        FROM due WHERE j.id = due.id
+        RETURNING j.id
+    )
+    SELECT id, pg_notify('backchannel_done', id::text) FROM expired";
+
+/// Reaper, step 2: delete terminal jobs older than the retention (seconds).
+pub const DELETE_OLD: &str = "DELETE FROM backchannel.jobs WHERE id IN (
+        SELECT id FROM backchannel.jobs
+        WHERE completed_at < now() - make_interval(secs => $1)
+        LIMIT $2
+    )";
+
+/// The reaper's turn: one instance per tick in the whole cluster.
+pub const TRY_REAPER_LOCK: &str = "SELECT pg_try_advisory_xact_lock($1, $2)";
+
 /// Readiness: the database answers.
 pub const PING: &str = "SELECT 1";

@@ -126,6 +126,15 @@ pub fn settings(db: &TestDb) -> Settings {
     settings
 }
 
+/// Settings with the periodic background queries (reaper, safety re-check)
+/// pushed out of the way, for tests that count every statement.
+pub fn quiet_settings(db: &TestDb) -> Settings {
+    let mut settings = settings(db);
+    settings.reaper_interval = 3600.0;
+    settings.recheck_interval = 3600.0;
+    settings
+}
+
 /// One broker instance in this process, on its own port, pool and sessions.
 pub struct Instance {
     pub running: Option<Running>,
