@@ -29,7 +29,11 @@ pub async fn run(broker: Arc<Broker>) {
                     broker.hub.wake_job(*id, None);
                 }
                 if !reaped.expired.is_empty() || reaped.deleted > 0 {
-                    tracing::info!(expired = reaped.expired.len(), deleted = reaped.deleted, "reaper tick");
+                    tracing::info!(
+                        expired = reaped.expired.len(),
+                        deleted = reaped.deleted,
+                        "reaper tick"
+                    );
                 }
             }
             Ok(None) => {}

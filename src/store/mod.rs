@@ -262,14 +262,21 @@ impl Store {
     /// expire open jobs past their deadline (notifying each) and delete
     /// terminal jobs older than `retention_secs`. `None` when another instance
     /// holds the tick.
-    pub async fn reap(&self, retention_secs: f64, batch: i64) -> Result<Option<Reaped>, StoreError> {
+    pub async fn reap(
+        &self,
+        retention_secs: f64,
+        batch: i64,
+    ) -> Result<Option<Reaped>, StoreError> {
         let mut client = self.client().await?;
         let lock = client.prepare_cached(queries::TRY_REAPER_LOCK).await?;
         let expire = client.prepare_cached(queries::EXPIRE_DUE).await?;
         let delete = client.prepare_cached(queries::DELETE_OLD).await?;
         let tx = client.transaction().await?;
         self.count();
-        let mine: bool = tx.query_one(&lock, &[&LOCK_NAMESPACE, &LOCK_REAPER]).await?.get(0);
+        let mine: bool = tx
+            .query_one(&lock, &[&LOCK_NAMESPACE, &LOCK_REAPER])
+            .await?
+            .get(0);
         if !mine {
             tx.commit().await?;
             return Ok(None);

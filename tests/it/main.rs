@@ -4,8 +4,10 @@ mod common;
 
 mod answers;
 mod cluster;
+mod faults;
 mod idle;
 mod input;
+mod procs;
 mod roundtrip;
 mod sql;
 mod stream;

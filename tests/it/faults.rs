@@ -1,0 +1,267 @@
+//! Fault injection: real connections terminated, real processes killed, a
+//! real PostgreSQL restarted. Nothing is mocked.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::common::*;
+use crate::procs::{BrokerProcess, TempCluster};
+
+fn spawn_get(base: &str, id: i64, wait: f64) -> tokio::task::JoinHandle<reqwest::Response> {
+    let url = format!("{base}/v1/jobs/{id}?wait={wait}");
+    tokio::spawn(async move {
+        reqwest::Client::new()
+            .get(url)
+            .bearer_auth(SUBMITTER)
+            .send()
+            .await
+            .unwrap()
+    })
+}
+
+async fn ready(instance: &Instance) -> bool {
+    matches!(instance.http.get(instance.url("/readyz")).send().await, Ok(r) if r.status() == 200)
+}
+
+#[tokio::test]
+async fn all_backends_terminated_while_waiting_and_streaming() {
+    let db = TestDb::new().await;
+    let a = instance(&db).await;
+    let b = instance(&db).await;
+    let id = a.submit_job("fault", json!({"n": 1})).await;
+    let mut sse = b.stream(None).await.expect("stream");
+    assert_eq!(sse.next_job(LONG).await.expect("job")["id"], id);
+    let waiting = spawn_get(&a.base, id, 60.0);
+    let hub = a.running().broker.hub.clone();
+    assert!(
+        eventually(LONG, || {
+            let hub = hub.clone();
+            async move { hub.waiting() == 1 }
+        })
+        .await
+    );
+
+    let admin = db.client().await;
+    let killed: i64 = admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        killed >= 3,
+        "pool, LISTEN and stream sessions were terminated ({killed})"
+    );
+
+    assert!(
+        sse.ended(LONG).await,
+        "the stream ends when its lock session dies"
+    );
+    for instance in [&a, &b] {
+        assert!(
+            eventually(LONG, || ready(instance)).await,
+            "the instance becomes ready again"
+        );
+    }
+    // After recovery, an answer given on the other instance wakes the waiter on A.
+    let r = b.answer(id, json!({"result": "after recovery"})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let response = tokio::time::timeout(LONG, waiting)
+        .await
+        .expect("waiter wakes")
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["result"], "after recovery");
+}
+
+#[tokio::test]
+async fn postgres_restart_ends_the_stream_and_everything_recovers() {
+    init_tracing();
+    let cluster = TempCluster::start();
+    let url = cluster.database("bc").await;
+    let mut settings = backchannel::config::Settings::new(&url, &[SUBMITTER], &[LISTENER]);
+    settings.pool_size = 4;
+    let bc = instance_with(settings).await;
+
+    let id = bc.submit_job("restart", json!(1)).await;
+    let mut sse = bc.stream(None).await.expect("stream");
+    assert_eq!(sse.next_job(LONG).await.expect("job")["attempt"], 1);
+
+    cluster.stop();
+    assert!(sse.ended(LONG).await, "the stream ends with the database");
+    assert!(
+        eventually(LONG, || async { !ready(&bc).await }).await,
+        "/readyz goes 503"
+    );
+    let r = bc.get(id, None).await;
+    assert_eq!(r.status, 503, "{:?}", r.body);
+    assert_eq!(r.code(), "database_unavailable");
+    let r = bc.submit(json!({"kind": "while.down"}), Some(1.0)).await;
+    assert_eq!(r.status, 503);
+    assert!(r.headers.contains_key("retry-after"));
+    // A waiting GET does not hang past its own wait while the database is down.
+    let r = tokio::time::timeout(Duration::from_secs(15), bc.get(id, Some(1.0)))
+        .await
+        .expect("no hang");
+    assert_eq!(r.status, 503);
+
+    cluster.start_again();
+    assert!(
+        eventually(Duration::from_secs(20), || ready(&bc)).await,
+        "/readyz back to 200"
+    );
+    let mut sse = bc
+        .stream_eventually(None, LONG)
+        .await
+        .expect("a new stream opens");
+    let job = sse
+        .next_job(LONG)
+        .await
+        .expect("the unanswered job is redelivered");
+    assert_eq!(job["id"], id);
+    assert_eq!(job["attempt"], 2);
+    let fresh = bc.submit_job("after.restart", json!(2)).await;
+    assert_eq!(
+        sse.next_job(LONG).await.expect("new jobs flow")["id"],
+        fresh
+    );
+    assert_eq!(bc.answer(fresh, json!({"result": 2})).await.status, 200);
+    assert_eq!(bc.get(fresh, None).await.body["state"], "done");
+}
+
+#[tokio::test]
+async fn sigkill_on_the_stream_holder_frees_the_channel() {
+    let db = TestDb::new().await;
+    let holder = BrokerProcess::spawn(&db.url, &[]).await;
+    let other = instance(&db).await;
+    let mut sse = holder
+        .client()
+        .stream(None)
+        .await
+        .expect("stream on the child");
+    assert_eq!(other.stream(None).await.err().unwrap().status, 409);
+    holder.signal("KILL");
+    assert!(sse.ended(LONG).await);
+    let mut sse = other
+        .stream_eventually(None, LONG)
+        .await
+        .expect("another instance accepts a stream within seconds");
+    let id = other.submit_job("after.kill", json!(null)).await;
+    assert_eq!(sse.next_job(LONG).await.unwrap()["id"], id);
+}
+
+#[tokio::test]
+async fn sigkill_on_a_waiting_submitter_leaves_nothing_behind() {
+    let db = TestDb::new().await;
+    let submitter = BrokerProcess::spawn(&db.url, &[]).await;
+    let mut settings = settings(&db);
+    settings.retention = 1.0;
+    settings.reaper_interval = 0.2;
+    let survivor = instance_with(settings).await;
+
+    let base = submitter.base.clone();
+    let waiting = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(format!("{base}/v1/jobs?wait=60"))
+            .bearer_auth(SUBMITTER)
+            .json(&json!({"kind": "zombie", "timeout": 1}))
+            .send()
+            .await
+    });
+    assert!(eventually(LONG, || async { db.count_jobs().await == 1 }).await);
+    submitter.signal("KILL");
+    assert!(
+        waiting.await.unwrap().is_err(),
+        "the killed instance's request dies with it"
+    );
+
+    let client = db.client().await;
+    let state = || async {
+        client
+            .query_opt("SELECT state FROM backchannel.jobs", &[])
+            .await
+            .unwrap()
+            .map(|row| row.get::<_, String>(0))
+    };
+    assert!(
+        eventually(LONG, || async {
+            state().await.as_deref() == Some("expired")
+        })
+        .await,
+        "the reaper on the surviving instance expires the job after its deadline"
+    );
+    assert!(
+        eventually(LONG, || async { state().await.is_none() }).await,
+        "and deletes it after the retention"
+    );
+    drop(survivor);
+}
+
+#[tokio::test]
+async fn sigterm_on_the_stream_holder_hands_over_at_once() {
+    let db = TestDb::new().await;
+    let mut holder = BrokerProcess::spawn(&db.url, &[]).await;
+    let other = instance(&db).await;
+    let client = holder.client();
+    let mut sse = client.stream(None).await.expect("stream on the child");
+    let id = client.submit_job("term", json!(null)).await;
+    assert_eq!(sse.next_job(LONG).await.unwrap()["id"], id);
+    let waiting = spawn_get(&holder.base, id, 60.0);
+    // The waiter is registered once the child has read the row: wait for it to
+    // be in flight (the child answers nothing until SIGTERM).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    holder.signal("TERM");
+    assert!(sse.ended(LONG).await, "the stream ends on SIGTERM");
+    let response = tokio::time::timeout(LONG, waiting)
+        .await
+        .expect("waiter answered")
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        202,
+        "a waiting request gets the job's current state"
+    );
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["state"], "delivered");
+    let mut sse = other
+        .stream_eventually(None, Duration::from_secs(2))
+        .await
+        .expect("another instance takes the stream at once");
+    assert!(
+        holder.exited(LONG).await,
+        "the process exits within its grace period"
+    );
+    assert_eq!(sse.next_job(LONG).await.unwrap()["id"], id, "redelivered");
+}
+
+#[tokio::test]
+async fn takeover_across_processes() {
+    let db = TestDb::new().await;
+    let a = BrokerProcess::spawn(&db.url, &[]).await;
+    let b = BrokerProcess::spawn(&db.url, &[]).await;
+    let mut old = a.client().stream(Some("castellum")).await.expect("stream");
+    assert_eq!(
+        b.client()
+            .stream(Some("intruder"))
+            .await
+            .err()
+            .unwrap()
+            .status,
+        409
+    );
+    assert_eq!(b.client().stream(None).await.err().unwrap().status, 409);
+    let mut new = b
+        .client()
+        .stream(Some("castellum"))
+        .await
+        .expect("takeover");
+    assert!(old.ended(LONG).await);
+    let id = a.client().submit_job("t", json!(null)).await;
+    assert_eq!(new.next_job(LONG).await.unwrap()["id"], id);
+}

@@ -1,0 +1,258 @@
+//! Real processes for fault tests: broker instances as child processes, and a
+//! throwaway PostgreSQL cluster that a test may stop and restart on its own.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::common::*;
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `backchannel serve` in a child process.
+pub struct BrokerProcess {
+    pub child: Child,
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl BrokerProcess {
+    pub async fn spawn(database_url: &str, env: &[(&str, &str)]) -> BrokerProcess {
+        let port = free_port();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_backchannel"));
+        command
+            .arg("serve")
+            .env("DATABASE_URL", database_url)
+            .env("BACKCHANNEL_BIND", format!("127.0.0.1:{port}"))
+            .env("BACKCHANNEL_SUBMITTER_TOKENS", SUBMITTER)
+            .env("BACKCHANNEL_LISTENER_TOKENS", LISTENER)
+            .env("BACKCHANNEL_POOL_SIZE", "4")
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let child = command.spawn().expect("spawn backchannel serve");
+        let process = BrokerProcess {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        };
+        let ready = eventually(Duration::from_secs(20), || async {
+            matches!(process.http.get(process.url("/readyz")).send().await, Ok(r) if r.status() == 200)
+        })
+        .await;
+        assert!(ready, "broker process on port {port} never became ready");
+        process
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// The same client API as an in-process instance.
+    pub fn client(&self) -> Instance {
+        Instance {
+            running: None,
+            base: self.base.clone(),
+            http: self.http.clone(),
+        }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Wait for the process to exit; true if it did within `timeout`.
+    pub async fn exited(&mut self, timeout: Duration) -> bool {
+        let until = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.child.try_wait().expect("try_wait").is_some() {
+                return true;
+            }
+            if tokio::time::Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A PostgreSQL cluster of the test's own: initdb into a temporary folder, a
+/// free port, run as the unprivileged user `postgres` when the test runs as root.
+pub struct TempCluster {
+    dir: PathBuf,
+    bindir: PathBuf,
+    pub port: u16,
+    as_postgres: bool,
+}
+
+fn pg_bindir() -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is installed under /usr/lib/postgresql")
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    dirs.sort();
+    dirs.pop().expect("an initdb")
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+impl TempCluster {
+    pub fn start() -> TempCluster {
+        let as_postgres = is_root();
+        let dir = std::env::temp_dir().join(format!("bc-pg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        if as_postgres {
+            run(Command::new("chown").arg("postgres").arg(&dir));
+        }
+        let cluster = TempCluster {
+            bindir: pg_bindir(),
+            port: free_port(),
+            dir,
+            as_postgres,
+        };
+        cluster.pg(
+            "initdb",
+            &[
+                "-D",
+                cluster.data().to_str().unwrap(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+            ],
+        );
+        cluster.start_again();
+        cluster
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn pg(&self, tool: &str, args: &[&str]) {
+        let program = self.bindir.join(tool);
+        let mut command = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&program);
+            c
+        } else {
+            Command::new(&program)
+        };
+        command
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        run(&mut command);
+    }
+
+    /// Start (again) and wait until it accepts connections.
+    pub fn start_again(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("log");
+        self.pg(
+            "pg_ctl",
+            &[
+                "-D",
+                self.data().to_str().unwrap(),
+                "-l",
+                log.to_str().unwrap(),
+                "-o",
+                &options,
+                "-w",
+                "start",
+            ],
+        );
+    }
+
+    /// Stop with fast shutdown: sessions are terminated, like a real restart.
+    pub fn stop(&self) {
+        self.pg(
+            "pg_ctl",
+            &[
+                "-D",
+                self.data().to_str().unwrap(),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ],
+        );
+    }
+
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Create a database in this cluster and return its URL.
+    pub async fn database(&self, name: &str) -> String {
+        let admin = connect(&self.url("postgres")).await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        self.url(name)
+    }
+}
+
+impl Drop for TempCluster {
+    fn drop(&mut self) {
+        let data = self.data();
+        let _ = Command::new(self.bindir.join("pg_ctl"))
+            .args(["-D", data.to_str().unwrap(), "-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if self.as_postgres {
+            let _ = Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(self.bindir.join("pg_ctl"))
+                .args(["-D", data.to_str().unwrap(), "-m", "immediate", "stop"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn run(command: &mut Command) {
+    let status = command
+        .status()
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    assert!(status.success(), "{command:?} failed: {status}");
+}
