@@ -103,6 +103,19 @@ pub struct Settings {
     #[arg(long, env = "BACKCHANNEL_INSTANCE_ID")]
     pub instance_id: Option<String>,
 
+    /// Requests that may wait for an answer at once on this instance; more get 503.
+    #[arg(long, env = "BACKCHANNEL_MAX_WAITING", default_value_t = 16_384)]
+    pub max_waiting: usize,
+
+    /// Seconds a client has to send its request headers; also how long an idle
+    /// keep-alive connection stays open.
+    #[arg(long, env = "BACKCHANNEL_HEADER_TIMEOUT", default_value_t = 30.0)]
+    pub header_timeout: f64,
+
+    /// Seconds a client has to send its whole request body (408 after).
+    #[arg(long, env = "BACKCHANNEL_BODY_TIMEOUT", default_value_t = 30.0)]
+    pub body_timeout: f64,
+
     /// Seconds between reaper ticks (expire past-deadline jobs, delete old ones).
     #[arg(long, env = "BACKCHANNEL_REAPER_INTERVAL", default_value_t = 1.0)]
     pub reaper_interval: f64,
@@ -141,6 +154,9 @@ impl Settings {
             wake: WakeMode::Notify,
             poll_interval_ms: 100,
             instance_id: None,
+            max_waiting: 16_384,
+            header_timeout: 30.0,
+            body_timeout: 30.0,
             reaper_interval: 1.0,
             recheck_interval: 5.0,
             shutdown_grace: 10.0,
@@ -166,6 +182,8 @@ impl Settings {
             ("BACKCHANNEL_MAX_TIMEOUT", self.max_timeout),
             ("BACKCHANNEL_RETENTION", self.retention),
             ("BACKCHANNEL_REAPER_INTERVAL", self.reaper_interval),
+            ("BACKCHANNEL_HEADER_TIMEOUT", self.header_timeout),
+            ("BACKCHANNEL_BODY_TIMEOUT", self.body_timeout),
             ("BACKCHANNEL_RECHECK_INTERVAL", self.recheck_interval),
         ];
         for (name, value) in positive {
@@ -211,6 +229,14 @@ impl Settings {
 
     pub fn poll_interval(&self) -> Duration {
         Duration::from_millis(self.poll_interval_ms)
+    }
+
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.header_timeout)
+    }
+
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.body_timeout)
     }
 
     pub fn reaper_interval(&self) -> Duration {

@@ -2,7 +2,7 @@
 //! stream. Fed by the LISTEN connection and by this process's own answers.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
@@ -33,11 +33,29 @@ pub struct Hub {
     stream: Mutex<Option<(u64, Arc<Notify>)>>,
     stream_seq: AtomicU64,
     listening: AtomicBool,
+    waiting: AtomicUsize,
+    max_waiting: usize,
 }
 
 impl Hub {
-    pub fn new() -> Arc<Hub> {
-        Arc::new(Hub::default())
+    /// A hub that lets at most `max_waiting` requests wait at once.
+    pub fn new(max_waiting: usize) -> Arc<Hub> {
+        Arc::new(Hub {
+            max_waiting,
+            ..Hub::default()
+        })
+    }
+
+    /// A place among the waiting requests, or `None` when all are taken.
+    /// Taken before anything is stored, so a refused request changes nothing.
+    pub fn reserve(self: &Arc<Self>) -> Option<WaitPermit> {
+        let taken = self
+            .waiting
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max_waiting).then_some(n + 1)
+            })
+            .is_ok();
+        taken.then(|| WaitPermit { hub: self.clone() })
     }
 
     /// Register interest in job `id`. Register before the last read of the
@@ -57,12 +75,7 @@ impl Hub {
 
     /// Requests waiting now in this process.
     pub fn waiting(&self) -> usize {
-        self.slots
-            .lock()
-            .expect("hub lock")
-            .values()
-            .map(|(_, n)| *n)
-            .sum()
+        self.waiting.load(Ordering::Acquire)
     }
 
     /// The ids this process waits on.
@@ -130,6 +143,17 @@ impl Hub {
     /// The LISTEN connection is up.
     pub fn is_listening(&self) -> bool {
         self.listening.load(Ordering::SeqCst)
+    }
+}
+
+/// One of the `max_waiting` places; given back on drop.
+pub struct WaitPermit {
+    hub: Arc<Hub>,
+}
+
+impl Drop for WaitPermit {
+    fn drop(&mut self) {
+        self.hub.waiting.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

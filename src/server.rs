@@ -70,7 +70,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let settings = Arc::new(settings);
     let broker = Arc::new(Broker {
         store: Arc::new(Store::new(pool)),
-        hub: Hub::new(),
+        hub: Hub::new(settings.max_waiting),
         notifier: Notifier::new(),
         instance: instance_name(&settings),
         settings: settings.clone(),
@@ -105,10 +105,12 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         &settings.listener_tokens,
     ));
     let routes = http::routes(broker.clone(), tokens);
-    let server = warp::serve(routes)
-        .incoming(listener)
-        .graceful(shutdown.clone().cancelled_owned())
-        .run();
+    let server = http::serve::serve(
+        listener,
+        routes,
+        settings.header_timeout(),
+        shutdown.clone(),
+    );
     let grace = settings.shutdown_grace();
     let signal = shutdown.clone();
     let task = tokio::spawn(async move {

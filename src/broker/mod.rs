@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Settings, WakeMode};
-use crate::hub::Hub;
+use crate::hub::{Hub, WaitPermit};
 use crate::job::{Answer, Job, JobState};
 use crate::notifier::Notifier;
 use crate::store::{NewJob, Store, StoreError};
@@ -31,6 +31,8 @@ pub enum BrokerError {
     ListenerBusy,
     #[error("the broker is shutting down")]
     ShuttingDown,
+    #[error("too many requests are waiting on this instance")]
+    TooManyWaiting,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -52,24 +54,37 @@ impl Broker {
     /// the stream, then wait up to `wait` for it to end.
     /// Returns the job and whether this call created it.
     pub async fn submit(&self, new: NewJob, wait: Duration) -> Result<(Job, bool), BrokerError> {
+        let permit = self.permit(wait)?;
         let (job, created) = self.store.insert(&new).await?;
         if created {
             tracing::debug!(job_id = job.id, kind = %job.kind, "job submitted");
             self.wake_stream();
         }
-        if job.is_terminal() || wait.is_zero() {
-            return Ok((job, created));
+        match permit {
+            Some(permit) if !job.is_terminal() => {
+                Ok((self.wait_for(job.id, wait, permit).await?, created))
+            }
+            _ => Ok((job, created)),
         }
-        let job = self.wait_for(job.id, wait).await?;
-        Ok((job, created))
     }
 
     /// The job now, or once terminal within `wait`.
     pub async fn get(&self, id: i64, wait: Duration) -> Result<Job, BrokerError> {
-        if wait.is_zero() {
-            return self.read(id).await?.ok_or(BrokerError::NotFound);
+        match self.permit(wait)? {
+            None => self.read(id).await?.ok_or(BrokerError::NotFound),
+            Some(permit) => self.wait_for(id, wait, permit).await,
         }
-        self.wait_for(id, wait).await
+    }
+
+    /// A place among the waiting requests when the request will wait.
+    fn permit(&self, wait: Duration) -> Result<Option<WaitPermit>, BrokerError> {
+        if wait.is_zero() {
+            return Ok(None);
+        }
+        self.hub
+            .reserve()
+            .map(Some)
+            .ok_or(BrokerError::TooManyWaiting)
     }
 
     /// Withdraw a job that has not ended.

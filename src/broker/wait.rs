@@ -10,6 +10,7 @@ use tokio::time::{Instant, sleep, sleep_until};
 
 use super::{Broker, BrokerError};
 use crate::config::WakeMode;
+use crate::hub::WaitPermit;
 use crate::job::Job;
 
 /// After a deadline the database did not yet see as passed, look again this soon.
@@ -19,7 +20,12 @@ impl Broker {
     /// Wait up to `wait` for job `id` to be terminal; returns the job as last
     /// read (terminal or not). Reads the row once per wake-up, never on a timer
     /// (except in poll mode, which is the sleep-polling baseline).
-    pub(super) async fn wait_for(&self, id: i64, wait: Duration) -> Result<Job, BrokerError> {
+    pub(super) async fn wait_for(
+        &self,
+        id: i64,
+        wait: Duration,
+        _permit: WaitPermit,
+    ) -> Result<Job, BrokerError> {
         let until = Instant::now() + wait;
         // Registered before the first read: an answer landing in between wakes us.
         let waiter = self.hub.register(id);

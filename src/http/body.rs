@@ -1,6 +1,8 @@
 //! Reading a JSON request body: content type, size limit, then parse.
 //! Chunked bodies without a Content-Length are counted as they arrive.
 
+use std::time::Duration;
+
 use bytes::{Buf, BytesMut};
 use futures_util::{Stream, StreamExt};
 use serde_json::Value;
@@ -9,15 +11,23 @@ use warp::http::{HeaderMap, StatusCode, header};
 
 use super::error::ApiError;
 
-/// A filter extracting the body as JSON, refusing bodies over `max` bytes (413)
-/// and content types other than JSON (415).
-pub fn json(max: u64) -> impl Filter<Extract = (Value,), Error = warp::Rejection> + Clone {
+/// A filter extracting the body as JSON, refusing bodies over `max` bytes (413),
+/// content types other than JSON (415) and bodies slower than `timeout` (408).
+pub fn json(
+    max: u64,
+    timeout: Duration,
+) -> impl Filter<Extract = (Value,), Error = warp::Rejection> + Clone {
     warp::header::headers_cloned()
         .and(warp::body::stream())
         .and_then(move |headers: HeaderMap, body| async move {
-            read(&headers, body, max)
-                .await
-                .map_err(warp::reject::custom)
+            match tokio::time::timeout(timeout, read(&headers, body, max)).await {
+                Ok(result) => result.map_err(warp::reject::custom),
+                Err(_) => Err(warp::reject::custom(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    "the request body was not received in time",
+                ))),
+            }
         })
 }
 

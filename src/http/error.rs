@@ -136,6 +136,15 @@ impl From<BrokerError> for ApiError {
                 e.retry_after = Some(1);
                 e
             }
+            BrokerError::TooManyWaiting => {
+                let mut e = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too_many_waiting",
+                    "too many requests are waiting on this instance; retry, or submit without wait and poll",
+                );
+                e.retry_after = Some(1);
+                e
+            }
             BrokerError::Store(error) if error.is_unavailable() => {
                 tracing::warn!(%error, "database unavailable");
                 ApiError::unavailable("the database is unreachable; try again shortly")

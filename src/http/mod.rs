@@ -6,6 +6,7 @@ mod body;
 pub mod error;
 mod handlers;
 pub mod input;
+pub mod serve;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -24,6 +25,7 @@ pub fn routes(
     tokens: Arc<Tokens>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let max_body = broker.settings.max_body;
+    let body_timeout = broker.settings.body_timeout();
     let with_broker = warp::any().map(move || broker.clone());
     let submitter = auth::require(tokens.clone(), Role::Submitter);
     let listener = auth::require(tokens, Role::Listener);
@@ -34,7 +36,7 @@ pub fn routes(
         .and(submitter.clone())
         .and(with_broker.clone())
         .and(query)
-        .and(body::json(max_body))
+        .and(body::json(max_body, body_timeout))
         .and_then(handlers::submit);
     let get = warp::path!("v1" / "jobs" / String)
         .and(warp::get())
@@ -51,7 +53,7 @@ pub fn routes(
         .and(warp::post())
         .and(listener.clone())
         .and(with_broker.clone())
-        .and(body::json(max_body))
+        .and(body::json(max_body, body_timeout))
         .and_then(handlers::answer);
     let stream = warp::path!("v1" / "stream")
         .and(warp::get())

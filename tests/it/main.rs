@@ -7,6 +7,7 @@ mod cluster;
 mod faults;
 mod idle;
 mod input;
+mod limits;
 mod procs;
 mod roundtrip;
 mod sql;
