@@ -19,6 +19,10 @@ pub enum Command {
     Serve(Box<Settings>),
     /// Apply the migrations in sql/ and exit.
     Migrate(DatabaseArgs),
+    /// Submit one job, optionally wait, print it as JSON (exit 0 only for `done`).
+    Submit(crate::cli::SubmitArgs),
+    /// Print who holds the stream and how many jobs are where.
+    Status(crate::cli::StatusArgs),
 }
 
 #[derive(Debug, Clone, Args)]

@@ -6,12 +6,14 @@
 //! keeps exactly one listener stream open across the cluster.
 
 pub mod broker;
+pub mod cli;
 pub mod config;
 pub mod db;
 pub mod http;
 pub mod hub;
 pub mod job;
 pub mod listen;
+pub mod metrics;
 pub mod migrate;
 pub mod notifier;
 pub mod reaper;

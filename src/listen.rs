@@ -12,6 +12,7 @@ use tokio_postgres::{AsyncMessage, Config, NoTls};
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::Hub;
+use crate::metrics::Metrics;
 
 pub const CHANNEL_NEW: &str = "backchannel_new";
 pub const CHANNEL_DONE: &str = "backchannel_done";
@@ -20,11 +21,16 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// Run until `shutdown`: keep one LISTEN session up and dispatch what it hears.
-pub async fn run(config: Config, hub: Arc<Hub>, shutdown: CancellationToken) {
+pub async fn run(
+    config: Config,
+    hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
     let mut backoff = BACKOFF_MIN;
     loop {
         let outcome = tokio::select! {
-            outcome = listen_once(&config, &hub) => outcome,
+            outcome = listen_once(&config, &hub, &metrics) => outcome,
             _ = shutdown.cancelled() => break,
         };
         // A connection that came up resets the backoff; failing to connect grows it.
@@ -48,16 +54,21 @@ pub async fn run(config: Config, hub: Arc<Hub>, shutdown: CancellationToken) {
 }
 
 /// One connection's life: connect, LISTEN, dispatch until it dies.
-async fn listen_once(config: &Config, hub: &Arc<Hub>) -> Result<(), tokio_postgres::Error> {
+async fn listen_once(
+    config: &Config,
+    hub: &Arc<Hub>,
+    metrics: &Arc<Metrics>,
+) -> Result<(), tokio_postgres::Error> {
     let (client, mut connection) = config.connect(NoTls).await?;
     let (dead_tx, mut dead_rx) = tokio::sync::oneshot::channel();
     let dispatch_hub = hub.clone();
+    let dispatch_metrics = metrics.clone();
     let driver = tokio::spawn(async move {
         let mut messages = stream::poll_fn(move |cx| connection.poll_message(cx));
         while let Some(message) = messages.next().await {
             match message {
                 Ok(AsyncMessage::Notification(n)) => {
-                    dispatch(&dispatch_hub, n.channel(), n.payload())
+                    dispatch(&dispatch_hub, &dispatch_metrics, n.channel(), n.payload())
                 }
                 Ok(_) => {}
                 Err(error) => {
@@ -81,16 +92,22 @@ async fn listen_once(config: &Config, hub: &Arc<Hub>) -> Result<(), tokio_postgr
     }
 }
 
-fn dispatch(hub: &Hub, channel: &str, payload: &str) {
+fn dispatch(hub: &Hub, metrics: &Metrics, channel: &str, payload: &str) {
     match channel {
         CHANNEL_DONE => match payload.parse::<i64>() {
-            Ok(id) => hub.wake_job(id, None),
+            Ok(id) => {
+                metrics.received(CHANNEL_DONE);
+                hub.wake_job(id, None)
+            }
             Err(_) => tracing::debug!(
                 payload_len = payload.len(),
                 "ignored malformed done notification"
             ),
         },
-        CHANNEL_NEW => hub.wake_stream(),
+        CHANNEL_NEW => {
+            metrics.received(CHANNEL_NEW);
+            hub.wake_stream()
+        }
         _ => {}
     }
 }

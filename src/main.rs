@@ -1,7 +1,7 @@
 use clap::Parser;
 
 use backchannel::config::{Cli, Command};
-use backchannel::{server, telemetry};
+use backchannel::{cli, server, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -18,6 +18,8 @@ async fn main() -> anyhow::Result<()> {
             let applied = server::migrate(&args.database_url).await?;
             println!("applied {} migration(s)", applied.len());
         }
+        Command::Submit(args) => cli::check_done(&cli::submit(args).await?)?,
+        Command::Status(args) => cli::status(args).await?,
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// Most ids carried over after failures; beyond it the oldest are dropped
@@ -61,7 +62,12 @@ impl Notifier {
     }
 
     /// Send batches until `shutdown`, then flush what is left once.
-    pub async fn run(self: Arc<Self>, store: Arc<Store>, shutdown: CancellationToken) {
+    pub async fn run(
+        self: Arc<Self>,
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) {
         loop {
             tokio::select! {
                 _ = self.kick.notified() => {}
@@ -71,6 +77,7 @@ impl Notifier {
             if batch.done.is_empty() && !batch.new {
                 continue;
             }
+            let count = batch.done.len() as u64 + u64::from(batch.new);
             if let Err(error) = store.notify(&batch.done, batch.new).await {
                 tracing::warn!(%error, ids = batch.done.len(), "sending notifications failed; will retry");
                 self.put_back(batch);
@@ -79,6 +86,8 @@ impl Notifier {
                     _ = shutdown.cancelled() => break,
                 }
                 self.kick.notify_one();
+            } else {
+                metrics.notifications_sent.inc_by(count);
             }
         }
         let batch = self.take();

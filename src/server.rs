@@ -12,6 +12,7 @@ use crate::config::{Settings, WakeMode};
 use crate::db::{self, Session};
 use crate::http::{self, auth::Tokens};
 use crate::hub::Hub;
+use crate::metrics::Metrics;
 use crate::notifier::Notifier;
 use crate::store::Store;
 use crate::{listen, migrate, reaper};
@@ -74,23 +75,24 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         notifier: Notifier::new(),
         instance: instance_name(&settings),
         settings: settings.clone(),
+        metrics: Arc::new(Metrics::new()),
         shutdown: shutdown.clone(),
         session_config,
     });
 
     let mut background = vec![
-        tokio::spawn(
-            broker
-                .notifier
-                .clone()
-                .run(broker.store.clone(), shutdown.clone()),
-        ),
+        tokio::spawn(broker.notifier.clone().run(
+            broker.store.clone(),
+            broker.metrics.clone(),
+            shutdown.clone(),
+        )),
         tokio::spawn(reaper::run(broker.clone())),
     ];
     if settings.wake == WakeMode::Notify {
         background.push(tokio::spawn(listen::run(
             listen_config,
             broker.hub.clone(),
+            broker.metrics.clone(),
             shutdown.clone(),
         )));
         background.push(tokio::spawn(recheck::run(broker.clone())));

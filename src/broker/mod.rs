@@ -1,6 +1,7 @@
 //! The domain: submit, wait, answer, cancel, stream. No HTTP types here.
 
 pub mod recheck;
+mod status;
 mod stream;
 mod wait;
 
@@ -12,9 +13,11 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Settings, WakeMode};
 use crate::hub::{Hub, WaitPermit};
 use crate::job::{Answer, Job, JobState};
+use crate::metrics::Metrics;
 use crate::notifier::Notifier;
 use crate::store::{NewJob, Store, StoreError};
 
+pub use status::{ListenerStatus, Stats};
 pub use stream::{JobStream, RETRY as STREAM_RETRY, StreamItem};
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +46,7 @@ pub struct Broker {
     pub hub: Arc<Hub>,
     pub notifier: Arc<Notifier>,
     pub settings: Arc<Settings>,
+    pub metrics: Arc<Metrics>,
     pub instance: String,
     pub shutdown: CancellationToken,
     /// Connection settings of the dedicated sessions (stream lock, LISTEN).
@@ -57,7 +61,8 @@ impl Broker {
         let permit = self.permit(wait)?;
         let (job, created) = self.store.insert(&new).await?;
         if created {
-            tracing::debug!(job_id = job.id, kind = %job.kind, "job submitted");
+            tracing::info!(job_id = job.id, kind = %job.kind, "job submitted");
+            self.metrics.jobs_submitted.inc();
             self.wake_stream();
         }
         match permit {
@@ -151,6 +156,7 @@ impl Broker {
     /// A job reached a terminal state in this process: wake local waiters with
     /// the job itself, and tell other instances (and SQL clients) by NOTIFY.
     fn finished(&self, job: &Job) {
+        self.metrics.finished(job);
         self.hub.wake_job(job.id, Some(job));
         self.notifier.done(job.id);
     }

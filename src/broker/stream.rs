@@ -17,6 +17,7 @@ use crate::config::WakeMode;
 use crate::db::Session;
 use crate::hub::StreamWaker;
 use crate::job::JobEvent;
+use crate::metrics::Metrics;
 use crate::store::StoreError;
 
 /// Jobs claimed per statement.
@@ -55,6 +56,22 @@ impl Stream for JobStream {
     }
 }
 
+/// `stream_connected` is 1 exactly while a stream of this instance lives.
+struct ConnectedGauge(Arc<Metrics>);
+
+impl ConnectedGauge {
+    fn new(metrics: Arc<Metrics>) -> ConnectedGauge {
+        metrics.stream_connected.inc();
+        ConnectedGauge(metrics)
+    }
+}
+
+impl Drop for ConnectedGauge {
+    fn drop(&mut self) {
+        self.0.stream_connected.dec();
+    }
+}
+
 impl Broker {
     /// Open the stream for a listener, or refuse with `ListenerBusy`.
     /// A listener id equal to the current holder's takes the stream over.
@@ -71,7 +88,7 @@ impl Broker {
         if let Some(holder) = self.store.holder().await? {
             match (&listener_id, &holder.listener_id) {
                 (Some(ours), Some(theirs)) if ours == theirs => takeover_pid = Some(holder.pid),
-                _ => return Err(BrokerError::ListenerBusy),
+                _ => return Err(self.busy()),
             }
         }
         let session = Session::connect(&self.session_config)
@@ -92,14 +109,19 @@ impl Broker {
             }
         }
         if !locked {
-            return Err(BrokerError::ListenerBusy);
+            return Err(self.busy());
         }
+        if takeover_pid.is_some() {
+            self.metrics.stream_takeovers.inc();
+        }
+        self.metrics.stream_connects.inc();
         let stream_id = self
             .store
             .register_holder(&session.client, listener_id.as_deref(), &self.instance)
             .await?;
         let claim = self.store.prepare_claim(&session.client).await?;
         let waker = self.hub.attach_stream();
+        let connected = ConnectedGauge::new(self.metrics.clone());
         tracing::info!(
             stream_id,
             listener_id = listener_id.as_deref().unwrap_or(""),
@@ -109,7 +131,14 @@ impl Broker {
         let (tx, rx) = mpsc::channel(BUFFER);
         let stop = self.shutdown.child_token();
         let broker = self.clone();
-        tokio::spawn(broker.run_stream(session, claim, stream_id, waker, tx, stop.clone()));
+        tokio::spawn(broker.run_stream(
+            session,
+            claim,
+            stream_id,
+            (waker, connected),
+            tx,
+            stop.clone(),
+        ));
         Ok(JobStream {
             rx,
             _stop: stop.drop_guard(),
@@ -121,7 +150,7 @@ impl Broker {
         mut session: Session,
         claim: Statement,
         stream_id: i64,
-        waker: StreamWaker,
+        (waker, connected): (StreamWaker, ConnectedGauge),
         tx: mpsc::Sender<StreamItem>,
         stop: CancellationToken,
     ) {
@@ -139,12 +168,18 @@ impl Broker {
             _ = tx.closed() => "client went away".to_string(),
         };
         drop(waker);
+        drop(connected);
         if !session.client.is_closed() {
             let release = self.store.release_holder(&session.client);
             let _ = tokio::time::timeout(Duration::from_secs(1), release).await;
         }
         drop(session);
         tracing::info!(stream_id, %reason, "stream closed");
+    }
+
+    fn busy(&self) -> BrokerError {
+        self.metrics.stream_conflicts.inc();
+        BrokerError::ListenerBusy
     }
 
     /// Send the backlog, then new jobs as they come, with keepalives; returns

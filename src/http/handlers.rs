@@ -92,6 +92,26 @@ pub async fn stream(
     Ok(response)
 }
 
+pub async fn listener(broker: Arc<Broker>) -> Result<Response, Rejection> {
+    let status = broker.listener_status().await.map_err(reject)?;
+    Ok(warp::reply::json(&status).into_response())
+}
+
+pub async fn stats(broker: Arc<Broker>) -> Result<Response, Rejection> {
+    let stats = broker.stats().await.map_err(reject)?;
+    Ok(warp::reply::json(&stats).into_response())
+}
+
+pub async fn metrics(broker: Arc<Broker>) -> Result<Response, Rejection> {
+    let text = broker.metrics_text().await;
+    let mut response = text.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    Ok(response)
+}
+
 pub async fn healthz() -> Result<Response, Rejection> {
     Ok(warp::reply::json(&serde_json::json!({"status": "ok"})).into_response())
 }

@@ -46,7 +46,7 @@ pub fn routes(
         .and_then(handlers::get);
     let cancel = warp::path!("v1" / "jobs" / String)
         .and(warp::delete())
-        .and(submitter)
+        .and(submitter.clone())
         .and(with_broker.clone())
         .and_then(handlers::cancel);
     let answer = warp::path!("v1" / "jobs" / String / "result")
@@ -61,6 +61,20 @@ pub fn routes(
         .and(with_broker.clone())
         .and(warp::header::optional::<String>("x-listener-id"))
         .and_then(handlers::stream);
+    let listener_status = warp::path!("v1" / "listener")
+        .and(warp::get())
+        .and(submitter.clone())
+        .and(with_broker.clone())
+        .and_then(handlers::listener);
+    let stats = warp::path!("v1" / "stats")
+        .and(warp::get())
+        .and(submitter)
+        .and(with_broker.clone())
+        .and_then(handlers::stats);
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(with_broker.clone())
+        .and_then(handlers::metrics);
     let healthz = warp::path!("healthz")
         .and(warp::get())
         .and_then(handlers::healthz);
@@ -77,6 +91,12 @@ pub fn routes(
         .or(answer)
         .unify()
         .or(stream)
+        .unify()
+        .or(listener_status)
+        .unify()
+        .or(stats)
+        .unify()
+        .or(metrics)
         .unify()
         .or(healthz)
         .unify()

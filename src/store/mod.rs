@@ -80,6 +80,8 @@ pub struct ReadJob {
 #[derive(Debug, Clone, Default)]
 pub struct Reaped {
     pub expired: Vec<i64>,
+    /// Seconds from creation to expiry of each expired job.
+    pub ages: Vec<f64>,
     pub deleted: u64,
 }
 
@@ -249,6 +251,25 @@ impl Store {
         Ok(row.get(0))
     }
 
+    /// Jobs by state and the age of the oldest pending job (seconds).
+    pub async fn stats(&self) -> Result<(Value, Option<f64>), StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(queries::STATS).await?;
+        self.count();
+        let row = client.query_one(&statement, &[]).await?;
+        Ok((row.get(0), row.get(1)))
+    }
+
+    /// PostgreSQL's notification queue usage (0..1).
+    pub async fn notification_queue_usage(&self) -> Result<f64, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(queries::NOTIFICATION_QUEUE_USAGE)
+            .await?;
+        self.count();
+        Ok(client.query_one(&statement, &[]).await?.get(0))
+    }
+
     /// The database answers a trivial query.
     pub async fn ping(&self) -> Result<(), StoreError> {
         let client = self.client().await?;
@@ -282,16 +303,17 @@ impl Store {
             return Ok(None);
         }
         self.count();
-        let expired = tx
-            .query(&expire, &[&batch])
-            .await?
-            .iter()
-            .map(|row| row.get::<_, i64>(0))
-            .collect();
+        let rows = tx.query(&expire, &[&batch]).await?;
+        let expired = rows.iter().map(|row| row.get::<_, i64>(0)).collect();
+        let ages = rows.iter().map(|row| row.get::<_, f64>(1)).collect();
         self.count();
         let deleted = tx.execute(&delete, &[&retention_secs, &batch]).await?;
         tx.commit().await?;
-        Ok(Some(Reaped { expired, deleted }))
+        Ok(Some(Reaped {
+            expired,
+            ages,
+            deleted,
+        }))
     }
 
     // ----- statements of the stream's own session (not pooled) -----

@@ -135,9 +135,9 @@ pub const EXPIRE_DUE: &str = "WITH due AS (
     ), expired AS (
         UPDATE backchannel.jobs j SET state = 'expired', completed_at = now()
         FROM due WHERE j.id = due.id
-        RETURNING j.id
+        RETURNING j.id, extract(epoch FROM j.completed_at - j.created_at)::float8 AS age
     )
-    SELECT id, pg_notify('backchannel_done', id::text) FROM expired";
+    SELECT id, age, pg_notify('backchannel_done', id::text) FROM expired";
 
 /// Reaper, step 2: delete terminal jobs older than the retention (seconds).
 pub const DELETE_OLD: &str = "DELETE FROM backchannel.jobs WHERE id IN (
@@ -148,6 +148,16 @@ pub const DELETE_OLD: &str = "DELETE FROM backchannel.jobs WHERE id IN (
 
 /// The reaper's turn: one instance per tick in the whole cluster.
 pub const TRY_REAPER_LOCK: &str = "SELECT pg_try_advisory_xact_lock($1, $2)";
+
+/// Jobs by state, and the age in seconds of the oldest pending job.
+pub const STATS: &str = "SELECT
+        (SELECT coalesce(jsonb_object_agg(state, n), '{}'::jsonb)
+         FROM (SELECT state, count(*) AS n FROM backchannel.jobs GROUP BY state) AS s),
+        (SELECT extract(epoch FROM now() - min(created_at))::float8
+         FROM backchannel.jobs WHERE state = 'pending')";
+
+/// How full PostgreSQL's notification queue is (0..1).
+pub const NOTIFICATION_QUEUE_USAGE: &str = "SELECT pg_notification_queue_usage()";
 
 /// Readiness: the database answers.
 pub const PING: &str = "SELECT 1";

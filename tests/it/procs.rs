@@ -1,8 +1,10 @@
 //! Real processes for fault tests: broker instances as child processes, and a
 //! throwaway PostgreSQL cluster that a test may stop and restart on its own.
 
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::common::*;
@@ -21,10 +23,21 @@ pub struct BrokerProcess {
     pub child: Child,
     pub base: String,
     pub http: reqwest::Client,
+    /// Its stderr lines, when spawned with `spawn_logged`.
+    pub logs: Arc<Mutex<Vec<String>>>,
 }
 
 impl BrokerProcess {
     pub async fn spawn(database_url: &str, env: &[(&str, &str)]) -> BrokerProcess {
+        Self::start(database_url, env, false).await
+    }
+
+    /// Like `spawn`, capturing the process's log lines (stderr).
+    pub async fn spawn_logged(database_url: &str, env: &[(&str, &str)]) -> BrokerProcess {
+        Self::start(database_url, env, true).await
+    }
+
+    async fn start(database_url: &str, env: &[(&str, &str)], capture: bool) -> BrokerProcess {
         let port = free_port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_backchannel"));
         command
@@ -42,11 +55,24 @@ impl BrokerProcess {
         for (key, value) in env {
             command.env(key, value);
         }
-        let child = command.spawn().expect("spawn backchannel serve");
+        if capture {
+            command.stderr(Stdio::piped());
+        }
+        let mut child = command.spawn().expect("spawn backchannel serve");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        if let Some(stderr) = child.stderr.take() {
+            let sink = logs.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    sink.lock().unwrap().push(line);
+                }
+            });
+        }
         let process = BrokerProcess {
             child,
             base: format!("http://127.0.0.1:{port}"),
             http: reqwest::Client::new(),
+            logs,
         };
         let ready = eventually(Duration::from_secs(20), || async {
             matches!(process.http.get(process.url("/readyz")).send().await, Ok(r) if r.status() == 200)

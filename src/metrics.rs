@@ -1,0 +1,207 @@
+//! Prometheus metrics of one instance, served at `GET /metrics`.
+//! Counters count what this instance did; summed over instances they give the
+//! cluster. Gauges that describe shared state are read at scrape time.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+use crate::job::{Job, JobState};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelLabel {
+    pub channel: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub jobs_submitted: Counter,
+    pub jobs_finished: Family<OutcomeLabel, Counter>,
+    pub round_trip_seconds: Histogram,
+    pub requests_waiting: Gauge,
+    pub stream_connected: Gauge,
+    pub stream_connects: Counter,
+    pub stream_takeovers: Counter,
+    pub stream_conflicts: Counter,
+    pub notifications_received: Family<ChannelLabel, Counter>,
+    pub notifications_sent: Counter,
+    pub listen_connected: Gauge,
+    pub reaper_expired: Counter,
+    pub reaper_deleted: Counter,
+    pub pool_size: Gauge,
+    pub pool_in_use: Gauge,
+    pub pool_waiting: Gauge,
+    pub notification_queue_usage: Gauge<f64, AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("backchannel");
+        let m = Metrics {
+            jobs_submitted: Counter::default(),
+            jobs_finished: Family::default(),
+            // 0.5 ms .. ~65 s
+            round_trip_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 18)),
+            requests_waiting: Gauge::default(),
+            stream_connected: Gauge::default(),
+            stream_connects: Counter::default(),
+            stream_takeovers: Counter::default(),
+            stream_conflicts: Counter::default(),
+            notifications_received: Family::default(),
+            notifications_sent: Counter::default(),
+            listen_connected: Gauge::default(),
+            reaper_expired: Counter::default(),
+            reaper_deleted: Counter::default(),
+            pool_size: Gauge::default(),
+            pool_in_use: Gauge::default(),
+            pool_waiting: Gauge::default(),
+            notification_queue_usage: Gauge::default(),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register(
+            "jobs_submitted",
+            "Jobs created through this instance",
+            m.jobs_submitted.clone(),
+        );
+        r.register(
+            "jobs_finished",
+            "Jobs this instance moved to a terminal state, by outcome",
+            m.jobs_finished.clone(),
+        );
+        r.register(
+            "round_trip_seconds",
+            "Time from submit to terminal state of the jobs this instance finished",
+            m.round_trip_seconds.clone(),
+        );
+        r.register(
+            "requests_waiting",
+            "Requests waiting for a job now",
+            m.requests_waiting.clone(),
+        );
+        r.register(
+            "stream_connected",
+            "1 while this instance holds the listener stream",
+            m.stream_connected.clone(),
+        );
+        r.register(
+            "stream_connects",
+            "Streams opened on this instance",
+            m.stream_connects.clone(),
+        );
+        r.register(
+            "stream_takeovers",
+            "Streams opened by taking over the same listener's stale stream",
+            m.stream_takeovers.clone(),
+        );
+        r.register(
+            "stream_conflicts",
+            "Stream requests refused with 409 listener_busy",
+            m.stream_conflicts.clone(),
+        );
+        r.register(
+            "notifications_received",
+            "Notifications received on the LISTEN connection, by channel",
+            m.notifications_received.clone(),
+        );
+        r.register(
+            "notifications_sent",
+            "Notifications this instance sent",
+            m.notifications_sent.clone(),
+        );
+        r.register(
+            "listen_connected",
+            "1 while the LISTEN connection is up",
+            m.listen_connected.clone(),
+        );
+        r.register(
+            "reaper_expired",
+            "Jobs expired by this instance's reaper",
+            m.reaper_expired.clone(),
+        );
+        r.register(
+            "reaper_deleted",
+            "Old terminal jobs deleted by this instance's reaper",
+            m.reaper_deleted.clone(),
+        );
+        r.register(
+            "db_pool_size",
+            "Open connections in the query pool",
+            m.pool_size.clone(),
+        );
+        r.register(
+            "db_pool_in_use",
+            "Pool connections in use",
+            m.pool_in_use.clone(),
+        );
+        r.register(
+            "db_pool_waiting",
+            "Requests waiting for a pool connection",
+            m.pool_waiting.clone(),
+        );
+        r.register(
+            "pg_notification_queue_usage",
+            "PostgreSQL's pg_notification_queue_usage() (0..1)",
+            m.notification_queue_usage.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// A job reached a terminal state in this instance.
+    pub fn finished(&self, job: &Job) {
+        self.jobs_finished
+            .get_or_create(&OutcomeLabel {
+                outcome: job.state.as_str(),
+            })
+            .inc();
+        if let Some(done) = job.completed_at {
+            let seconds = (done - job.created_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+            self.round_trip_seconds.observe(seconds.max(0.0));
+        }
+    }
+
+    /// Jobs expired by the reaper, with their ages in seconds.
+    pub fn reaped(&self, ages: &[f64], deleted: u64) {
+        if !ages.is_empty() {
+            self.jobs_finished
+                .get_or_create(&OutcomeLabel {
+                    outcome: JobState::Expired.as_str(),
+                })
+                .inc_by(ages.len() as u64);
+            self.reaper_expired.inc_by(ages.len() as u64);
+            for age in ages {
+                self.round_trip_seconds.observe(age.max(0.0));
+            }
+        }
+        self.reaper_deleted.inc_by(deleted);
+    }
+
+    pub fn received(&self, channel: &'static str) {
+        self.notifications_received
+            .get_or_create(&ChannelLabel { channel })
+            .inc();
+    }
+
+    /// The text exposition (OpenMetrics, which Prometheus reads).
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String");
+        text
+    }
+}
