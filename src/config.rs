@@ -48,6 +48,12 @@ pub struct Settings {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
 
+    /// PostgreSQL URL for the sessions that must not go through a transaction
+    /// pooler: the LISTEN connection, the stream's advisory lock, migrations
+    /// (default: DATABASE_URL).
+    #[arg(long, env = "BACKCHANNEL_DIRECT_DATABASE_URL", hide_env_values = true)]
+    pub direct_database_url: Option<String>,
+
     /// Address to listen on.
     #[arg(long, env = "BACKCHANNEL_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
@@ -146,6 +152,7 @@ impl Settings {
     pub fn new(database_url: &str, submitter_tokens: &[&str], listener_tokens: &[&str]) -> Self {
         Settings {
             database_url: database_url.to_owned(),
+            direct_database_url: None,
             bind: "127.0.0.1:0".parse().expect("valid address"),
             submitter_tokens: submitter_tokens.iter().map(|t| t.to_string()).collect(),
             listener_tokens: listener_tokens.iter().map(|t| t.to_string()).collect(),
@@ -220,7 +227,19 @@ impl Settings {
         self.database_url
             .parse::<tokio_postgres::Config>()
             .map_err(|_| ConfigError("DATABASE_URL is not a valid postgres:// URL".into()))?;
+        if let Some(url) = &self.direct_database_url {
+            url.parse::<tokio_postgres::Config>().map_err(|_| {
+                ConfigError("BACKCHANNEL_DIRECT_DATABASE_URL is not a valid postgres:// URL".into())
+            })?;
+        }
         Ok(())
+    }
+
+    /// The URL of the dedicated sessions (LISTEN, stream lock, migrations).
+    pub fn direct_url(&self) -> &str {
+        self.direct_database_url
+            .as_deref()
+            .unwrap_or(&self.database_url)
     }
 
     pub fn heartbeat(&self) -> Duration {

@@ -14,7 +14,7 @@ use crate::http::{self, auth::Tokens};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::notifier::Notifier;
-use crate::store::Store;
+use crate::store::{self, Store};
 use crate::{listen, migrate, reaper};
 
 /// A running instance: its address, its broker, and the handle to stop it.
@@ -42,6 +42,27 @@ pub async fn migrate(database_url: &str) -> anyhow::Result<Vec<i32>> {
     Ok(applied)
 }
 
+/// Refuse to start when the dedicated sessions would not be sessions: behind a
+/// transaction-pooling proxy, consecutive statements may run on different
+/// backends, so LISTEN and session advisory locks silently stop working.
+async fn check_sessions(config: &tokio_postgres::Config) -> anyhow::Result<()> {
+    let session = Session::connect(config).await.context(
+        "cannot open a direct session (BACKCHANNEL_DIRECT_DATABASE_URL or DATABASE_URL)",
+    )?;
+    let refuse = |what: &str| {
+        anyhow::anyhow!(
+            "{what}: LISTEN and the stream's advisory lock need a real session. Point \
+             BACKCHANNEL_DIRECT_DATABASE_URL at PostgreSQL itself (or at a session-pooling proxy), \
+             not at a transaction-pooling PgBouncer"
+        )
+    };
+    match store::probe_session(&session.client).await {
+        Ok(None) => Ok(()),
+        Ok(Some(problem)) => Err(refuse(problem)),
+        Err(error) => Err(refuse(&format!("the session check failed ({error})"))),
+    }
+}
+
 fn instance_name(settings: &Settings) -> String {
     if let Some(id) = &settings.instance_id {
         return id.clone();
@@ -62,11 +83,12 @@ fn instance_name(settings: &Settings) -> String {
 /// Validate settings, migrate, start the background tasks and serve.
 pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     settings.validate()?;
-    migrate(&settings.database_url).await?;
+    migrate(settings.direct_url()).await?;
 
     let pool = db::pool(&settings.database_url, settings.pool_size)?;
-    let session_config = db::config(&settings.database_url, "backchannel-session")?;
-    let listen_config = db::config(&settings.database_url, "backchannel-listen")?;
+    let session_config = db::config(settings.direct_url(), "backchannel-session")?;
+    let listen_config = db::config(settings.direct_url(), "backchannel-listen")?;
+    check_sessions(&session_config).await?;
     let shutdown = CancellationToken::new();
     let settings = Arc::new(settings);
     let broker = Arc::new(Broker {

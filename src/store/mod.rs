@@ -402,6 +402,40 @@ impl Store {
     }
 }
 
+/// Check that `client` is a real session: the same backend across statements,
+/// LISTEN and session advisory locks persisting between them. Returns what is
+/// wrong, if anything.
+pub async fn probe_session(client: &Client) -> Result<Option<&'static str>, tokio_postgres::Error> {
+    let first: i32 = client.query_one(queries::BACKEND_PID, &[]).await?.get(0);
+    let second: i32 = client.query_one(queries::BACKEND_PID, &[]).await?.get(0);
+    if first != second {
+        return Ok(Some("consecutive statements ran on different backends"));
+    }
+    client.batch_execute(queries::PROBE_LISTEN).await?;
+    let listening: bool = client
+        .query_one(queries::PROBE_LISTENING, &[])
+        .await?
+        .get(0);
+    client.batch_execute(queries::PROBE_UNLISTEN).await?;
+    if !listening {
+        return Ok(Some("LISTEN did not persist to the next statement"));
+    }
+    let keys: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
+        [&queries::LOCK_PROBE_NAMESPACE, &first];
+    client.query_one(queries::PROBE_LOCK, &keys).await?;
+    let held: i64 = client
+        .query_one(queries::PROBE_LOCK_HELD, &keys)
+        .await?
+        .get(0);
+    client.query_one(queries::PROBE_UNLOCK, &keys).await?;
+    if held != 1 {
+        return Ok(Some(
+            "a session advisory lock did not persist to the next statement",
+        ));
+    }
+    Ok(None)
+}
+
 fn job_from_row(row: &Row) -> Job {
     let state: &str = row.get(2);
     Job {

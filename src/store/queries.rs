@@ -159,5 +159,21 @@ pub const STATS: &str = "SELECT
 /// How full PostgreSQL's notification queue is (0..1).
 pub const NOTIFICATION_QUEUE_USAGE: &str = "SELECT pg_notification_queue_usage()";
 
+/// Session check: the backend of this statement.
+pub const BACKEND_PID: &str = "SELECT pg_backend_pid()";
+/// Session check: LISTEN on a probe channel, then find it from another statement.
+pub const PROBE_LISTEN: &str = "LISTEN backchannel_probe";
+pub const PROBE_LISTENING: &str = "SELECT 'backchannel_probe' IN (SELECT pg_listening_channels())";
+pub const PROBE_UNLISTEN: &str = "UNLISTEN backchannel_probe";
+/// Session check: a session lock taken by one statement is seen by the next.
+pub const PROBE_LOCK: &str = "SELECT pg_try_advisory_lock($1, $2)";
+pub const PROBE_LOCK_HELD: &str = "SELECT count(*) FROM pg_locks
+    WHERE pid = pg_backend_pid() AND locktype = 'advisory' AND granted
+      AND classid = ($1::int)::oid AND objid = ($2::int)::oid AND objsubid = 2";
+pub const PROBE_UNLOCK: &str = "SELECT pg_advisory_unlock($1, $2)";
+/// First key of the probe lock; the second is the backend's pid, so that
+/// instances starting together never contend for it.
+pub const LOCK_PROBE_NAMESPACE: i32 = 0x6263_0002;
+
 /// Readiness: the database answers.
 pub const PING: &str = "SELECT 1";
