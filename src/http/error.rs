@@ -19,6 +19,8 @@ pub struct ApiError {
     pub job: Option<Box<Job>>,
     pub retry_after: Option<u64>,
     pub bearer_challenge: bool,
+    /// The methods of a path, for the `Allow` header of a 405.
+    pub allow: Option<String>,
 }
 
 impl warp::reject::Reject for ApiError {}
@@ -32,6 +34,7 @@ impl ApiError {
             job: None,
             retry_after: None,
             bearer_challenge: false,
+            allow: None,
         }
     }
 
@@ -83,6 +86,13 @@ impl Reply for ApiError {
         let headers = response.headers_mut();
         if let Some(seconds) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Some(methods) = self
+            .allow
+            .as_deref()
+            .and_then(|m| HeaderValue::from_str(m).ok())
+        {
+            headers.insert(header::ALLOW, methods);
         }
         if self.bearer_challenge {
             headers.insert(

@@ -3,9 +3,11 @@
 
 pub mod auth;
 mod body;
+pub mod documented;
 pub mod error;
 mod handlers;
 pub mod input;
+pub mod openapi;
 pub mod serve;
 
 use std::collections::HashMap;
@@ -19,6 +21,24 @@ use warp::reply::Response;
 use self::auth::{Role, Tokens};
 use crate::broker::Broker;
 
+/// Every route the API answers: (method, path), `{id}` standing for one path
+/// segment. Requests for anything else are refused before they reach a route
+/// (`documented::only`), and a test holds this table equal to the paths of
+/// `docs/openapi.yaml`: a route must be in both to be served.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/v1/jobs"),
+    ("GET", "/v1/jobs/{id}"),
+    ("DELETE", "/v1/jobs/{id}"),
+    ("POST", "/v1/jobs/{id}/result"),
+    ("GET", "/v1/stream"),
+    ("GET", "/v1/listener"),
+    ("GET", "/v1/stats"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+];
+
 /// Every route of the API.
 pub fn routes(
     broker: Arc<Broker>,
@@ -26,6 +46,7 @@ pub fn routes(
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let max_body = broker.settings.max_body;
     let body_timeout = broker.settings.body_timeout();
+    let openapi_body = openapi::body(&broker.settings);
     let with_broker = warp::any().map(move || broker.clone());
     let submitter = auth::require(tokens.clone(), Role::Submitter);
     let listener = auth::require(tokens, Role::Listener);
@@ -82,8 +103,11 @@ pub fn routes(
         .and(warp::get())
         .and(with_broker)
         .and_then(handlers::readyz);
+    let openapi = warp::path!("openapi.json")
+        .and(warp::get())
+        .map(move || openapi::reply(&openapi_body));
 
-    submit
+    let api = submit
         .or(get)
         .unify()
         .or(cancel)
@@ -102,6 +126,10 @@ pub fn routes(
         .unify()
         .or(readyz)
         .unify()
+        .or(openapi)
+        .unify();
+    documented::only()
+        .and(api)
         .recover(error::recover)
         .unify()
         .map(hygiene)

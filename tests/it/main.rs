@@ -8,6 +8,7 @@ mod faults;
 mod idle;
 mod input;
 mod limits;
+mod openapi;
 mod ops;
 mod procs;
 mod roundtrip;

@@ -1,0 +1,44 @@
+//! The OpenAPI document: `docs/openapi.yaml`, built into the binary and served
+//! as JSON at `/openapi.json`, with this instance's own limits filled in.
+
+use bytes::Bytes;
+use serde_json::Value;
+use warp::http::{HeaderValue, header};
+use warp::reply::Response;
+
+use crate::config::Settings;
+
+/// The document as written in the repository.
+pub const SOURCE: &str = include_str!("../../docs/openapi.yaml");
+
+/// Where the document states the largest `timeout` and `wait`.
+const MAX_TIMEOUT_AT: [&str; 2] = [
+    "/components/parameters/Wait/schema/maximum",
+    "/components/schemas/SubmitRequest/properties/timeout/maximum",
+];
+
+/// The document as JSON, with `settings`' maximum for `timeout` and `wait`.
+pub fn document(settings: &Settings) -> Value {
+    let mut document: Value =
+        serde_norway::from_str(SOURCE).expect("docs/openapi.yaml is valid YAML (tested)");
+    for pointer in MAX_TIMEOUT_AT {
+        if let Some(maximum) = document.pointer_mut(pointer) {
+            *maximum = serde_json::json!(settings.max_timeout);
+        }
+    }
+    document
+}
+
+/// The serialised document, made once per instance.
+pub fn body(settings: &Settings) -> Bytes {
+    Bytes::from(serde_json::to_vec(&document(settings)).expect("a JSON value serialises"))
+}
+
+pub fn reply(body: &Bytes) -> Response {
+    let mut response = Response::new(body.clone().into());
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
