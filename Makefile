@@ -36,6 +36,13 @@ run: build ## Run the broker on DATABASE_URL (default: a local "backchannel" dat
 test: ## Run every test against a real PostgreSQL (started if it is not running)
 	@$(PG_ENSURE); cargo test --all-targets
 
+# Generated cases per API operation for `make fuzz`.
+FUZZ_EXAMPLES ?= 100
+
+.PHONY: fuzz
+fuzz: ## Run schemathesis against a broker on a scratch database, from docs/openapi.yaml (FUZZ_EXAMPLES=100 per operation)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) scripts/fuzz.sh
+
 .PHONY: lint
 lint: ## cargo fmt --check and clippy with warnings as errors
 	cargo fmt --all -- --check
