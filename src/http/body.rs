@@ -7,7 +7,8 @@ use bytes::{Buf, BytesMut};
 use futures_util::{Stream, StreamExt};
 use serde_json::Value;
 use warp::Filter;
-use warp::http::{HeaderMap, StatusCode, header};
+use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
+use warp::reply::Response;
 
 use super::error::ApiError;
 
@@ -29,6 +30,31 @@ pub fn json(
                 ))),
             }
         })
+}
+
+/// Whether the request sends a body (a Content-Length above 0, or chunks).
+pub fn sent() -> impl Filter<Extract = (bool,), Error = std::convert::Infallible> + Clone {
+    warp::header::headers_cloned().map(|headers: HeaderMap| {
+        headers.contains_key(header::TRANSFER_ENCODING)
+            || headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim() != "0")
+    })
+}
+
+/// A request refused before its body was read (no token, wrong route, type
+/// or size) leaves the body unread, and the server then drops the connection
+/// after answering. Say so with `Connection: close`, so that no client sends
+/// its next request on a connection that is about to close.
+pub fn close_after_refusal(sent_body: bool, mut response: Response) -> Response {
+    let status = response.status();
+    if sent_body && (status.is_client_error() || status.is_server_error()) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 fn too_large(max: u64) -> ApiError {

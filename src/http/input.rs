@@ -41,6 +41,24 @@ fn reject_unknown(map: &Map<String, Value>, known: &[&str]) -> Result<(), ApiErr
     }
 }
 
+/// PostgreSQL stores no string (text or inside jsonb) with the character U+0000.
+fn has_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
+}
+
+/// A JSON value the database can store, or a 400 naming the field.
+fn storable(name: &str, value: Value) -> Result<Value, ApiError> {
+    if has_nul(&value) {
+        return Err(field(name, "strings may not contain the character U+0000"));
+    }
+    Ok(value)
+}
+
 fn truncate(s: &str) -> String {
     s.chars().take(64).collect()
 }
@@ -68,7 +86,7 @@ pub fn submit(body: Value, settings: &Settings) -> Result<NewJob, ApiError> {
         Some(_) => return Err(field("kind", "must be a string")),
         None => return Err(field("kind", "is required")),
     };
-    let payload = map.remove("payload").unwrap_or(Value::Null);
+    let payload = storable("payload", map.remove("payload").unwrap_or(Value::Null))?;
     let timeout_secs = match map.remove("timeout") {
         None | Some(Value::Null) => settings.default_timeout,
         Some(Value::Number(n)) => match n.as_f64() {
@@ -90,9 +108,16 @@ pub fn submit(body: Value, settings: &Settings) -> Result<NewJob, ApiError> {
     };
     let idempotency_key = match map.remove("idempotency_key") {
         None | Some(Value::Null) => None,
-        Some(Value::String(key)) if (1..=MAX_NAME_LEN).contains(&key.chars().count()) => Some(key),
+        Some(Value::String(key))
+            if (1..=MAX_NAME_LEN).contains(&key.chars().count()) && !key.contains('\0') =>
+        {
+            Some(key)
+        }
         Some(Value::String(_)) => {
-            return Err(field("idempotency_key", "must be 1 to 200 characters"));
+            return Err(field(
+                "idempotency_key",
+                "must be 1 to 200 characters, without U+0000",
+            ));
         }
         Some(_) => return Err(field("idempotency_key", "must be a string")),
     };
@@ -109,8 +134,8 @@ pub fn answer(body: Value) -> Result<Answer, ApiError> {
     let mut map = object(body)?;
     reject_unknown(&map, &["result", "error"])?;
     match (map.remove("result"), map.remove("error")) {
-        (Some(result), None) => Ok(Answer::Result(result)),
-        (None, Some(error)) => Ok(Answer::Error(error)),
+        (Some(result), None) => Ok(Answer::Result(storable("result", result)?)),
+        (None, Some(error)) => Ok(Answer::Error(storable("error", error)?)),
         _ => Err(ApiError::bad_request(
             "invalid_body",
             "the body must have exactly one of the fields result and error",

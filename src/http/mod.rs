@@ -128,10 +128,10 @@ pub fn routes(
         .unify()
         .or(openapi)
         .unify();
-    documented::only()
-        .and(api)
-        .recover(error::recover)
-        .unify()
+    let answered = documented::only().and(api).recover(error::recover).unify();
+    body::sent()
+        .and(answered)
+        .map(body::close_after_refusal)
         .map(hygiene)
 }
 

@@ -5,6 +5,7 @@ mod common;
 mod answers;
 mod cluster;
 mod faults;
+mod fuzzed;
 mod idle;
 mod input;
 mod limits;

@@ -1,0 +1,128 @@
+//! What `make fuzz` (schemathesis against docs/openapi.yaml) found, kept as
+//! regressions.
+
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+/// Numbers at the edges of f64 and of the integers survive jsonb: PostgreSQL
+/// prints them back as long decimals, which must parse to the same values
+/// (a near-f64::MAX payload once made reading the job panic, dropping the
+/// connection, and the stream with it).
+#[tokio::test]
+async fn extreme_numbers_round_trip_through_the_database() {
+    let db = TestDb::new().await;
+    let bc = instance(&db).await;
+    let numbers = json!([
+        1.7976931348623157e308,
+        1.7976931348623155e308,
+        -1.7976931348623157e308,
+        5e-324,
+        2.2250738585072014e-308,
+        0.1,
+        -0.0,
+        1e21,
+        123456789.12345679,
+        18446744073709551615u64,
+        -9223372036854775808i64
+    ]);
+    let mut stream = bc.stream(None).await.expect("the stream opens");
+    let submitted = bc
+        .submit(json!({"kind": "numbers", "payload": numbers}), None)
+        .await;
+    assert_eq!(submitted.status, 202, "{:?}", submitted.body);
+    assert_eq!(submitted.body["payload"], numbers);
+    let id = submitted.body["id"].as_i64().unwrap();
+
+    let event = stream.next_job(LONG).await.expect("the job on the stream");
+    assert_eq!(event["payload"], numbers);
+    let answered = bc.answer(id, json!({"result": numbers})).await;
+    assert_eq!(answered.status, 200, "{:?}", answered.body);
+    assert_eq!(answered.body["result"], numbers);
+    let replay = bc.answer(id, json!({"result": numbers})).await;
+    assert_eq!(
+        replay.status, 200,
+        "a replay is the same answer: {:?}",
+        replay.body
+    );
+    let read = bc.get(id, None).await;
+    assert_eq!((read.status, &read.body["result"]), (200, &numbers));
+}
+
+/// PostgreSQL stores no U+0000 in text or jsonb: such strings are a 400
+/// naming the field (they were a 500), and nothing is stored.
+#[tokio::test]
+async fn nul_characters_are_a_400_not_a_500() {
+    let db = TestDb::new().await;
+    let bc = instance(&db).await;
+    for (body, field) in [
+        (json!({"kind": "x", "payload": "a\u{0}b"}), "payload"),
+        (json!({"kind": "x", "payload": {"k\u{0}": 1}}), "payload"),
+        (
+            json!({"kind": "x", "payload": [[{"deep": "\u{0}"}]]}),
+            "payload",
+        ),
+        (
+            json!({"kind": "x", "idempotency_key": "k\u{0}"}),
+            "idempotency_key",
+        ),
+    ] {
+        let r = bc.submit(body.clone(), None).await;
+        assert_eq!((r.status, r.code()), (400, "invalid_field"), "{body}");
+        let message = r.body["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with(field), "{message}");
+    }
+    assert_eq!(db.count_jobs().await, 0);
+    let id = bc.submit_job("x", json!(null)).await;
+    for (body, field) in [
+        (json!({"result": {"a": "\u{0}"}}), "result"),
+        (json!({"error": "\u{0}"}), "error"),
+    ] {
+        let r = bc.answer(id, body.clone()).await;
+        assert_eq!((r.status, r.code()), (400, "invalid_field"), "{body}");
+        assert!(
+            r.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(field)
+        );
+    }
+    assert_eq!(bc.get(id, None).await.body["state"], "pending");
+}
+
+/// A request refused before its body was read (here: no token) gets
+/// `Connection: close`, since the server drops the connection after such a
+/// response; a client that reused it would see its next request fail.
+#[tokio::test]
+async fn refusals_with_an_unread_body_close_the_connection() {
+    let db = TestDb::new().await;
+    let bc = instance(&db).await;
+    let big = json!({"kind": "x", "payload": "p".repeat(200_000)});
+    let refused = [
+        bc.http.post(bc.url("/v1/jobs")).json(&big),
+        bc.http
+            .post(bc.url("/v1/jobs"))
+            .bearer_auth(SUBMITTER)
+            .header("content-type", "text/plain")
+            .body(big.to_string()),
+        bc.http.put(bc.url("/v1/jobs")).json(&big),
+    ];
+    for request in refused {
+        let r = bc.send(request).await;
+        assert!(r.status >= 400);
+        assert_eq!(r.headers["connection"], "close", "{:?}", r.body);
+    }
+    // Answers that read the body keep the connection.
+    let r = bc.submit(json!({"kind": "x"}), None).await;
+    assert_eq!(r.status, 202);
+    assert!(!r.headers.contains_key("connection"));
+    let r = bc
+        .send(bc.http.get(bc.url("/v1/jobs/1")).bearer_auth(LISTENER))
+        .await;
+    assert_eq!(r.status, 403);
+    assert!(
+        !r.headers.contains_key("connection"),
+        "a refusal without a body keeps the connection"
+    );
+    let _: Value = r.body;
+}
