@@ -1,6 +1,7 @@
 //! Command line and environment: every setting is a flag and a variable, the flag wins.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -75,6 +76,21 @@ pub struct Settings {
         hide_env_values = true
     )]
     pub listener_tokens: Vec<String>,
+
+    /// A file of more submitter tokens: one per line, blank lines and `#`
+    /// comments ignored (read at start, added to --submitter-tokens).
+    #[arg(
+        long = "submitter-tokens-file",
+        env = "BACKCHANNEL_SUBMITTER_TOKENS_FILE"
+    )]
+    pub submitter_tokens_file: Option<PathBuf>,
+
+    /// A file of more listener tokens, like --submitter-tokens-file.
+    #[arg(
+        long = "listener-tokens-file",
+        env = "BACKCHANNEL_LISTENER_TOKENS_FILE"
+    )]
+    pub listener_tokens_file: Option<PathBuf>,
 
     /// Seconds between keepalive comments on the stream.
     #[arg(long, env = "BACKCHANNEL_HEARTBEAT", default_value_t = 15.0)]
@@ -156,6 +172,8 @@ impl Settings {
             bind: "127.0.0.1:0".parse().expect("valid address"),
             submitter_tokens: submitter_tokens.iter().map(|t| t.to_string()).collect(),
             listener_tokens: listener_tokens.iter().map(|t| t.to_string()).collect(),
+            submitter_tokens_file: None,
+            listener_tokens_file: None,
             heartbeat: 15.0,
             default_timeout: 30.0,
             max_timeout: 3600.0,
@@ -174,17 +192,51 @@ impl Settings {
         }
     }
 
+    /// Add the tokens of the token files to the lists, and clear the file
+    /// settings. A file that cannot be read, holds no token, or holds a token
+    /// shorter than [`MIN_TOKEN_LEN`] or with spaces in it is refused; the
+    /// message names the variable, the file and the line, never the token.
+    pub fn read_token_files(&mut self) -> Result<(), ConfigError> {
+        let files = [
+            (
+                "BACKCHANNEL_SUBMITTER_TOKENS_FILE",
+                self.submitter_tokens_file.take(),
+                &mut self.submitter_tokens,
+            ),
+            (
+                "BACKCHANNEL_LISTENER_TOKENS_FILE",
+                self.listener_tokens_file.take(),
+                &mut self.listener_tokens,
+            ),
+        ];
+        for (name, file, tokens) in files {
+            if let Some(path) = file {
+                tokens.extend(read_token_file(name, &path)?);
+            }
+        }
+        Ok(())
+    }
+
     /// Refuse settings that cannot work, with a message naming the setting.
+    /// Messages about tokens never contain a token.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        check_tokens("BACKCHANNEL_SUBMITTER_TOKENS", &self.submitter_tokens)?;
-        check_tokens("BACKCHANNEL_LISTENER_TOKENS", &self.listener_tokens)?;
+        check_tokens(
+            "submitter",
+            "BACKCHANNEL_SUBMITTER_TOKENS",
+            &self.submitter_tokens,
+        )?;
+        check_tokens(
+            "listener",
+            "BACKCHANNEL_LISTENER_TOKENS",
+            &self.listener_tokens,
+        )?;
         if self
             .submitter_tokens
             .iter()
             .any(|t| self.listener_tokens.iter().any(|l| l == t))
         {
             return Err(ConfigError(
-                "the same token is configured for both roles: submitter and listener tokens must differ".into(),
+                "the same token is configured for both roles (BACKCHANNEL_SUBMITTER_TOKENS and BACKCHANNEL_LISTENER_TOKENS, or their _FILE): submitter and listener tokens must differ".into(),
             ));
         }
         let positive = [
@@ -275,10 +327,10 @@ impl Settings {
     }
 }
 
-fn check_tokens(name: &str, tokens: &[String]) -> Result<(), ConfigError> {
+fn check_tokens(role: &str, name: &str, tokens: &[String]) -> Result<(), ConfigError> {
     if tokens.is_empty() || tokens.iter().all(|t| t.trim().is_empty()) {
         return Err(ConfigError(format!(
-            "{name} is required: give at least one token"
+            "no {role} token: set {name} (comma-separated) or {name}_FILE (one per line)"
         )));
     }
     for (i, token) in tokens.iter().enumerate() {
@@ -296,4 +348,37 @@ fn check_tokens(name: &str, tokens: &[String]) -> Result<(), ConfigError> {
         }
     }
     Ok(())
+}
+
+/// The tokens of a token file: one per line, blank lines and `#` comments ignored.
+fn read_token_file(name: &str, path: &Path) -> Result<Vec<String>, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("{name}: cannot read {}: {e}", path.display())))?;
+    let mut tokens = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let token = line.trim();
+        if token.is_empty() || token.starts_with('#') {
+            continue;
+        }
+        let problem = if token.contains(char::is_whitespace) {
+            "contains spaces (one token per line; comments on lines of their own)".to_string()
+        } else if token.chars().count() < MIN_TOKEN_LEN {
+            format!("is shorter than {MIN_TOKEN_LEN} characters")
+        } else {
+            tokens.push(token.to_owned());
+            continue;
+        };
+        return Err(ConfigError(format!(
+            "{name}: the token on line {} of {} {problem}",
+            i + 1,
+            path.display()
+        )));
+    }
+    if tokens.is_empty() {
+        return Err(ConfigError(format!(
+            "{name}: {} holds no token",
+            path.display()
+        )));
+    }
+    Ok(tokens)
 }

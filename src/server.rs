@@ -81,7 +81,8 @@ fn instance_name(settings: &Settings) -> String {
 }
 
 /// Validate settings, migrate, start the background tasks and serve.
-pub async fn start(settings: Settings) -> anyhow::Result<Running> {
+pub async fn start(mut settings: Settings) -> anyhow::Result<Running> {
+    settings.read_token_files()?;
     settings.validate()?;
     migrate(settings.direct_url()).await?;
 

@@ -14,5 +14,6 @@ mod ops;
 mod procs;
 mod roundtrip;
 mod sql;
+mod startup;
 mod stream;
 mod waiting;
