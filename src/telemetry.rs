@@ -1,7 +1,25 @@
 //! Logging with `tracing`: readable by default, JSON with BACKCHANNEL_LOG_FORMAT=json,
-//! level from RUST_LOG (default info). Payloads, results, errors and tokens are never logged.
+//! level from RUST_LOG (default info). Payloads, results, errors and tokens are never
+//! logged: the broker logs ids, kinds, states, sizes and timings, and the
+//! dependencies that would log data are capped whatever RUST_LOG says.
 
+use tracing::{Level, Metadata};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// Log targets that print personal data, and the most verbose level each may
+/// use. tokio-postgres logs every statement's parameters (payloads, results,
+/// errors, idempotency keys) at debug.
+const CAPPED: &[(&str, Level)] = &[("tokio_postgres::query", Level::INFO)];
+
+/// False for events of a capped target above its level.
+fn allowed(metadata: &Metadata<'_>) -> bool {
+    CAPPED
+        .iter()
+        .all(|(target, most)| !metadata.target().starts_with(target) || metadata.level() <= most)
+}
 
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -10,9 +28,15 @@ pub fn init() {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
+    let cap = filter_fn(allowed);
     let _ = if json {
-        builder.json().with_current_span(true).try_init()
+        builder
+            .json()
+            .with_current_span(true)
+            .finish()
+            .with(cap)
+            .try_init()
     } else {
-        builder.try_init()
+        builder.finish().with(cap).try_init()
     };
 }

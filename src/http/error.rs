@@ -9,6 +9,7 @@ use warp::{Rejection, Reply};
 
 use crate::broker::BrokerError;
 use crate::job::Job;
+use crate::store::StoreError;
 
 /// `{"error": {"code", "message", "job"?}}` with its status and headers.
 #[derive(Debug, Clone)]
@@ -160,7 +161,7 @@ impl From<BrokerError> for ApiError {
                 ApiError::unavailable("the database is unreachable; try again shortly")
             }
             BrokerError::Store(error) => {
-                tracing::error!(error = ?error, "database error");
+                log_database_error(&error);
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",
@@ -168,6 +169,29 @@ impl From<BrokerError> for ApiError {
                 )
             }
         }
+    }
+}
+
+/// Log a database error by what identifies it: SQLSTATE, the objects named and
+/// the server routine. Never its message, detail or context, which can quote
+/// the data of the statement (a payload, a result, a key).
+fn log_database_error(error: &StoreError) {
+    let StoreError::Query(error) = error else {
+        tracing::error!(%error, "database error");
+        return;
+    };
+    match error.as_db_error() {
+        Some(db) => tracing::error!(
+            sqlstate = db.code().code(),
+            severity = db.severity(),
+            table = db.table(),
+            column = db.column(),
+            constraint = db.constraint(),
+            routine = db.routine(),
+            "database error"
+        ),
+        // Not from the server: the client's own description names no data.
+        None => tracing::error!(%error, "database error"),
     }
 }
 

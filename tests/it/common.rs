@@ -338,7 +338,7 @@ pub struct Sse {
 }
 
 impl Sse {
-    fn new(response: reqwest::Response) -> Sse {
+    pub fn new(response: reqwest::Response) -> Sse {
         let headers = response.headers().clone();
         let (tx, rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {

@@ -13,6 +13,7 @@ mod openapi;
 mod ops;
 mod procs;
 mod roundtrip;
+mod security;
 mod sql;
 mod startup;
 mod stream;
