@@ -340,7 +340,7 @@ mod tests {
     #[test]
     fn refusals_name_the_setting_and_never_the_token() {
         let mut s = valid();
-        s.listener_tokens = vec!["short".into()];
+        s.listener_tokens = vec!["qwe9xk".into()];
         let e = s.validate().unwrap_err().to_string();
         assert!(
             e.contains("BACKCHANNEL_LISTENER_TOKENS") && !e.contains("short"),
