@@ -19,6 +19,9 @@ pub enum Command {
     Serve(Box<Settings>),
     /// Apply the migrations in sql/ and exit.
     Migrate(DatabaseArgs),
+    /// The listener side: hold the stream, forward each job to an internal
+    /// HTTP endpoint, post the answer back, reconnect by itself.
+    Agent(Box<crate::agent::AgentArgs>),
 }
 
 #[derive(Debug, Clone, Args)]

@@ -1,7 +1,8 @@
 use clap::Parser;
 
 use backchannel::config::{Cli, Command};
-use backchannel::{server, telemetry};
+use backchannel::{agent, server, telemetry};
+use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -17,6 +18,17 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate(args) => {
             let applied = server::migrate(&args.database_url).await?;
             println!("applied {} migration(s)", applied.len());
+        }
+        Command::Agent(args) => {
+            let agent = agent::Agent::new(*args)?;
+            let shutdown = CancellationToken::new();
+            let signal = shutdown.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                tracing::info!("shutdown signal received");
+                signal.cancel();
+            });
+            agent.run(shutdown).await;
         }
     }
     Ok(())
