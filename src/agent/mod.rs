@@ -104,10 +104,10 @@ impl Agent {
         let config = &self.config;
         let target = match &config.target {
             Target::Echo => "echo".to_string(),
-            Target::Forward(url) => url.to_string(),
+            Target::Forward(url) => redacted(url),
         };
         tracing::info!(
-            server = %config.server,
+            server = %redacted(&config.server),
             listener_id = %config.listener_id,
             %target,
             concurrency = config.concurrency,
@@ -191,6 +191,14 @@ impl Agent {
     }
 }
 
+/// A URL for the logs: without a user name or password it may carry.
+fn redacted(url: &reqwest::Url) -> String {
+    let mut url = url.clone();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.to_string()
+}
+
 /// A client error in one line with its causes (for calls to the broker only:
 /// its URL is no secret, the handler's address stays out of the answers).
 fn describe(error: &reqwest::Error) -> String {
@@ -202,4 +210,13 @@ fn describe(error: &reqwest::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn logged_urls_carry_no_credentials() {
+        let url = reqwest::Url::parse("https://user:secret@handler.internal/jobs").unwrap();
+        assert_eq!(super::redacted(&url), "https://handler.internal/jobs");
+    }
 }

@@ -46,7 +46,7 @@ pub async fn hold(
         s.connected = true;
         s.connections += 1;
     });
-    tracing::info!(server = %config.server, listener_id = %config.listener_id, "stream connected");
+    tracing::info!(server = %super::redacted(&config.server), listener_id = %config.listener_id, "stream connected");
     let ended = read(config, response, jobs, backoff).await;
     reporter.update(|s| s.connected = false);
     ended
