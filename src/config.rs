@@ -23,6 +23,9 @@ pub enum Command {
     Submit(crate::cli::SubmitArgs),
     /// Print who holds the stream and how many jobs are where.
     Status(crate::cli::StatusArgs),
+    /// The listener side: hold the stream, forward each job to an internal
+    /// HTTP endpoint, post the answer back, reconnect by itself.
+    Agent(Box<crate::agent::AgentArgs>),
 }
 
 #[derive(Debug, Clone, Args)]
