@@ -59,6 +59,7 @@ impl Broker {
     /// Returns the job and whether this call created it.
     pub async fn submit(&self, new: NewJob, wait: Duration) -> Result<(Job, bool), BrokerError> {
         let permit = self.permit(wait)?;
+        let mark = self.hub.mark();
         let (job, created) = self.store.insert(&new).await?;
         if created {
             tracing::info!(job_id = job.id, kind = %job.kind, "job submitted");
@@ -67,7 +68,11 @@ impl Broker {
         }
         match permit {
             Some(permit) if !job.is_terminal() => {
-                Ok((self.wait_for(job.id, wait, permit).await?, created))
+                let id = job.id;
+                // A job this call created needs no read-back unless it was woken meanwhile;
+                // a repeat of an idempotency key may be older than the mark.
+                let fresh = created.then_some((job, mark));
+                Ok((self.wait_for(id, wait, permit, fresh).await?, created))
             }
             _ => Ok((job, created)),
         }
@@ -77,7 +82,7 @@ impl Broker {
     pub async fn get(&self, id: i64, wait: Duration) -> Result<Job, BrokerError> {
         match self.permit(wait)? {
             None => self.read(id).await?.ok_or(BrokerError::NotFound),
-            Some(permit) => self.wait_for(id, wait, permit).await,
+            Some(permit) => self.wait_for(id, wait, permit, None).await,
         }
     }
 
