@@ -79,6 +79,7 @@ impl Broker {
     }
 
     /// The job now, or once terminal within `wait`.
+    #[tracing::instrument(name = "job", skip_all, fields(job_id = id))]
     pub async fn get(&self, id: i64, wait: Duration) -> Result<Job, BrokerError> {
         match self.permit(wait)? {
             None => self.read(id).await?.ok_or(BrokerError::NotFound),
@@ -98,6 +99,7 @@ impl Broker {
     }
 
     /// Withdraw a job that has not ended.
+    #[tracing::instrument(name = "job", skip_all, fields(job_id = id))]
     pub async fn cancel(&self, id: i64) -> Result<Job, BrokerError> {
         for _ in 0..2 {
             if let Some(job) = self.store.cancel(id).await? {
@@ -120,6 +122,7 @@ impl Broker {
     }
 
     /// Record the listener's answer; replays of the same answer are accepted.
+    #[tracing::instrument(name = "job", skip_all, fields(job_id = id))]
     pub async fn answer(&self, id: i64, answer: Answer) -> Result<Job, BrokerError> {
         for _ in 0..2 {
             if let Some(job) = self.store.answer(id, &answer).await? {

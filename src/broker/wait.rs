@@ -49,7 +49,11 @@ impl Broker {
                 None => self.read(id).await?.ok_or(BrokerError::NotFound)?,
             };
             let now = Instant::now();
-            if job.is_terminal() || now >= until {
+            if job.is_terminal() {
+                tracing::debug!(job_id = id, state = job.state.as_str(), "waiter woken");
+                return Ok(job);
+            }
+            if now >= until {
                 return Ok(job);
             }
             let deadline = recheck_at.take().unwrap_or_else(|| instant_of(&job));
