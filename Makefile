@@ -32,6 +32,10 @@ run: build ## Run the broker on DATABASE_URL (default: a local "backchannel" dat
 	echo "  listener token:  $$BACKCHANNEL_LISTENER_TOKENS"; \
 	exec ./target/release/backchannel serve
 
+.PHONY: demo
+demo: ## See it work: a broker, an echo agent and one submit, printing the round trip
+	@$(PG_ENSURE); scripts/demo.sh
+
 .PHONY: test
 test: ## Run every test against a real PostgreSQL (started if it is not running)
 	@$(PG_ENSURE); cargo test --all-targets

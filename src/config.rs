@@ -24,6 +24,9 @@ pub enum Command {
     Submit(crate::cli::SubmitArgs),
     /// Print who holds the stream and how many jobs are where.
     Status(crate::cli::StatusArgs),
+    /// The listener side: hold the stream, forward each job to an internal
+    /// HTTP endpoint, post the answer back, reconnect by itself.
+    Agent(Box<crate::agent::AgentArgs>),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -54,6 +57,13 @@ pub struct Settings {
     /// (default: DATABASE_URL).
     #[arg(long, env = "BACKCHANNEL_DIRECT_DATABASE_URL", hide_env_values = true)]
     pub direct_database_url: Option<String>,
+
+    /// PostgreSQL's synchronous_commit for the broker's sessions (on, off, local,
+    /// remote_write, remote_apply; default: the database's own setting). `off`
+    /// removes the WAL flush from every commit; a PostgreSQL crash may then
+    /// forget the last fraction of a second of submits and answers (see README).
+    #[arg(long, env = "BACKCHANNEL_SYNCHRONOUS_COMMIT")]
+    pub synchronous_commit: Option<String>,
 
     /// Address to listen on.
     #[arg(long, env = "BACKCHANNEL_BIND", default_value = "127.0.0.1:8080")]
@@ -169,6 +179,7 @@ impl Settings {
         Settings {
             database_url: database_url.to_owned(),
             direct_database_url: None,
+            synchronous_commit: None,
             bind: "127.0.0.1:0".parse().expect("valid address"),
             submitter_tokens: submitter_tokens.iter().map(|t| t.to_string()).collect(),
             listener_tokens: listener_tokens.iter().map(|t| t.to_string()).collect(),
@@ -279,12 +290,26 @@ impl Settings {
         self.database_url
             .parse::<tokio_postgres::Config>()
             .map_err(|_| ConfigError("DATABASE_URL is not a valid postgres:// URL".into()))?;
+        if let Some(value) = &self.synchronous_commit {
+            if !["on", "off", "local", "remote_write", "remote_apply"].contains(&value.as_str()) {
+                return Err(ConfigError(
+                    "BACKCHANNEL_SYNCHRONOUS_COMMIT must be one of on, off, local, remote_write, remote_apply".into(),
+                ));
+            }
+        }
         if let Some(url) = &self.direct_database_url {
             url.parse::<tokio_postgres::Config>().map_err(|_| {
                 ConfigError("BACKCHANNEL_DIRECT_DATABASE_URL is not a valid postgres:// URL".into())
             })?;
         }
         Ok(())
+    }
+
+    /// The statement that applies `synchronous_commit` to a new session, if set.
+    pub fn session_setup(&self) -> Option<String> {
+        self.synchronous_commit
+            .as_ref()
+            .map(|value| format!("SET synchronous_commit TO {value}"))
     }
 
     /// The URL of the dedicated sessions (LISTEN, stream lock, migrations).
@@ -381,4 +406,79 @@ fn read_token_file(name: &str, path: &Path) -> Result<Vec<String>, ConfigError> 
         )));
     }
     Ok(tokens)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> Settings {
+        Settings::new(
+            "postgres://postgres@127.0.0.1/db",
+            &["submitter-token-0123456789"],
+            &["listener-token-0123456789"],
+        )
+    }
+
+    #[test]
+    fn valid_settings_pass() {
+        valid().validate().unwrap();
+    }
+
+    #[test]
+    fn refusals_name_the_setting_and_never_the_token() {
+        let mut s = valid();
+        s.listener_tokens = vec!["qwe9xk".into()];
+        let e = s.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("BACKCHANNEL_LISTENER_TOKENS") && !e.contains("qwe9xk"),
+            "{e}"
+        );
+
+        let mut s = valid();
+        s.listener_tokens = s.submitter_tokens.clone();
+        let e = s.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("both roles") && !e.contains("submitter-token-0123456789"),
+            "{e}"
+        );
+
+        let mut s = valid();
+        s.submitter_tokens = vec![];
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("BACKCHANNEL_SUBMITTER_TOKENS")
+        );
+
+        let mut s = valid();
+        s.synchronous_commit = Some("sometimes".into());
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("BACKCHANNEL_SYNCHRONOUS_COMMIT")
+        );
+
+        let mut s = valid();
+        s.heartbeat = 0.0;
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("BACKCHANNEL_HEARTBEAT")
+        );
+    }
+
+    #[test]
+    fn session_setup_only_when_asked() {
+        let mut s = valid();
+        assert_eq!(s.session_setup(), None);
+        s.synchronous_commit = Some("off".into());
+        assert_eq!(
+            s.session_setup().as_deref(),
+            Some("SET synchronous_commit TO off")
+        );
+    }
 }

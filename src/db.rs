@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
+use deadpool_postgres::{
+    Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts,
+};
 use tokio::task::JoinHandle;
 use tokio_postgres::{Client, Config, NoTls};
 
@@ -28,7 +30,8 @@ pub fn config(url: &str, application_name: &str) -> Result<Config, tokio_postgre
 
 /// The query pool. Connections are checked with `is_closed` on checkout, so a
 /// connection whose backend was terminated is replaced rather than used.
-pub fn pool(url: &str, size: usize) -> Result<Pool, tokio_postgres::Error> {
+/// `setup` (e.g. a `SET`) runs once on every new connection.
+pub fn pool(url: &str, size: usize, setup: Option<String>) -> Result<Pool, tokio_postgres::Error> {
     let config = config(url, "backchannel")?;
     let manager = Manager::from_config(
         config,
@@ -37,7 +40,19 @@ pub fn pool(url: &str, size: usize) -> Result<Pool, tokio_postgres::Error> {
             recycling_method: RecyclingMethod::Fast,
         },
     );
-    let pool = Pool::builder(manager)
+    let mut builder = Pool::builder(manager);
+    if let Some(setup) = setup {
+        builder = builder.post_create(Hook::async_fn(move |client, _| {
+            let setup = setup.clone();
+            Box::pin(async move {
+                client
+                    .batch_execute(&setup)
+                    .await
+                    .map_err(HookError::Backend)
+            })
+        }));
+    }
+    let pool = builder
         .max_size(size)
         .timeouts(Timeouts {
             wait: Some(Duration::from_secs(10)),

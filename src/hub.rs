@@ -1,7 +1,7 @@
 //! The in-process wake-up hub: who is waiting for which job, and the local
 //! stream. Fed by the LISTEN connection and by this process's own answers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -24,9 +24,20 @@ impl Slot {
     }
 }
 
+/// Wake-ups remembered, numbered, so that a request that registers only after
+/// creating its job can tell whether that job was woken in between.
+const HISTORY: usize = 4096;
+
+#[derive(Default)]
+struct History {
+    next: u64,
+    recent: VecDeque<(u64, i64)>,
+}
+
 #[derive(Default)]
 pub struct Hub {
     slots: Mutex<HashMap<i64, (Arc<Slot>, usize)>>,
+    history: Mutex<History>,
     /// Signalled after every LISTEN (re)connect: re-check the waiters against
     /// the table, since notifications sent in between are lost.
     pub reconnected: Notify,
@@ -88,8 +99,41 @@ impl Hub {
             .collect()
     }
 
+    /// A mark in the wake-up history: take it before creating a job.
+    pub fn mark(&self) -> u64 {
+        self.history.lock().expect("hub lock").next
+    }
+
+    /// Whether job `id` may have been woken since `mark` (true when the
+    /// history no longer reaches back that far).
+    pub fn woken_since(&self, mark: u64, id: i64) -> bool {
+        let history = self.history.lock().expect("hub lock");
+        if history
+            .recent
+            .front()
+            .is_some_and(|&(oldest, _)| oldest > mark)
+        {
+            return true;
+        }
+        history
+            .recent
+            .iter()
+            .rev()
+            .take_while(|&&(seq, _)| seq >= mark)
+            .any(|&(_, woken)| woken == id)
+    }
+
     /// Wake the waiters of job `id`; `job` is the terminal job when known.
     pub fn wake_job(&self, id: i64, job: Option<&Job>) {
+        {
+            let mut history = self.history.lock().expect("hub lock");
+            let seq = history.next;
+            history.next += 1;
+            history.recent.push_back((seq, id));
+            if history.recent.len() > HISTORY {
+                history.recent.pop_front();
+            }
+        }
         let slot = self
             .slots
             .lock()
@@ -201,5 +245,58 @@ impl Drop for StreamWaker {
         if matches!(&*stream, Some((seq, _)) if *seq == self.seq) {
             *stream = None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn woken_since_sees_wakes_after_the_mark_only() {
+        let hub = Hub::new(10);
+        hub.wake_job(1, None);
+        let mark = hub.mark();
+        assert!(
+            !hub.woken_since(mark, 1),
+            "a wake before the mark does not count"
+        );
+        hub.wake_job(2, None);
+        assert!(hub.woken_since(mark, 2));
+        assert!(!hub.woken_since(mark, 3));
+    }
+
+    #[test]
+    fn woken_since_is_conservative_once_the_history_moved_on() {
+        let hub = Hub::new(10);
+        let mark = hub.mark();
+        for id in 0..(HISTORY as i64 + 10) {
+            hub.wake_job(100_000 + id, None);
+        }
+        assert!(
+            hub.woken_since(mark, 7),
+            "unknown: the job must be read back"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_registered_waiter_is_notified_and_handed_the_job() {
+        let hub = Hub::new(10);
+        let waiter = hub.register(5);
+        let notified = waiter.slot().notify.notified();
+        hub.wake_job(5, None);
+        notified.await;
+        assert!(waiter.slot().latest().is_none());
+    }
+
+    #[test]
+    fn permits_are_limited_and_returned() {
+        let hub = Hub::new(2);
+        let a = hub.reserve().unwrap();
+        let _b = hub.reserve().unwrap();
+        assert!(hub.reserve().is_none());
+        assert_eq!(hub.waiting(), 2);
+        drop(a);
+        assert!(hub.reserve().is_some());
     }
 }

@@ -5,6 +5,7 @@
 //! instances wake each other with LISTEN/NOTIFY, and a session advisory lock
 //! keeps exactly one listener stream open across the cluster.
 
+pub mod agent;
 pub mod broker;
 pub mod cli;
 pub mod config;

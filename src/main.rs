@@ -1,13 +1,14 @@
 use clap::Parser;
 
 use backchannel::config::{Cli, Command};
-use backchannel::{cli, server, telemetry};
+use backchannel::{agent, cli, server, telemetry};
+use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let command = Cli::parse().command;
     telemetry::init();
-    match cli.command {
+    match command {
         Command::Serve(settings) => {
             let running = server::start(*settings).await?;
             shutdown_signal().await;
@@ -20,6 +21,17 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Submit(args) => cli::check_done(&cli::submit(args).await?)?,
         Command::Status(args) => cli::status(args).await?,
+        Command::Agent(args) => {
+            let agent = agent::Agent::new(*args)?;
+            let shutdown = CancellationToken::new();
+            let signal = shutdown.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                tracing::info!("shutdown signal received");
+                signal.cancel();
+            });
+            agent.run(shutdown).await;
+        }
     }
     Ok(())
 }

@@ -86,7 +86,11 @@ pub async fn start(mut settings: Settings) -> anyhow::Result<Running> {
     settings.validate()?;
     migrate(settings.direct_url()).await?;
 
-    let pool = db::pool(&settings.database_url, settings.pool_size)?;
+    let pool = db::pool(
+        &settings.database_url,
+        settings.pool_size,
+        settings.session_setup(),
+    )?;
     let session_config = db::config(settings.direct_url(), "backchannel-session")?;
     let listen_config = db::config(settings.direct_url(), "backchannel-listen")?;
     check_sessions(&session_config).await?;

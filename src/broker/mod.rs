@@ -59,6 +59,7 @@ impl Broker {
     /// Returns the job and whether this call created it.
     pub async fn submit(&self, new: NewJob, wait: Duration) -> Result<(Job, bool), BrokerError> {
         let permit = self.permit(wait)?;
+        let mark = self.hub.mark();
         let (job, created) = self.store.insert(&new).await?;
         if created {
             tracing::info!(job_id = job.id, kind = %job.kind, "job submitted");
@@ -67,17 +68,22 @@ impl Broker {
         }
         match permit {
             Some(permit) if !job.is_terminal() => {
-                Ok((self.wait_for(job.id, wait, permit).await?, created))
+                let id = job.id;
+                // A job this call created needs no read-back unless it was woken meanwhile;
+                // a repeat of an idempotency key may be older than the mark.
+                let fresh = created.then_some((job, mark));
+                Ok((self.wait_for(id, wait, permit, fresh).await?, created))
             }
             _ => Ok((job, created)),
         }
     }
 
     /// The job now, or once terminal within `wait`.
+    #[tracing::instrument(name = "job", skip_all, fields(job_id = id))]
     pub async fn get(&self, id: i64, wait: Duration) -> Result<Job, BrokerError> {
         match self.permit(wait)? {
             None => self.read(id).await?.ok_or(BrokerError::NotFound),
-            Some(permit) => self.wait_for(id, wait, permit).await,
+            Some(permit) => self.wait_for(id, wait, permit, None).await,
         }
     }
 
@@ -93,6 +99,7 @@ impl Broker {
     }
 
     /// Withdraw a job that has not ended.
+    #[tracing::instrument(name = "job", skip_all, fields(job_id = id))]
     pub async fn cancel(&self, id: i64) -> Result<Job, BrokerError> {
         for _ in 0..2 {
             if let Some(job) = self.store.cancel(id).await? {
@@ -115,6 +122,7 @@ impl Broker {
     }
 
     /// Record the listener's answer; replays of the same answer are accepted.
+    #[tracing::instrument(name = "job", skip_all, fields(job_id = id))]
     pub async fn answer(&self, id: i64, answer: Answer) -> Result<Job, BrokerError> {
         for _ in 0..2 {
             if let Some(job) = self.store.answer(id, &answer).await? {

@@ -94,6 +94,13 @@ impl Broker {
         let session = Session::connect(&self.session_config)
             .await
             .map_err(StoreError::from)?;
+        if let Some(setup) = self.settings.session_setup() {
+            session
+                .client
+                .batch_execute(&setup)
+                .await
+                .map_err(StoreError::from)?;
+        }
         let mut locked = self.store.try_stream_lock(&session.client).await?;
         if !locked {
             if let Some(pid) = takeover_pid {

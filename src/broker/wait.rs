@@ -20,25 +20,40 @@ impl Broker {
     /// Wait up to `wait` for job `id` to be terminal; returns the job as last
     /// read (terminal or not). Reads the row once per wake-up, never on a timer
     /// (except in poll mode, which is the sleep-polling baseline).
+    ///
+    /// `fresh` is a job this request just created, with the hub's mark taken
+    /// before creating it: unless the job was woken since, it is used as the
+    /// first state instead of reading the row back.
     pub(super) async fn wait_for(
         &self,
         id: i64,
         wait: Duration,
         _permit: WaitPermit,
+        fresh: Option<(Job, u64)>,
     ) -> Result<Job, BrokerError> {
         let until = Instant::now() + wait;
         // Registered before the first read: an answer landing in between wakes us.
         let waiter = self.hub.register(id);
         let mut recheck_at: Option<Instant> = None;
         let mut local: Option<Job> = None;
+        let mut fresh = fresh;
         loop {
+            // Created before the state is taken: a wake from here on is kept.
             let by_job = pin!(waiter.slot().notify.notified());
-            let job = match local.take() {
+            let unwoken = fresh
+                .take()
+                .filter(|(_, mark)| !self.hub.woken_since(*mark, id))
+                .map(|(job, _)| job);
+            let job = match local.take().or(unwoken) {
                 Some(job) => job,
                 None => self.read(id).await?.ok_or(BrokerError::NotFound)?,
             };
             let now = Instant::now();
-            if job.is_terminal() || now >= until {
+            if job.is_terminal() {
+                tracing::debug!(job_id = id, state = job.state.as_str(), "waiter woken");
+                return Ok(job);
+            }
+            if now >= until {
                 return Ok(job);
             }
             let deadline = recheck_at.take().unwrap_or_else(|| instant_of(&job));

@@ -2,6 +2,7 @@
 
 mod common;
 
+mod agent;
 mod answers;
 mod cluster;
 mod faults;

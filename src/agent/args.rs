@@ -1,0 +1,315 @@
+//! The agent's command line, and the checked configuration built from it.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use reqwest::Url;
+
+use super::AgentError;
+
+/// A secret string: never shown by `Debug`, so it cannot reach a log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Secret {
+        Secret(value)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Secret {
+        Secret(value.to_owned())
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// `backchannel agent`: hold the stream, forward each job to an internal HTTP
+/// endpoint, post the answer back, reconnect by itself.
+#[derive(Debug, Clone, Args)]
+pub struct AgentArgs {
+    /// The broker's base URL (http:// or https://, a path prefix is kept).
+    #[arg(long, env = "BACKCHANNEL_SERVER")]
+    pub server: String,
+
+    /// The listener token. Prefer --token-file: a flag shows in process lists.
+    #[arg(long, env = "BACKCHANNEL_TOKEN", hide_env_values = true)]
+    pub token: Option<Secret>,
+
+    /// A file holding the listener token (surrounding whitespace is ignored).
+    #[arg(long, env = "BACKCHANNEL_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// The internal endpoint each job's payload is POSTed to.
+    #[arg(long, env = "BACKCHANNEL_FORWARD")]
+    pub forward: Option<String>,
+
+    /// Answer every job with its own payload instead of forwarding it.
+    #[arg(long, env = "BACKCHANNEL_ECHO")]
+    pub echo: bool,
+
+    /// Sent as X-Listener-Id, so that a restarted agent takes over its own stale
+    /// stream (default: stable per host, derived from the host name).
+    #[arg(long, env = "BACKCHANNEL_LISTENER_ID")]
+    pub listener_id: Option<String>,
+
+    /// Jobs handled at the same time.
+    #[arg(long, env = "BACKCHANNEL_CONCURRENCY", default_value_t = 16)]
+    pub concurrency: usize,
+
+    /// The broker's heartbeat in seconds: a stream silent for three is dead.
+    #[arg(long, env = "BACKCHANNEL_HEARTBEAT", default_value_t = 15.0)]
+    pub heartbeat: f64,
+
+    /// Seconds to finish the jobs in flight after SIGTERM before giving them up.
+    #[arg(long, env = "BACKCHANNEL_SHUTDOWN_GRACE", default_value_t = 10.0)]
+    pub shutdown_grace: f64,
+}
+
+impl AgentArgs {
+    /// Arguments with defaults for everything but the broker and the token.
+    /// Set `forward` or `echo` before use.
+    pub fn new(server: &str, token: &str) -> AgentArgs {
+        AgentArgs {
+            server: server.to_owned(),
+            token: Some(token.into()),
+            token_file: None,
+            forward: None,
+            echo: false,
+            listener_id: None,
+            concurrency: 16,
+            heartbeat: 15.0,
+            shutdown_grace: 10.0,
+        }
+    }
+}
+
+/// Where answers come from.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// POST the payload to this URL.
+    Forward(Url),
+    /// Answer with the payload itself.
+    Echo,
+}
+
+/// The agent's settings, checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The broker's base URL, ending in `/`.
+    pub server: Url,
+    pub token: Secret,
+    pub target: Target,
+    pub listener_id: String,
+    pub concurrency: usize,
+    pub heartbeat: Duration,
+    pub shutdown_grace: Duration,
+}
+
+/// The most jobs handled at once.
+const MAX_CONCURRENCY: usize = 10_000;
+/// Longest listener id the broker accepts.
+const MAX_LISTENER_ID: usize = 200;
+
+impl Config {
+    pub fn from_args(args: AgentArgs) -> Result<Config, AgentError> {
+        let bad = |message: String| AgentError::Config(message);
+        let mut server = http_url("BACKCHANNEL_SERVER", &args.server)?;
+        if !server.path().ends_with('/') {
+            let path = format!("{}/", server.path());
+            server.set_path(&path);
+        }
+        let token = match (args.token, args.token_file) {
+            (Some(_), Some(_)) => {
+                return Err(bad(
+                    "give the token once: BACKCHANNEL_TOKEN or BACKCHANNEL_TOKEN_FILE, not both"
+                        .into(),
+                ));
+            }
+            (Some(token), None) => token,
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    bad(format!(
+                        "BACKCHANNEL_TOKEN_FILE: cannot read {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                Secret(text.trim().to_owned())
+            }
+            (None, None) => {
+                return Err(bad(
+                    "a listener token is required: BACKCHANNEL_TOKEN or BACKCHANNEL_TOKEN_FILE"
+                        .into(),
+                ));
+            }
+        };
+        if token.expose().trim().is_empty() || token.expose().trim() != token.expose() {
+            return Err(bad(
+                "the listener token is empty or has surrounding spaces".into()
+            ));
+        }
+        let target = match (args.forward, args.echo) {
+            (Some(_), true) => {
+                return Err(bad(
+                    "BACKCHANNEL_FORWARD and BACKCHANNEL_ECHO exclude each other".into(),
+                ));
+            }
+            (Some(url), false) => Target::Forward(http_url("BACKCHANNEL_FORWARD", &url)?),
+            (None, true) => Target::Echo,
+            (None, false) => {
+                return Err(bad(
+                    "say where jobs go: BACKCHANNEL_FORWARD=<url>, or BACKCHANNEL_ECHO=true".into(),
+                ));
+            }
+        };
+        let listener_id = args.listener_id.unwrap_or_else(default_listener_id);
+        let listener_id = listener_id.trim().to_owned();
+        if listener_id.is_empty()
+            || listener_id.chars().count() > MAX_LISTENER_ID
+            || listener_id.chars().any(char::is_control)
+        {
+            return Err(bad(format!(
+                "BACKCHANNEL_LISTENER_ID must be 1 to {MAX_LISTENER_ID} printable characters"
+            )));
+        }
+        if !(1..=MAX_CONCURRENCY).contains(&args.concurrency) {
+            return Err(bad(format!(
+                "BACKCHANNEL_CONCURRENCY must be 1 to {MAX_CONCURRENCY}"
+            )));
+        }
+        if !(args.heartbeat.is_finite() && args.heartbeat > 0.0) {
+            return Err(bad(
+                "BACKCHANNEL_HEARTBEAT must be a positive number of seconds".into(),
+            ));
+        }
+        if !(args.shutdown_grace.is_finite() && args.shutdown_grace >= 0.0) {
+            return Err(bad(
+                "BACKCHANNEL_SHUTDOWN_GRACE must be a number of seconds, 0 or more".into(),
+            ));
+        }
+        Ok(Config {
+            server,
+            token,
+            target,
+            listener_id,
+            concurrency: args.concurrency,
+            heartbeat: Duration::from_secs_f64(args.heartbeat),
+            shutdown_grace: Duration::from_secs_f64(args.shutdown_grace),
+        })
+    }
+
+    /// A path under the broker's base URL (`v1/stream`, `v1/jobs/1/result`).
+    pub fn endpoint(&self, path: &str) -> Url {
+        self.server
+            .join(path)
+            .expect("a relative path joins onto an http URL")
+    }
+
+    /// How long a stream may stay without a single byte before it counts as dead.
+    pub fn silence(&self) -> Duration {
+        self.heartbeat * 3
+    }
+}
+
+fn http_url(name: &str, text: &str) -> Result<Url, AgentError> {
+    let url = Url::parse(text.trim())
+        .map_err(|e| AgentError::Config(format!("{name} is not a valid URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(AgentError::Config(format!(
+            "{name} must be an http:// or https:// URL"
+        )));
+    }
+    Ok(url)
+}
+
+/// Stable per host, so that a restarted agent takes over its own stale stream.
+pub fn default_listener_id() -> String {
+    let host = ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .map(|name| name.trim().to_owned())
+        .chain(std::env::var("HOSTNAME").ok())
+        .find(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    let id = format!("backchannel-agent@{host}");
+    id.chars().take(MAX_LISTENER_ID).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> AgentArgs {
+        let mut args = AgentArgs::new("http://broker.example/prefix", "a-listener-token-123");
+        args.echo = true;
+        args
+    }
+
+    #[test]
+    fn endpoints_keep_a_path_prefix() {
+        let config = Config::from_args(args()).unwrap();
+        assert_eq!(
+            config.endpoint("v1/stream").as_str(),
+            "http://broker.example/prefix/v1/stream"
+        );
+    }
+
+    #[test]
+    fn the_token_never_shows_in_debug_output() {
+        let config = Config::from_args(args()).unwrap();
+        assert!(!format!("{config:?} {:?}", args()).contains("a-listener-token-123"));
+    }
+
+    #[test]
+    fn the_token_comes_from_a_file() {
+        let path = std::env::temp_dir().join(format!("bc-token-{}", std::process::id()));
+        std::fs::write(&path, "from-a-file-token-1\n").unwrap();
+        let mut a = args();
+        a.token = None;
+        a.token_file = Some(path.clone());
+        let config = Config::from_args(a).unwrap();
+        std::fs::remove_file(path).unwrap();
+        assert_eq!(config.token.expose(), "from-a-file-token-1");
+    }
+
+    #[test]
+    fn refuses_what_cannot_work() {
+        let mut a = args();
+        a.forward = Some("http://handler.internal/jobs".into());
+        assert!(Config::from_args(a).is_err(), "forward and echo");
+        let mut a = args();
+        a.echo = false;
+        assert!(Config::from_args(a).is_err(), "neither forward nor echo");
+        let mut a = args();
+        a.token = None;
+        assert!(Config::from_args(a).is_err(), "no token");
+        let mut a = args();
+        a.server = "ftp://broker.example".into();
+        assert!(Config::from_args(a).is_err(), "not http");
+        let mut a = args();
+        a.concurrency = 0;
+        assert!(Config::from_args(a).is_err(), "no concurrency");
+        let mut a = args();
+        a.heartbeat = 0.0;
+        assert!(Config::from_args(a).is_err(), "no heartbeat");
+    }
+
+    #[test]
+    fn the_default_listener_id_is_stable() {
+        assert_eq!(default_listener_id(), default_listener_id());
+        assert!(default_listener_id().starts_with("backchannel-agent@"));
+    }
+}

@@ -1,0 +1,222 @@
+//! `backchannel agent`: the listener side as a ready program.
+//!
+//! It holds the stream, forwards each job's payload to an internal HTTP
+//! endpoint (or echoes it), posts the answer back, and reconnects by itself
+//! after any drop. Run it in-process with [`run`] or [`Agent`]:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), backchannel::agent::AgentError> {
+//! use backchannel::agent::{self, AgentArgs};
+//! use tokio_util::sync::CancellationToken;
+//!
+//! let mut args = AgentArgs::new("https://backchannel.example.org", "the-listener-token");
+//! args.forward = Some("http://127.0.0.1:8000/backchannel/".into());
+//! let shutdown = CancellationToken::new();
+//! agent::run(args, shutdown).await
+//! # }
+//! ```
+
+mod answer;
+mod args;
+mod backoff;
+mod forward;
+mod jobs;
+mod sse;
+mod status;
+mod stream;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Client;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+pub use args::{AgentArgs, Config, Secret, Target, default_listener_id};
+pub use status::Status;
+
+use backoff::{Backoff, CAP, jitter};
+use jobs::Jobs;
+use status::Reporter;
+use stream::Ended;
+
+/// The delay before reconnecting until the broker names one with `retry:`.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+/// How long opening a TCP connection (to the broker or the handler) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// A setting that cannot work, named in the message.
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// A configured agent, not yet running.
+pub struct Agent {
+    config: Arc<Config>,
+    broker: Client,
+    handler: Client,
+    reporter: Reporter,
+}
+
+/// Check `args`, then run until `shutdown` is cancelled and the jobs in flight
+/// are finished (or the shutdown grace is over).
+pub async fn run(args: AgentArgs, shutdown: CancellationToken) -> Result<(), AgentError> {
+    Agent::new(args)?.run(shutdown).await;
+    Ok(())
+}
+
+impl Agent {
+    /// Check the arguments and build the HTTP clients (HTTPS with the system's
+    /// roots; `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY` are honoured).
+    pub fn new(args: AgentArgs) -> Result<Agent, AgentError> {
+        let config = Config::from_args(args)?;
+        let client = || {
+            Client::builder()
+                .user_agent(concat!("backchannel-agent/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(CONNECT_TIMEOUT)
+                .tcp_keepalive(Duration::from_secs(15))
+                .build()
+        };
+        Ok(Agent {
+            config: Arc::new(config),
+            broker: client()?,
+            handler: client()?,
+            reporter: Reporter::new(),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Watch what the agent does (connections, busy answers, jobs).
+    pub fn status(&self) -> watch::Receiver<Status> {
+        self.reporter.subscribe()
+    }
+
+    /// Hold the stream until `shutdown`, reconnecting after every drop; then
+    /// close it, finish the jobs in flight within the grace period, and return.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let config = &self.config;
+        let target = match &config.target {
+            Target::Echo => "echo".to_string(),
+            Target::Forward(url) => redacted(url),
+        };
+        tracing::info!(
+            server = %redacted(&config.server),
+            listener_id = %config.listener_id,
+            %target,
+            concurrency = config.concurrency,
+            "agent starting"
+        );
+        let jobs = Arc::new(Jobs::new(
+            config.clone(),
+            self.broker.clone(),
+            self.handler.clone(),
+            self.reporter.clone(),
+        ));
+        let mut backoff = Backoff::new(FIRST_RETRY, CAP);
+        let mut busy_before = false;
+        loop {
+            let ended = tokio::select! {
+                ended = stream::hold(config, &self.broker, &jobs, &self.reporter, &mut backoff) => ended,
+                _ = shutdown.cancelled() => break,
+            };
+            let busy = matches!(ended, Ended::Busy(_));
+            let pause = self.pause_after(ended, &mut backoff, busy_before);
+            busy_before = busy;
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        self.reporter.update(|s| s.connected = false);
+        tracing::info!(
+            grace_s = config.shutdown_grace.as_secs_f64(),
+            "shutting down: stream closed, finishing the jobs in flight"
+        );
+        jobs.drain(config.shutdown_grace).await;
+        tracing::info!("agent stopped");
+    }
+
+    /// Log how the attempt ended and choose the wait before the next one.
+    fn pause_after(&self, ended: Ended, backoff: &mut Backoff, busy_before: bool) -> Duration {
+        match ended {
+            Ended::Dropped { reason, spoke } => {
+                let pause = backoff.next_delay();
+                let retry_in_ms = pause.as_millis() as u64;
+                if spoke {
+                    tracing::info!(%reason, retry_in_ms, "stream disconnected");
+                } else {
+                    tracing::warn!(%reason, retry_in_ms, "stream disconnected before it spoke");
+                }
+                pause
+            }
+            Ended::Busy(retry_after) => {
+                self.reporter.update(|s| s.busy += 1);
+                let pause = match retry_after {
+                    Some(delay) => jitter(delay.min(CAP), 0.1).min(CAP),
+                    None => backoff.next_delay(),
+                };
+                let retry_in_ms = pause.as_millis() as u64;
+                if busy_before {
+                    tracing::debug!(retry_in_ms, "listener still busy");
+                } else {
+                    tracing::info!(
+                        retry_in_ms,
+                        "another listener holds the stream (409 listener_busy); waiting"
+                    );
+                }
+                pause
+            }
+            Ended::Refused(status) => {
+                let pause = backoff.next_delay();
+                tracing::error!(
+                    %status,
+                    retry_in_ms = pause.as_millis() as u64,
+                    "the broker refused the listener token"
+                );
+                pause
+            }
+            Ended::Failed(reason) => {
+                let pause = backoff.next_delay();
+                tracing::warn!(%reason, retry_in_ms = pause.as_millis() as u64, "cannot open the stream");
+                pause
+            }
+        }
+    }
+}
+
+/// A URL for the logs: without a user name or password it may carry.
+fn redacted(url: &reqwest::Url) -> String {
+    let mut url = url.clone();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.to_string()
+}
+
+/// A client error in one line with its causes (for calls to the broker only:
+/// its URL is no secret, the handler's address stays out of the answers).
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn logged_urls_carry_no_credentials() {
+        let url = reqwest::Url::parse("https://user:secret@handler.internal/jobs").unwrap();
+        assert_eq!(super::redacted(&url), "https://handler.internal/jobs");
+    }
+}

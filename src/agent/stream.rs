@@ -1,0 +1,163 @@
+//! One attempt to hold the stream: open `GET /v1/stream`, then read it until it
+//! ends, handing each job to [`Jobs`]. A stream without a single byte (no event,
+//! no keepalive) for three heartbeats counts as dead.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use reqwest::{Client, Response, StatusCode, header};
+
+use super::args::Config;
+use super::backoff::Backoff;
+use super::describe;
+use super::jobs::Jobs;
+use super::sse::{Event, Item, Parser};
+use super::status::Reporter;
+use crate::job::JobEvent;
+
+/// How an attempt ended; the caller decides how long to wait before the next.
+#[derive(Debug)]
+pub enum Ended {
+    /// The stream was open and then ended. `spoke`: it sent at least one byte
+    /// (then the backoff was reset and the next delay honours its `retry:`).
+    Dropped { reason: String, spoke: bool },
+    /// `409 listener_busy`: another listener holds it; wait `Retry-After`.
+    Busy(Option<Duration>),
+    /// The broker refused the token (401 or 403): a configuration error.
+    Refused(StatusCode),
+    /// No stream: network error, timeout, or an unexpected answer.
+    Failed(String),
+}
+
+/// Open the stream and read it to its end.
+pub async fn hold(
+    config: &Config,
+    client: &Client,
+    jobs: &Arc<Jobs>,
+    reporter: &Reporter,
+    backoff: &mut Backoff,
+) -> Ended {
+    let response = match open(config, client).await {
+        Ok(response) => response,
+        Err(ended) => return ended,
+    };
+    reporter.update(|s| {
+        s.connected = true;
+        s.connections += 1;
+    });
+    tracing::info!(server = %super::redacted(&config.server), listener_id = %config.listener_id, "stream connected");
+    let ended = read(config, response, jobs, backoff).await;
+    reporter.update(|s| s.connected = false);
+    ended
+}
+
+async fn open(config: &Config, client: &Client) -> Result<Response, Ended> {
+    let request = client
+        .get(config.endpoint("v1/stream"))
+        .bearer_auth(config.token.expose())
+        .header("X-Listener-Id", &config.listener_id)
+        .header(header::ACCEPT, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache");
+    let silence = config.silence();
+    let response = match tokio::time::timeout(silence, request.send()).await {
+        Err(_) => {
+            return Err(Ended::Failed(format!(
+                "no answer within {} s (three heartbeats)",
+                silence.as_secs_f64()
+            )));
+        }
+        Ok(Err(error)) => return Err(Ended::Failed(describe(&error))),
+        Ok(Ok(response)) => response,
+    };
+    match response.status() {
+        StatusCode::OK if is_event_stream(&response) => Ok(response),
+        StatusCode::OK => Err(Ended::Failed(
+            "the answer is not an event stream (a proxy in the way?)".into(),
+        )),
+        StatusCode::CONFLICT => Err(Ended::Busy(retry_after(&response))),
+        status @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => Err(Ended::Refused(status)),
+        status => Err(Ended::Failed(format!("the broker answered {status}"))),
+    }
+}
+
+fn is_event_stream(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
+}
+
+/// `Retry-After` in seconds (the broker never sends the date form).
+fn retry_after(response: &Response) -> Option<Duration> {
+    let value = response.headers().get(header::RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// Read until the stream ends, goes silent, or breaks.
+async fn read(
+    config: &Config,
+    response: Response,
+    jobs: &Arc<Jobs>,
+    backoff: &mut Backoff,
+) -> Ended {
+    let silence = config.silence();
+    let mut body = response.bytes_stream();
+    let mut parser = Parser::new();
+    let mut spoke = false;
+    loop {
+        while let Some(item) = parser.next_item() {
+            match item {
+                Item::Retry(delay) => backoff.set_base(delay),
+                Item::Event(event) => admit(event, jobs).await,
+            }
+        }
+        // The clock runs only while waiting for bytes: time spent waiting for
+        // a free job slot above is not silence of the stream.
+        let reason = match tokio::time::timeout(silence, body.next()).await {
+            Ok(Some(Ok(bytes))) => {
+                if !spoke {
+                    spoke = true;
+                    backoff.reset();
+                }
+                match parser.push(&bytes) {
+                    Ok(()) => continue,
+                    Err(error) => error.to_string(),
+                }
+            }
+            Ok(Some(Err(error))) => format!("read failed: {}", describe(&error)),
+            Ok(None) => "the broker closed the stream".into(),
+            Err(_) => format!(
+                "no byte for {} s (three heartbeats): the stream is dead",
+                silence.as_secs_f64()
+            ),
+        };
+        return Ended::Dropped { reason, spoke };
+    }
+}
+
+async fn admit(event: Event, jobs: &Arc<Jobs>) {
+    if event.event != "job" {
+        tracing::debug!(event = %event.event, "ignoring an event that is not a job");
+        return;
+    }
+    match serde_json::from_str::<JobEvent>(&event.data) {
+        Ok(job) => {
+            let id = job.id;
+            if jobs.admit(job).await == super::jobs::Admitted::Repeat {
+                tracing::debug!(
+                    job_id = id,
+                    "already handling this job; not forwarded again"
+                );
+            }
+        }
+        // Neither the data nor the parser's message (which may quote it) is logged.
+        Err(error) => tracing::warn!(
+            id = event.id.as_deref().unwrap_or(""),
+            line = error.line(),
+            column = error.column(),
+            "a job event that cannot be read; ignored"
+        ),
+    }
+}

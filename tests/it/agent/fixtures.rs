@@ -1,0 +1,303 @@
+//! What the agent tests run against: a test handler (the "internal endpoint"),
+//! the agent in-process or as a child process, and a stream that goes silent.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use backchannel::agent::{Agent, AgentArgs, Status};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use warp::Filter;
+use warp::http::StatusCode;
+
+use crate::common::*;
+
+/// One request the handler received.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub job_id: i64,
+    pub kind: String,
+    pub attempt: i32,
+    pub deadline: String,
+    pub payload: Value,
+}
+
+/// The internal endpoint, on port 0. Answers `200 {"handled": payload, "by":
+/// name, ...}`, or `500 {"oops": true}` for jobs of kind `fail`. While held,
+/// it records each call and answers only once released.
+pub struct Handler {
+    pub url: String,
+    calls: mpsc::UnboundedReceiver<Call>,
+    all: Arc<Mutex<Vec<Call>>>,
+    gate: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Handler {
+    pub async fn new(name: &str) -> Handler {
+        Handler::start(name, true).await
+    }
+
+    /// A handler that keeps every request waiting until `release`.
+    pub async fn holding(name: &str) -> Handler {
+        Handler::start(name, false).await
+    }
+
+    async fn start(name: &str, open: bool) -> Handler {
+        let (tx, calls) = mpsc::unbounded_channel();
+        let all = Arc::new(Mutex::new(Vec::new()));
+        let (gate, _) = watch::channel(open);
+        let state = (tx, all.clone(), gate.clone(), name.to_owned());
+        let route = warp::post()
+            .and(warp::header::<i64>("x-backchannel-job-id"))
+            .and(warp::header::<String>("x-backchannel-kind"))
+            .and(warp::header::<i32>("x-backchannel-attempt"))
+            .and(warp::header::<String>("x-backchannel-deadline"))
+            .and(warp::body::json::<Value>())
+            .and(warp::any().map(move || state.clone()))
+            .then(
+                |job_id, kind: String, attempt, deadline, payload: Value, state: State| async move {
+                    let (tx, all, gate, name) = state;
+                    let call = Call {
+                        job_id,
+                        kind: kind.clone(),
+                        attempt,
+                        deadline,
+                        payload: payload.clone(),
+                    };
+                    all.lock().unwrap().push(call.clone());
+                    let _ = tx.send(call);
+                    let mut gate = gate.subscribe();
+                    let _ = gate.wait_for(|open| *open).await;
+                    let (status, body) = if kind == "fail" {
+                        (StatusCode::INTERNAL_SERVER_ERROR, json!({"oops": true}))
+                    } else {
+                        let body = json!({"handled": payload, "by": name, "job": job_id, "attempt": attempt});
+                        (StatusCode::OK, body)
+                    };
+                    warp::reply::with_status(warp::reply::json(&body), status)
+                },
+            );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/backchannel/", listener.local_addr().unwrap());
+        let task = tokio::spawn(warp::serve(route).incoming(listener).run());
+        Handler {
+            url,
+            calls,
+            all,
+            gate,
+            task,
+        }
+    }
+
+    /// The next call, waiting up to `timeout`.
+    pub async fn next_call(&mut self, timeout: Duration) -> Option<Call> {
+        tokio::time::timeout(timeout, self.calls.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Every call so far.
+    pub fn calls(&self) -> Vec<Call> {
+        self.all.lock().unwrap().clone()
+    }
+
+    pub fn release(&self) {
+        self.gate.send_replace(true);
+    }
+}
+
+type State = (
+    mpsc::UnboundedSender<Call>,
+    Arc<Mutex<Vec<Call>>>,
+    watch::Sender<bool>,
+    String,
+);
+
+impl Drop for Handler {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A URL where nothing listens.
+pub async fn unreachable_url() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}/backchannel/")
+}
+
+/// Agent arguments for the broker at `base`.
+pub fn agent_args(base: &str, forward: Option<&str>) -> AgentArgs {
+    let mut args = AgentArgs::new(base, LISTENER);
+    match forward {
+        Some(url) => args.forward = Some(url.to_owned()),
+        None => args.echo = true,
+    }
+    args
+}
+
+/// An agent running in this process.
+pub struct RunningAgent {
+    pub status: watch::Receiver<Status>,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<()>>,
+}
+
+impl RunningAgent {
+    pub fn start(args: AgentArgs) -> RunningAgent {
+        let agent = Agent::new(args).expect("valid agent arguments");
+        let status = agent.status();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(agent.run(shutdown.clone()));
+        RunningAgent {
+            status,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    /// Wait until the status satisfies `check`; false after `timeout`.
+    pub async fn until(&mut self, timeout: Duration, check: impl FnMut(&Status) -> bool) -> bool {
+        tokio::time::timeout(timeout, self.status.wait_for(check))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.task.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Shut down and wait for the agent to return.
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(LONG, task)
+                .await
+                .expect("the agent stops")
+                .expect("the agent does not panic");
+        }
+    }
+}
+
+impl Drop for RunningAgent {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// The `backchannel agent` binary as a child process, killed if the test ends
+/// early. The token goes by environment, as a deployment should pass it.
+pub fn agent_process(base: &str, forward: &str, extra: &[&str]) -> tokio::process::Child {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_backchannel"));
+    command
+        .arg("agent")
+        .args(["--server", base, "--forward", forward])
+        .args(extra)
+        .env("BACKCHANNEL_TOKEN", LISTENER)
+        .env(
+            "RUST_LOG",
+            std::env::var("TEST_LOG").unwrap_or("off".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .kill_on_drop(true);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("BACKCHANNEL_") && name != "BACKCHANNEL_TOKEN" {
+            command.env_remove(name);
+        }
+    }
+    if std::env::var("TEST_LOG").is_err() {
+        command.stderr(Stdio::null());
+    }
+    command.spawn().expect("start the agent binary")
+}
+
+/// Send SIGTERM to a child process.
+pub fn terminate(child: &tokio::process::Child) {
+    let pid = child.id().expect("the child runs").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -TERM {pid}");
+}
+
+/// A fake broker whose streams go silent. Connection 1 answers 200 with
+/// `retry: 50` and then `: keepalive` every `tick` until `talk_until`, then
+/// nothing; connection 2 never answers at all; later ones are only counted.
+/// Each accept is reported with its time; connection 1 also reports when it
+/// fell silent.
+pub struct SilentBroker {
+    pub base: String,
+    pub events: mpsc::UnboundedReceiver<(&'static str, Instant)>,
+    task: JoinHandle<()>,
+}
+
+impl SilentBroker {
+    pub async fn start(tick: Duration, talk_for: Duration) -> SilentBroker {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, events) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            for n in 1.. {
+                let Ok((socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let _ = tx.send(("accepted", Instant::now()));
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut socket = read_request(socket).await;
+                    if n == 1 {
+                        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n\r\nretry: 50\n\n";
+                        let _ = socket.write_all(head.as_bytes()).await;
+                        let until = Instant::now() + talk_for;
+                        while Instant::now() < until {
+                            tokio::time::sleep(tick).await;
+                            let _ = socket.write_all(b": keepalive\n\n").await;
+                        }
+                        let _ = tx.send(("silent", Instant::now()));
+                    }
+                    // Hold the connection open, saying nothing.
+                    std::future::pending::<()>().await;
+                    drop(socket);
+                });
+            }
+        });
+        SilentBroker { base, events, task }
+    }
+
+    /// The next event, or a panic after `timeout`.
+    pub async fn next(&mut self, timeout: Duration) -> (&'static str, Instant) {
+        tokio::time::timeout(timeout, self.events.recv())
+            .await
+            .expect("an event from the silent broker in time")
+            .expect("the silent broker runs")
+    }
+}
+
+impl Drop for SilentBroker {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn read_request(mut socket: TcpStream) -> TcpStream {
+    let mut seen = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        match socket.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.extend_from_slice(&buffer[..n]),
+        }
+    }
+    socket
+}
