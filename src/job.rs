@@ -94,14 +94,6 @@ impl Answer {
             Answer::Error(_) => JobState::Failed,
         }
     }
-
-    /// True when a terminal job already carries exactly this answer.
-    pub fn matches(&self, job: &Job) -> bool {
-        match self {
-            Answer::Result(v) => job.state == JobState::Done && job.result.as_ref() == Some(v),
-            Answer::Error(v) => job.state == JobState::Failed && job.error.as_ref() == Some(v),
-        }
-    }
 }
 
 /// RFC 3339 in UTC with microseconds, as PostgreSQL stores them.

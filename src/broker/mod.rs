@@ -133,9 +133,14 @@ impl Broker {
             match self.read(id).await? {
                 None => return Err(BrokerError::NotFound),
                 Some(job) => match job.state {
-                    JobState::Done | JobState::Failed if answer.matches(&job) => return Ok(job),
+                    // "The same answer" is decided by jsonb equality, so that
+                    // 1e2 and 100 are the same number, as PostgreSQL stores them.
                     JobState::Done | JobState::Failed => {
-                        return Err(BrokerError::AlreadyAnswered(Box::new(job)));
+                        return if self.store.answer_matches(id, &answer).await? {
+                            Ok(job)
+                        } else {
+                            Err(BrokerError::AlreadyAnswered(Box::new(job)))
+                        };
                     }
                     JobState::Expired | JobState::Cancelled => {
                         return Err(BrokerError::Gone(Box::new(job)));

@@ -190,10 +190,7 @@ impl Store {
     /// Record the first answer of an open job; `None` when it is not open
     /// (terminal, past its deadline or unknown: read it to find out).
     pub async fn answer(&self, id: i64, answer: &Answer) -> Result<Option<Job>, StoreError> {
-        let (result, error) = match answer {
-            Answer::Result(v) => (Some(v), None),
-            Answer::Error(v) => (None, Some(v)),
-        };
+        let (result, error) = answer_parts(answer);
         let client = self.client().await?;
         let statement = client.prepare_cached(queries::ANSWER_JOB).await?;
         self.count();
@@ -204,6 +201,23 @@ impl Store {
             )
             .await?;
         Ok(row.as_ref().map(job_from_row))
+    }
+
+    /// Whether the job already carries exactly this answer (a replay).
+    pub async fn answer_matches(&self, id: i64, answer: &Answer) -> Result<bool, StoreError> {
+        let (result, error) = answer_parts(answer);
+        let client = self.client().await?;
+        let statement = client.prepare_cached(queries::ANSWER_MATCHES).await?;
+        self.count();
+        let row = client
+            .query_opt(
+                &statement,
+                &[&id, &answer.state().as_str(), &result, &error],
+            )
+            .await?;
+        Ok(row
+            .and_then(|row| row.get::<_, Option<bool>>(0))
+            .unwrap_or(false))
     }
 
     /// Cancel an open job; `None` when it is not open.
@@ -434,6 +448,13 @@ pub async fn probe_session(client: &Client) -> Result<Option<&'static str>, toki
         ));
     }
     Ok(None)
+}
+
+fn answer_parts(answer: &Answer) -> (Option<&Value>, Option<&Value>) {
+    match answer {
+        Answer::Result(v) => (Some(v), None),
+        Answer::Error(v) => (None, Some(v)),
+    }
 }
 
 fn job_from_row(row: &Row) -> Job {

@@ -60,6 +60,12 @@ pub const ANSWER_JOB: &str = concat!(
     job_columns!()
 );
 
+/// Whether a terminal job carries exactly this answer (jsonb equality).
+pub const ANSWER_MATCHES: &str = "SELECT CASE WHEN $2 = 'done'
+        THEN state = 'done' AND result = $3
+        ELSE state = 'failed' AND error = $4 END
+    FROM backchannel.jobs WHERE id = $1";
+
 /// Cancel an open job within its deadline.
 pub const CANCEL_JOB: &str = concat!(
     "UPDATE backchannel.jobs

@@ -123,3 +123,37 @@ async fn idempotency_key_returns_the_first_job() {
     assert_eq!(ids.len(), 1);
     assert_eq!(db.count_jobs().await, 2);
 }
+
+#[tokio::test]
+async fn a_replay_is_the_same_answer_by_value_not_by_spelling() {
+    let db = TestDb::new().await;
+    let bc = instance(&db).await;
+    let id = bc.submit_job("x", json!(null)).await;
+    let send = |body: &'static str| {
+        bc.http
+            .post(bc.url(&format!("/v1/jobs/{id}/result")))
+            .bearer_auth(LISTENER)
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    assert_eq!(
+        bc.send(send(r#"{"result": {"n": 100, "m": [1, 2]}}"#))
+            .await
+            .status,
+        200
+    );
+    // Same values, other spelling and key order: a replay.
+    assert_eq!(
+        bc.send(send(r#"{"result": {"m": [1.0, 2], "n": 1e2}}"#))
+            .await
+            .status,
+        200
+    );
+    // A different value: a conflict.
+    assert_eq!(
+        bc.send(send(r#"{"result": {"n": 101, "m": [1, 2]}}"#))
+            .await
+            .status,
+        409
+    );
+}

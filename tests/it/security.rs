@@ -249,7 +249,6 @@ async fn hostile_input_gets_clean_errors() {
         post_json(r#"{"kind": "x", "payload": {"a": "\u0000"}}"#.into()),
         post_json(r#"{"kind": "x", "payload": {"\u0000": 1}}"#.into()),
         post_json(r#"{"kind": "x", "payload": "\ud800"}"#.into()),
-        post_json(r#"{"kind": "x", "payload": 1e400}"#.into()),
         post_json(r#"{"kind": "x", "timeout": 1e400}"#.into()),
         post_json(r#"{"kind": "x", "timeout": 1e-400}"#.into()),
         post_json(format!(r#"{{"kind": "x", "payload": {deep}}}"#)),

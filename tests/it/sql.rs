@@ -102,3 +102,53 @@ async fn sql_submit_rejects_bad_input() {
     );
     assert_eq!(db.count_jobs().await, 0);
 }
+
+#[tokio::test]
+async fn numbers_travel_exactly_whatever_their_size() {
+    let db = TestDb::new().await;
+    let bc = instance(&db).await;
+    let mut sse = bc.stream(None).await.expect("stream");
+
+    // Through SQL, a number no 64-bit float can hold: read back, streamed, answered.
+    let sql = db.client().await;
+    let id: i64 = sql
+        .query_one(
+            "SELECT backchannel.submit('big', '{\"a\": 1e400}'::jsonb, interval '30 seconds', NULL)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let event = sse.next_event(LONG).await.expect("retry block");
+    assert!(event.retry.is_some());
+    let event = sse
+        .next_event(LONG)
+        .await
+        .expect("the job is streamed, not the stream ended");
+    let data = event.data.expect("data");
+    assert!(data.contains(&format!("1{}", "0".repeat(400))), "{data}");
+    let r = bc.get(id, None).await;
+    assert_eq!(r.status, 202);
+
+    // Through HTTP, an integer beyond 64 bits and a long decimal stay as sent.
+    let body = r#"{"kind": "big", "payload": [123456789012345678901234567890, 0.1000000000000000055511151231257827]}"#;
+    let response = bc
+        .http
+        .post(bc.url("/v1/jobs"))
+        .bearer_auth(SUBMITTER)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let text = response.text().await.unwrap();
+    assert!(text.contains("123456789012345678901234567890"), "{text}");
+    let event = sse.next_event(LONG).await.expect("job");
+    assert!(
+        event
+            .data
+            .unwrap()
+            .contains("123456789012345678901234567890")
+    );
+}
