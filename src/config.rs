@@ -19,6 +19,8 @@ pub enum Command {
     Serve(Box<Settings>),
     /// Apply the migrations in sql/ and exit.
     Migrate(DatabaseArgs),
+    /// Load-test brokers on a scratch database and report (`make bench`).
+    Bench(Box<crate::bench::BenchArgs>),
 }
 
 #[derive(Debug, Clone, Args)]

@@ -5,6 +5,7 @@
 //! instances wake each other with LISTEN/NOTIFY, and a session advisory lock
 //! keeps exactly one listener stream open across the cluster.
 
+pub mod bench;
 pub mod broker;
 pub mod config;
 pub mod db;

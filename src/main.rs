@@ -1,7 +1,7 @@
 use clap::Parser;
 
 use backchannel::config::{Cli, Command};
-use backchannel::{server, telemetry};
+use backchannel::{bench, server, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -18,6 +18,7 @@ async fn main() -> anyhow::Result<()> {
             let applied = server::migrate(&args.database_url).await?;
             println!("applied {} migration(s)", applied.len());
         }
+        Command::Bench(args) => bench::run(*args).await?,
     }
     Ok(())
 }
