@@ -77,7 +77,18 @@ pub fn latency_svg(rts: &[RoundTrips]) -> anyhow::Result<String> {
     let y_max = ys.clone().fold(1.0f64, f64::max);
     let y_min = ys.fold(y_max, f64::min);
     let x_range = (x_min / 1.5).max(0.5)..x_max * 1.5;
-    let y_range = (y_min / 2.0)..(y_max * 2.0);
+    let y_range = (y_min / 1.5)..(y_max * 1.5);
+    // Gridlines and labels at the measured concurrencies and at 1-2-5 steps.
+    let mut x_keys: Vec<f64> = lines
+        .iter()
+        .flat_map(|l| l.points.iter().map(|p| p.0))
+        .collect();
+    x_keys.sort_by(f64::total_cmp);
+    x_keys.dedup();
+    let y_keys: Vec<f64> = (-2..=5)
+        .flat_map(|e| [1.0, 2.0, 5.0].map(|m| m * 10f64.powi(e)))
+        .filter(|y| y_range.contains(y))
+        .collect();
 
     let mut svg = String::new();
     {
@@ -91,16 +102,20 @@ pub fn latency_svg(rts: &[RoundTrips]) -> anyhow::Result<String> {
             .margin(16)
             .x_label_area_size(44)
             .y_label_area_size(64)
-            .build_cartesian_2d(x_range.log_scale(), y_range.log_scale())
+            .build_cartesian_2d(
+                x_range.log_scale().with_key_points(x_keys),
+                y_range.log_scale().with_key_points(y_keys),
+            )
             .map_err(plot_error)?;
         chart
             .configure_mesh()
             .x_desc("concurrent submitters")
             .y_desc("latency (ms)")
+            .bold_line_style(BLACK.mix(0.12))
             .x_label_formatter(&|x| format!("{x:.0}"))
             .y_label_formatter(&|y| {
                 if *y < 1.0 {
-                    format!("{y:.2}")
+                    format!("{y}")
                 } else {
                     format!("{y:.0}")
                 }
@@ -136,7 +151,7 @@ pub fn latency_svg(rts: &[RoundTrips]) -> anyhow::Result<String> {
         if !lines.is_empty() {
             chart
                 .configure_series_labels()
-                .position(SeriesLabelPosition::UpperLeft)
+                .position(SeriesLabelPosition::LowerRight)
                 .background_style(WHITE.mix(0.85))
                 .border_style(BLACK)
                 .draw()
