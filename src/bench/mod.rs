@@ -125,6 +125,12 @@ pub struct BenchArgs {
     #[arg(long)]
     pub log_statements: bool,
 
+    /// Diagnostics: a server setting for the scratch database's sessions, as
+    /// name=value (repeatable), e.g. enable_bitmapscan=off, to measure what a
+    /// setting would change without touching the broker.
+    #[arg(long = "db-setting", value_name = "NAME=VALUE")]
+    pub db_settings: Vec<String>,
+
     /// The broker binary to start [default: this executable].
     #[arg(long)]
     pub broker_bin: Option<PathBuf>,
@@ -149,7 +155,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let scratch = pg::Scratch::create(&args.database_url).await?;
     eprintln!("bench: scratch database {}", scratch.name);
     if args.log_statements {
-        scratch.log_statements().await?;
+        scratch.set("log_statement", "all").await?;
+    }
+    for setting in &args.db_settings {
+        let (name, value) = setting
+            .split_once('=')
+            .with_context(|| format!("--db-setting {setting}: expected NAME=VALUE"))?;
+        scratch.set(name.trim(), value.trim()).await?;
+        eprintln!(
+            "bench: scratch database sessions get {} = {}",
+            name.trim(),
+            value.trim()
+        );
     }
     let broker = BrokerSpec {
         binary,

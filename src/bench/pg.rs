@@ -28,16 +28,17 @@ pub async fn connect(url: &str) -> anyhow::Result<Client> {
     Ok(client)
 }
 
-/// `url` with its database name replaced.
+/// `url` with its database name replaced (options after `?` are kept, and may
+/// contain slashes, as in `?host=/var/run/postgresql`).
 pub fn with_database(url: &str, database: &str) -> anyhow::Result<String> {
-    let (base, rest) = url
-        .rsplit_once('/')
-        .context("DATABASE_URL must look like postgres://user@host:port/database")?;
-    if base.ends_with('/') || !base.contains("://") {
-        bail!("DATABASE_URL must look like postgres://user@host:port/database");
-    }
-    let query = rest.find('?').map(|at| &rest[at..]).unwrap_or("");
-    Ok(format!("{base}/{database}{query}"))
+    let (path, query) = match url.find('?') {
+        Some(at) => url.split_at(at),
+        None => (url, ""),
+    };
+    let bad = || anyhow::anyhow!("DATABASE_URL must look like postgres://user@host:port/database");
+    let scheme_end = path.find("://").ok_or_else(bad)? + 3;
+    let slash = path[scheme_end..].find('/').ok_or_else(bad)? + scheme_end;
+    Ok(format!("{}/{database}{query}", &path[..slash]))
 }
 
 /// A database of the bench's own, dropped at the end (also on panic).
@@ -84,15 +85,24 @@ impl Scratch {
         Ok(())
     }
 
-    /// Have the server log every statement of the scratch database's new sessions.
-    pub async fn log_statements(&self) -> anyhow::Result<()> {
+    /// A server setting for the scratch database's new sessions
+    /// (`ALTER DATABASE ... SET`); `log_statement = all` logs every statement.
+    pub async fn set(&self, name: &str, value: &str) -> anyhow::Result<()> {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        {
+            bail!("{name:?} is not a setting name");
+        }
+        let value = value.replace('\'', "''");
         self.admin
             .batch_execute(&format!(
-                "ALTER DATABASE {} SET log_statement = 'all'",
+                "ALTER DATABASE {} SET {name} = '{value}'",
                 self.name
             ))
             .await
-            .context("cannot set log_statement on the scratch database (needs superuser)")?;
+            .with_context(|| format!("cannot set {name} on the scratch database"))?;
         Ok(())
     }
 
@@ -308,5 +318,9 @@ mod tests {
             "postgres://u@h/x?sslmode=disable"
         );
         assert!(with_database("postgres://u@h:5432", "x").is_err());
+        assert_eq!(
+            with_database("postgresql:///postgres?host=/var/run/postgresql", "x").unwrap(),
+            "postgresql:///x?host=/var/run/postgresql"
+        );
     }
 }
