@@ -27,12 +27,17 @@ const WAIT_SECS: u64 = 600;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Idle {
+    /// "notify", or "poll" (the seed design, for comparison).
+    pub wake: String,
     pub waiting: usize,
     pub instances: usize,
     pub pool_size: usize,
     pub window_seconds: f64,
     /// Transactions in the window (closing it by stopping the broker included).
+    /// Exact in notify mode; in poll mode the broker is never quiet, so the
+    /// count at the window's start may lack up to a second of activity.
     pub transactions: i64,
+    pub approximate: bool,
     pub transactions_per_sec: f64,
     /// Transactions to get the requests waiting (submit + first read), per request.
     pub setup_transactions_per_request: f64,
@@ -60,13 +65,18 @@ struct Outcomes {
     first_error: Option<String>,
 }
 
-pub async fn run(plan: &Plan, scratch: &Scratch, waiting: usize) -> anyhow::Result<Idle> {
+pub async fn run(
+    plan: &Plan,
+    scratch: &Scratch,
+    wake: WakeMode,
+    waiting: usize,
+) -> anyhow::Result<Idle> {
     scratch.reset().await?;
     let before = scratch.quiesce().await?;
     let stop_sampler = CancellationToken::new();
     let sampler = scratch.sampler(stop_sampler.clone()).await?;
     let spec = super::brokers::BrokerSpec {
-        wake: WakeMode::Notify,
+        wake,
         ..plan.broker.clone()
     };
     let cluster = Cluster::start(&spec, 1).await?;
@@ -120,13 +130,23 @@ pub async fn run(plan: &Plan, scratch: &Scratch, waiting: usize) -> anyhow::Resu
 
     // Settle: let the requests land (every backend idle for a second), take
     // autovacuum's reason to visit away, then wait until every backend has
-    // been idle for `settle`, so all earlier work is reported.
+    // been idle for `settle`, so all earlier work is reported. A polling
+    // broker is never quiet: give it two seconds and open the window (busy
+    // backends report at least once a second).
     let give_up = Duration::from_secs(120);
-    scratch.quiet(1.0, give_up).await?;
-    scratch.vacuum().await?;
-    scratch
-        .quiet(plan.settle.as_secs_f64(), give_up + plan.settle)
-        .await?;
+    match wake {
+        WakeMode::Notify => {
+            scratch.quiet(1.0, give_up).await?;
+            scratch.vacuum().await?;
+            scratch
+                .quiet(plan.settle.as_secs_f64(), give_up + plan.settle)
+                .await?;
+        }
+        WakeMode::Poll => {
+            scratch.vacuum().await?;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
     let window_start = scratch.transactions().await?;
     let setup = window_start - before;
     let mut window_connections = 0;
@@ -161,6 +181,11 @@ pub async fn run(plan: &Plan, scratch: &Scratch, waiting: usize) -> anyhow::Resu
     let unreported = (waiting as u64).saturating_sub(outcomes.accepted + outcomes.errors);
     let errors = outcomes.errors + unreported;
     Ok(Idle {
+        wake: match wake {
+            WakeMode::Notify => "notify".into(),
+            WakeMode::Poll => "poll".into(),
+        },
+        approximate: wake == WakeMode::Poll,
         waiting,
         instances: 1,
         pool_size: plan.broker.pool_size,

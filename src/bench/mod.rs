@@ -39,7 +39,7 @@ use crate::config::WakeMode;
 pub enum Group {
     /// LISTEN/NOTIFY brokers, 1 instance.
     Notify,
-    /// Sleep-polling brokers (the seed design), 1 instance.
+    /// Sleep-polling brokers (the seed design), 1 instance (and its idle cost).
     Poll,
     /// LISTEN/NOTIFY brokers, several instances.
     Cluster,
@@ -239,8 +239,8 @@ async fn run_plan(
         eprintln!("bench: [{}/{total}] {label} ...", n + 1);
         let began = Instant::now();
         match scenario {
-            Scenario::Idle { waiting } => {
-                let i = idle::run(plan, scratch, *waiting)
+            Scenario::Idle { wake, waiting } => {
+                let i = idle::run(plan, scratch, *wake, *waiting)
                     .await
                     .with_context(|| format!("scenario \"{label}\""))?;
                 eprintln!(

@@ -17,7 +17,7 @@ pub enum Scenario {
     /// The same hand-off in plain SQL, no HTTP.
     Floor { concurrency: usize },
     /// Requests waiting on one instance with no listener.
-    Idle { waiting: usize },
+    Idle { wake: WakeMode, waiting: usize },
 }
 
 impl Scenario {
@@ -36,7 +36,14 @@ impl Scenario {
                 format!("{wake}, {instances} instance{s}, c={concurrency}")
             }
             Scenario::Floor { concurrency } => format!("raw SQL floor, c={concurrency}"),
-            Scenario::Idle { waiting } => format!("idle cost, {waiting} waiting"),
+            Scenario::Idle {
+                wake: WakeMode::Notify,
+                waiting,
+            } => format!("idle cost, {waiting} waiting"),
+            Scenario::Idle {
+                wake: WakeMode::Poll,
+                waiting,
+            } => format!("idle cost, poll, {waiting} waiting"),
         }
     }
 }
@@ -103,11 +110,21 @@ pub fn plan(args: &BenchArgs, broker: BrokerSpec) -> Plan {
                 vec![1000, 10_000]
             }
         });
+        let wake = WakeMode::Notify;
         scenarios.extend(
             waiting
-                .into_iter()
-                .map(|waiting| Scenario::Idle { waiting }),
+                .iter()
+                .map(|&waiting| Scenario::Idle { wake, waiting }),
         );
+        // The seed design's idle cost, for comparison (the smallest count only).
+        if wants(Group::Poll) && !quick {
+            if let Some(&waiting) = waiting.iter().min() {
+                scenarios.push(Scenario::Idle {
+                    wake: WakeMode::Poll,
+                    waiting,
+                });
+            }
+        }
     }
     let secs = |given: Option<f64>, default: f64, quick_default: f64| {
         Duration::from_secs_f64(given.unwrap_or(if quick { quick_default } else { default }))
@@ -153,7 +170,7 @@ mod tests {
     #[test]
     fn default_plan_covers_every_scenario_of_the_issue() {
         let plan = plan_of(&[]);
-        assert_eq!(plan.scenarios.len(), 4 * 4 + 2);
+        assert_eq!(plan.scenarios.len(), 4 * 4 + 3);
         assert!(plan.scenarios.contains(&Scenario::Broker {
             wake: WakeMode::Poll,
             instances: 1,
@@ -168,7 +185,14 @@ mod tests {
             plan.scenarios
                 .contains(&Scenario::Floor { concurrency: 64 })
         );
-        assert!(plan.scenarios.contains(&Scenario::Idle { waiting: 10_000 }));
+        assert!(plan.scenarios.contains(&Scenario::Idle {
+            wake: WakeMode::Notify,
+            waiting: 10_000
+        }));
+        assert!(plan.scenarios.contains(&Scenario::Idle {
+            wake: WakeMode::Poll,
+            waiting: 1000
+        }));
         assert_eq!(plan.duration, Duration::from_secs(6));
     }
 
@@ -204,7 +228,10 @@ mod tests {
             plan.scenarios,
             [
                 Scenario::Floor { concurrency: 8 },
-                Scenario::Idle { waiting: 5 }
+                Scenario::Idle {
+                    wake: WakeMode::Notify,
+                    waiting: 5
+                }
             ]
         );
     }

@@ -51,6 +51,15 @@ fn ms(value: f64) -> String {
     }
 }
 
+/// A rate: two decimals while small, thousands separators when large.
+fn rate(value: f64) -> String {
+    if value < 100.0 {
+        format!("{value:.2}")
+    } else {
+        thousands(value)
+    }
+}
+
 impl Report {
     /// The line the issue asks for on stdout.
     pub fn ratio_line(&self) -> String {
@@ -119,16 +128,18 @@ impl Report {
         }
         if !self.idle.is_empty() {
             out.push_str(
-                "| idle: waiting | tx/s | tx in window | peak conns | broker RSS MiB (peak) | errors | setup tx/request |\n",
+                "| idle: wake | waiting | tx/s | tx in window | peak conns | broker RSS MiB (peak) | errors | setup tx/request |\n",
             );
-            out.push_str("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+            out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
             for i in &self.idle {
+                let approx = if i.approximate { "~" } else { "" };
                 let _ = writeln!(
                     out,
-                    "| {} | {:.2} | {} in {:.0} s | {} | {:.1} ({:.1}) | {} | {:.2} |",
+                    "| {} | {} | {approx}{} | {approx}{} in {:.0} s | {} | {:.1} ({:.1}) | {} | {:.2} |",
+                    i.wake,
                     thousands(i.waiting as f64),
-                    i.transactions_per_sec,
-                    i.transactions,
+                    rate(i.transactions_per_sec),
+                    thousands(i.transactions as f64),
                     i.window_seconds,
                     i.peak_connections,
                     i.rss_mib,
@@ -161,7 +172,7 @@ impl Report {
             .chain(self.idle.iter().filter_map(|i| {
                 i.first_error
                     .as_ref()
-                    .map(|e| format!("idle, {} waiting: {e}", i.waiting))
+                    .map(|e| format!("idle, {}, {} waiting: {e}", i.wake, i.waiting))
             }))
             .collect();
         let vacuumed: Vec<String> = self
@@ -173,7 +184,7 @@ impl Report {
                 self.idle
                     .iter()
                     .filter(|i| i.autovacuum)
-                    .map(|i| format!("idle cost, {} waiting", i.waiting)),
+                    .map(|i| format!("idle cost, {}, {} waiting", i.wake, i.waiting)),
             )
             .collect();
         if !vacuumed.is_empty() {
@@ -241,7 +252,29 @@ mod tests {
             p50_ratio_poll_notify: targets::p50_ratio(&rts),
             targets: targets::evaluate(&rts, &[], 3),
             round_trips: rts,
-            idle: vec![],
+            idle: vec![idle("notify", 0, 0.0), idle("poll", 32896, 6519.45)],
+        }
+    }
+
+    fn idle(wake: &str, transactions: i64, per_sec: f64) -> Idle {
+        Idle {
+            wake: wake.into(),
+            waiting: 1000,
+            instances: 1,
+            pool_size: 16,
+            window_seconds: 5.0,
+            transactions,
+            transactions_per_sec: per_sec,
+            approximate: wake == "poll",
+            setup_transactions_per_request: 2.3,
+            peak_connections: 17,
+            window_connections: 17,
+            rss_mib: 32.5,
+            rss_peak_mib: 32.5,
+            errors: 0,
+            first_error: None,
+            ramp_seconds: 0.4,
+            autovacuum: false,
         }
     }
 
@@ -271,6 +304,14 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("- poll 1 1: submit answered 202"), "{md}");
+        assert!(
+            md.contains("| notify | 1,000 | 0.00 | 0 in 5 s | 17 | 32.5 (32.5) | 0 | 2.30 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| poll | 1,000 | ~6,519 | ~32,896 in 5 s |"),
+            "{md}"
+        );
         assert!(
             md.trim_end().ends_with("p50 ratio poll/notify: 95.0"),
             "{md}"
