@@ -3,6 +3,9 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 # The broker's database for `make run` (created if missing).
+# `make bench` creates and drops a scratch database of its own on the server of
+# DATABASE_URL (default: the one scripts/pg-ensure.sh finds); BENCH_ARGS adds flags
+# (`./target/release/backchannel bench --help`).
 RUN_DB ?= backchannel
 DEV_SUBMITTER_TOKEN ?= dev-submitter-token-0000000000
 DEV_LISTENER_TOKEN ?= dev-listener-token-00000000000
@@ -46,6 +49,12 @@ FUZZ_EXAMPLES ?= 100
 .PHONY: fuzz
 fuzz: ## Run schemathesis against a broker on a scratch database, from docs/openapi.yaml (FUZZ_EXAMPLES=100 per operation)
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) scripts/fuzz.sh
+
+.PHONY: bench
+bench: ## Load test (notify vs poll, 1 and 3 instances, raw SQL floor, idle cost); QUICK=1 for a short smoke run; report in target/bench/
+	@$(PG_ENSURE); cargo build --release && \
+	DATABASE_URL="$${DATABASE_URL:-$$PG_ADMIN_URL}" ./target/release/backchannel bench \
+	  $(if $(filter 1 yes true,$(QUICK)),--quick) $(BENCH_ARGS)
 
 .PHONY: lint
 lint: ## cargo fmt --check and clippy with warnings as errors

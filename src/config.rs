@@ -27,6 +27,8 @@ pub enum Command {
     /// The listener side: hold the stream, forward each job to an internal
     /// HTTP endpoint, post the answer back, reconnect by itself.
     Agent(Box<crate::agent::AgentArgs>),
+    /// Load-test brokers on a scratch database and report (`make bench`).
+    Bench(Box<crate::bench::BenchArgs>),
 }
 
 #[derive(Debug, Clone, Args)]

@@ -6,6 +6,7 @@
 //! keeps exactly one listener stream open across the cluster.
 
 pub mod agent;
+pub mod bench;
 pub mod broker;
 pub mod cli;
 pub mod config;

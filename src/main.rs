@@ -1,7 +1,7 @@
 use clap::Parser;
 
 use backchannel::config::{Cli, Command};
-use backchannel::{agent, cli, server, telemetry};
+use backchannel::{agent, bench, cli, server, telemetry};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
@@ -32,6 +32,7 @@ async fn main() -> anyhow::Result<()> {
             });
             agent.run(shutdown).await;
         }
+        Command::Bench(args) => bench::run(*args).await?,
     }
     Ok(())
 }

@@ -331,7 +331,8 @@ async fn the_pool_and_the_dedicated_sessions_can_use_different_urls() {
     };
     let lock_holder = app_of(
         "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-         WHERE l.locktype = 'advisory' AND l.granted AND l.objid = 1 AND l.objsubid = 2",
+         WHERE l.locktype = 'advisory' AND l.granted AND l.objid = 1 AND l.objsubid = 2
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
     )
     .await;
     assert_eq!(

@@ -1,0 +1,163 @@
+//! The simulated listener: holds the SSE stream on one instance and answers
+//! every job with `{"result": <its payload>}` over HTTP, concurrently, spreading
+//! the answers across the instances like a load balancer would.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use eventsource_stream::Eventsource;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A job as the stream sends it (only what the answer needs).
+#[derive(Deserialize)]
+struct StreamedJob {
+    id: i64,
+    payload: Value,
+}
+
+/// What the listener did, counted as it goes.
+#[derive(Default)]
+pub struct ListenerCounts {
+    pub received: AtomicU64,
+    pub answered: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+/// A running simulated listener; `stop` closes the stream.
+pub struct Listener {
+    pub counts: Arc<ListenerCounts>,
+    /// Set before the brokers stop: the end of the stream is then expected.
+    closing: CancellationToken,
+    stop: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Listener {
+    /// Open the stream on `stream_url` (the first instance) and start answering
+    /// on `answer_urls` in turn. Returns once the stream is open.
+    pub async fn start(
+        client: reqwest::Client,
+        stream_url: &str,
+        answer_urls: Vec<String>,
+        token: &str,
+    ) -> anyhow::Result<Listener> {
+        let response = open(&client, stream_url, token).await?;
+        let counts = Arc::new(ListenerCounts::default());
+        let closing = CancellationToken::new();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(answer_all(
+            client,
+            response,
+            answer_urls,
+            token.to_owned(),
+            counts.clone(),
+            closing.clone(),
+            stop.clone(),
+        ));
+        Ok(Listener {
+            counts,
+            closing,
+            stop,
+            task,
+        })
+    }
+
+    /// The brokers are about to stop: their closing the stream is no error.
+    /// (Stopping the brokers first ends the stream cleanly on the server side.)
+    pub fn expect_end(&self) {
+        self.closing.cancel();
+    }
+
+    /// Close the stream and return what went wrong with it, if anything.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        self.task.await.context("the listener task failed")?
+    }
+}
+
+/// Open the stream, retrying briefly while an earlier stream is still being released.
+async fn open(
+    client: &reqwest::Client,
+    stream_url: &str,
+    token: &str,
+) -> anyhow::Result<reqwest::Response> {
+    let mut last = String::new();
+    for _ in 0..50 {
+        let response = client
+            .get(format!("{stream_url}/v1/stream"))
+            .bearer_auth(token)
+            .header("x-listener-id", "backchannel-bench")
+            .send()
+            .await
+            .context("opening the stream")?;
+        if response.status() == reqwest::StatusCode::OK {
+            return Ok(response);
+        }
+        last = format!(
+            "{}: {}",
+            response.status(),
+            response.text().await.unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("the stream did not open: {last}")
+}
+
+async fn answer_all(
+    client: reqwest::Client,
+    response: reqwest::Response,
+    answer_urls: Vec<String>,
+    token: String,
+    counts: Arc<ListenerCounts>,
+    closing: CancellationToken,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut events = response.bytes_stream().eventsource();
+    let token: Arc<str> = token.into();
+    let mut turn = 0usize;
+    loop {
+        let event = tokio::select! {
+            event = events.next() => event,
+            _ = stop.cancelled() => return Ok(()),
+        };
+        let event = match event {
+            None | Some(Err(_)) if closing.is_cancelled() => return Ok(()),
+            None => bail!("the broker closed the stream"),
+            Some(Err(error)) => bail!("the stream broke: {error}"),
+            Some(Ok(event)) => event,
+        };
+        if event.event != "job" {
+            continue;
+        }
+        counts.received.fetch_add(1, Ordering::Relaxed);
+        let job: StreamedJob =
+            serde_json::from_str(&event.data).context("a job event that is not a job")?;
+        let url = format!("{}/v1/jobs/{}/result", answer_urls[turn], job.id);
+        turn = (turn + 1) % answer_urls.len();
+        let (client, token, counts) = (client.clone(), token.clone(), counts.clone());
+        tokio::spawn(async move {
+            let outcome = client
+                .post(url)
+                .bearer_auth(&*token)
+                .json(&json!({ "result": job.payload }))
+                .send()
+                .await;
+            let ok = match outcome {
+                Ok(response) => {
+                    let status = response.status();
+                    let _ = response.bytes().await;
+                    status == reqwest::StatusCode::OK
+                }
+                Err(_) => false,
+            };
+            let counter = if ok { &counts.answered } else { &counts.errors };
+            counter.fetch_add(1, Ordering::Relaxed);
+        });
+    }
+}

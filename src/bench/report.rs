@@ -1,0 +1,338 @@
+//! The report: a Markdown table for people, JSON for machines, an SVG chart.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::chart;
+use super::idle::Idle;
+use super::scenario::RoundTrips;
+use super::targets::{Check, thousands};
+
+/// How and where the run happened.
+#[derive(Debug, Clone, Serialize)]
+pub struct Meta {
+    pub version: String,
+    pub started_at: DateTime<Utc>,
+    pub quick: bool,
+    pub cpus: usize,
+    pub postgres: String,
+    /// 1-minute load average before and after the run: others' work shows here.
+    pub load_average_start: Option<f64>,
+    pub load_average_end: Option<f64>,
+    pub warmup_secs: f64,
+    pub measure_secs: f64,
+    pub idle_window_secs: f64,
+    pub poll_interval_ms: u64,
+    pub pool_size: usize,
+    pub total_secs: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub meta: Meta,
+    pub round_trips: Vec<RoundTrips>,
+    pub idle: Vec<Idle>,
+    pub p50_ratio_poll_notify: Option<f64>,
+    pub targets: Vec<Check>,
+}
+
+/// Milliseconds with as many decimals as make sense.
+fn ms(value: f64) -> String {
+    if value < 10.0 {
+        format!("{value:.2}")
+    } else if value < 100.0 {
+        format!("{value:.1}")
+    } else {
+        format!("{value:.0}")
+    }
+}
+
+/// A rate: two decimals while small, thousands separators when large.
+fn rate(value: f64) -> String {
+    if value < 100.0 {
+        format!("{value:.2}")
+    } else {
+        thousands(value)
+    }
+}
+
+impl Report {
+    /// The line the issue asks for on stdout.
+    pub fn ratio_line(&self) -> String {
+        match self.p50_ratio_poll_notify {
+            Some(ratio) => format!("p50 ratio poll/notify: {ratio:.1}"),
+            None => "p50 ratio poll/notify: n/a (notify and poll at c=1 not both measured)".into(),
+        }
+    }
+
+    pub fn markdown(&self) -> String {
+        let m = &self.meta;
+        let mut out = String::new();
+        let load = |l: Option<f64>| l.map_or("?".into(), |l| format!("{l:.2}"));
+        let _ = writeln!(
+            out,
+            "## backchannel bench{}\n",
+            if m.quick { " (quick)" } else { "" }
+        );
+        let _ = writeln!(
+            out,
+            "{} on {} CPUs, {}; load average {} before, {} after. \
+             Each scenario: {} s warm-up, {} s measured; poll interval {} ms; pool {} per instance; \
+             {:.0} s in all.\n",
+            m.started_at.format("%Y-%m-%d %H:%M UTC"),
+            m.cpus,
+            m.postgres,
+            load(m.load_average_start),
+            load(m.load_average_end),
+            m.warmup_secs,
+            m.measure_secs,
+            m.poll_interval_ms,
+            m.pool_size,
+            m.total_secs,
+        );
+        if !self.round_trips.is_empty() {
+            out.push_str(
+                "| wake | instances | c | round trips/s | p50 ms | p90 ms | p99 ms | max ms \
+                 | tx/round trip | peak conns | errors | CPU % broker / pg / bench / other |\n",
+            );
+            out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
+            for r in &self.round_trips {
+                let (wake, instances) = if r.wake == "raw-sql" {
+                    ("raw SQL floor".to_string(), "-".to_string())
+                } else {
+                    (r.wake.clone(), r.instances.to_string())
+                };
+                let _ = writeln!(
+                    out,
+                    "| {wake} | {instances} | {} | {} | {} | {} | {} | {} | {:.2} | {} | {} | {:.0} / {:.0} / {:.0} / {:.0} |",
+                    r.concurrency,
+                    thousands(r.round_trips_per_sec),
+                    ms(r.latency.p50_ms),
+                    ms(r.latency.p90_ms),
+                    ms(r.latency.p99_ms),
+                    ms(r.latency.max_ms),
+                    r.transactions_per_round_trip,
+                    r.peak_connections,
+                    r.errors,
+                    r.cpu.broker_pct,
+                    r.cpu.postgres_pct,
+                    r.cpu.bench_pct,
+                    r.cpu.other_pct,
+                );
+            }
+            out.push('\n');
+        }
+        if !self.idle.is_empty() {
+            out.push_str(
+                "| idle: wake | waiting | tx/s | tx in window | peak conns | broker RSS MiB (peak) | errors | setup tx/request |\n",
+            );
+            out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+            for i in &self.idle {
+                let approx = if i.approximate { "~" } else { "" };
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {approx}{} | {approx}{} in {:.0} s | {} | {:.1} ({:.1}) | {} | {:.2} |",
+                    i.wake,
+                    thousands(i.waiting as f64),
+                    rate(i.transactions_per_sec),
+                    thousands(i.transactions as f64),
+                    i.window_seconds,
+                    i.peak_connections,
+                    i.rss_mib,
+                    i.rss_peak_mib,
+                    i.errors,
+                    i.setup_transactions_per_request,
+                );
+            }
+            out.push('\n');
+        }
+        out.push_str("| target | measured | result |\n| --- | --- | --- |\n");
+        for c in &self.targets {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} |",
+                c.target,
+                c.measured,
+                c.verdict.as_str()
+            );
+        }
+        out.push('\n');
+        let errors: Vec<String> = self
+            .round_trips
+            .iter()
+            .filter_map(|r| {
+                r.first_error
+                    .as_ref()
+                    .map(|e| format!("{}: {e}", r.scenario))
+            })
+            .chain(self.idle.iter().filter_map(|i| {
+                i.first_error
+                    .as_ref()
+                    .map(|e| format!("idle, {}, {} waiting: {e}", i.wake, i.waiting))
+            }))
+            .collect();
+        let vacuumed: Vec<String> = self
+            .round_trips
+            .iter()
+            .filter(|r| r.autovacuum)
+            .map(|r| r.scenario.clone())
+            .chain(
+                self.idle
+                    .iter()
+                    .filter(|i| i.autovacuum)
+                    .map(|i| format!("idle cost, {}, {} waiting", i.wake, i.waiting)),
+            )
+            .collect();
+        if !vacuumed.is_empty() {
+            let _ = writeln!(
+                out,
+                "Autovacuum worked on the scratch database during: {} (its transactions are counted there too).\n",
+                vacuumed.join("; ")
+            );
+        }
+        if !errors.is_empty() {
+            out.push_str("First error of each scenario that had one:\n\n");
+            for e in errors {
+                let _ = writeln!(out, "- {e}");
+            }
+            out.push('\n');
+        }
+        out.push_str(&self.ratio_line());
+        out.push('\n');
+        out
+    }
+
+    /// Write report.md, report.json and latency.svg into `dir`.
+    pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::write(dir.join("report.md"), self.markdown())?;
+        std::fs::write(
+            dir.join("report.json"),
+            serde_json::to_string_pretty(self).expect("the report serialises"),
+        )?;
+        std::fs::write(
+            dir.join("latency.svg"),
+            chart::latency_svg(&self.round_trips)?,
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::targets::{self, Verdict};
+
+    fn report() -> Report {
+        let rts = vec![
+            targets_tests_rt("notify", 1, 1, 850.0, 1.1),
+            targets_tests_rt("poll", 1, 1, 9.2, 104.5),
+            targets_tests_rt("raw-sql", 0, 16, 2000.0, 7.0),
+        ];
+        Report {
+            meta: Meta {
+                version: "0.1.0".into(),
+                started_at: "2026-01-02T03:04:05Z".parse().unwrap(),
+                quick: true,
+                cpus: 2,
+                postgres: "PostgreSQL 15.20".into(),
+                load_average_start: Some(0.5),
+                load_average_end: None,
+                warmup_secs: 0.5,
+                measure_secs: 2.0,
+                idle_window_secs: 3.0,
+                poll_interval_ms: 100,
+                pool_size: 16,
+                total_secs: 40.2,
+            },
+            p50_ratio_poll_notify: targets::p50_ratio(&rts),
+            targets: targets::evaluate(&rts, &[], 3),
+            round_trips: rts,
+            idle: vec![idle("notify", 0, 0.0), idle("poll", 32896, 6519.45)],
+        }
+    }
+
+    fn idle(wake: &str, transactions: i64, per_sec: f64) -> Idle {
+        Idle {
+            wake: wake.into(),
+            waiting: 1000,
+            instances: 1,
+            pool_size: 16,
+            window_seconds: 5.0,
+            transactions,
+            transactions_per_sec: per_sec,
+            approximate: wake == "poll",
+            setup_transactions_per_request: 2.3,
+            peak_connections: 17,
+            window_connections: 17,
+            rss_mib: 32.5,
+            rss_peak_mib: 32.5,
+            errors: 0,
+            first_error: None,
+            ramp_seconds: 0.4,
+            autovacuum: false,
+        }
+    }
+
+    fn targets_tests_rt(wake: &str, i: usize, c: usize, rate: f64, p50: f64) -> RoundTrips {
+        let mut r = crate::bench::targets::tests_support::rt(wake, i, c, rate, p50);
+        if wake == "poll" {
+            r.errors = 1;
+            r.first_error = Some("submit answered 202".into());
+        }
+        r
+    }
+
+    #[test]
+    fn markdown_has_rows_targets_errors_and_the_ratio_line() {
+        let md = report().markdown();
+        assert!(md.contains("## backchannel bench (quick)"), "{md}");
+        assert!(
+            md.contains("| notify | 1 | 1 | 850 | 1.10 | 2.20 | 4.40 | 8.80 | 4.00 | 18 | 0 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| raw SQL floor | - | 16 | 2,000 | 7.00 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| p50 ratio poll/notify >= 20 (c=1) | 95.0 | PASS |"),
+            "{md}"
+        );
+        assert!(md.contains("- poll 1 1: submit answered 202"), "{md}");
+        assert!(
+            md.contains("| notify | 1,000 | 0.00 | 0 in 5 s | 17 | 32.5 (32.5) | 0 | 2.30 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| poll | 1,000 | ~6,519 | ~32,896 in 5 s |"),
+            "{md}"
+        );
+        assert!(
+            md.trim_end().ends_with("p50 ratio poll/notify: 95.0"),
+            "{md}"
+        );
+        assert_eq!(report().targets[1].verdict, Verdict::NotRun);
+    }
+
+    #[test]
+    fn json_and_svg_are_written() {
+        let dir = std::env::temp_dir().join(format!("bc-bench-report-{}", std::process::id()));
+        report().write(&dir).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap())
+                .unwrap();
+        assert_eq!(json["round_trips"][0]["latency"]["p50_ms"], 1.1);
+        assert_eq!(json["targets"][0]["verdict"], "PASS");
+        let svg = std::fs::read_to_string(dir.join("latency.svg")).unwrap();
+        assert!(
+            svg.starts_with("<svg") && svg.contains("notify p50"),
+            "{svg}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,297 @@
+//! The targets of the issue, checked against what was measured.
+
+use serde::Serialize;
+
+use super::idle::Idle;
+use super::scenario::RoundTrips;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Verdict {
+    Pass,
+    Miss,
+    NotRun,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "PASS",
+            Verdict::Miss => "MISS",
+            Verdict::NotRun => "not run",
+        }
+    }
+
+    fn of(met: bool) -> Verdict {
+        if met { Verdict::Pass } else { Verdict::Miss }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub target: String,
+    pub measured: String,
+    pub verdict: Verdict,
+}
+
+fn check(target: impl Into<String>, measured: Option<(String, bool)>) -> Check {
+    let (measured, verdict) = match measured {
+        Some((measured, met)) => (measured, Verdict::of(met)),
+        None => ("-".into(), Verdict::NotRun),
+    };
+    Check {
+        target: target.into(),
+        measured,
+        verdict,
+    }
+}
+
+fn find<'a>(
+    rts: &'a [RoundTrips],
+    wake: &str,
+    instances: usize,
+    c: usize,
+) -> Option<&'a RoundTrips> {
+    rts.iter().find(|r| r.is_broker(wake, instances, c))
+}
+
+/// The c=1 p50 of poll divided by that of notify (1 instance each).
+pub fn p50_ratio(rts: &[RoundTrips]) -> Option<f64> {
+    let notify = find(rts, "notify", 1, 1)?;
+    let poll = find(rts, "poll", 1, 1)?;
+    (notify.latency.p50_ms > 0.0 && poll.latency.count > 0)
+        .then(|| poll.latency.p50_ms / notify.latency.p50_ms)
+}
+
+/// A number with thousands separators and no decimals: 12,345.
+pub fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.abs());
+    let mut out = String::new();
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    if value < 0.0 && digits != "0" {
+        out.insert(0, '-');
+    }
+    out
+}
+
+/// Every target of the issue, in its order. `cluster_size` is the multi-instance count.
+pub fn evaluate(rts: &[RoundTrips], idle: &[Idle], cluster_size: usize) -> Vec<Check> {
+    let mut checks = Vec::new();
+    // The targets are about the broker as designed; poll idle is the comparison.
+    let idle: Vec<Idle> = idle
+        .iter()
+        .filter(|i| i.wake == "notify")
+        .cloned()
+        .collect();
+    let idle = idle.as_slice();
+    let notify = |c| find(rts, "notify", 1, c);
+    let floor = |c| find(rts, "raw-sql", 0, c);
+
+    checks.push(check(
+        "c=1 p50 <= 2 ms (notify, 1 instance)",
+        notify(1).map(|r| {
+            let p50 = r.latency.p50_ms;
+            (format!("{p50:.2} ms"), r.latency.count > 0 && p50 <= 2.0)
+        }),
+    ));
+    checks.push(check(
+        "c=64 >= 3,000 round trips/s (notify, 1 instance)",
+        notify(64).map(|r| {
+            let rate = r.round_trips_per_sec;
+            (format!("{}/s", thousands(rate)), rate >= 3000.0)
+        }),
+    ));
+    checks.push(check(
+        "c=64 >= 2x the raw SQL floor",
+        notify(64).zip(floor(64)).map(|(b, f)| {
+            let ratio = b.round_trips_per_sec / f.round_trips_per_sec.max(f64::MIN_POSITIVE);
+            (
+                format!(
+                    "{ratio:.2}x ({} vs {}/s)",
+                    thousands(b.round_trips_per_sec),
+                    thousands(f.round_trips_per_sec)
+                ),
+                ratio >= 2.0,
+            )
+        }),
+    ));
+    checks.push(check(
+        format!("{cluster_size} instances >= 0.8x 1 instance (c=64)"),
+        notify(64)
+            .zip(find(rts, "notify", cluster_size, 64))
+            .map(|(one, many)| {
+                let ratio =
+                    many.round_trips_per_sec / one.round_trips_per_sec.max(f64::MIN_POSITIVE);
+                (
+                    format!(
+                        "{ratio:.2}x ({} vs {}/s)",
+                        thousands(many.round_trips_per_sec),
+                        thousands(one.round_trips_per_sec)
+                    ),
+                    ratio >= 0.8,
+                )
+            }),
+    ));
+    checks.push(check(
+        "p50 ratio poll/notify >= 20 (c=1)",
+        p50_ratio(rts).map(|ratio| (format!("{ratio:.1}"), ratio >= 20.0)),
+    ));
+
+    let idle_at = |n: usize| idle.iter().find(|i| i.waiting == n);
+    checks.push(check(
+        "idle: <= 2 transactions/s per instance, not growing with waiters",
+        (!idle.is_empty()).then(|| {
+            let measured: Vec<String> = idle
+                .iter()
+                .map(|i| {
+                    format!(
+                        "{:.2}/s at {}",
+                        i.transactions_per_sec,
+                        thousands(i.waiting as f64)
+                    )
+                })
+                .collect();
+            let met = idle
+                .iter()
+                .all(|i| i.transactions_per_sec / i.instances as f64 <= 2.0);
+            (measured.join(", "), met)
+        }),
+    ));
+    checks.push(check(
+        "idle 1,000 waiting: <= pool size + 2 connections per instance",
+        idle_at(1000).map(|i| {
+            let limit = (i.pool_size + 2) * i.instances;
+            (
+                format!("{} (limit {limit})", i.peak_connections),
+                i.peak_connections <= limit as i64,
+            )
+        }),
+    ));
+    checks.push(check(
+        "idle 1,000 waiting: broker RSS <= 64 MiB",
+        idle_at(1000).map(|i| (format!("{:.1} MiB", i.rss_mib), i.rss_mib <= 64.0)),
+    ));
+    checks.push(check(
+        "idle 10,000 waiting: broker RSS <= 256 MiB",
+        idle_at(10_000).map(|i| (format!("{:.1} MiB", i.rss_mib), i.rss_mib <= 256.0)),
+    ));
+    checks.push(check(
+        "idle 10,000 waiting: no errors",
+        idle_at(10_000).map(|i| (format!("{} errors", i.errors), i.errors == 0)),
+    ));
+    checks.push(check(
+        "every round trip answered (no errors in any scenario)",
+        (!rts.is_empty() || !idle.is_empty()).then(|| {
+            let errors: u64 = rts.iter().map(|r| r.errors).sum::<u64>()
+                + idle.iter().map(|i| i.errors).sum::<u64>();
+            (format!("{errors} errors"), errors == 0)
+        }),
+    ));
+    checks
+}
+
+/// A made-up scenario result for the tests of the pure parts.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use crate::bench::scenario::{CpuUse, RoundTrips};
+    use crate::bench::stats::Latency;
+
+    pub fn rt(wake: &str, instances: usize, c: usize, rate: f64, p50: f64) -> RoundTrips {
+        RoundTrips {
+            scenario: format!("{wake} {instances} {c}"),
+            wake: wake.into(),
+            instances,
+            concurrency: c,
+            seconds: 6.0,
+            round_trips_per_sec: rate,
+            latency: Latency {
+                count: 100,
+                p50_ms: p50,
+                p90_ms: p50 * 2.0,
+                p99_ms: p50 * 4.0,
+                max_ms: p50 * 8.0,
+                mean_ms: p50,
+            },
+            measured: 100,
+            completed: 120,
+            errors: 0,
+            first_error: None,
+            transactions: 480,
+            transactions_per_round_trip: 4.0,
+            peak_connections: 18,
+            broker_rss_peak_mib: Some(20.0),
+            cpu: CpuUse::default(),
+            autovacuum: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::rt;
+    use super::*;
+
+    #[test]
+    fn ratio_and_verdicts() {
+        let rts = vec![
+            rt("notify", 1, 1, 900.0, 1.0),
+            rt("poll", 1, 1, 9.0, 105.0),
+            rt("notify", 1, 64, 3500.0, 15.0),
+            rt("raw-sql", 0, 64, 2000.0, 30.0),
+            rt("notify", 3, 64, 2000.0, 30.0),
+        ];
+        assert_eq!(p50_ratio(&rts), Some(105.0));
+        let checks = evaluate(&rts, &[], 3);
+        let verdicts: Vec<Verdict> = checks.iter().map(|c| c.verdict).collect();
+        use Verdict::*;
+        assert_eq!(
+            verdicts,
+            [
+                Pass, Pass, Miss, Miss, Pass, NotRun, NotRun, NotRun, NotRun, NotRun, Pass
+            ]
+        );
+        assert_eq!(checks[2].measured, "1.75x (3,500 vs 2,000/s)");
+        assert_eq!(checks[1].measured, "3,500/s");
+    }
+
+    #[test]
+    fn poll_idle_is_a_comparison_not_a_target() {
+        let idle = |wake: &str, per_sec: f64| Idle {
+            wake: wake.into(),
+            waiting: 1000,
+            instances: 1,
+            pool_size: 16,
+            window_seconds: 10.0,
+            transactions: (per_sec * 10.0) as i64,
+            transactions_per_sec: per_sec,
+            approximate: wake == "poll",
+            setup_transactions_per_request: 2.0,
+            peak_connections: 17,
+            window_connections: 17,
+            rss_mib: 30.0,
+            rss_peak_mib: 30.0,
+            errors: 0,
+            first_error: None,
+            ramp_seconds: 0.5,
+            autovacuum: false,
+        };
+        let checks = evaluate(&[], &[idle("notify", 0.1), idle("poll", 6000.0)], 3);
+        assert_eq!(checks[5].verdict, Verdict::Pass, "{:?}", checks[5]);
+        assert_eq!(checks[5].measured, "0.10/s at 1,000");
+        assert_eq!(checks[6].verdict, Verdict::Pass);
+    }
+
+    #[test]
+    fn thousands_groups_digits() {
+        assert_eq!(thousands(0.4), "0");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(1000.0), "1,000");
+        assert_eq!(thousands(1234567.8), "1,234,568");
+        assert_eq!(thousands(-4321.0), "-4,321");
+    }
+}
