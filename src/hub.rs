@@ -27,6 +27,9 @@ impl Slot {
 /// Wake-ups remembered, numbered, so that a request that registers only after
 /// creating its job can tell whether that job was woken in between.
 const HISTORY: usize = 4096;
+/// A history entry that stands for every job: the LISTEN connection went down,
+/// so notifications may have been lost.
+const EVERY_JOB: i64 = i64::MIN;
 
 #[derive(Default)]
 struct History {
@@ -105,8 +108,11 @@ impl Hub {
     }
 
     /// Whether job `id` may have been woken since `mark` (true when the
-    /// history no longer reaches back that far).
+    /// history no longer reaches back that far, or LISTEN is or was down since).
     pub fn woken_since(&self, mark: u64, id: i64) -> bool {
+        if !self.is_listening() {
+            return true;
+        }
         let history = self.history.lock().expect("hub lock");
         if history
             .recent
@@ -120,20 +126,22 @@ impl Hub {
             .iter()
             .rev()
             .take_while(|&&(seq, _)| seq >= mark)
-            .any(|&(_, woken)| woken == id)
+            .any(|&(_, woken)| woken == id || woken == EVERY_JOB)
+    }
+
+    fn remember(&self, id: i64) {
+        let mut history = self.history.lock().expect("hub lock");
+        let seq = history.next;
+        history.next += 1;
+        history.recent.push_back((seq, id));
+        if history.recent.len() > HISTORY {
+            history.recent.pop_front();
+        }
     }
 
     /// Wake the waiters of job `id`; `job` is the terminal job when known.
     pub fn wake_job(&self, id: i64, job: Option<&Job>) {
-        {
-            let mut history = self.history.lock().expect("hub lock");
-            let seq = history.next;
-            history.next += 1;
-            history.recent.push_back((seq, id));
-            if history.recent.len() > HISTORY {
-                history.recent.pop_front();
-            }
-        }
+        self.remember(id);
         let slot = self
             .slots
             .lock()
@@ -181,7 +189,10 @@ impl Hub {
     }
 
     pub fn set_listening(&self, up: bool) {
-        self.listening.store(up, Ordering::SeqCst);
+        let was = self.listening.swap(up, Ordering::SeqCst);
+        if was && !up {
+            self.remember(EVERY_JOB);
+        }
     }
 
     /// The LISTEN connection is up.
@@ -255,6 +266,7 @@ mod tests {
     #[test]
     fn woken_since_sees_wakes_after_the_mark_only() {
         let hub = Hub::new(10);
+        hub.set_listening(true);
         hub.wake_job(1, None);
         let mark = hub.mark();
         assert!(
@@ -269,6 +281,7 @@ mod tests {
     #[test]
     fn woken_since_is_conservative_once_the_history_moved_on() {
         let hub = Hub::new(10);
+        hub.set_listening(true);
         let mark = hub.mark();
         for id in 0..(HISTORY as i64 + 10) {
             hub.wake_job(100_000 + id, None);
@@ -277,6 +290,22 @@ mod tests {
             hub.woken_since(mark, 7),
             "unknown: the job must be read back"
         );
+    }
+
+    #[test]
+    fn woken_since_is_conservative_when_listen_is_or_was_down() {
+        let hub = Hub::new(10);
+        let mark = hub.mark();
+        assert!(
+            hub.woken_since(mark, 1),
+            "not listening: anything may be missed"
+        );
+        hub.set_listening(true);
+        let mark = hub.mark();
+        assert!(!hub.woken_since(mark, 1));
+        hub.set_listening(false);
+        hub.set_listening(true);
+        assert!(hub.woken_since(mark, 1), "LISTEN went down since the mark");
     }
 
     #[tokio::test]

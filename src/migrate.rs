@@ -6,8 +6,14 @@ use tokio_postgres::Client;
 use crate::store::{LOCK_MIGRATE, LOCK_NAMESPACE};
 
 /// The migrations, in order: (version, name, SQL).
-pub const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "001_jobs.sql", include_str!("../sql/001_jobs.sql"))];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "001_jobs.sql", include_str!("../sql/001_jobs.sql")),
+    (
+        2,
+        "002_trim_indexes.sql",
+        include_str!("../sql/002_trim_indexes.sql"),
+    ),
+];
 
 /// Apply every pending migration; returns the versions applied by this call.
 pub async fn run(client: &mut Client) -> Result<Vec<i32>, tokio_postgres::Error> {

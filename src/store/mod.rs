@@ -155,8 +155,42 @@ impl Store {
     }
 
     /// Read one job; an open job past its deadline is expired on the way.
+    /// Reads are safe to repeat, so a connection that died under us is retried once.
     pub async fn read(&self, id: i64) -> Result<Option<ReadJob>, StoreError> {
-        Ok(self.read_many(&[id]).await?.pop())
+        match self.try_read(id).await {
+            Err(e) if e.is_unavailable() => self.try_read(id).await,
+            other => other,
+        }
+    }
+
+    async fn try_read(&self, id: i64) -> Result<Option<ReadJob>, StoreError> {
+        let client = self.client().await?;
+        let read = client.prepare_cached(queries::READ_JOB).await?;
+        for _ in 0..3 {
+            self.count();
+            let Some(row) = client.query_opt(&read, &[&id]).await? else {
+                return Ok(None);
+            };
+            let job = job_from_row(&row);
+            if !row.get::<_, bool>(10) {
+                return Ok(Some(ReadJob {
+                    job,
+                    expired_now: false,
+                }));
+            }
+            let expire = client.prepare_cached(queries::EXPIRE_JOB).await?;
+            self.count();
+            if let Some(row) = client.query_opt(&expire, &[&id]).await? {
+                return Ok(Some(ReadJob {
+                    job: job_from_row(&row),
+                    expired_now: true,
+                }));
+            }
+            // Finished by someone else in between: read it again.
+        }
+        Err(StoreError::Unavailable(
+            "reading the job did not settle".into(),
+        ))
     }
 
     /// Read several jobs in one statement (expiring those past their deadline).

@@ -34,6 +34,23 @@ pub const INSERT_JOB: &str = concat!(
     WHERE $4::text IS NOT NULL AND idempotency_key = $4 AND NOT EXISTS (SELECT 1 FROM ins)"
 );
 
+/// Read one job, and whether it is open and past its deadline (then expire it).
+/// A plain indexed read: cheap to plan, cheap to run, the common case.
+pub const READ_JOB: &str = concat!(
+    "SELECT ",
+    job_columns!(),
+    ", state IN ('pending', 'delivered') AND deadline <= now()
+    FROM backchannel.jobs WHERE id = $1"
+);
+
+/// Expire one open job past its deadline.
+pub const EXPIRE_JOB: &str = concat!(
+    "UPDATE backchannel.jobs SET state = 'expired', completed_at = now()
+    WHERE id = $1 AND state IN ('pending', 'delivered') AND deadline <= now()
+    RETURNING ",
+    job_columns!()
+);
+
 /// Read jobs by id; an open job past its deadline becomes `expired` on the way.
 /// The last column says whether this statement expired it (then notify).
 pub const READ_JOBS: &str = concat!(
