@@ -8,8 +8,10 @@ use std::sync::Arc;
 
 use super::Broker;
 
-/// Ids read per statement.
-const CHUNK: usize = 1000;
+/// Ids read per statement: one statement for every waiter of an instance
+/// (up to the default BACKCHANNEL_MAX_WAITING), so the cost does not grow
+/// with the number of waiting requests.
+const CHUNK: usize = 16_384;
 
 impl Broker {
     /// Read every waited-on job once and wake the waiters of those that ended.

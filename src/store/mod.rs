@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::{Object, Pool, PoolError};
 use serde_json::Value;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, Row, Statement};
+use tokio_postgres::{Client, Row, SimpleQueryMessage, Statement};
 
 use crate::job::{Answer, Job, JobEvent, JobState};
 
@@ -336,32 +336,27 @@ impl Store {
         retention_secs: f64,
         batch: i64,
     ) -> Result<Option<Reaped>, StoreError> {
-        let mut client = self.client().await?;
-        let lock = client.prepare_cached(queries::TRY_REAPER_LOCK).await?;
-        let expire = client.prepare_cached(queries::EXPIRE_DUE).await?;
-        let delete = client.prepare_cached(queries::DELETE_OLD).await?;
-        let tx = client.transaction().await?;
+        let client = self.client().await?;
         self.count();
-        let mine: bool = tx
-            .query_one(&lock, &[&LOCK_NAMESPACE, &LOCK_REAPER])
-            .await?
-            .get(0);
-        if !mine {
-            tx.commit().await?;
-            return Ok(None);
+        let sql = queries::reap_tick(LOCK_NAMESPACE, LOCK_REAPER, batch, retention_secs);
+        let messages = client.simple_query(&sql).await?;
+        let mut reaped = Reaped::default();
+        let mut mine = false;
+        for message in &messages {
+            let SimpleQueryMessage::Row(row) = message else {
+                continue;
+            };
+            mine = row.get(0) == Some("t");
+            let number = |i: usize| row.get(i).and_then(|v| v.parse::<f64>().ok());
+            match row.get(1).and_then(|v| v.parse::<i64>().ok()) {
+                Some(id) => {
+                    reaped.expired.push(id);
+                    reaped.ages.push(number(2).unwrap_or(0.0));
+                }
+                None => reaped.deleted = number(2).unwrap_or(0.0) as u64,
+            }
         }
-        self.count();
-        let rows = tx.query(&expire, &[&batch]).await?;
-        let expired = rows.iter().map(|row| row.get::<_, i64>(0)).collect();
-        let ages = rows.iter().map(|row| row.get::<_, f64>(1)).collect();
-        self.count();
-        let deleted = tx.execute(&delete, &[&retention_secs, &batch]).await?;
-        tx.commit().await?;
-        Ok(Some(Reaped {
-            expired,
-            ages,
-            deleted,
-        }))
+        Ok(mine.then_some(reaped))
     }
 
     // ----- statements of the stream's own session (not pooled) -----

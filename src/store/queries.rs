@@ -147,30 +147,41 @@ pub const NOTIFY_BATCH: &str = "SELECT count(pg_notify(channel, payload)) FROM (
         SELECT 'backchannel_new', '' WHERE $2
     ) AS n";
 
-/// Reaper, step 1: expire open jobs past their deadline, oldest deadline first,
-/// notifying each at commit. Returns the expired ids.
-pub const EXPIRE_DUE: &str = "WITH due AS (
-        SELECT id FROM backchannel.jobs
-        WHERE state IN ('pending', 'delivered') AND deadline <= now()
-        ORDER BY deadline
-        LIMIT $1
-        FOR UPDATE SKIP LOCKED
-    ), expired AS (
-        UPDATE backchannel.jobs j SET state = 'expired', completed_at = now()
-        FROM due WHERE j.id = due.id
-        RETURNING j.id, extract(epoch FROM j.completed_at - j.created_at)::float8 AS age
+/// One reaper tick as one statement (one transaction, nothing to prepare on
+/// each pooled connection): take the tick's lock if no other instance holds it,
+/// expire open jobs past their deadline (notifying each at commit) and delete
+/// terminal jobs older than the retention. Rows: one per expired job
+/// (`mine`, id, age in seconds), then one summary (`mine`, NULL, deleted count).
+/// Formatted with numbers only (`{ns}`, `{key}`, `{batch}`, `{retention}`).
+pub fn reap_tick(ns: i32, key: i32, batch: i64, retention_secs: f64) -> String {
+    format!(
+        "WITH lock AS MATERIALIZED (SELECT pg_try_advisory_xact_lock({ns}, {key}) AS mine),
+        due AS (
+            SELECT id FROM backchannel.jobs
+            WHERE (SELECT mine FROM lock) AND state IN ('pending', 'delivered') AND deadline <= now()
+            ORDER BY deadline
+            LIMIT {batch}
+            FOR UPDATE SKIP LOCKED
+        ), expired AS (
+            UPDATE backchannel.jobs j SET state = 'expired', completed_at = now()
+            FROM due WHERE j.id = due.id
+            RETURNING j.id, extract(epoch FROM j.completed_at - j.created_at)::float8 AS age
+        ), old AS (
+            DELETE FROM backchannel.jobs WHERE id IN (
+                SELECT id FROM backchannel.jobs
+                WHERE (SELECT mine FROM lock)
+                  AND completed_at < now() - make_interval(secs => {retention_secs:.6})
+                LIMIT {batch}
+            )
+            RETURNING 1
+        )
+        SELECT (SELECT mine FROM lock)::text, id::text, age::text,
+               pg_notify('backchannel_done', id::text)::text
+        FROM expired
+        UNION ALL
+        SELECT (SELECT mine FROM lock)::text, NULL, (SELECT count(*) FROM old)::text, NULL"
     )
-    SELECT id, age, pg_notify('backchannel_done', id::text) FROM expired";
-
-/// Reaper, step 2: delete terminal jobs older than the retention (seconds).
-pub const DELETE_OLD: &str = "DELETE FROM backchannel.jobs WHERE id IN (
-        SELECT id FROM backchannel.jobs
-        WHERE completed_at < now() - make_interval(secs => $1)
-        LIMIT $2
-    )";
-
-/// The reaper's turn: one instance per tick in the whole cluster.
-pub const TRY_REAPER_LOCK: &str = "SELECT pg_try_advisory_xact_lock($1, $2)";
+}
 
 /// Jobs by state, and the age in seconds of the oldest pending job.
 pub const STATS: &str = "SELECT
