@@ -11,7 +11,7 @@ async fn main() -> anyhow::Result<()> {
     match command {
         Command::Serve(settings) => {
             let running = server::start(*settings).await?;
-            shutdown_signal().await;
+            server::shutdown_signal().await;
             tracing::info!("shutdown signal received");
             running.stop().await;
         }
@@ -26,7 +26,7 @@ async fn main() -> anyhow::Result<()> {
             let shutdown = CancellationToken::new();
             let signal = shutdown.clone();
             tokio::spawn(async move {
-                shutdown_signal().await;
+                server::shutdown_signal().await;
                 tracing::info!("shutdown signal received");
                 signal.cancel();
             });
@@ -35,13 +35,4 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(*args).await?,
     }
     Ok(())
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }

@@ -160,6 +160,16 @@ pub async fn start(mut settings: Settings) -> anyhow::Result<Running> {
     })
 }
 
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
 impl Running {
     /// Begin a graceful shutdown: stop accepting, end the stream, answer waiters.
     pub fn shutdown(&self) {
