@@ -129,7 +129,8 @@ pub async fn run(
     }
     let ramp_seconds = ramp_started.elapsed().as_secs_f64();
 
-    // Settle: let the requests land (every backend idle at once), take
+    // Settle: let the requests land (every job stored, then every backend idle
+    // at once: an instant with all of them idle happens mid-ramp too), take
     // autovacuum's reason to visit away, then wait `settle` so that backends
     // used only during the ramp have reported their work (PostgreSQL 15 flushes
     // an idle backend's counters within 10 s). The broker's own periodic work
@@ -140,6 +141,7 @@ pub async fn run(
     let give_up = Duration::from_secs(120);
     match wake {
         WakeMode::Notify => {
+            scratch.stored(waiting, give_up).await?;
             scratch.quiet(0.0, give_up).await?;
             scratch.vacuum().await?;
             tokio::time::sleep(plan.settle).await;

@@ -186,6 +186,25 @@ impl Scratch {
         Ok(())
     }
 
+    /// Wait until the jobs table holds `jobs` rows (on a connection of its own,
+    /// closed afterwards so its counters are reported at once).
+    pub async fn stored(&self, jobs: usize, give_up: Duration) -> anyhow::Result<()> {
+        let client = connect(&self.url).await?;
+        let deadline = tokio::time::Instant::now() + give_up;
+        loop {
+            let row = client
+                .query_one("SELECT count(*) FROM backchannel.jobs", &[])
+                .await?;
+            if row.get::<_, i64>(0) >= jobs as i64 {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("{jobs} jobs were not stored within {give_up:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Wait until every backend of the scratch database has been idle for
     /// `seconds` (with at least one connected).
     pub async fn quiet(&self, seconds: f64, give_up: Duration) -> anyhow::Result<()> {
