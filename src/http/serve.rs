@@ -3,19 +3,27 @@
 //! keep-alive connection open past the header timeout, is disconnected.
 
 use std::convert::Infallible;
+use std::str::FromStr;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower_service::Service;
 use warp::Filter;
+use warp::http::{HeaderMap, HeaderValue, Request, Uri};
 use warp::reply::Response;
 
 /// Serve `routes` on `listener` until `shutdown`, then let open connections
 /// finish (the caller bounds how long).
+///
+/// HTTP/1.1 only (SSE and long polls need nothing else; TLS and HTTP/2 belong
+/// to the proxy in front). Each connection's read buffer is hyper's minimum
+/// (8 KiB): requests are small, bodies are read in chunks anyway.
 pub async fn serve<F>(
     listener: TcpListener,
     routes: F,
@@ -24,13 +32,14 @@ pub async fn serve<F>(
 ) where
     F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
 {
-    let mut builder = Builder::new(TokioExecutor::new());
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
-        .keep_alive(true);
+        .keep_alive(true)
+        .max_buf_size(8192);
     let graceful = GracefulShutdown::new();
+    let service = warp::service(routes);
     loop {
         let (stream, _peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -45,9 +54,13 @@ pub async fn serve<F>(
             _ = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(warp::service(routes.clone()));
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection.into_owned());
+        let service = service.clone();
+        let handler = service_fn(move |request: Request<Incoming>| {
+            let mut service = service.clone();
+            service.call(detached(request))
+        });
+        let connection = builder.serve_connection(TokioIo::new(stream), handler);
+        let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "connection ended with an error");
@@ -56,4 +69,69 @@ pub async fn serve<F>(
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// The request with its URI and header values copied out of hyper's read
+/// buffer. hyper hands them over as slices of that buffer, which would keep
+/// the whole buffer (8 KiB) alive for as long as the request is handled: a
+/// waiting request holds its connection for up to the longest wait, next to
+/// the buffer hyper allocates to notice the client going away. Copying costs
+/// a few hundred bytes; holding the buffer cost 8 KiB per waiting request.
+fn detached<B>(request: Request<B>) -> Request<B> {
+    let (mut parts, body) = request.into_parts();
+    if let Some(path) = parts.uri.path_and_query() {
+        // An origin-form target (the only form the routes answer) copies as is;
+        // anything else keeps its original, which only costs memory.
+        if parts.uri.scheme().is_none() {
+            if let Ok(uri) = Uri::from_str(path.as_str()) {
+                parts.uri = uri;
+            }
+        }
+    }
+    let mut headers = HeaderMap::with_capacity(parts.headers.len());
+    for (name, value) in parts.headers.iter() {
+        let mut copy = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+        copy.set_sensitive(value.is_sensitive());
+        headers.append(name.clone(), copy);
+    }
+    parts.headers = headers;
+    Request::from_parts(parts, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    #[test]
+    fn detached_requests_hold_nothing_of_the_read_buffer() {
+        let buffer = Bytes::from(b"/v1/jobs?wait=30 Bearer abc a\xff".to_vec());
+        let mut request = Request::new(());
+        *request.uri_mut() = Uri::from_maybe_shared(buffer.slice(0..16)).unwrap();
+        let headers = request.headers_mut();
+        let mut token = HeaderValue::from_maybe_shared(buffer.slice(17..27)).unwrap();
+        token.set_sensitive(true);
+        headers.insert("authorization", token);
+        headers.append(
+            "x-a",
+            HeaderValue::from_maybe_shared(buffer.slice(28..29)).unwrap(),
+        );
+        headers.append(
+            "x-a",
+            HeaderValue::from_maybe_shared(buffer.slice(29..30)).unwrap(),
+        );
+        assert!(!buffer.is_unique());
+
+        let request = detached(request);
+
+        assert!(
+            buffer.is_unique(),
+            "a part of the request still points into the buffer"
+        );
+        assert_eq!(request.uri(), "/v1/jobs?wait=30");
+        assert_eq!(request.headers()["authorization"], "Bearer abc");
+        assert!(request.headers()["authorization"].is_sensitive());
+        let repeated: Vec<_> = request.headers().get_all("x-a").iter().collect();
+        assert_eq!(repeated, [&b"a"[..], &b"\xff"[..]]);
+    }
 }
