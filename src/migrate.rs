@@ -13,6 +13,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "002_trim_indexes.sql",
         include_str!("../sql/002_trim_indexes.sql"),
     ),
+    (
+        3,
+        "003_lighter_writes.sql",
+        include_str!("../sql/003_lighter_writes.sql"),
+    ),
 ];
 
 /// Apply every pending migration; returns the versions applied by this call.

@@ -24,16 +24,18 @@ use tokio_util::sync::CancellationToken;
 use super::load::{self, LoadOutcome, Window};
 
 const SUBMIT: &str = "SELECT backchannel.submit('bench.echo', $1::jsonb, interval '30 seconds')";
-const CLAIM: &str = "WITH next AS (
+/// The broker's claim shape and stream-session settings: the floor gets every
+/// advantage the broker has on the database side.
+const CLAIM: &str = "UPDATE backchannel.jobs
+    SET state = 'delivered', attempts = attempts + 1, stream_id = 1
+    WHERE id = ANY(ARRAY(
         SELECT id FROM backchannel.jobs
-        WHERE state IN ('pending', 'delivered') AND deadline > now() AND stream_id IS NULL
-        ORDER BY id LIMIT 32 FOR UPDATE SKIP LOCKED)
-    UPDATE backchannel.jobs j SET state = 'delivered', attempts = j.attempts + 1, stream_id = 1
-    FROM next WHERE j.id = next.id
-    RETURNING j.id, j.payload";
+        WHERE completed_at IS NULL AND deadline > now() AND stream_id IS NULL
+        ORDER BY id LIMIT 32 FOR UPDATE SKIP LOCKED))
+    RETURNING id, payload";
 const ANSWER: &str = "WITH answered AS (
         UPDATE backchannel.jobs SET state = 'done', result = $2, completed_at = now()
-        WHERE id = $1 AND state IN ('pending', 'delivered') AND deadline > now()
+        WHERE id = $1 AND completed_at IS NULL AND deadline > now()
         RETURNING id)
     SELECT pg_notify('backchannel_done', id::text) FROM answered";
 const READ: &str = "SELECT state FROM backchannel.jobs WHERE id = $1";
@@ -199,6 +201,9 @@ async fn claim_and_answer(
     wake: Arc<Notify>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
+    session
+        .batch_execute(crate::store::queries::STREAM_SESSION_SETUP)
+        .await?;
     let claim = session.prepare(CLAIM).await?;
     let mut turn = 0usize;
     loop {

@@ -101,6 +101,11 @@ impl Broker {
                 .await
                 .map_err(StoreError::from)?;
         }
+        session
+            .client
+            .batch_execute(crate::store::queries::STREAM_SESSION_SETUP)
+            .await
+            .map_err(StoreError::from)?;
         let mut locked = self.store.try_stream_lock(&session.client).await?;
         if !locked {
             if let Some(pid) = takeover_pid {

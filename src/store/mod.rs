@@ -1,6 +1,6 @@
 //! All database calls. Handlers and the domain never see SQL.
 
-mod queries;
+pub mod queries;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -129,7 +129,15 @@ impl Store {
     /// The flag is true when this call created the job.
     pub async fn insert(&self, new: &NewJob) -> Result<(Job, bool), StoreError> {
         let client = self.client().await?;
-        let statement = client.prepare_cached(queries::INSERT_JOB).await?;
+        let Some(key) = &new.idempotency_key else {
+            let statement = client.prepare_cached(queries::INSERT_JOB).await?;
+            self.count();
+            let row = client
+                .query_one(&statement, &[&new.kind, &new.payload, &new.timeout_secs])
+                .await?;
+            return Ok((job_from_row(&row), true));
+        };
+        let statement = client.prepare_cached(queries::INSERT_KEYED_JOB).await?;
         // A concurrent insert of the same key may commit after our snapshot:
         // then neither branch returns a row, and a second try sees it.
         for _ in 0..3 {
@@ -137,12 +145,7 @@ impl Store {
             let rows = client
                 .query(
                     &statement,
-                    &[
-                        &new.kind,
-                        &new.payload,
-                        &new.timeout_secs,
-                        &new.idempotency_key,
-                    ],
+                    &[&new.kind, &new.payload, &new.timeout_secs, key],
                 )
                 .await?;
             if let Some(row) = rows.first() {
