@@ -49,6 +49,11 @@ pub struct Hub {
     listening: AtomicBool,
     waiting: AtomicUsize,
     max_waiting: usize,
+    /// Jobs another instance ended that have waiters here, to be read in one
+    /// statement by the broker's fetcher (`take_ended_elsewhere`).
+    ended_elsewhere: Mutex<Vec<i64>>,
+    /// Signalled when `ended_elsewhere` gains an id.
+    pub fetch: Notify,
 }
 
 impl Hub {
@@ -154,6 +159,23 @@ impl Hub {
             }
             slot.notify.notify_waiters();
         }
+    }
+
+    /// Job `id` ended in another process (its notification arrived). Remembered
+    /// at once; when someone here waits for it, it is queued for the fetcher,
+    /// which reads every queued job in one statement and hands each to its
+    /// waiters (instead of each waiter reading its own row).
+    pub fn ended_elsewhere(&self, id: i64) {
+        self.remember(id);
+        if self.slots.lock().expect("hub lock").contains_key(&id) {
+            self.ended_elsewhere.lock().expect("hub lock").push(id);
+            self.fetch.notify_one();
+        }
+    }
+
+    /// The ids queued by `ended_elsewhere` since the last call.
+    pub fn take_ended_elsewhere(&self) -> Vec<i64> {
+        std::mem::take(&mut *self.ended_elsewhere.lock().expect("hub lock"))
     }
 
     /// LISTEN is (back) up: re-check the waiters and wake the stream, since

@@ -97,7 +97,7 @@ fn dispatch(hub: &Hub, metrics: &Metrics, channel: &str, payload: &str) {
         CHANNEL_DONE => match payload.parse::<i64>() {
             Ok(id) => {
                 metrics.received(CHANNEL_DONE);
-                hub.wake_job(id, None)
+                hub.ended_elsewhere(id)
             }
             Err(_) => tracing::debug!(
                 payload_len = payload.len(),

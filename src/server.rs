@@ -123,6 +123,7 @@ pub async fn start(mut settings: Settings) -> anyhow::Result<Running> {
             shutdown.clone(),
         )));
         background.push(tokio::spawn(recheck::run(broker.clone())));
+        background.push(tokio::spawn(recheck::run_fetcher(broker.clone())));
     }
 
     let listener = tokio::net::TcpListener::bind(settings.bind)

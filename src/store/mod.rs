@@ -199,9 +199,20 @@ impl Store {
     /// Read several jobs in one statement (expiring those past their deadline).
     /// Reads are safe to repeat, so a connection that died under us is retried once.
     pub async fn read_many(&self, ids: &[i64]) -> Result<Vec<ReadJob>, StoreError> {
+        self.read_many_with(queries::READ_JOBS, ids).await
+    }
+
+    /// Read jobs by id as they are, expiring none: one plain indexed read,
+    /// for jobs known to have ended (a `backchannel_done` notification).
+    pub async fn peek_many(&self, ids: &[i64]) -> Result<Vec<Job>, StoreError> {
+        let jobs = self.read_many_with(queries::PEEK_JOBS, ids).await?;
+        Ok(jobs.into_iter().map(|read| read.job).collect())
+    }
+
+    async fn read_many_with(&self, sql: &str, ids: &[i64]) -> Result<Vec<ReadJob>, StoreError> {
         let mut last = None;
         for _ in 0..2 {
-            match self.try_read_many(ids).await {
+            match self.try_read_many(sql, ids).await {
                 Ok(jobs) => return Ok(jobs),
                 Err(e) if e.is_unavailable() => last = Some(e),
                 Err(e) => return Err(e),
@@ -210,9 +221,9 @@ impl Store {
         Err(last.expect("loop ran"))
     }
 
-    async fn try_read_many(&self, ids: &[i64]) -> Result<Vec<ReadJob>, StoreError> {
+    async fn try_read_many(&self, sql: &str, ids: &[i64]) -> Result<Vec<ReadJob>, StoreError> {
         let client = self.client().await?;
-        let statement = client.prepare_cached(queries::READ_JOBS).await?;
+        let statement = client.prepare_cached(sql).await?;
         self.count();
         let rows = client.query(&statement, &[&ids]).await?;
         Ok(rows

@@ -78,6 +78,14 @@ pub const READ_JOBS: &str = concat!(
     WHERE id = ANY($1) AND id NOT IN (SELECT id FROM expired)"
 );
 
+/// Read jobs by id, as they are (same row shape as `READ_JOBS`, never
+/// expiring): for jobs another instance just ended, which are terminal.
+pub const PEEK_JOBS: &str = concat!(
+    "SELECT ",
+    job_columns!(),
+    ", false FROM backchannel.jobs WHERE id = ANY($1)"
+);
+
 /// The first answer to an open job within its deadline.
 pub const ANSWER_JOB: &str = concat!(
     "UPDATE backchannel.jobs
