@@ -9,7 +9,9 @@ use crate::common::*;
 #[tokio::test]
 async fn submit_on_one_stream_on_second_answer_on_third() {
     let db = TestDb::new().await;
-    let submitter = instance(&db).await;
+    // No periodic safety re-check on the waiting side: only the notification
+    // (and the read of the job it triggers) can wake the waiter.
+    let submitter = instance_with(quiet_settings(&db)).await;
     let streamer = instance(&db).await;
     let answerer = instance(&db).await;
     let mut sse = streamer.stream(None).await.expect("stream");
