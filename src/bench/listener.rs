@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::load::Connections;
+
 /// A job as the stream sends it (only what the answer needs).
 #[derive(Deserialize)]
 struct StreamedJob {
@@ -40,19 +42,29 @@ pub struct Listener {
 
 impl Listener {
     /// Open the stream on `stream_url` (the first instance) and start answering
-    /// on `answer_urls` in turn. Returns once the stream is open.
+    /// on `answer_urls` in turn, with up to `in_flight` answers at once (one
+    /// keep-alive connection each). Returns once the stream is open.
     pub async fn start(
         client: reqwest::Client,
         stream_url: &str,
         answer_urls: Vec<String>,
         token: &str,
+        in_flight: usize,
     ) -> anyhow::Result<Listener> {
         let response = open(&client, stream_url, token).await?;
         let counts = Arc::new(ListenerCounts::default());
         let closing = CancellationToken::new();
         let stop = CancellationToken::new();
+        // Connections of their own per instance, so that each answer goes where
+        // its turn says.
+        let answers = Arc::new(
+            answer_urls
+                .iter()
+                .map(|_| Connections::new(in_flight))
+                .collect::<Vec<_>>(),
+        );
         let task = tokio::spawn(answer_all(
-            client,
+            answers,
             response,
             answer_urls,
             token.to_owned(),
@@ -110,7 +122,7 @@ async fn open(
 }
 
 async fn answer_all(
-    client: reqwest::Client,
+    answers: Arc<Vec<Connections>>,
     response: reqwest::Response,
     answer_urls: Vec<String>,
     token: String,
@@ -138,24 +150,20 @@ async fn answer_all(
         counts.received.fetch_add(1, Ordering::Relaxed);
         let job: StreamedJob =
             serde_json::from_str(&event.data).context("a job event that is not a job")?;
-        let url = format!("{}/v1/jobs/{}/result", answer_urls[turn], job.id);
-        turn = (turn + 1) % answer_urls.len();
-        let (client, token, counts) = (client.clone(), token.clone(), counts.clone());
+        let target = turn;
+        turn = turn.wrapping_add(1);
+        let instance = target % answer_urls.len();
+        let base = answer_urls[instance].clone();
+        let path = format!("/v1/jobs/{}/result", job.id);
+        let (answers, token, counts) = (answers.clone(), token.clone(), counts.clone());
         tokio::spawn(async move {
-            let outcome = client
-                .post(url)
-                .bearer_auth(&*token)
-                .json(&json!({ "result": job.payload }))
-                .send()
-                .await;
-            let ok = match outcome {
-                Ok(response) => {
-                    let status = response.status();
-                    let _ = response.bytes().await;
-                    status == reqwest::StatusCode::OK
-                }
-                Err(_) => false,
-            };
+            let body = json!({ "result": job.payload }).to_string();
+            let ok = matches!(
+                answers[instance]
+                    .post(target / answers.len(), &base, &path, &token, body)
+                    .await,
+                Ok((status, _)) if status == hyper::StatusCode::OK
+            );
             let counter = if ok { &counts.answered } else { &counts.errors };
             counter.fetch_add(1, Ordering::Relaxed);
         });

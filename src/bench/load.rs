@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::time::Instant;
@@ -143,24 +145,80 @@ struct JobState {
     state: String,
 }
 
-/// One submitter round trip: `POST /v1/jobs?wait=...` and expect `200 done`.
+/// Plain HTTP/1.1 keep-alive connections for the load and the simulated
+/// listener, one per slot, driven with hyper's client connection directly.
+/// The load runs on the same two cores as the broker and PostgreSQL, so the
+/// lighter the client, the more of the machine the system under test gets
+/// (reqwest's pooled client cost noticeably more CPU per request).
+pub struct Connections {
+    slots: Vec<tokio::sync::Mutex<Option<SendRequest<String>>>>,
+}
+
+impl Connections {
+    pub fn new(slots: usize) -> Connections {
+        Connections {
+            slots: (0..slots.max(1))
+                .map(|_| tokio::sync::Mutex::new(None))
+                .collect(),
+        }
+    }
+
+    /// POST `body` (JSON) to `base_url` (`http://host:port`) + `path` on slot
+    /// `index`; the status and the whole response body.
+    pub async fn post(
+        &self,
+        index: usize,
+        base_url: &str,
+        path: &str,
+        token: &str,
+        body: String,
+    ) -> Result<(hyper::StatusCode, Vec<u8>), String> {
+        let authority = base_url.trim_start_matches("http://");
+        let mut slot = self.slots[index % self.slots.len()].lock().await;
+        if slot.as_ref().is_none_or(|sender| sender.is_closed()) {
+            *slot = Some(
+                connect(authority)
+                    .await
+                    .map_err(|e| format!("connect: {e}"))?,
+            );
+        }
+        let sender = slot.as_mut().expect("connected above");
+        sender.ready().await.map_err(|e| e.to_string())?;
+        let request = hyper::Request::post(path)
+            .header(hyper::header::HOST, authority)
+            .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .map_err(|e| e.to_string())?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let body = read_body(response.into_body())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((status, body))
+    }
+}
+
+/// One submitter round trip on slot `index`: `POST /v1/jobs?wait=...` and
+/// expect `200 done`.
 pub async fn submit_and_wait(
-    client: &reqwest::Client,
+    connections: &Connections,
+    index: usize,
     base_url: &str,
     token: &str,
     payload: serde_json::Value,
     wait_secs: f64,
 ) -> Result<(), String> {
-    let response = client
-        .post(format!("{base_url}/v1/jobs?wait={wait_secs}"))
-        .bearer_auth(token)
-        .json(&json!({"kind": "bench.echo", "payload": payload, "timeout": wait_secs}))
-        .send()
+    let body = json!({"kind": "bench.echo", "payload": payload, "timeout": wait_secs});
+    let path = format!("/v1/jobs?wait={wait_secs}");
+    let (status, body) = connections
+        .post(index, base_url, &path, token, body.to_string())
         .await
         .map_err(|e| format!("submit: {e}"))?;
-    let status = response.status();
-    let body = response.bytes().await.map_err(|e| format!("submit: {e}"))?;
-    if status != reqwest::StatusCode::OK {
+    if status != hyper::StatusCode::OK {
         return Err(format!(
             "submit answered {status}: {}",
             String::from_utf8_lossy(&body[..body.len().min(200)])
@@ -171,6 +229,34 @@ pub async fn submit_and_wait(
         return Err(format!("job ended {} instead of done", job.state));
     }
     Ok(())
+}
+
+async fn connect(authority: &str) -> Result<SendRequest<String>, Box<dyn std::error::Error>> {
+    let stream = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::net::TcpStream::connect(authority),
+    )
+    .await??;
+    stream.set_nodelay(true)?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+/// The whole body of a response.
+async fn read_body(mut body: hyper::body::Incoming) -> Result<Vec<u8>, hyper::Error> {
+    let mut bytes = Vec::new();
+    while let Some(frame) =
+        std::future::poll_fn(|cx| hyper::body::Body::poll_frame(std::pin::Pin::new(&mut body), cx))
+            .await
+    {
+        if let Ok(data) = frame?.into_data() {
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]

@@ -172,24 +172,26 @@ async fn with_brokers(
     let cluster = Cluster::start(spec, instances).await?;
     let urls = cluster.urls();
     let listener = Listener::start(
-        load::http_client(concurrency),
+        load::http_client(1),
         &urls[0],
         urls.clone(),
         LISTENER_TOKEN,
+        concurrency,
     )
     .await
     .context("the simulated listener could not open the stream")?;
     // The window starts once everything is up.
     let window = Window::starting_now(plan.warmup, plan.duration);
-    let client = load::http_client(concurrency);
+    let submitters = Arc::new(load::Connections::new(concurrency));
     let targets = Arc::new(urls);
     let load = load::drive(concurrency, window, move |index, sequence| {
-        let client = client.clone();
+        let submitters = submitters.clone();
         let targets = targets.clone();
         async move {
             let url = &targets[index % targets.len()];
             let payload = json!({ "n": sequence, "submitter": index });
-            load::submit_and_wait(&client, url, SUBMITTER_TOKEN, payload, WAIT_SECS).await
+            load::submit_and_wait(&submitters, index, url, SUBMITTER_TOKEN, payload, WAIT_SECS)
+                .await
         }
     });
     let (mut outcome, cpu) = tokio::join!(load, cpu_probe(window, cluster.pids(), scratch));
