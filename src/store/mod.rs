@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::{Object, Pool, PoolError};
 use serde_json::Value;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row, SimpleQueryMessage, Statement};
 
 use crate::job::{Answer, Job, JobEvent, JobState};
@@ -125,6 +126,19 @@ impl Store {
         Ok(self.pool.get().await?)
     }
 
+    /// Run one prepared (and cached) statement on a pooled connection; at most
+    /// one row.
+    async fn query_opt(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await?;
+        self.count();
+        Ok(client.query_opt(&statement, params).await?)
+    }
+
     /// Insert a job; with an idempotency key already used, return that job.
     /// The flag is true when this call created the job.
     pub async fn insert(&self, new: &NewJob) -> Result<(Job, bool), StoreError> {
@@ -239,14 +253,9 @@ impl Store {
     /// (terminal, past its deadline or unknown: read it to find out).
     pub async fn answer(&self, id: i64, answer: &Answer) -> Result<Option<Job>, StoreError> {
         let (result, error) = answer_parts(answer);
-        let client = self.client().await?;
-        let statement = client.prepare_cached(queries::ANSWER_JOB).await?;
-        self.count();
-        let row = client
-            .query_opt(
-                &statement,
-                &[&id, &answer.state().as_str(), &result, &error],
-            )
+        let state = answer.state().as_str();
+        let row = self
+            .query_opt(queries::ANSWER_JOB, &[&id, &state, &result, &error])
             .await?;
         Ok(row.as_ref().map(job_from_row))
     }
@@ -254,14 +263,9 @@ impl Store {
     /// Whether the job already carries exactly this answer (a replay).
     pub async fn answer_matches(&self, id: i64, answer: &Answer) -> Result<bool, StoreError> {
         let (result, error) = answer_parts(answer);
-        let client = self.client().await?;
-        let statement = client.prepare_cached(queries::ANSWER_MATCHES).await?;
-        self.count();
-        let row = client
-            .query_opt(
-                &statement,
-                &[&id, &answer.state().as_str(), &result, &error],
-            )
+        let state = answer.state().as_str();
+        let row = self
+            .query_opt(queries::ANSWER_MATCHES, &[&id, &state, &result, &error])
             .await?;
         Ok(row
             .and_then(|row| row.get::<_, Option<bool>>(0))
@@ -270,10 +274,7 @@ impl Store {
 
     /// Cancel an open job; `None` when it is not open.
     pub async fn cancel(&self, id: i64) -> Result<Option<Job>, StoreError> {
-        let client = self.client().await?;
-        let statement = client.prepare_cached(queries::CANCEL_JOB).await?;
-        self.count();
-        let row = client.query_opt(&statement, &[&id]).await?;
+        let row = self.query_opt(queries::CANCEL_JOB, &[&id]).await?;
         Ok(row.as_ref().map(job_from_row))
     }
 
@@ -289,11 +290,8 @@ impl Store {
 
     /// The backend holding the stream lock, if any.
     pub async fn holder(&self) -> Result<Option<Holder>, StoreError> {
-        let client = self.client().await?;
-        let statement = client.prepare_cached(queries::CURRENT_HOLDER).await?;
-        self.count();
-        let row = client
-            .query_opt(&statement, &[&LOCK_NAMESPACE, &LOCK_STREAM])
+        let row = self
+            .query_opt(queries::CURRENT_HOLDER, &[&LOCK_NAMESPACE, &LOCK_STREAM])
             .await?;
         Ok(row.map(|row| Holder {
             pid: row.get(0),
