@@ -17,16 +17,11 @@ async fn submit_on_one_stream_on_second_answer_on_third() {
     let mut sse = streamer.stream(None).await.expect("stream");
 
     for round in 0..3 {
-        let base = submitter.base.clone();
-        let waiting = tokio::spawn(async move {
-            reqwest::Client::new()
-                .post(format!("{base}/v1/jobs?wait=30"))
-                .bearer_auth(SUBMITTER)
-                .json(&json!({"kind": "cross", "payload": round}))
-                .send()
-                .await
-                .unwrap()
-        });
+        let waiting = spawn_submit(
+            &submitter.base,
+            30.0,
+            json!({"kind": "cross", "payload": round}),
+        );
         let job = sse
             .next_job(LONG)
             .await

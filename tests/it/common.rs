@@ -435,3 +435,34 @@ where
 
 pub const SECOND: Duration = Duration::from_secs(1);
 pub const LONG: Duration = Duration::from_secs(10);
+
+/// `GET /v1/jobs/{id}?wait=...` sent in the background.
+pub fn spawn_get(base: &str, id: i64, wait: f64) -> tokio::task::JoinHandle<reqwest::Response> {
+    let url = format!("{base}/v1/jobs/{id}?wait={wait}");
+    tokio::spawn(async move {
+        reqwest::Client::new()
+            .get(url)
+            .bearer_auth(SUBMITTER)
+            .send()
+            .await
+            .unwrap()
+    })
+}
+
+/// `POST /v1/jobs?wait=...` with `body`, sent in the background.
+pub fn spawn_submit(
+    base: &str,
+    wait: f64,
+    body: Value,
+) -> tokio::task::JoinHandle<reqwest::Response> {
+    let url = format!("{base}/v1/jobs?wait={wait}");
+    tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(url)
+            .bearer_auth(SUBMITTER)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    })
+}

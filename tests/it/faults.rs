@@ -8,18 +8,6 @@ use serde_json::json;
 use crate::common::*;
 use crate::procs::{BrokerProcess, TempCluster};
 
-fn spawn_get(base: &str, id: i64, wait: f64) -> tokio::task::JoinHandle<reqwest::Response> {
-    let url = format!("{base}/v1/jobs/{id}?wait={wait}");
-    tokio::spawn(async move {
-        reqwest::Client::new()
-            .get(url)
-            .bearer_auth(SUBMITTER)
-            .send()
-            .await
-            .unwrap()
-    })
-}
-
 async fn ready(instance: &Instance) -> bool {
     matches!(instance.http.get(instance.url("/readyz")).send().await, Ok(r) if r.status() == 200)
 }

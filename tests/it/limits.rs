@@ -95,17 +95,7 @@ async fn one_more_waiter_than_the_limit_gets_503_and_stores_nothing() {
         futures_util::future::join_all((0..3).map(|i| bc.submit_job("w", json!(i)))).await;
     let waiters: Vec<_> = ids
         .iter()
-        .map(|id| {
-            let url = bc.url(&format!("/v1/jobs/{id}?wait=30"));
-            tokio::spawn(async move {
-                reqwest::Client::new()
-                    .get(url)
-                    .bearer_auth(SUBMITTER)
-                    .send()
-                    .await
-                    .unwrap()
-            })
-        })
+        .map(|&id| spawn_get(&bc.base, id, 30.0))
         .collect();
     let broker = bc.running().broker.clone();
     assert!(

@@ -8,18 +8,7 @@ async fn submit_with_wait_returns_the_answer() {
     let bc = instance(&db).await;
     let mut sse = bc.stream(None).await.expect("stream");
 
-    let waiting = {
-        let base = bc.base.clone();
-        tokio::spawn(async move {
-            reqwest::Client::new()
-                .post(format!("{base}/v1/jobs?wait=20"))
-                .bearer_auth(SUBMITTER)
-                .json(&json!({"kind": "ask", "payload": {"q": 1}}))
-                .send()
-                .await
-                .unwrap()
-        })
-    };
+    let waiting = spawn_submit(&bc.base, 20.0, json!({"kind": "ask", "payload": {"q": 1}}));
     let job = sse.next_job(LONG).await.expect("job arrives");
     let id = job["id"].as_i64().unwrap();
     assert_eq!(bc.answer(id, json!({"result": {"a": 2}})).await.status, 200);
@@ -68,14 +57,7 @@ async fn get_with_wait_wakes_on_answer() {
     let id = bc.submit_job("ask", json!({})).await;
     let mut sse = bc.stream(None).await.expect("stream");
     let base = bc.base.clone();
-    let waiting = tokio::spawn(async move {
-        reqwest::Client::new()
-            .get(format!("{base}/v1/jobs/{id}?wait=20"))
-            .bearer_auth(SUBMITTER)
-            .send()
-            .await
-            .unwrap()
-    });
+    let waiting = spawn_get(&base, id, 20.0);
     sse.next_job(LONG).await.expect("job");
     assert_eq!(bc.answer(id, json!({"error": "nope"})).await.status, 200);
     let response = waiting.await.unwrap();
@@ -90,14 +72,7 @@ async fn cancel_wakes_a_waiter() {
     let bc = instance(&db).await;
     let id = bc.submit_job("ask", json!({})).await;
     let base = bc.base.clone();
-    let waiting = tokio::spawn(async move {
-        reqwest::Client::new()
-            .get(format!("{base}/v1/jobs/{id}?wait=20"))
-            .bearer_auth(SUBMITTER)
-            .send()
-            .await
-            .unwrap()
-    });
+    let waiting = spawn_get(&base, id, 20.0);
     let hub = bc.running().broker.hub.clone();
     assert!(
         eventually(LONG, || {
