@@ -1,11 +1,12 @@
 //! The agent's command line, and the checked configuration built from it.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
 use reqwest::Url;
+use reqwest::header::{HeaderName, HeaderValue};
 
 use super::AgentError;
 
@@ -61,6 +62,17 @@ pub struct AgentArgs {
     #[arg(long, env = "BACKCHANNEL_ECHO")]
     pub echo: bool,
 
+    /// The header that carries the shared secret on every forwarded request
+    /// (used with --forward-header-file).
+    #[arg(long, env = "BACKCHANNEL_FORWARD_HEADER", default_value = DEFAULT_FORWARD_HEADER)]
+    pub forward_header: String,
+
+    /// A file holding the shared secret sent to the handler in
+    /// --forward-header, so that the handler can refuse anyone else
+    /// (surrounding whitespace is ignored; the value is never logged).
+    #[arg(long, env = "BACKCHANNEL_FORWARD_HEADER_FILE")]
+    pub forward_header_file: Option<PathBuf>,
+
     /// Sent as X-Listener-Id, so that a restarted agent takes over its own stale
     /// stream (default: stable per host, derived from the host name).
     #[arg(long, env = "BACKCHANNEL_LISTENER_ID")]
@@ -89,6 +101,8 @@ impl AgentArgs {
             token_file: None,
             forward: None,
             echo: false,
+            forward_header: DEFAULT_FORWARD_HEADER.into(),
+            forward_header_file: None,
             listener_id: None,
             concurrency: 16,
             heartbeat: 15.0,
@@ -97,11 +111,14 @@ impl AgentArgs {
     }
 }
 
+/// The header of the shared secret when none is named.
+pub const DEFAULT_FORWARD_HEADER: &str = "X-Backchannel-Secret";
+
 /// Where answers come from.
 #[derive(Debug, Clone)]
 pub enum Target {
-    /// POST the payload to this URL.
-    Forward(Url),
+    /// POST the payload to this URL, with the shared secret header if set.
+    Forward(Url, Option<(HeaderName, Secret)>),
     /// Answer with the payload itself.
     Echo,
 }
@@ -167,7 +184,15 @@ impl Config {
                     "BACKCHANNEL_FORWARD and BACKCHANNEL_ECHO exclude each other".into(),
                 ));
             }
-            (Some(url), false) => Target::Forward(http_url("BACKCHANNEL_FORWARD", &url)?),
+            (Some(url), false) => Target::Forward(
+                http_url("BACKCHANNEL_FORWARD", &url)?,
+                forward_secret(&args.forward_header, args.forward_header_file.as_deref())?,
+            ),
+            (None, true) if args.forward_header_file.is_some() => {
+                return Err(bad(
+                    "BACKCHANNEL_FORWARD_HEADER_FILE needs BACKCHANNEL_FORWARD: an echoing agent forwards nothing".into(),
+                ));
+            }
             (None, true) => Target::Echo,
             (None, false) => {
                 return Err(bad(
@@ -222,6 +247,37 @@ impl Config {
     pub fn silence(&self) -> Duration {
         self.heartbeat * 3
     }
+}
+
+/// The shared secret for the handler: a valid header name and the value read
+/// from `file`. Messages name the variable and the file, never the value.
+fn forward_secret(
+    name: &str,
+    file: Option<&Path>,
+) -> Result<Option<(HeaderName, Secret)>, AgentError> {
+    let Some(path) = file else {
+        return Ok(None);
+    };
+    let bad = |message: String| AgentError::Config(message);
+    let header = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
+        bad(format!(
+            "BACKCHANNEL_FORWARD_HEADER is not a valid header name: {name:?}"
+        ))
+    })?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        bad(format!(
+            "BACKCHANNEL_FORWARD_HEADER_FILE: cannot read {}: {e}",
+            path.display()
+        ))
+    })?;
+    let value = text.trim();
+    if value.is_empty() || HeaderValue::from_str(value).is_err() || value.contains(['\r', '\n']) {
+        return Err(bad(format!(
+            "BACKCHANNEL_FORWARD_HEADER_FILE: {} must hold one line of printable characters",
+            path.display()
+        )));
+    }
+    Ok(Some((header, Secret(value.to_owned()))))
 }
 
 fn http_url(name: &str, text: &str) -> Result<Url, AgentError> {
@@ -305,6 +361,32 @@ mod tests {
         let mut a = args();
         a.heartbeat = 0.0;
         assert!(Config::from_args(a).is_err(), "no heartbeat");
+    }
+
+    #[test]
+    fn the_forward_secret_comes_from_a_file_and_never_shows() {
+        let path = std::env::temp_dir().join(format!("bc-secret-{}", std::process::id()));
+        std::fs::write(&path, "  shared-secret-value-42 \n").unwrap();
+        let mut a = args();
+        a.echo = false;
+        a.forward = Some("http://handler.internal/jobs".into());
+        a.forward_header = "X-Castellum-Key".into();
+        a.forward_header_file = Some(path.clone());
+        let config = Config::from_args(a.clone()).unwrap();
+        let Target::Forward(_, Some((name, value))) = &config.target else {
+            panic!("a secret header is configured")
+        };
+        assert_eq!(name.as_str(), "x-castellum-key");
+        assert_eq!(value.expose(), "shared-secret-value-42");
+        assert!(!format!("{config:?}").contains("shared-secret-value-42"));
+
+        a.forward_header = "not a header".into();
+        assert!(Config::from_args(a.clone()).is_err(), "bad header name");
+        a.forward_header = "X-Ok".into();
+        std::fs::write(&path, "\n").unwrap();
+        assert!(Config::from_args(a.clone()).is_err(), "empty secret");
+        std::fs::remove_file(&path).unwrap();
+        assert!(Config::from_args(a).is_err(), "missing file");
     }
 
     #[test]

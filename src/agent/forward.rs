@@ -3,9 +3,11 @@
 
 use std::time::Duration;
 
+use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::{Client, StatusCode, Url};
 use serde_json::{Value, json};
 
+use super::args::Secret;
 use crate::job::{Answer, JobEvent, format_time};
 
 /// A handler body that is not JSON is passed on as text, cut to this many bytes
@@ -44,10 +46,11 @@ pub fn echo(job: &JobEvent) -> (Answer, Handled) {
 pub async fn forward(
     client: &Client,
     url: &Url,
+    secret: Option<&(HeaderName, Secret)>,
     job: &JobEvent,
     timeout: Duration,
 ) -> (Answer, Handled) {
-    let request = client
+    let mut request = client
         .post(url.clone())
         .timeout(timeout)
         .header("X-Backchannel-Job-Id", job.id.to_string())
@@ -56,6 +59,11 @@ pub async fn forward(
         .header("X-Backchannel-Deadline", format_time(&job.deadline))
         .header(reqwest::header::ACCEPT, "application/json")
         .json(&job.payload);
+    if let Some((name, value)) = secret {
+        let mut value = HeaderValue::from_str(value.expose()).expect("checked at start-up");
+        value.set_sensitive(true);
+        request = request.header(name.clone(), value);
+    }
     let outcome = async {
         let response = request.send().await?;
         let status = response.status();

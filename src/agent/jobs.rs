@@ -100,7 +100,9 @@ impl Jobs {
         };
         let (reply, handler) = match &self.config.target {
             Target::Echo => forward::echo(job),
-            Target::Forward(url) => forward::forward(&self.handler, url, job, left).await,
+            Target::Forward(url, secret) => {
+                forward::forward(&self.handler, url, secret.as_ref(), job, left).await
+            }
         };
         let answer = match reply {
             Answer::Result(_) => "result",

@@ -104,7 +104,7 @@ impl Agent {
         let config = &self.config;
         let target = match &config.target {
             Target::Echo => "echo".to_string(),
-            Target::Forward(url) => redacted(url),
+            Target::Forward(url, _) => redacted(url),
         };
         tracing::info!(
             server = %redacted(&config.server),

@@ -55,6 +55,34 @@ async fn agent_round_trip_through_the_handler() {
 }
 
 #[tokio::test]
+async fn the_shared_secret_reaches_the_handler_and_only_when_configured() {
+    let db = TestDb::new().await;
+    let bc = instance(&db).await;
+    let mut handler = Handler::new("castellum").await;
+    let secret_file = std::env::temp_dir().join(format!("bc-fwd-{}", uuid::Uuid::new_v4()));
+    std::fs::write(&secret_file, "castellum-shared-secret-1\n").unwrap();
+    let mut args = agent_args(&bc.base, Some(&handler.url));
+    args.forward_header_file = Some(secret_file.clone());
+    let mut agent = RunningAgent::start(args);
+    let r = bc
+        .submit(json!({"kind": "k", "payload": 1}), Some(30.0))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let call = handler.next_call(SECOND).await.expect("called");
+    assert_eq!(call.secret.as_deref(), Some("castellum-shared-secret-1"));
+    agent.stop().await;
+    std::fs::remove_file(secret_file).unwrap();
+
+    let _agent = RunningAgent::start(agent_args(&bc.base, Some(&handler.url)));
+    let r = bc
+        .submit(json!({"kind": "k", "payload": 2}), Some(30.0))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let call = handler.next_call(SECOND).await.expect("called");
+    assert_eq!(call.secret, None, "no secret unless configured");
+}
+
+#[tokio::test]
 async fn an_unreachable_handler_fails_the_job() {
     let db = TestDb::new().await;
     let bc = instance(&db).await;

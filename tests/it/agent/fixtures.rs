@@ -26,6 +26,8 @@ pub struct Call {
     pub attempt: i32,
     pub deadline: String,
     pub payload: Value,
+    /// The `X-Backchannel-Secret` header, if the agent sent one.
+    pub secret: Option<String>,
 }
 
 /// The internal endpoint, on port 0. Answers `200 {"handled": payload, "by":
@@ -59,10 +61,11 @@ impl Handler {
             .and(warp::header::<String>("x-backchannel-kind"))
             .and(warp::header::<i32>("x-backchannel-attempt"))
             .and(warp::header::<String>("x-backchannel-deadline"))
+            .and(warp::header::optional::<String>("x-backchannel-secret"))
             .and(warp::body::json::<Value>())
             .and(warp::any().map(move || state.clone()))
             .then(
-                |job_id, kind: String, attempt, deadline, payload: Value, state: State| async move {
+                |job_id, kind: String, attempt, deadline, secret, payload: Value, state: State| async move {
                     let (tx, all, gate, name) = state;
                     let call = Call {
                         job_id,
@@ -70,6 +73,7 @@ impl Handler {
                         attempt,
                         deadline,
                         payload: payload.clone(),
+                        secret,
                     };
                     all.lock().unwrap().push(call.clone());
                     let _ = tx.send(call);
