@@ -5,7 +5,7 @@ SHELL := /bin/bash
 # The broker's database for `make run` (created if missing).
 # `make bench` creates and drops a scratch database of its own on the server of
 # DATABASE_URL (default: the one scripts/pg-ensure.sh finds); BENCH_ARGS adds flags
-# (`./target/release/backchannel bench --help`).
+# (`./target/release/backchannel-bench --help`).
 RUN_DB ?= backchannel
 DEV_SUBMITTER_TOKEN ?= dev-submitter-token-0000000000
 DEV_LISTENER_TOKEN ?= dev-listener-token-00000000000
@@ -41,7 +41,7 @@ demo: ## See it work: a broker, an echo agent and one submit, printing the round
 
 .PHONY: test
 test: ## Run every test against a real PostgreSQL (started if it is not running)
-	@$(PG_ENSURE); cargo test --all-targets
+	@$(PG_ENSURE); cargo test --workspace --all-targets
 
 # Generated cases per API operation for `make fuzz`.
 FUZZ_EXAMPLES ?= 100
@@ -52,11 +52,11 @@ fuzz: ## Run schemathesis against a broker on a scratch database, from docs/open
 
 .PHONY: bench
 bench: ## Load test (notify vs poll, 1 and 3 instances, raw SQL floor, idle cost); QUICK=1 for a short smoke run; report in target/bench/
-	@$(PG_ENSURE); cargo build --release && \
-	DATABASE_URL="$${DATABASE_URL:-$$PG_ADMIN_URL}" ./target/release/backchannel bench \
+	@$(PG_ENSURE); cargo build --release --workspace && \
+	DATABASE_URL="$${DATABASE_URL:-$$PG_ADMIN_URL}" ./target/release/backchannel-bench \
 	  $(if $(filter 1 yes true,$(QUICK)),--quick) $(BENCH_ARGS)
 
 .PHONY: lint
 lint: ## cargo fmt --check and clippy with warnings as errors
 	cargo fmt --all -- --check
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets -- -D warnings

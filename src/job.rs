@@ -1,4 +1,5 @@
-//! The job as the contract shows it.
+//! The job as the contract shows it: its states, a new job, an answer, and
+//! what the stream sends.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize, Serializer};
@@ -78,6 +79,15 @@ pub struct JobEvent {
     #[serde(serialize_with = "rfc3339")]
     pub deadline: DateTime<Utc>,
     pub attempt: i32,
+}
+
+/// A new job as validated by the edge (or the command line).
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub kind: String,
+    pub payload: Value,
+    pub timeout_secs: f64,
+    pub idempotency_key: Option<String>,
 }
 
 /// The listener's answer: exactly one of a result or an error.

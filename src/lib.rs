@@ -4,21 +4,26 @@
 //! Instances share one PostgreSQL database: jobs live in `backchannel.jobs`,
 //! instances wake each other with LISTEN/NOTIFY, and a session advisory lock
 //! keeps exactly one listener stream open across the cluster.
+//!
+//! - [`app`]: one instance, started, run and shut down;
+//! - [`config`]: `serve`'s settings;
+//! - [`job`]: the contract's job;
+//! - [`http`]: the edge (routes, handlers, tokens, bodies, errors);
+//! - [`broker`]: the domain, one file per step of a job's life;
+//! - [`wake`]: who waits for what, LISTEN in, NOTIFY out;
+//! - [`store`]: every database call;
+//! - [`agent`]: the listener side as a ready program;
+//! - [`client`]: `backchannel submit` and `status`.
 
 pub mod agent;
-pub mod bench;
+pub mod app;
+pub mod backoff;
 pub mod broker;
-pub mod cli;
+pub mod client;
 pub mod config;
-pub mod db;
 pub mod http;
-pub mod hub;
 pub mod job;
-pub mod listen;
 pub mod metrics;
-pub mod migrate;
-pub mod notifier;
-pub mod reaper;
-pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod wake;

@@ -1,8 +1,50 @@
-use clap::Parser;
+//! The command line: parse, set up logging, dispatch.
 
-use backchannel::config::{Cli, Command};
-use backchannel::{agent, bench, cli, server, telemetry};
+use std::ffi::OsString;
+
+use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+
+use backchannel::config::Settings;
+use backchannel::{agent, app, client, telemetry};
+
+/// backchannel: a private service receives jobs over one outbound SSE stream.
+#[derive(Debug, Parser)]
+#[command(name = "backchannel", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the broker (applies pending migrations first).
+    Serve(Box<Settings>),
+    /// Apply the migrations in sql/ and exit.
+    Migrate(DatabaseArgs),
+    /// Submit one job, optionally wait, print it as JSON (exit 0 only for `done`).
+    Submit(client::SubmitArgs),
+    /// Print who holds the stream and how many jobs are where.
+    Status(client::StatusArgs),
+    /// The listener side: hold the stream, forward each job to an internal
+    /// HTTP endpoint, post the answer back, reconnect by itself.
+    Agent(Box<agent::AgentArgs>),
+    /// Load-test brokers on a scratch database and report (`make bench`); runs
+    /// the `backchannel-bench` program installed next to this one.
+    #[command(disable_help_flag = true)]
+    Bench {
+        /// Passed on to backchannel-bench (`backchannel bench --help` lists them).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+struct DatabaseArgs {
+    /// PostgreSQL URL (postgres://user@host:port/db).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -10,29 +52,48 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init();
     match command {
         Command::Serve(settings) => {
-            let running = server::start(*settings).await?;
-            server::shutdown_signal().await;
+            let running = app::start(*settings).await?;
+            app::shutdown_signal().await;
             tracing::info!("shutdown signal received");
             running.stop().await;
         }
         Command::Migrate(args) => {
-            let applied = server::migrate(&args.database_url).await?;
+            let applied = app::migrate(&args.database_url).await?;
             println!("applied {} migration(s)", applied.len());
         }
-        Command::Submit(args) => cli::check_done(&cli::submit(args).await?)?,
-        Command::Status(args) => cli::status(args).await?,
+        Command::Submit(args) => client::check_done(&client::submit(args).await?)?,
+        Command::Status(args) => client::status(args).await?,
         Command::Agent(args) => {
             let agent = agent::Agent::new(*args)?;
             let shutdown = CancellationToken::new();
             let signal = shutdown.clone();
             tokio::spawn(async move {
-                server::shutdown_signal().await;
+                app::shutdown_signal().await;
                 tracing::info!("shutdown signal received");
                 signal.cancel();
             });
             agent.run(shutdown).await;
         }
-        Command::Bench(args) => bench::run(*args).await?,
+        Command::Bench { args } => return Err(bench(args)),
     }
     Ok(())
+}
+
+/// Replace this process with `backchannel-bench` from the same folder: the
+/// load test and its dependencies (charts, histograms) stay out of the
+/// production binary.
+fn bench(args: Vec<OsString>) -> anyhow::Error {
+    use std::os::unix::process::CommandExt;
+    let program = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join("backchannel-bench")))
+        .filter(|path| path.exists());
+    let Some(program) = program else {
+        return anyhow::anyhow!(
+            "backchannel-bench is not installed next to this binary; build it with \
+             `cargo build --release -p backchannel-bench` or run `make bench`"
+        );
+    };
+    let error = std::process::Command::new(&program).args(args).exec();
+    anyhow::Error::new(error).context(format!("cannot run {}", program.display()))
 }

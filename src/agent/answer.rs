@@ -8,7 +8,7 @@ use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
 use super::args::Config;
-use super::backoff::Backoff;
+use crate::backoff::Backoff;
 use crate::job::Answer;
 
 /// The first pause between two tries of the same answer, and the longest.

@@ -18,10 +18,9 @@
 
 mod answer;
 mod args;
-mod backoff;
 mod forward;
 mod jobs;
-mod sse;
+pub mod sse;
 mod status;
 mod stream;
 
@@ -35,13 +34,15 @@ use tokio_util::sync::CancellationToken;
 pub use args::{AgentArgs, Config, Secret, Target, default_listener_id};
 pub use status::Status;
 
-use backoff::{Backoff, CAP, jitter};
+use crate::backoff::{Backoff, jitter};
 use jobs::Jobs;
 use status::Reporter;
 use stream::Ended;
 
 /// The delay before reconnecting until the broker names one with `retry:`.
 const FIRST_RETRY: Duration = Duration::from_secs(1);
+/// The longest the agent ever waits between two attempts to connect.
+const CAP: Duration = Duration::from_secs(30);
 /// How long opening a TCP connection (to the broker or the handler) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 

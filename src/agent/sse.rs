@@ -1,4 +1,5 @@
-//! A small Server-Sent-Events parser fed with raw bytes.
+//! A small Server-Sent-Events parser fed with raw bytes: the one SSE reader
+//! of the project (the agent, the tests and the bench use it).
 //!
 //! Written here rather than taken from `eventsource-stream`, which drops a
 //! block without `data` (the broker's opening `retry:` block is exactly that)
@@ -15,6 +16,8 @@ pub const MAX_LINE: usize = 16 * 1024 * 1024;
 pub enum Item {
     /// A `retry:` field: the reconnection delay the server asks for.
     Retry(Duration),
+    /// A comment line (`: keepalive`), without the colon and one leading space.
+    Comment(String),
     /// A dispatched event (a block with data).
     Event(Event),
 }
@@ -94,7 +97,7 @@ impl Parser {
             None => (line.as_ref(), ""),
         };
         match field {
-            "" => {} // a comment, such as `: keepalive`
+            "" => self.ready.push_back(Item::Comment(value.to_owned())),
             "event" => self.event = Some(value.to_owned()),
             "id" if !value.contains('\0') => self.id = Some(value.to_owned()),
             "data" => match &mut self.data {
@@ -164,6 +167,7 @@ mod tests {
             vec![
                 Item::Retry(Duration::from_millis(2000)),
                 event("job", Some("7"), "{\"id\":7}"),
+                Item::Comment("keepalive".into()),
             ]
         );
     }

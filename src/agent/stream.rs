@@ -9,11 +9,11 @@ use futures_util::StreamExt;
 use reqwest::{Client, Response, StatusCode, header};
 
 use super::args::Config;
-use super::backoff::Backoff;
 use super::describe;
 use super::jobs::Jobs;
 use super::sse::{Event, Item, Parser};
 use super::status::Reporter;
+use crate::backoff::Backoff;
 use crate::job::JobEvent;
 
 /// How an attempt ended; the caller decides how long to wait before the next.
@@ -110,6 +110,7 @@ async fn read(
         while let Some(item) = parser.next_item() {
             match item {
                 Item::Retry(delay) => backoff.set_base(delay),
+                Item::Comment(_) => {}
                 Item::Event(event) => admit(event, jobs).await,
             }
         }

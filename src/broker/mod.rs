@@ -1,21 +1,33 @@
-//! The domain: submit, wait, answer, cancel, stream. No HTTP types here.
+//! The domain: each step of a job's life has a file of its own. No HTTP types.
+//!
+//! - [`submit`](Broker::submit), then [`wait`](Broker::get) for its end;
+//! - the [`stream`](Broker::open_stream) sends it to the listener;
+//! - the listener's [`answer`](Broker::answer), or the submitter's
+//!   [`cancel`](Broker::cancel), or the deadline ([`reaper`]) ends it;
+//! - an end in another instance reaches the waiters here through
+//!   [`ended_elsewhere`], with the periodic [`recheck`] as the safety net.
 
-pub mod recheck;
+mod answer;
+mod cancel;
+mod ended_elsewhere;
+mod reaper;
+mod recheck;
 mod status;
 mod stream;
+mod submit;
 mod wait;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Settings, WakeMode};
-use crate::hub::{Hub, WaitPermit};
-use crate::job::{Answer, Job, JobState};
+use crate::job::Job;
 use crate::metrics::Metrics;
-use crate::notifier::Notifier;
-use crate::store::{NewJob, Store, StoreError};
+use crate::store::{Store, StoreError};
+use crate::wake::{Hub, Notifier, listen};
 
 pub use status::{ListenerStatus, Stats};
 pub use stream::{JobStream, RETRY as STREAM_RETRY, StreamItem};
@@ -36,122 +48,101 @@ pub enum BrokerError {
     ShuttingDown,
     #[error("too many requests are waiting on this instance")]
     TooManyWaiting,
+    /// The database cannot be reached now; worth retrying shortly.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Unavailable(StoreError),
+    /// The database refused a statement: a fault of the broker or the schema.
+    #[error(transparent)]
+    Database(StoreError),
+}
+
+impl From<StoreError> for BrokerError {
+    fn from(error: StoreError) -> Self {
+        if error.is_unavailable() {
+            BrokerError::Unavailable(error)
+        } else {
+            BrokerError::Database(error)
+        }
+    }
 }
 
 /// One instance's broker: the store, the hub and the background pieces.
 pub struct Broker {
-    pub store: Arc<Store>,
-    pub hub: Arc<Hub>,
-    pub notifier: Arc<Notifier>,
-    pub settings: Arc<Settings>,
-    pub metrics: Arc<Metrics>,
-    pub instance: String,
-    pub shutdown: CancellationToken,
+    store: Arc<Store>,
+    hub: Arc<Hub>,
+    notifier: Arc<Notifier>,
+    settings: Arc<Settings>,
+    metrics: Arc<Metrics>,
+    instance: String,
+    shutdown: CancellationToken,
     /// Connection settings of the dedicated sessions (stream lock, LISTEN).
-    pub session_config: tokio_postgres::Config,
+    session_config: tokio_postgres::Config,
 }
 
 impl Broker {
-    /// Store a new job (or find the one with the same idempotency key), wake
-    /// the stream, then wait up to `wait` for it to end.
-    /// Returns the job and whether this call created it.
-    pub async fn submit(&self, new: NewJob, wait: Duration) -> Result<(Job, bool), BrokerError> {
-        let permit = self.permit(wait)?;
-        let mark = self.hub.mark();
-        let (job, created) = self.store.insert(&new).await?;
-        if created {
-            tracing::info!(job_id = job.id, kind = %job.kind, "job submitted");
-            self.metrics.jobs_submitted.inc();
-            self.wake_stream();
-        }
-        match permit {
-            Some(permit) if !job.is_terminal() => {
-                let id = job.id;
-                // A job this call created needs no read-back unless it was woken meanwhile;
-                // a repeat of an idempotency key may be older than the mark.
-                let fresh = created.then_some((job, mark));
-                Ok((self.wait_for(id, wait, permit, fresh).await?, created))
-            }
-            _ => Ok((job, created)),
-        }
+    pub fn new(
+        settings: Arc<Settings>,
+        store: Store,
+        session_config: tokio_postgres::Config,
+        instance: String,
+        shutdown: CancellationToken,
+    ) -> Arc<Broker> {
+        Arc::new(Broker {
+            store: Arc::new(store),
+            hub: Hub::new(settings.max_waiting),
+            notifier: Notifier::new(),
+            settings,
+            metrics: Arc::new(Metrics::new()),
+            instance,
+            shutdown,
+            session_config,
+        })
     }
 
-    /// The job now, or once terminal within `wait`.
-    #[tracing::instrument(name = "job", skip_all, fields(job_id = id))]
-    pub async fn get(&self, id: i64, wait: Duration) -> Result<Job, BrokerError> {
-        match self.permit(wait)? {
-            None => self.read(id).await?.ok_or(BrokerError::NotFound),
-            Some(permit) => self.wait_for(id, wait, permit, None).await,
+    /// Start the background loops: outgoing notifications, the reaper and, in
+    /// notify mode, the LISTEN session with what it feeds.
+    pub fn spawn_loops(
+        self: &Arc<Self>,
+        listen_config: tokio_postgres::Config,
+    ) -> Vec<JoinHandle<()>> {
+        let mut loops = vec![
+            tokio::spawn(self.notifier.clone().run(
+                self.store.clone(),
+                self.metrics.clone(),
+                self.shutdown.clone(),
+            )),
+            tokio::spawn(reaper::run(self.clone())),
+        ];
+        if self.polling().is_none() {
+            loops.push(tokio::spawn(listen::run(
+                listen_config,
+                self.hub.clone(),
+                self.metrics.clone(),
+                self.shutdown.clone(),
+            )));
+            loops.push(tokio::spawn(recheck::run(self.clone())));
+            loops.push(tokio::spawn(ended_elsewhere::run(self.clone())));
         }
+        loops
     }
 
-    /// A place among the waiting requests when the request will wait.
-    fn permit(&self, wait: Duration) -> Result<Option<WaitPermit>, BrokerError> {
-        if wait.is_zero() {
-            return Ok(None);
-        }
-        self.hub
-            .reserve()
-            .map(Some)
-            .ok_or(BrokerError::TooManyWaiting)
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
-    /// Withdraw a job that has not ended.
-    #[tracing::instrument(name = "job", skip_all, fields(job_id = id))]
-    pub async fn cancel(&self, id: i64) -> Result<Job, BrokerError> {
-        for _ in 0..2 {
-            if let Some(job) = self.store.cancel(id).await? {
-                tracing::info!(job_id = id, "job cancelled");
-                self.finished(&job);
-                return Ok(job);
-            }
-            match self.read(id).await? {
-                None => return Err(BrokerError::NotFound),
-                Some(job) if job.is_terminal() => {
-                    return Err(BrokerError::AlreadyTerminal(Box::new(job)));
-                }
-                // Open again on the read: it was locked or its deadline moved under us; retry.
-                Some(_) => continue,
-            }
-        }
-        Err(BrokerError::Store(StoreError::Unavailable(
-            "cancel did not settle".into(),
-        )))
+    /// This instance's name in logs and in the stream holder record.
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 
-    /// Record the listener's answer; replays of the same answer are accepted.
-    #[tracing::instrument(name = "job", skip_all, fields(job_id = id))]
-    pub async fn answer(&self, id: i64, answer: Answer) -> Result<Job, BrokerError> {
-        for _ in 0..2 {
-            if let Some(job) = self.store.answer(id, &answer).await? {
-                tracing::info!(job_id = id, state = job.state.as_str(), "job answered");
-                self.finished(&job);
-                return Ok(job);
-            }
-            match self.read(id).await? {
-                None => return Err(BrokerError::NotFound),
-                Some(job) => match job.state {
-                    // "The same answer" is decided by jsonb equality, so that
-                    // 1e2 and 100 are the same number, as PostgreSQL stores them.
-                    JobState::Done | JobState::Failed => {
-                        return if self.store.answer_matches(id, &answer).await? {
-                            Ok(job)
-                        } else {
-                            Err(BrokerError::AlreadyAnswered(Box::new(job)))
-                        };
-                    }
-                    JobState::Expired | JobState::Cancelled => {
-                        return Err(BrokerError::Gone(Box::new(job)));
-                    }
-                    JobState::Pending | JobState::Delivered => continue,
-                },
-            }
-        }
-        Err(BrokerError::Store(StoreError::Unavailable(
-            "answer did not settle".into(),
-        )))
+    /// Requests waiting for a job on this instance now.
+    pub fn waiting(&self) -> usize {
+        self.hub.waiting()
+    }
+
+    /// Statements this instance has sent to the database so far.
+    pub fn statements(&self) -> u64 {
+        self.store.statements()
     }
 
     /// Read one job, expiring it if its deadline passed (and telling everyone).
@@ -177,19 +168,49 @@ impl Broker {
     /// A job was created: wake the stream in this process directly, or by one
     /// coalesced NOTIFY when the stream lives elsewhere (or nowhere yet).
     fn wake_stream(&self) {
+        if self.polling().is_some() {
+            return;
+        }
+        if self.hub.has_local_stream() {
+            self.hub.wake_stream();
+        } else {
+            self.notifier.new_job();
+        }
+    }
+
+    /// The poll interval in poll mode (the sleep-polling baseline), else `None`.
+    /// The only place the two wake modes differ.
+    fn polling(&self) -> Option<Duration> {
         match self.settings.wake {
-            WakeMode::Poll => {}
-            WakeMode::Notify if self.hub.has_local_stream() => self.hub.wake_stream(),
-            WakeMode::Notify => self.notifier.new_job(),
+            WakeMode::Poll => Some(self.settings.poll_interval),
+            WakeMode::Notify => None,
+        }
+    }
+
+    /// In poll mode, one poll interval; in notify mode, never.
+    async fn poll_tick(&self) {
+        match self.polling() {
+            Some(interval) => tokio::time::sleep(interval).await,
+            None => std::future::pending().await,
         }
     }
 
     /// Ready to serve: the database answers and, in notify mode, LISTEN is up.
     pub async fn ready(&self) -> bool {
-        let listening = self.settings.wake == WakeMode::Poll || self.hub.is_listening();
+        let listening = self.polling().is_some() || self.hub.is_listening();
         listening
             && tokio::time::timeout(Duration::from_secs(2), self.store.ping())
                 .await
                 .is_ok_and(|r| r.is_ok())
     }
+
+    /// Whether shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutdown.is_cancelled()
+    }
+}
+
+/// A database problem that no retry inside the broker resolved.
+fn unsettled(what: &str) -> BrokerError {
+    BrokerError::Unavailable(StoreError::Unavailable(format!("{what} did not settle")))
 }

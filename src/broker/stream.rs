@@ -1,5 +1,6 @@
-//! The listener's stream: one in the cluster, held by a session advisory lock
-//! on a session of its own that lives exactly as long as the stream.
+//! The listener's stream, its policy: one in the cluster (the lock lives in
+//! [`StreamSession`]), a takeover by the same listener id, the backlog then
+//! new jobs, keepalives, and an end as soon as the client or the lock is gone.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -9,24 +10,19 @@ use std::time::Duration;
 use futures_util::{FutureExt, Stream};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior, interval_at};
-use tokio_postgres::{Client, Statement};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::{Broker, BrokerError};
-use crate::config::WakeMode;
-use crate::db::Session;
-use crate::hub::StreamWaker;
 use crate::job::JobEvent;
 use crate::metrics::Metrics;
-use crate::store::StoreError;
+use crate::store::{StoreError, StreamSession};
+use crate::wake::StreamWaker;
 
 /// Jobs claimed per statement.
 const CLAIM_BATCH: i64 = 32;
 /// Events buffered between the claimer and the socket. Small: a slow listener
 /// stops the claiming instead of growing memory.
 const BUFFER: usize = 16;
-/// How long a takeover waits for the stale holder's lock to be released.
-const TAKEOVER_WAIT_MS: u64 = 3000;
 /// A claim slower than this means the lock session is unusable (e.g. a silent
 /// network cut): the stream ends instead of hanging.
 const CLAIM_TIMEOUT: Duration = Duration::from_secs(10);
@@ -84,58 +80,34 @@ impl Broker {
         }
         // Cheap refusal through the pool first, so a listener retrying in a
         // loop does not make the database fork a backend per attempt.
-        let mut takeover_pid = None;
+        let mut takeover = None;
         if let Some(holder) = self.store.holder().await? {
             match (&listener_id, &holder.listener_id) {
-                (Some(ours), Some(theirs)) if ours == theirs => takeover_pid = Some(holder.pid),
+                (Some(ours), Some(theirs)) if ours == theirs => takeover = Some(holder.pid),
                 _ => return Err(self.busy()),
             }
         }
-        let session = Session::connect(&self.session_config)
-            .await
-            .map_err(StoreError::from)?;
-        if let Some(setup) = self.settings.session_setup() {
-            session
-                .client
-                .batch_execute(&setup)
-                .await
-                .map_err(StoreError::from)?;
-        }
-        session
-            .client
-            .batch_execute(crate::store::queries::STREAM_SESSION_SETUP)
-            .await
-            .map_err(StoreError::from)?;
-        let mut locked = self.store.try_stream_lock(&session.client).await?;
-        if !locked {
-            if let Some(pid) = takeover_pid {
-                tracing::info!(
-                    pid,
-                    "taking the stream over from the same listener's stale session"
-                );
-                self.store.terminate_backend(pid).await?;
-                locked = self
-                    .store
-                    .wait_stream_lock(&session.client, TAKEOVER_WAIT_MS)
-                    .await?;
-            }
-        }
-        if !locked {
+        let setup = self.settings.session_setup();
+        let session = StreamSession::open(
+            &self.session_config,
+            setup.as_deref(),
+            self.store.counter(),
+            takeover,
+            listener_id.as_deref(),
+            &self.instance,
+        )
+        .await?;
+        let Some(session) = session else {
             return Err(self.busy());
-        }
-        if takeover_pid.is_some() {
+        };
+        if takeover.is_some() {
             self.metrics.stream_takeovers.inc();
         }
         self.metrics.stream_connects.inc();
-        let stream_id = self
-            .store
-            .register_holder(&session.client, listener_id.as_deref(), &self.instance)
-            .await?;
-        let claim = self.store.prepare_claim(&session.client).await?;
         let waker = self.hub.attach_stream();
         let connected = ConnectedGauge::new(self.metrics.clone());
         tracing::info!(
-            stream_id,
+            stream_id = session.id(),
             listener_id = listener_id.as_deref().unwrap_or(""),
             "stream opened"
         );
@@ -143,14 +115,7 @@ impl Broker {
         let (tx, rx) = mpsc::channel(BUFFER);
         let stop = self.shutdown.child_token();
         let broker = self.clone();
-        tokio::spawn(broker.run_stream(
-            session,
-            claim,
-            stream_id,
-            (waker, connected),
-            tx,
-            stop.clone(),
-        ));
+        tokio::spawn(broker.run_stream(session, (waker, connected), tx, stop.clone()));
         Ok(JobStream {
             rx,
             _stop: stop.drop_guard(),
@@ -159,33 +124,30 @@ impl Broker {
 
     async fn run_stream(
         self: Arc<Self>,
-        mut session: Session,
-        claim: Statement,
-        stream_id: i64,
+        session: StreamSession,
         (waker, connected): (StreamWaker, ConnectedGauge),
         tx: mpsc::Sender<StreamItem>,
         stop: CancellationToken,
     ) {
-        let reason = tokio::select! {
-            outcome = self.pump(&session.client, &claim, stream_id, &waker, &tx) => match outcome {
-                Ok(()) => "client went away".to_string(),
-                Err(error) => format!("database error: {error}"),
-            },
-            _ = session.driver.closed() => "lock session lost".to_string(),
-            _ = stop.cancelled() => if self.shutdown.is_cancelled() {
-                "shutting down".to_string()
-            } else {
-                "client went away".to_string()
-            },
-            _ = tx.closed() => "client went away".to_string(),
+        let stream_id = session.id();
+        let reason = {
+            tokio::select! {
+                outcome = self.pump(&session, &waker, &tx) => match outcome {
+                    Ok(()) => "client went away".to_string(),
+                    Err(error) => format!("database error: {error}"),
+                },
+                _ = session.lost() => "lock session lost".to_string(),
+                _ = stop.cancelled() => if self.shutdown.is_cancelled() {
+                    "shutting down".to_string()
+                } else {
+                    "client went away".to_string()
+                },
+                _ = tx.closed() => "client went away".to_string(),
+            }
         };
         drop(waker);
         drop(connected);
-        if !session.client.is_closed() {
-            let release = self.store.release_holder(&session.client);
-            let _ = tokio::time::timeout(Duration::from_secs(1), release).await;
-        }
-        drop(session);
+        session.close().await;
         tracing::info!(stream_id, %reason, "stream closed");
     }
 
@@ -198,9 +160,7 @@ impl Broker {
     /// when the client is gone, or an error when the session fails.
     async fn pump(
         &self,
-        client: &Client,
-        claim: &Statement,
-        stream_id: i64,
+        session: &StreamSession,
         waker: &StreamWaker,
         tx: &mpsc::Sender<StreamItem>,
     ) -> Result<(), StoreError> {
@@ -212,13 +172,13 @@ impl Broker {
             };
         }
         send!(StreamItem::Retry(RETRY));
-        let period = self.settings.heartbeat();
+        let period = self.settings.heartbeat;
         let mut heartbeat = interval_at(Instant::now() + period, period);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             // Drain: claim batches until a short one says nothing is left.
             loop {
-                let claimed = self.store.claim(client, claim, stream_id, CLAIM_BATCH);
+                let claimed = session.claim(CLAIM_BATCH);
                 let batch = tokio::time::timeout(CLAIM_TIMEOUT, claimed)
                     .await
                     .map_err(|_| StoreError::Unavailable("claiming jobs timed out".into()))??;
@@ -234,19 +194,13 @@ impl Broker {
                     break;
                 }
             }
-            let poll = async {
-                match self.settings.wake {
-                    WakeMode::Poll => tokio::time::sleep(self.settings.poll_interval()).await,
-                    WakeMode::Notify => std::future::pending().await,
-                }
-            };
             // Wait for a wake-up. The heartbeat also re-runs the claim: a cheap
             // liveness check of the lock session and a guard against any wake-up
             // lost on the way.
             tokio::select! {
                 _ = waker.woken() => {}
                 _ = heartbeat.tick() => send!(StreamItem::Keepalive),
-                _ = poll => {}
+                _ = self.poll_tick() => {}
             }
         }
     }

@@ -6,17 +6,25 @@ use std::pin::pin;
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio::time::{Instant, sleep, sleep_until};
+use tokio::time::{Instant, sleep_until};
 
 use super::{Broker, BrokerError};
-use crate::config::WakeMode;
-use crate::hub::WaitPermit;
 use crate::job::Job;
+use crate::wake::WaitPermit;
 
 /// After a deadline the database did not yet see as passed, look again this soon.
 const DEADLINE_RECHECK: Duration = Duration::from_millis(20);
 
 impl Broker {
+    /// The job now, or once terminal within `wait`.
+    #[tracing::instrument(name = "job", skip_all, fields(job_id = id))]
+    pub async fn get(&self, id: i64, wait: Duration) -> Result<Job, BrokerError> {
+        match self.permit(wait)? {
+            None => self.read(id).await?.ok_or(BrokerError::NotFound),
+            Some(permit) => self.wait_for(id, wait, permit, None).await,
+        }
+    }
+
     /// Wait up to `wait` for job `id` to be terminal; returns the job as last
     /// read (terminal or not). Reads the row once per wake-up, never on a timer
     /// (except in poll mode, which is the sleep-polling baseline).
@@ -62,12 +70,6 @@ impl Broker {
             } else {
                 deadline.min(until)
             };
-            let poll = async {
-                match self.settings.wake {
-                    WakeMode::Poll => sleep(self.settings.poll_interval()).await,
-                    WakeMode::Notify => std::future::pending().await,
-                }
-            };
             tokio::select! {
                 _ = by_job => local = waiter.slot().latest(),
                 _ = sleep_until(timer) => {
@@ -75,7 +77,7 @@ impl Broker {
                         recheck_at = Some(Instant::now() + DEADLINE_RECHECK);
                     }
                 }
-                _ = poll => {}
+                _ = self.poll_tick() => {}
                 _ = self.shutdown.cancelled() => return Ok(job),
             }
         }

@@ -1,5 +1,8 @@
-//! Bearer tokens of the two roles, compared in constant time and never logged.
+//! Bearer tokens of the two roles: where they come from (the variables and
+//! the token files), the rules they must follow, and the check of each
+//! request, in constant time. Tokens are never logged.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -8,6 +11,10 @@ use warp::Filter;
 use warp::http::{HeaderMap, StatusCode, header};
 
 use super::error::ApiError;
+use crate::config::{ConfigError, Settings};
+
+/// Shortest token accepted: a guessable token is no token.
+pub const MIN_TOKEN_LEN: usize = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -35,6 +42,41 @@ fn digest(token: &[u8]) -> [u8; 32] {
 }
 
 impl Tokens {
+    /// The tokens of `settings`: the lists plus the token files. A file that
+    /// cannot be read, holds no token, or holds a token shorter than
+    /// [`MIN_TOKEN_LEN`] or with spaces in it is refused, and so is a token
+    /// configured for both roles; the message names the variable, the file
+    /// and the line, never the token.
+    pub fn load(settings: &Settings) -> Result<Tokens, ConfigError> {
+        let mut submitter = settings.submitter_tokens.clone();
+        let mut listener = settings.listener_tokens.clone();
+        let files = [
+            (
+                "BACKCHANNEL_SUBMITTER_TOKENS_FILE",
+                &settings.submitter_tokens_file,
+                &mut submitter,
+            ),
+            (
+                "BACKCHANNEL_LISTENER_TOKENS_FILE",
+                &settings.listener_tokens_file,
+                &mut listener,
+            ),
+        ];
+        for (name, file, tokens) in files {
+            if let Some(path) = file {
+                tokens.extend(read_token_file(name, path)?);
+            }
+        }
+        check_tokens("submitter", "BACKCHANNEL_SUBMITTER_TOKENS", &submitter)?;
+        check_tokens("listener", "BACKCHANNEL_LISTENER_TOKENS", &listener)?;
+        if submitter.iter().any(|t| listener.iter().any(|l| l == t)) {
+            return Err(ConfigError(
+                "the same token is configured for both roles (BACKCHANNEL_SUBMITTER_TOKENS and BACKCHANNEL_LISTENER_TOKENS, or their _FILE): submitter and listener tokens must differ".into(),
+            ));
+        }
+        Ok(Tokens::new(&submitter, &listener))
+    }
+
     pub fn new(submitter: &[String], listener: &[String]) -> Tokens {
         let tokens = submitter
             .iter()
@@ -100,6 +142,62 @@ fn unauthorized(message: &str) -> ApiError {
     e
 }
 
+fn check_tokens(role: &str, name: &str, tokens: &[String]) -> Result<(), ConfigError> {
+    if tokens.is_empty() || tokens.iter().all(|t| t.trim().is_empty()) {
+        return Err(ConfigError(format!(
+            "no {role} token: set {name} (comma-separated) or {name}_FILE (one per line)"
+        )));
+    }
+    for (i, token) in tokens.iter().enumerate() {
+        if token.trim() != token {
+            return Err(ConfigError(format!(
+                "{name}: token #{} has leading or trailing spaces",
+                i + 1
+            )));
+        }
+        if token.chars().count() < MIN_TOKEN_LEN {
+            return Err(ConfigError(format!(
+                "{name}: token #{} is shorter than {MIN_TOKEN_LEN} characters",
+                i + 1
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The tokens of a token file: one per line, blank lines and `#` comments ignored.
+fn read_token_file(name: &str, path: &Path) -> Result<Vec<String>, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("{name}: cannot read {}: {e}", path.display())))?;
+    let mut tokens = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let token = line.trim();
+        if token.is_empty() || token.starts_with('#') {
+            continue;
+        }
+        let problem = if token.contains(char::is_whitespace) {
+            "contains spaces (one token per line; comments on lines of their own)".to_string()
+        } else if token.chars().count() < MIN_TOKEN_LEN {
+            format!("is shorter than {MIN_TOKEN_LEN} characters")
+        } else {
+            tokens.push(token.to_owned());
+            continue;
+        };
+        return Err(ConfigError(format!(
+            "{name}: the token on line {} of {} {problem}",
+            i + 1,
+            path.display()
+        )));
+    }
+    if tokens.is_empty() {
+        return Err(ConfigError(format!(
+            "{name}: {} holds no token",
+            path.display()
+        )));
+    }
+    Ok(tokens)
+}
+
 /// A filter that passes requests carrying a token of `role`.
 pub fn require(
     tokens: Arc<Tokens>,
@@ -111,4 +209,55 @@ pub fn require(
             std::future::ready(result)
         })
         .untuple_one()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> Settings {
+        Settings::new(
+            "postgres://postgres@127.0.0.1/db",
+            &["submitter-token-0123456789"],
+            &["listener-token-0123456789"],
+        )
+    }
+
+    #[test]
+    fn refusals_name_the_setting_and_never_the_token() {
+        let load = |s: &Settings| Tokens::load(s).err().expect("refused").to_string();
+        let mut s = valid();
+        s.listener_tokens = vec!["qwe9xk".into()];
+        let e = load(&s);
+        assert!(
+            e.contains("BACKCHANNEL_LISTENER_TOKENS") && !e.contains("qwe9xk"),
+            "{e}"
+        );
+
+        let mut s = valid();
+        s.listener_tokens = s.submitter_tokens.clone();
+        let e = load(&s);
+        assert!(
+            e.contains("both roles") && !e.contains("submitter-token-0123456789"),
+            "{e}"
+        );
+
+        let mut s = valid();
+        s.submitter_tokens = vec![];
+        assert!(load(&s).contains("BACKCHANNEL_SUBMITTER_TOKENS"));
+    }
+
+    #[test]
+    fn each_token_has_its_role() {
+        let tokens = Tokens::load(&valid()).unwrap();
+        assert_eq!(
+            tokens.role_of(b"submitter-token-0123456789"),
+            Some(Role::Submitter)
+        );
+        assert_eq!(
+            tokens.role_of(b"listener-token-0123456789"),
+            Some(Role::Listener)
+        );
+        assert_eq!(tokens.role_of(b"listener-token-012345678"), None);
+    }
 }

@@ -9,7 +9,6 @@ use warp::{Rejection, Reply};
 
 use crate::broker::BrokerError;
 use crate::job::Job;
-use crate::store::StoreError;
 
 /// `{"error": {"code", "message", "job"?}}` with its status and headers.
 #[derive(Debug, Clone)]
@@ -156,12 +155,13 @@ impl From<BrokerError> for ApiError {
                 e.retry_after = Some(1);
                 e
             }
-            BrokerError::Store(error) if error.is_unavailable() => {
+            BrokerError::Unavailable(error) => {
                 tracing::warn!(%error, "database unavailable");
                 ApiError::unavailable("the database is unreachable; try again shortly")
             }
-            BrokerError::Store(error) => {
-                log_database_error(&error);
+            BrokerError::Database(error) => {
+                // Shown by SQLSTATE and the objects named, never the data.
+                tracing::error!(%error, "database error");
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",
@@ -169,29 +169,6 @@ impl From<BrokerError> for ApiError {
                 )
             }
         }
-    }
-}
-
-/// Log a database error by what identifies it: SQLSTATE, the objects named and
-/// the server routine. Never its message, detail or context, which can quote
-/// the data of the statement (a payload, a result, a key).
-fn log_database_error(error: &StoreError) {
-    let StoreError::Query(error) = error else {
-        tracing::error!(%error, "database error");
-        return;
-    };
-    match error.as_db_error() {
-        Some(db) => tracing::error!(
-            sqlstate = db.code().code(),
-            severity = db.severity(),
-            table = db.table(),
-            column = db.column(),
-            constraint = db.constraint(),
-            routine = db.routine(),
-            "database error"
-        ),
-        // Not from the server: the client's own description names no data.
-        None => tracing::error!(%error, "database error"),
     }
 }
 

@@ -7,8 +7,7 @@ use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use crate::config::Settings;
-use crate::job::Answer;
-use crate::store::NewJob;
+use crate::job::{Answer, NewJob};
 
 /// Longest `kind` and `idempotency_key`, in characters.
 pub const MAX_NAME_LEN: usize = 200;
@@ -87,14 +86,15 @@ pub fn submit(body: Value, settings: &Settings) -> Result<NewJob, ApiError> {
         None => return Err(field("kind", "is required")),
     };
     let payload = storable("payload", map.remove("payload").unwrap_or(Value::Null))?;
+    let max_timeout = settings.max_timeout.as_secs_f64();
     let timeout_secs = match map.remove("timeout") {
-        None | Some(Value::Null) => settings.default_timeout,
+        None | Some(Value::Null) => settings.default_timeout.as_secs_f64(),
         Some(Value::Number(n)) => match n.as_f64() {
-            Some(t) if t.is_finite() && t > 0.0 && t <= settings.max_timeout => t,
-            Some(t) if t > settings.max_timeout => {
+            Some(t) if t.is_finite() && t > 0.0 && t <= max_timeout => t,
+            Some(t) if t > max_timeout => {
                 return Err(field(
                     "timeout",
-                    &format!("must be at most {} seconds", settings.max_timeout),
+                    &format!("must be at most {max_timeout} seconds"),
                 ));
             }
             _ => {
@@ -148,13 +148,12 @@ pub fn wait(query: &HashMap<String, String>, settings: &Settings) -> Result<Dura
     let Some(text) = query.get("wait") else {
         return Ok(Duration::ZERO);
     };
+    let max_timeout = settings.max_timeout.as_secs_f64();
     match text.trim().parse::<f64>() {
-        Ok(w) if w.is_finite() && w >= 0.0 && w <= settings.max_timeout => {
-            Ok(Duration::from_secs_f64(w))
-        }
-        Ok(w) if w > settings.max_timeout => Err(ApiError::bad_request(
+        Ok(w) if w.is_finite() && w >= 0.0 && w <= max_timeout => Ok(Duration::from_secs_f64(w)),
+        Ok(w) if w > max_timeout => Err(ApiError::bad_request(
             "invalid_query",
-            format!("wait: must be at most {} seconds", settings.max_timeout),
+            format!("wait: must be at most {max_timeout} seconds"),
         )),
         _ => Err(ApiError::bad_request(
             "invalid_query",

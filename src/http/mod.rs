@@ -44,9 +44,9 @@ pub fn routes(
     broker: Arc<Broker>,
     tokens: Arc<Tokens>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
-    let max_body = broker.settings.max_body;
-    let body_timeout = broker.settings.body_timeout();
-    let openapi_body = openapi::body(&broker.settings);
+    let max_body = broker.settings().max_body;
+    let body_timeout = broker.settings().body_timeout;
+    let openapi_body = openapi::body(broker.settings());
     let with_broker = warp::any().map(move || broker.clone());
     let submitter = auth::require(tokens.clone(), Role::Submitter);
     let listener = auth::require(tokens, Role::Listener);

@@ -23,7 +23,7 @@ pub fn document(settings: &Settings) -> Value {
         serde_norway::from_str(SOURCE).expect("docs/openapi.yaml is valid YAML (tested)");
     for pointer in MAX_TIMEOUT_AT {
         if let Some(maximum) = document.pointer_mut(pointer) {
-            *maximum = serde_json::json!(settings.max_timeout);
+            *maximum = serde_json::json!(settings.max_timeout.as_secs_f64());
         }
     }
     document

@@ -1,74 +1,38 @@
 //! All database calls. Handlers and the domain never see SQL.
+//!
+//! - [`Store`]: the statements run on the query pool (this file);
+//! - [`StreamSession`]: the stream's own session, its advisory lock and claim;
+//! - [`connect`]: connection settings, the pool, dedicated sessions;
+//! - [`migrate`]: the numbered migrations of `sql/`;
+//! - [`queries`]: the text of every statement.
 
+pub mod connect;
+mod error;
+pub mod migrate;
 pub mod queries;
+mod rows;
+mod stream_session;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
-use deadpool_postgres::{Object, Pool, PoolError};
+use deadpool_postgres::{Object, Pool};
 use serde_json::Value;
-use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Row, SimpleQueryMessage, Statement};
+use tokio_postgres::{Client, Row, SimpleQueryMessage};
 
-use crate::job::{Answer, Job, JobEvent, JobState};
+use crate::job::{Answer, Job, NewJob};
 
-pub use queries::{LOCK_MIGRATE, LOCK_NAMESPACE, LOCK_REAPER, LOCK_STREAM};
+pub use connect::Session;
+pub use error::StoreError;
+pub use queries::{CHANNEL_DONE, CHANNEL_NEW};
+pub use stream_session::StreamSession;
 
-/// A database failure, split by what the caller can do about it.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The database cannot be reached (down, restarting, connection lost).
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
-    /// The database answered with an error.
-    #[error("database error: {0}")]
-    Query(#[source] tokio_postgres::Error),
-}
+use queries::{LOCK_NAMESPACE, LOCK_REAPER, LOCK_STREAM};
+use rows::job_from_row;
 
-impl StoreError {
-    pub fn is_unavailable(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
-    }
-}
-
-impl From<tokio_postgres::Error> for StoreError {
-    fn from(error: tokio_postgres::Error) -> Self {
-        let lost = error.is_closed()
-            || match error.code() {
-                None => true,
-                Some(code) => {
-                    code.code().starts_with("08")
-                        || *code == SqlState::ADMIN_SHUTDOWN
-                        || *code == SqlState::CRASH_SHUTDOWN
-                        || *code == SqlState::CANNOT_CONNECT_NOW
-                }
-            };
-        if lost {
-            StoreError::Unavailable(error.to_string())
-        } else {
-            StoreError::Query(error)
-        }
-    }
-}
-
-impl From<PoolError> for StoreError {
-    fn from(error: PoolError) -> Self {
-        match error {
-            PoolError::Backend(e) => e.into(),
-            other => StoreError::Unavailable(other.to_string()),
-        }
-    }
-}
-
-/// A new job as validated by the edge.
-#[derive(Debug, Clone)]
-pub struct NewJob {
-    pub kind: String,
-    pub payload: Value,
-    pub timeout_secs: f64,
-    pub idempotency_key: Option<String>,
-}
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
 /// A job read by id, and whether this read expired it (then notify).
 #[derive(Debug, Clone)]
@@ -95,17 +59,31 @@ pub struct Holder {
     pub since: Option<DateTime<Utc>>,
 }
 
+/// Statements sent by one instance, on every path (pool and dedicated sessions).
+#[derive(Debug, Clone, Default)]
+pub struct Counter(Arc<AtomicU64>);
+
+impl Counter {
+    fn add(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// The query pool and a count of the statements the broker sent.
 pub struct Store {
     pool: Pool,
-    statements: AtomicU64,
+    statements: Counter,
 }
 
 impl Store {
     pub fn new(pool: Pool) -> Store {
         Store {
             pool,
-            statements: AtomicU64::new(0),
+            statements: Counter::default(),
         }
     }
 
@@ -115,28 +93,46 @@ impl Store {
 
     /// How many statements this instance has sent so far (every path counts).
     pub fn statements(&self) -> u64 {
-        self.statements.load(Ordering::Relaxed)
+        self.statements.get()
     }
 
-    fn count(&self) {
-        self.statements.fetch_add(1, Ordering::Relaxed);
+    /// The counter, shared with the instance's dedicated sessions.
+    pub fn counter(&self) -> Counter {
+        self.statements.clone()
     }
 
     async fn client(&self) -> Result<Object, StoreError> {
         Ok(self.pool.get().await?)
     }
 
-    /// Run one prepared (and cached) statement on a pooled connection; at most
-    /// one row.
-    async fn query_opt(
+    /// Run one prepared (and cached) statement on `client`.
+    async fn rows(
         &self,
+        client: &Object,
         sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<Row>, StoreError> {
-        let client = self.client().await?;
+        params: Params<'_>,
+    ) -> Result<Vec<Row>, StoreError> {
         let statement = client.prepare_cached(sql).await?;
-        self.count();
+        self.statements.add();
+        Ok(client.query(&statement, params).await?)
+    }
+
+    /// Run one prepared (and cached) statement on `client`; at most one row.
+    async fn row(
+        &self,
+        client: &Object,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<Option<Row>, StoreError> {
+        let statement = client.prepare_cached(sql).await?;
+        self.statements.add();
         Ok(client.query_opt(&statement, params).await?)
+    }
+
+    /// One statement on a pooled connection; at most one row.
+    async fn pooled_row(&self, sql: &str, params: Params<'_>) -> Result<Option<Row>, StoreError> {
+        let client = self.client().await?;
+        self.row(&client, sql, params).await
     }
 
     /// Insert a job; with an idempotency key already used, return that job.
@@ -144,26 +140,18 @@ impl Store {
     pub async fn insert(&self, new: &NewJob) -> Result<(Job, bool), StoreError> {
         let client = self.client().await?;
         let Some(key) = &new.idempotency_key else {
-            let statement = client.prepare_cached(queries::INSERT_JOB).await?;
-            self.count();
-            let row = client
-                .query_one(&statement, &[&new.kind, &new.payload, &new.timeout_secs])
-                .await?;
+            let params: Params = &[&new.kind, &new.payload, &new.timeout_secs];
+            let row = self.row(&client, queries::INSERT_JOB, params).await?;
+            let row =
+                row.ok_or_else(|| StoreError::Unavailable("the insert returned no row".into()))?;
             return Ok((job_from_row(&row), true));
         };
-        let statement = client.prepare_cached(queries::INSERT_KEYED_JOB).await?;
         // A concurrent insert of the same key may commit after our snapshot:
         // then neither branch returns a row, and a second try sees it.
         for _ in 0..3 {
-            self.count();
-            let rows = client
-                .query(
-                    &statement,
-                    &[&new.kind, &new.payload, &new.timeout_secs, key],
-                )
-                .await?;
-            if let Some(row) = rows.first() {
-                return Ok((job_from_row(row), row.get(10)));
+            let params: Params = &[&new.kind, &new.payload, &new.timeout_secs, key];
+            if let Some(row) = self.row(&client, queries::INSERT_KEYED_JOB, params).await? {
+                return Ok((job_from_row(&row), row.get(10)));
             }
         }
         Err(StoreError::Unavailable(
@@ -182,10 +170,8 @@ impl Store {
 
     async fn try_read(&self, id: i64) -> Result<Option<ReadJob>, StoreError> {
         let client = self.client().await?;
-        let read = client.prepare_cached(queries::READ_JOB).await?;
         for _ in 0..3 {
-            self.count();
-            let Some(row) = client.query_opt(&read, &[&id]).await? else {
+            let Some(row) = self.row(&client, queries::READ_JOB, &[&id]).await? else {
                 return Ok(None);
             };
             let job = job_from_row(&row);
@@ -195,9 +181,7 @@ impl Store {
                     expired_now: false,
                 }));
             }
-            let expire = client.prepare_cached(queries::EXPIRE_JOB).await?;
-            self.count();
-            if let Some(row) = client.query_opt(&expire, &[&id]).await? {
+            if let Some(row) = self.row(&client, queries::EXPIRE_JOB, &[&id]).await? {
                 return Ok(Some(ReadJob {
                     job: job_from_row(&row),
                     expired_now: true,
@@ -237,9 +221,7 @@ impl Store {
 
     async fn try_read_many(&self, sql: &str, ids: &[i64]) -> Result<Vec<ReadJob>, StoreError> {
         let client = self.client().await?;
-        let statement = client.prepare_cached(sql).await?;
-        self.count();
-        let rows = client.query(&statement, &[&ids]).await?;
+        let rows = self.rows(&client, sql, &[&ids]).await?;
         Ok(rows
             .iter()
             .map(|row| ReadJob {
@@ -255,7 +237,7 @@ impl Store {
         let (result, error) = answer_parts(answer);
         let state = answer.state().as_str();
         let row = self
-            .query_opt(queries::ANSWER_JOB, &[&id, &state, &result, &error])
+            .pooled_row(queries::ANSWER_JOB, &[&id, &state, &result, &error])
             .await?;
         Ok(row.as_ref().map(job_from_row))
     }
@@ -265,7 +247,7 @@ impl Store {
         let (result, error) = answer_parts(answer);
         let state = answer.state().as_str();
         let row = self
-            .query_opt(queries::ANSWER_MATCHES, &[&id, &state, &result, &error])
+            .pooled_row(queries::ANSWER_MATCHES, &[&id, &state, &result, &error])
             .await?;
         Ok(row
             .and_then(|row| row.get::<_, Option<bool>>(0))
@@ -274,24 +256,22 @@ impl Store {
 
     /// Cancel an open job; `None` when it is not open.
     pub async fn cancel(&self, id: i64) -> Result<Option<Job>, StoreError> {
-        let row = self.query_opt(queries::CANCEL_JOB, &[&id]).await?;
+        let row = self.pooled_row(queries::CANCEL_JOB, &[&id]).await?;
         Ok(row.as_ref().map(job_from_row))
     }
 
     /// Send notifications for finished jobs and, if asked, one new-job hint,
     /// all in one transaction (one notifying commit for the whole batch).
     pub async fn notify(&self, done: &[i64], new: bool) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        let statement = client.prepare_cached(queries::NOTIFY_BATCH).await?;
-        self.count();
-        client.execute(&statement, &[&done, &new]).await?;
+        self.pooled_row(queries::NOTIFY_BATCH, &[&done, &new])
+            .await?;
         Ok(())
     }
 
     /// The backend holding the stream lock, if any.
     pub async fn holder(&self) -> Result<Option<Holder>, StoreError> {
         let row = self
-            .query_opt(queries::CURRENT_HOLDER, &[&LOCK_NAMESPACE, &LOCK_STREAM])
+            .pooled_row(queries::CURRENT_HOLDER, &[&LOCK_NAMESPACE, &LOCK_STREAM])
             .await?;
         Ok(row.map(|row| Holder {
             pid: row.get(0),
@@ -301,41 +281,24 @@ impl Store {
         }))
     }
 
-    /// End another backend's session (the stale stream of a takeover).
-    pub async fn terminate_backend(&self, pid: i32) -> Result<bool, StoreError> {
-        let client = self.client().await?;
-        self.count();
-        let row = client
-            .query_one(queries::TERMINATE_BACKEND, &[&pid])
-            .await?;
-        Ok(row.get(0))
-    }
-
     /// Jobs by state and the age of the oldest pending job (seconds).
     pub async fn stats(&self) -> Result<(Value, Option<f64>), StoreError> {
-        let client = self.client().await?;
-        let statement = client.prepare_cached(queries::STATS).await?;
-        self.count();
-        let row = client.query_one(&statement, &[]).await?;
+        let row = self.pooled_row(queries::STATS, &[]).await?;
+        let row = row.ok_or_else(|| StoreError::Unavailable("stats returned no row".into()))?;
         Ok((row.get(0), row.get(1)))
     }
 
     /// PostgreSQL's notification queue usage (0..1).
     pub async fn notification_queue_usage(&self) -> Result<f64, StoreError> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(queries::NOTIFICATION_QUEUE_USAGE)
+        let row = self
+            .pooled_row(queries::NOTIFICATION_QUEUE_USAGE, &[])
             .await?;
-        self.count();
-        Ok(client.query_one(&statement, &[]).await?.get(0))
+        Ok(row.map_or(0.0, |row| row.get(0)))
     }
 
     /// The database answers a trivial query.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        let statement = client.prepare_cached(queries::PING).await?;
-        self.count();
-        client.query_one(&statement, &[]).await?;
+        self.pooled_row(queries::PING, &[]).await?;
         Ok(())
     }
 
@@ -349,7 +312,7 @@ impl Store {
         batch: i64,
     ) -> Result<Option<Reaped>, StoreError> {
         let client = self.client().await?;
-        self.count();
+        self.statements.add();
         let sql = queries::reap_tick(LOCK_NAMESPACE, LOCK_REAPER, batch, retention_secs);
         let messages = client.simple_query(&sql).await?;
         let mut reaped = Reaped::default();
@@ -369,91 +332,6 @@ impl Store {
             }
         }
         Ok(mine.then_some(reaped))
-    }
-
-    // ----- statements of the stream's own session (not pooled) -----
-
-    /// Try to take the stream lock on `session`.
-    pub async fn try_stream_lock(&self, session: &Client) -> Result<bool, StoreError> {
-        self.count();
-        let row = session
-            .query_one(queries::TRY_STREAM_LOCK, &[&LOCK_NAMESPACE, &LOCK_STREAM])
-            .await?;
-        Ok(row.get(0))
-    }
-
-    /// Wait up to `timeout_ms` for the stream lock on `session`.
-    pub async fn wait_stream_lock(
-        &self,
-        session: &Client,
-        timeout_ms: u64,
-    ) -> Result<bool, StoreError> {
-        self.count();
-        session
-            .batch_execute(&format!("SET statement_timeout = {timeout_ms}"))
-            .await?;
-        self.count();
-        let outcome = session
-            .query_one(queries::WAIT_STREAM_LOCK, &[&LOCK_NAMESPACE, &LOCK_STREAM])
-            .await;
-        self.count();
-        session.batch_execute("SET statement_timeout = 0").await?;
-        match outcome {
-            Ok(_) => Ok(true),
-            Err(e) if e.code() == Some(&SqlState::QUERY_CANCELED) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Record this session as the holder; returns the new stream's number.
-    pub async fn register_holder(
-        &self,
-        session: &Client,
-        listener_id: Option<&str>,
-        instance: &str,
-    ) -> Result<i64, StoreError> {
-        self.count();
-        let row = session
-            .query_one(queries::REGISTER_HOLDER, &[&listener_id, &instance])
-            .await?;
-        Ok(row.get(0))
-    }
-
-    /// Remove this session's holder record.
-    pub async fn release_holder(&self, session: &Client) -> Result<(), StoreError> {
-        self.count();
-        session.execute(queries::RELEASE_HOLDER, &[]).await?;
-        Ok(())
-    }
-
-    /// Prepare the claim statement once per stream session.
-    pub async fn prepare_claim(&self, session: &Client) -> Result<Statement, StoreError> {
-        self.count();
-        Ok(session.prepare(queries::CLAIM_JOBS).await?)
-    }
-
-    /// Claim up to `limit` jobs not yet sent on stream `stream_id`, oldest first.
-    pub async fn claim(
-        &self,
-        session: &Client,
-        claim: &Statement,
-        stream_id: i64,
-        limit: i64,
-    ) -> Result<Vec<JobEvent>, StoreError> {
-        self.count();
-        let rows = session.query(claim, &[&stream_id, &limit]).await?;
-        let mut events: Vec<JobEvent> = rows
-            .iter()
-            .map(|row| JobEvent {
-                id: row.get(0),
-                kind: row.get(1),
-                payload: row.get(2),
-                deadline: row.get(3),
-                attempt: row.get(4),
-            })
-            .collect();
-        events.sort_by_key(|e| e.id);
-        Ok(events)
     }
 }
 
@@ -475,8 +353,7 @@ pub async fn probe_session(client: &Client) -> Result<Option<&'static str>, toki
     if !listening {
         return Ok(Some("LISTEN did not persist to the next statement"));
     }
-    let keys: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
-        [&queries::LOCK_PROBE_NAMESPACE, &first];
+    let keys: [&(dyn ToSql + Sync); 2] = [&queries::LOCK_PROBE_NAMESPACE, &first];
     client.query_one(queries::PROBE_LOCK, &keys).await?;
     let held: i64 = client
         .query_one(queries::PROBE_LOCK_HELD, &keys)
@@ -495,21 +372,5 @@ fn answer_parts(answer: &Answer) -> (Option<&Value>, Option<&Value>) {
     match answer {
         Answer::Result(v) => (Some(v), None),
         Answer::Error(v) => (None, Some(v)),
-    }
-}
-
-fn job_from_row(row: &Row) -> Job {
-    let state: &str = row.get(2);
-    Job {
-        id: row.get(0),
-        kind: row.get(1),
-        state: JobState::parse(state).expect("state is constrained by the table"),
-        payload: row.get(3),
-        result: row.get(4),
-        error: row.get(5),
-        attempts: row.get(6),
-        created_at: row.get(7),
-        deadline: row.get(8),
-        completed_at: row.get(9),
     }
 }

@@ -7,6 +7,21 @@ macro_rules! job_columns {
     };
 }
 
+/// The channel that wakes the stream holder: a new job may be waiting.
+macro_rules! channel_new {
+    () => {
+        "backchannel_new"
+    };
+}
+/// The channel carrying the id of every job that reached a terminal state.
+macro_rules! channel_done {
+    () => {
+        "backchannel_done"
+    };
+}
+pub const CHANNEL_NEW: &str = channel_new!();
+pub const CHANNEL_DONE: &str = channel_done!();
+
 /// Namespace of the broker's advisory locks (the first key of the two-key form).
 pub const LOCK_NAMESPACE: i32 = 0x6263_0001;
 /// Second key: the stream lock (session level, one listener in the cluster).
@@ -174,11 +189,17 @@ pub const TERMINATE_BACKEND: &str = "SELECT pg_terminate_backend($1)";
 
 /// Send coalesced notifications in one transaction: one `backchannel_done`
 /// per id and, when asked, one `backchannel_new`.
-pub const NOTIFY_BATCH: &str = "SELECT count(pg_notify(channel, payload)) FROM (
-        SELECT 'backchannel_done' AS channel, id::text AS payload FROM unnest($1::bigint[]) AS id
+pub const NOTIFY_BATCH: &str = concat!(
+    "SELECT count(pg_notify(channel, payload)) FROM (
+        SELECT '",
+    channel_done!(),
+    "' AS channel, id::text AS payload FROM unnest($1::bigint[]) AS id
         UNION ALL
-        SELECT 'backchannel_new', '' WHERE $2
-    ) AS n";
+        SELECT '",
+    channel_new!(),
+    "', '' WHERE $2
+    ) AS n"
+);
 
 /// One reaper tick as one statement (one transaction, nothing to prepare on
 /// each pooled connection): take the tick's lock if no other instance holds it,
@@ -209,7 +230,7 @@ pub fn reap_tick(ns: i32, key: i32, batch: i64, retention_secs: f64) -> String {
             RETURNING 1
         )
         SELECT (SELECT mine FROM lock)::text, id::text, age::text,
-               pg_notify('backchannel_done', id::text)::text
+               pg_notify('{CHANNEL_DONE}', id::text)::text
         FROM expired
         UNION ALL
         SELECT (SELECT mine FROM lock)::text, NULL, (SELECT count(*) FROM old)::text, NULL"

@@ -1,14 +1,12 @@
 //! `backchannel agent` against a real broker and a real HTTP handler.
 
-mod fixtures;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::common::*;
-use fixtures::*;
+use crate::support::agent::*;
+use crate::support::*;
 
 /// Long enough for a few reconnections (the broker asks for `retry: 2000`).
 const RECONNECT: Duration = Duration::from_secs(30);
@@ -247,7 +245,7 @@ async fn a_killed_agent_s_jobs_are_redelivered_to_its_successor() {
 async fn sigterm_closes_the_stream_and_finishes_the_job_in_flight() {
     let db = TestDb::new().await;
     let mut settings = settings(&db);
-    settings.heartbeat = 0.2;
+    settings.heartbeat = Duration::from_secs_f64(0.2);
     let bc = instance_with(settings).await;
     let mut handler = Handler::holding("h").await;
     let id = bc.submit_job("slow", json!("in flight")).await;

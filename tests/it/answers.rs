@@ -1,6 +1,6 @@
 use serde_json::json;
 
-use crate::common::*;
+use crate::support::*;
 
 #[tokio::test]
 async fn answers_are_idempotent_and_final() {

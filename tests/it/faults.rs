@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::common::*;
-use crate::procs::{BrokerProcess, TempCluster};
+use crate::support::procs::{BrokerProcess, TempCluster};
+use crate::support::*;
 
 async fn ready(instance: &Instance) -> bool {
     matches!(instance.http.get(instance.url("/readyz")).send().await, Ok(r) if r.status() == 200)
@@ -21,11 +21,11 @@ async fn all_backends_terminated_while_waiting_and_streaming() {
     let mut sse = b.stream(None).await.expect("stream");
     assert_eq!(sse.next_job(LONG).await.expect("job")["id"], id);
     let waiting = spawn_get(&a.base, id, 60.0);
-    let hub = a.running().broker.hub.clone();
+    let broker = a.running().broker.clone();
     assert!(
         eventually(LONG, || {
-            let hub = hub.clone();
-            async move { hub.waiting() == 1 }
+            let broker = broker.clone();
+            async move { broker.waiting() == 1 }
         })
         .await
     );
@@ -148,8 +148,8 @@ async fn sigkill_on_a_waiting_submitter_leaves_nothing_behind() {
     let db = TestDb::new().await;
     let submitter = BrokerProcess::spawn(&db.url, &[]).await;
     let mut settings = settings(&db);
-    settings.retention = 1.0;
-    settings.reaper_interval = 0.2;
+    settings.retention = Duration::from_secs_f64(1.0);
+    settings.reaper_interval = Duration::from_secs_f64(0.2);
     let survivor = instance_with(settings).await;
 
     let base = submitter.base.clone();

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::common::*;
+use crate::support::*;
 
 /// Numbers at the edges of f64 and of the integers survive jsonb: PostgreSQL
 /// prints them back as long decimals, which must parse to the same values

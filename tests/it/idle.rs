@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::common::*;
+use crate::support::*;
 
 #[tokio::test]
 async fn three_hundred_waiters_cost_no_queries_and_no_connections() {
@@ -35,7 +35,7 @@ async fn three_hundred_waiters_cost_no_queries_and_no_connections() {
     assert!(
         eventually(LONG * 3, || {
             let broker = broker.clone();
-            async move { broker.hub.waiting() == 300 }
+            async move { broker.waiting() == 300 }
         })
         .await,
         "300 requests wait"
@@ -43,10 +43,10 @@ async fn three_hundred_waiters_cost_no_queries_and_no_connections() {
 
     // Registered is not yet asleep: each waiter reads its row once after
     // registering. Let those reads finish before the window opens.
-    let mut settled = broker.store.statements();
+    let mut settled = broker.statements();
     loop {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let now = broker.store.statements();
+        let now = broker.statements();
         if now == settled {
             break;
         }
@@ -58,9 +58,9 @@ async fn three_hundred_waiters_cost_no_queries_and_no_connections() {
         .await
         .unwrap()
         .get(0);
-    let statements_before = broker.store.statements();
+    let statements_before = broker.statements();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let statements_after = broker.store.statements();
+    let statements_after = broker.statements();
     assert_eq!(
         statements_after, statements_before,
         "no statement sent while waiting"

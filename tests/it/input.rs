@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::common::*;
+use crate::support::*;
 
 #[tokio::test]
 async fn tokens_401_and_403_for_each_endpoint_family() {

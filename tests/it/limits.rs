@@ -7,7 +7,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::common::*;
+use crate::support::*;
 
 /// Read until the server closes the connection; returns what it sent, or
 /// `None` if it was still open after `timeout`.
@@ -30,8 +30,8 @@ async fn read_until_closed(stream: &mut TcpStream, timeout: Duration) -> Option<
 
 async fn limited_instance(db: &TestDb) -> Instance {
     let mut settings = settings(db);
-    settings.header_timeout = 0.5;
-    settings.body_timeout = 0.5;
+    settings.header_timeout = Duration::from_secs_f64(0.5);
+    settings.body_timeout = Duration::from_secs_f64(0.5);
     settings.max_waiting = 3;
     instance_with(settings).await
 }
@@ -101,7 +101,7 @@ async fn one_more_waiter_than_the_limit_gets_503_and_stores_nothing() {
     assert!(
         eventually(LONG, || {
             let b = broker.clone();
-            async move { b.hub.waiting() == 3 }
+            async move { b.waiting() == 3 }
         })
         .await
     );
@@ -126,7 +126,7 @@ async fn one_more_waiter_than_the_limit_gets_503_and_stores_nothing() {
     assert!(
         eventually(LONG, || {
             let b = broker.clone();
-            async move { b.hub.waiting() == 2 }
+            async move { b.waiting() == 2 }
         })
         .await
     );

@@ -1,6 +1,6 @@
 //! Integration tests: a real PostgreSQL, one fresh database per test.
 
-mod common;
+mod support;
 
 mod agent;
 mod answers;
@@ -12,7 +12,6 @@ mod input;
 mod limits;
 mod openapi;
 mod ops;
-mod procs;
 mod roundtrip;
 mod security;
 mod sql;

@@ -9,13 +9,14 @@
 //! gets 405 and other paths 404 (second test).
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use backchannel::config::Settings;
 use backchannel::http::{ROUTES, openapi};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::common::*;
+use crate::support::*;
 
 const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
@@ -140,7 +141,7 @@ async fn valid_request(
 async fn the_server_answers_every_documented_route_and_refuses_the_rest() {
     let db = TestDb::new().await;
     let mut settings = settings(&db);
-    settings.max_timeout = 120.0;
+    settings.max_timeout = Duration::from_secs_f64(120.0);
     let bc = instance_with(settings).await;
 
     // Served without a token, as JSON: the repository's document with this

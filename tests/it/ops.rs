@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::*;
-use crate::procs::BrokerProcess;
+use crate::support::procs::BrokerProcess;
+use crate::support::*;
 
 /// Every sample of the exposition, keyed by name and sorted labels.
 async fn scrape(bc: &Instance) -> HashMap<String, f64> {

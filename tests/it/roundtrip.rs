@@ -1,6 +1,6 @@
 use serde_json::json;
 
-use crate::common::*;
+use crate::support::*;
 
 #[tokio::test]
 async fn submit_stream_answer_get_done() {

@@ -3,8 +3,8 @@
 
 use serde_json::{Value, json};
 
-use crate::common::*;
-use crate::procs::BrokerProcess;
+use crate::support::procs::BrokerProcess;
+use crate::support::*;
 
 /// A whole round trip, plus refused requests, at debug level for every crate
 /// (dependencies included) leaves no payload, result, error, idempotency key

@@ -4,7 +4,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 use tokio_postgres::{AsyncMessage, NoTls};
 
-use crate::common::*;
+use crate::support::*;
 
 #[tokio::test]
 async fn sql_submit_reaches_the_stream_and_done_is_notified() {

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use serde_json::json;
 
-use crate::common::*;
+use crate::support::*;
 
 const GOOD_SUBMITTER: &str = "good-submitter-token-0001";
 const GOOD_LISTENER: &str = "good-listener-token-0001";

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::common::*;
+use crate::support::*;
 
 #[tokio::test]
 async fn backlog_in_id_order_then_redelivered_on_next_stream() {
@@ -75,7 +75,7 @@ async fn new_jobs_flow_after_the_backlog_once_per_stream() {
 async fn keepalive_comments_on_an_idle_stream() {
     let db = TestDb::new().await;
     let mut settings = settings(&db);
-    settings.heartbeat = 0.2;
+    settings.heartbeat = Duration::from_secs_f64(0.2);
     let bc = instance_with(settings).await;
     let mut sse = bc.stream(None).await.expect("stream");
     let mut keepalives = 0;

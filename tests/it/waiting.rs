@@ -1,6 +1,6 @@
 use serde_json::json;
 
-use crate::common::*;
+use crate::support::*;
 
 #[tokio::test]
 async fn submit_with_wait_returns_the_answer() {
@@ -73,11 +73,11 @@ async fn cancel_wakes_a_waiter() {
     let id = bc.submit_job("ask", json!({})).await;
     let base = bc.base.clone();
     let waiting = spawn_get(&base, id, 20.0);
-    let hub = bc.running().broker.hub.clone();
+    let broker = bc.running().broker.clone();
     assert!(
         eventually(LONG, || {
-            let hub = hub.clone();
-            async move { hub.waiting() == 1 }
+            let broker = broker.clone();
+            async move { broker.waiting() == 1 }
         })
         .await
     );

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use warp::Filter;
 use warp::http::StatusCode;
 
-use crate::common::*;
+use crate::support::*;
 
 /// One request the handler received.
 #[derive(Debug, Clone)]

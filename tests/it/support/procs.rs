@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::common::*;
+use crate::support::*;
 
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {

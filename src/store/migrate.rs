@@ -3,20 +3,20 @@
 
 use tokio_postgres::Client;
 
-use crate::store::{LOCK_MIGRATE, LOCK_NAMESPACE};
+use super::queries::{LOCK_MIGRATE, LOCK_NAMESPACE};
 
 /// The migrations, in order: (version, name, SQL).
 pub const MIGRATIONS: &[(i32, &str, &str)] = &[
-    (1, "001_jobs.sql", include_str!("../sql/001_jobs.sql")),
+    (1, "001_jobs.sql", include_str!("../../sql/001_jobs.sql")),
     (
         2,
         "002_trim_indexes.sql",
-        include_str!("../sql/002_trim_indexes.sql"),
+        include_str!("../../sql/002_trim_indexes.sql"),
     ),
     (
         3,
         "003_lighter_writes.sql",
-        include_str!("../sql/003_lighter_writes.sql"),
+        include_str!("../../sql/003_lighter_writes.sql"),
     ),
 ];
 

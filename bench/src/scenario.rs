@@ -19,7 +19,7 @@ use super::plan::{Plan, Scenario};
 use super::procfs::{self, CpuSnapshot};
 use super::stats::Latency;
 use super::{floor, mib};
-use crate::config::WakeMode;
+use backchannel::config::WakeMode;
 
 /// Seconds a submitter waits for its answer (and the job's timeout).
 const WAIT_SECS: f64 = 30.0;

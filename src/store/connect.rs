@@ -1,4 +1,5 @@
-//! Connections: the query pool and the dedicated sessions (LISTEN, stream lock).
+//! Connections: their shared settings, the query pool, and the dedicated
+//! sessions (LISTEN, the stream lock, migrations).
 
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use deadpool_postgres::{
 };
 use tokio::task::JoinHandle;
 use tokio_postgres::{Client, Config, NoTls};
+use tokio_util::sync::CancellationToken;
 
 /// How long a new connection may take before it counts as unreachable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -69,42 +71,37 @@ pub fn pool(url: &str, size: usize, setup: Option<String>) -> Result<Pool, tokio
 /// Dropping it closes the connection (and with it any session advisory lock).
 pub struct Session {
     pub client: Client,
-    pub driver: Driver,
+    driver: JoinHandle<()>,
+    gone: CancellationToken,
 }
-
-/// The task driving a session's connection.
-pub struct Driver(Option<JoinHandle<()>>);
 
 impl Session {
     /// Connect and drive the connection on a task; notifications are ignored.
     pub async fn connect(config: &Config) -> Result<Session, tokio_postgres::Error> {
         let (client, connection) = config.connect(NoTls).await?;
+        let gone = CancellationToken::new();
+        let on_end = gone.clone().drop_guard();
         let driver = tokio::spawn(async move {
+            let _on_end = on_end;
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "dedicated session ended");
             }
         });
         Ok(Session {
             client,
-            driver: Driver(Some(driver)),
+            driver,
+            gone,
         })
     }
-}
 
-impl Driver {
     /// Resolves when the connection is gone (closed by us, the server or the network).
-    pub async fn closed(&mut self) {
-        if let Some(driver) = self.0.as_mut() {
-            let _ = driver.await;
-            self.0 = None;
-        }
+    pub async fn closed(&self) {
+        self.gone.cancelled().await
     }
 }
 
-impl Drop for Driver {
+impl Drop for Session {
     fn drop(&mut self) {
-        if let Some(driver) = &self.0 {
-            driver.abort();
-        }
+        self.driver.abort();
     }
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::brokers::BrokerSpec;
 use super::{BenchArgs, Group};
-use crate::config::WakeMode;
+use backchannel::config::WakeMode;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Scenario {

@@ -43,7 +43,7 @@ pub struct Hub {
     history: Mutex<History>,
     /// Signalled after every LISTEN (re)connect: re-check the waiters against
     /// the table, since notifications sent in between are lost.
-    pub reconnected: Notify,
+    reconnected: Notify,
     stream: Mutex<Option<(u64, Arc<Notify>)>>,
     stream_seq: AtomicU64,
     listening: AtomicBool,
@@ -53,7 +53,7 @@ pub struct Hub {
     /// statement by the broker's fetcher (`take_ended_elsewhere`).
     ended_elsewhere: Mutex<Vec<i64>>,
     /// Signalled when `ended_elsewhere` gains an id.
-    pub fetch: Notify,
+    fetch: Notify,
 }
 
 impl Hub {
@@ -171,6 +171,17 @@ impl Hub {
             self.ended_elsewhere.lock().expect("hub lock").push(id);
             self.fetch.notify_one();
         }
+    }
+
+    /// Resolves when `ended_elsewhere` queued ids (a wake-up is kept if no
+    /// one waits at that moment).
+    pub async fn ended_elsewhere_queued(&self) {
+        self.fetch.notified().await
+    }
+
+    /// Resolves after LISTEN (re)connected: notifications may have been lost.
+    pub async fn listen_reconnected(&self) {
+        self.reconnected.notified().await
     }
 
     /// The ids queued by `ended_elsewhere` since the last call.

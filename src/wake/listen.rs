@@ -11,11 +11,10 @@ use futures_util::stream;
 use tokio_postgres::{AsyncMessage, Config, NoTls};
 use tokio_util::sync::CancellationToken;
 
-use crate::hub::Hub;
+use super::Hub;
+use crate::backoff::Backoff;
 use crate::metrics::Metrics;
-
-pub const CHANNEL_NEW: &str = "backchannel_new";
-pub const CHANNEL_DONE: &str = "backchannel_done";
+use crate::store::{CHANNEL_DONE, CHANNEL_NEW};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -27,7 +26,7 @@ pub async fn run(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     loop {
         let outcome = tokio::select! {
             outcome = listen_once(&config, &hub, &metrics) => outcome,
@@ -35,20 +34,17 @@ pub async fn run(
         };
         // A connection that came up resets the backoff; failing to connect grows it.
         if hub.is_listening() {
-            backoff = BACKOFF_MIN;
+            backoff.reset();
         }
         hub.set_listening(false);
         match outcome {
             Ok(()) => tracing::warn!("LISTEN connection closed; reconnecting"),
             Err(error) => tracing::warn!(%error, "LISTEN connection failed; reconnecting"),
         }
-        let jitter: f64 = rand::random_range(0.5..1.5);
-        let delay = backoff.mul_f64(jitter);
         tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
             _ = shutdown.cancelled() => break,
         }
-        backoff = (backoff * 2).min(BACKOFF_MAX);
     }
     hub.set_listening(false);
 }

@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use tokio::time::{MissedTickBehavior, interval};
 
-use crate::broker::Broker;
+use super::Broker;
 
 /// Rows expired or deleted per tick at most; a backlog drains over several ticks.
 const BATCH: i64 = 1000;
 
-pub async fn run(broker: Arc<Broker>) {
-    let period = broker.settings.reaper_interval();
+pub(super) async fn run(broker: Arc<Broker>) {
+    let period = broker.settings.reaper_interval;
     let mut tick = interval(period);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -22,7 +22,7 @@ pub async fn run(broker: Arc<Broker>) {
             _ = tick.tick() => {}
             _ = broker.shutdown.cancelled() => return,
         }
-        let retention = broker.settings.retention().as_secs_f64();
+        let retention = broker.settings.retention.as_secs_f64();
         match broker.store.reap(retention, BATCH).await {
             Ok(Some(reaped)) => {
                 for id in &reaped.expired {

@@ -1,4 +1,6 @@
-//! `backchannel bench`: the load test behind `make bench`.
+//! `backchannel-bench` (also run as `backchannel bench`): the load test behind
+//! `make bench`. A crate of its own, so that its dependencies (charts,
+//! histograms) stay out of the production binary.
 //!
 //! It creates a scratch database on the server of `DATABASE_URL`, starts broker
 //! instances as child processes (`backchannel serve`), a simulated listener and
@@ -26,13 +28,13 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, anyhow};
-use clap::{Args, ValueEnum};
+use clap::{Args, Parser, ValueEnum};
 
 use self::brokers::BrokerSpec;
 use self::plan::Scenario;
 use self::report::{Meta, Report};
 use self::targets::thousands;
-use crate::config::WakeMode;
+use backchannel::config::WakeMode;
 
 /// Groups of scenarios, to run only some of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -57,6 +59,21 @@ impl Group {
         Group::Floor,
         Group::Idle,
     ];
+}
+
+/// Load-test backchannel brokers on a scratch database and report (`make bench`).
+#[derive(Debug, Parser)]
+#[command(name = "backchannel-bench", version, about)]
+struct Cli {
+    #[command(flatten)]
+    args: BenchArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Cli::parse().args;
+    backchannel::telemetry::init();
+    run(args).await
 }
 
 /// Load-test the broker; see `make bench`.
@@ -131,7 +148,7 @@ pub struct BenchArgs {
     #[arg(long = "db-setting", value_name = "NAME=VALUE")]
     pub db_settings: Vec<String>,
 
-    /// The broker binary to start [default: this executable].
+    /// The broker binary to start [default: `backchannel` next to this program].
     #[arg(long)]
     pub broker_bin: Option<PathBuf>,
 }
@@ -143,14 +160,16 @@ pub(crate) fn mib(kib: u64) -> f64 {
 
 /// Run the plan, write the report, print it. The scratch database is dropped
 /// and the brokers stopped on every way out (error, ctrl-c, SIGTERM, panic).
-pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let started_at = chrono::Utc::now();
     let load_average_start = procfs::load_average();
     procfs::raise_open_files();
     let binary = match &args.broker_bin {
         Some(path) => path.clone(),
-        None => std::env::current_exe().context("cannot find the backchannel executable")?,
+        None => std::env::current_exe()
+            .context("cannot find this program")?
+            .with_file_name("backchannel"),
     };
     let scratch = pg::Scratch::create(&args.database_url).await?;
     eprintln!("bench: scratch database {}", scratch.name);
@@ -218,14 +237,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 async fn interrupted() {
-    crate::server::shutdown_signal().await
+    backchannel::app::shutdown_signal().await
 }
 
 async fn run_plan(
     plan: &plan::Plan,
     scratch: &pg::Scratch,
 ) -> anyhow::Result<(Vec<scenario::RoundTrips>, Vec<idle::Idle>)> {
-    crate::server::migrate(&scratch.url).await?;
+    backchannel::app::migrate(&scratch.url).await?;
     let mut round_trips = Vec::new();
     let mut idles = Vec::new();
     let total = plan.scenarios.len();

@@ -169,7 +169,7 @@ fn plot_error(error: impl std::fmt::Display) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::targets::tests_support::rt;
+    use crate::targets::tests_support::rt;
 
     #[test]
     fn chart_has_a_line_per_wake_and_percentile() {

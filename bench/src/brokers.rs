@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use tokio::process::{Child, Command};
 
-use crate::config::WakeMode;
+use backchannel::config::WakeMode;
 
 pub const SUBMITTER_TOKEN: &str = "bench-submitter-token-0000000000";
 pub const LISTENER_TOKEN: &str = "bench-listener-token-00000000000";

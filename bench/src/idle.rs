@@ -21,7 +21,7 @@ use super::brokers::{Cluster, SUBMITTER_TOKEN};
 use super::pg::Scratch;
 use super::plan::Plan;
 use super::{mib, procfs};
-use crate::config::WakeMode;
+use backchannel::config::WakeMode;
 
 /// How long each request asks to wait (far beyond the window).
 const WAIT_SECS: u64 = 600;

@@ -198,8 +198,8 @@ pub fn evaluate(rts: &[RoundTrips], idle: &[Idle], cluster_size: usize) -> Vec<C
 /// A made-up scenario result for the tests of the pure parts.
 #[cfg(test)]
 pub(crate) mod tests_support {
-    use crate::bench::scenario::{CpuUse, RoundTrips};
-    use crate::bench::stats::Latency;
+    use crate::scenario::{CpuUse, RoundTrips};
+    use crate::stats::Latency;
 
     pub fn rt(wake: &str, instances: usize, c: usize, rate: f64, p50: f64) -> RoundTrips {
         RoundTrips {

@@ -225,7 +225,7 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::targets::{self, Verdict};
+    use crate::targets::{self, Verdict};
 
     fn report() -> Report {
         let rts = vec![
@@ -279,7 +279,7 @@ mod tests {
     }
 
     fn targets_tests_rt(wake: &str, i: usize, c: usize, rate: f64, p50: f64) -> RoundTrips {
-        let mut r = crate::bench::targets::tests_support::rt(wake, i, c, rate, p50);
+        let mut r = crate::targets::tests_support::rt(wake, i, c, rate, p50);
         if wake == "poll" {
             r.errors = 1;
             r.first_error = Some("submit answered 202".into());

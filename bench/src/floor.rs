@@ -24,15 +24,12 @@ use tokio_util::sync::CancellationToken;
 use super::load::{self, LoadOutcome, Window};
 
 const SUBMIT: &str = "SELECT backchannel.submit('bench.echo', $1::jsonb, interval '30 seconds')";
-/// The broker's claim shape and stream-session settings: the floor gets every
-/// advantage the broker has on the database side.
-const CLAIM: &str = "UPDATE backchannel.jobs
-    SET state = 'delivered', attempts = attempts + 1, stream_id = 1
-    WHERE id = ANY(ARRAY(
-        SELECT id FROM backchannel.jobs
-        WHERE completed_at IS NULL AND deadline > now() AND stream_id IS NULL
-        ORDER BY id LIMIT 32 FOR UPDATE SKIP LOCKED))
-    RETURNING id, payload";
+/// The floor claims with the broker's own claim statement and stream-session
+/// settings: it gets every advantage the broker has on the database side.
+use backchannel::store::queries::{CLAIM_JOBS, STREAM_SESSION_SETUP};
+/// The floor's one stream, and the jobs it claims per statement (the broker's batch).
+const STREAM_ID: i64 = 1;
+const CLAIM_BATCH: i64 = 32;
 const ANSWER: &str = "WITH answered AS (
         UPDATE backchannel.jobs SET state = 'done', result = $2, completed_at = now()
         WHERE id = $1 AND completed_at IS NULL AND deadline > now()
@@ -201,24 +198,22 @@ async fn claim_and_answer(
     wake: Arc<Notify>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    session
-        .batch_execute(crate::store::queries::STREAM_SESSION_SETUP)
-        .await?;
-    let claim = session.prepare(CLAIM).await?;
+    session.batch_execute(STREAM_SESSION_SETUP).await?;
+    let claim = session.prepare(CLAIM_JOBS).await?;
     let mut turn = 0usize;
     loop {
         loop {
-            let rows = session.query(&claim, &[]).await?;
+            let rows = session.query(&claim, &[&STREAM_ID, &CLAIM_BATCH]).await?;
             for row in &rows {
                 let id: i64 = row.get(0);
-                let payload: serde_json::Value = row.get(1);
+                let payload: serde_json::Value = row.get(2);
                 let db = clients[turn % clients.len()].clone();
                 turn += 1;
                 tokio::spawn(async move {
                     let _ = db.client.query(&db.answer, &[&id, &payload]).await;
                 });
             }
-            if rows.len() < 32 {
+            if (rows.len() as i64) < CLAIM_BATCH {
                 break;
             }
         }

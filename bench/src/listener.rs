@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use eventsource_stream::Eventsource;
+use backchannel::agent::sse::{Item, Parser};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -130,19 +130,27 @@ async fn answer_all(
     closing: CancellationToken,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut events = response.bytes_stream().eventsource();
+    let mut bytes = response.bytes_stream();
+    let mut parser = Parser::new();
     let token: Arc<str> = token.into();
     let mut turn = 0usize;
     loop {
-        let event = tokio::select! {
-            event = events.next() => event,
-            _ = stop.cancelled() => return Ok(()),
-        };
-        let event = match event {
-            None | Some(Err(_)) if closing.is_cancelled() => return Ok(()),
-            None => bail!("the broker closed the stream"),
-            Some(Err(error)) => bail!("the stream broke: {error}"),
-            Some(Ok(event)) => event,
+        let event = match parser.next_item() {
+            Some(Item::Event(event)) => event,
+            Some(_) => continue,
+            None => {
+                let chunk = tokio::select! {
+                    chunk = bytes.next() => chunk,
+                    _ = stop.cancelled() => return Ok(()),
+                };
+                match chunk {
+                    None | Some(Err(_)) if closing.is_cancelled() => return Ok(()),
+                    None => bail!("the broker closed the stream"),
+                    Some(Err(error)) => bail!("the stream broke: {error}"),
+                    Some(Ok(chunk)) => parser.push(&chunk)?,
+                }
+                continue;
+            }
         };
         if event.event != "job" {
             continue;

@@ -1,4 +1,4 @@
-//! Building and running one broker instance.
+//! One broker instance: start it, run it, shut it down.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,15 +7,10 @@ use anyhow::Context;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{Broker, recheck};
-use crate::config::{Settings, WakeMode};
-use crate::db::{self, Session};
+use crate::broker::Broker;
+use crate::config::Settings;
 use crate::http::{self, auth::Tokens};
-use crate::hub::Hub;
-use crate::metrics::Metrics;
-use crate::notifier::Notifier;
-use crate::store::{self, Store};
-use crate::{listen, migrate, reaper};
+use crate::store::{self, Session, Store, connect};
 
 /// A running instance: its address, its broker, and the handle to stop it.
 pub struct Running {
@@ -31,12 +26,12 @@ const BACKGROUND_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Apply pending migrations on a session of their own.
 pub async fn migrate(database_url: &str) -> anyhow::Result<Vec<i32>> {
-    let config =
-        db::config(database_url, "backchannel-migrate").context("DATABASE_URL is not valid")?;
+    let config = connect::config(database_url, "backchannel-migrate")
+        .context("DATABASE_URL is not valid")?;
     let mut session = Session::connect(&config)
         .await
         .context("cannot connect to the database to apply migrations")?;
-    let applied = migrate::run(&mut session.client)
+    let applied = store::migrate::run(&mut session.client)
         .await
         .context("applying migrations failed")?;
     Ok(applied)
@@ -81,67 +76,37 @@ fn instance_name(settings: &Settings) -> String {
 }
 
 /// Validate settings, migrate, start the background tasks and serve.
-pub async fn start(mut settings: Settings) -> anyhow::Result<Running> {
-    settings.read_token_files()?;
+pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     settings.validate()?;
+    let tokens = Arc::new(Tokens::load(&settings)?);
     migrate(settings.direct_url()).await?;
 
-    let pool = db::pool(
+    let pool = connect::pool(
         &settings.database_url,
         settings.pool_size,
         settings.session_setup(),
     )?;
-    let session_config = db::config(settings.direct_url(), "backchannel-session")?;
-    let listen_config = db::config(settings.direct_url(), "backchannel-listen")?;
+    let session_config = connect::config(settings.direct_url(), "backchannel-session")?;
+    let listen_config = connect::config(settings.direct_url(), "backchannel-listen")?;
     check_sessions(&session_config).await?;
     let shutdown = CancellationToken::new();
     let settings = Arc::new(settings);
-    let broker = Arc::new(Broker {
-        store: Arc::new(Store::new(pool)),
-        hub: Hub::new(settings.max_waiting),
-        notifier: Notifier::new(),
-        instance: instance_name(&settings),
-        settings: settings.clone(),
-        metrics: Arc::new(Metrics::new()),
-        shutdown: shutdown.clone(),
+    let broker = Broker::new(
+        settings.clone(),
+        Store::new(pool),
         session_config,
-    });
-
-    let mut background = vec![
-        tokio::spawn(broker.notifier.clone().run(
-            broker.store.clone(),
-            broker.metrics.clone(),
-            shutdown.clone(),
-        )),
-        tokio::spawn(reaper::run(broker.clone())),
-    ];
-    if settings.wake == WakeMode::Notify {
-        background.push(tokio::spawn(listen::run(
-            listen_config,
-            broker.hub.clone(),
-            broker.metrics.clone(),
-            shutdown.clone(),
-        )));
-        background.push(tokio::spawn(recheck::run(broker.clone())));
-        background.push(tokio::spawn(recheck::run_fetcher(broker.clone())));
-    }
+        instance_name(&settings),
+        shutdown.clone(),
+    );
+    let background = broker.spawn_loops(listen_config);
 
     let listener = tokio::net::TcpListener::bind(settings.bind)
         .await
         .with_context(|| format!("cannot listen on {}", settings.bind))?;
     let addr = listener.local_addr()?;
-    let tokens = Arc::new(Tokens::new(
-        &settings.submitter_tokens,
-        &settings.listener_tokens,
-    ));
     let routes = http::routes(broker.clone(), tokens);
-    let server = http::serve::serve(
-        listener,
-        routes,
-        settings.header_timeout(),
-        shutdown.clone(),
-    );
-    let grace = settings.shutdown_grace();
+    let server = http::serve::serve(listener, routes, settings.header_timeout, shutdown.clone());
+    let grace = settings.shutdown_grace;
     let signal = shutdown.clone();
     let task = tokio::spawn(async move {
         tokio::select! {
@@ -151,7 +116,7 @@ pub async fn start(mut settings: Settings) -> anyhow::Result<Running> {
             }
         }
     });
-    tracing::info!(%addr, instance = %broker.instance, wake = ?settings.wake, "backchannel listening");
+    tracing::info!(%addr, instance = %broker.instance(), wake = ?settings.wake, "backchannel listening");
     Ok(Running {
         addr,
         broker,

@@ -1,9 +1,8 @@
-//! Waiting before the next attempt: exponential, jittered, capped.
+//! Waiting before the next attempt: exponential, jittered, capped. Used by
+//! every loop that reconnects (the LISTEN session, the agent's stream) and by
+//! the agent's answer retries.
 
 use std::time::Duration;
-
-/// The longest the agent ever waits between two attempts to connect.
-pub const CAP: Duration = Duration::from_secs(30);
 
 /// Delays of `base * 2^failures`, each lengthened by up to half at random so
 /// that many clients do not come back in step, and never above `cap`.
@@ -54,6 +53,8 @@ pub fn jitter(delay: Duration, spread: f64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const CAP: Duration = Duration::from_secs(30);
 
     #[test]
     fn doubles_from_the_base_never_below_it_never_above_the_cap() {

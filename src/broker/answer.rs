@@ -1,0 +1,38 @@
+//! The listener's answer: the first one ends the job, a replay of the same
+//! answer is accepted, a different one is a conflict.
+
+use super::{Broker, BrokerError, unsettled};
+use crate::job::{Answer, Job, JobState};
+
+impl Broker {
+    /// Record the listener's answer; replays of the same answer are accepted.
+    #[tracing::instrument(name = "job", skip_all, fields(job_id = id))]
+    pub async fn answer(&self, id: i64, answer: Answer) -> Result<Job, BrokerError> {
+        for _ in 0..2 {
+            if let Some(job) = self.store.answer(id, &answer).await? {
+                tracing::info!(job_id = id, state = job.state.as_str(), "job answered");
+                self.finished(&job);
+                return Ok(job);
+            }
+            match self.read(id).await? {
+                None => return Err(BrokerError::NotFound),
+                Some(job) => match job.state {
+                    // "The same answer" is decided by jsonb equality, so that
+                    // 1e2 and 100 are the same number, as PostgreSQL stores them.
+                    JobState::Done | JobState::Failed => {
+                        return if self.store.answer_matches(id, &answer).await? {
+                            Ok(job)
+                        } else {
+                            Err(BrokerError::AlreadyAnswered(Box::new(job)))
+                        };
+                    }
+                    JobState::Expired | JobState::Cancelled => {
+                        return Err(BrokerError::Gone(Box::new(job)));
+                    }
+                    JobState::Pending | JobState::Delivered => continue,
+                },
+            }
+        }
+        Err(unsettled("answer"))
+    }
+}

@@ -1,0 +1,27 @@
+//! The submitter withdraws a job that has not ended.
+
+use super::{Broker, BrokerError, unsettled};
+use crate::job::Job;
+
+impl Broker {
+    /// Withdraw a job that has not ended.
+    #[tracing::instrument(name = "job", skip_all, fields(job_id = id))]
+    pub async fn cancel(&self, id: i64) -> Result<Job, BrokerError> {
+        for _ in 0..2 {
+            if let Some(job) = self.store.cancel(id).await? {
+                tracing::info!(job_id = id, "job cancelled");
+                self.finished(&job);
+                return Ok(job);
+            }
+            match self.read(id).await? {
+                None => return Err(BrokerError::NotFound),
+                Some(job) if job.is_terminal() => {
+                    return Err(BrokerError::AlreadyTerminal(Box::new(job)));
+                }
+                // Open again on the read: it was locked or its deadline moved under us; retry.
+                Some(_) => continue,
+            }
+        }
+        Err(unsettled("cancel"))
+    }
+}

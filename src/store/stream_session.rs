@@ -1,0 +1,142 @@
+//! The stream's own session: a connection outside the pool that lives exactly
+//! as long as the stream. It holds the cluster's one stream lock (a session
+//! advisory lock), the holder record that describes it, and the claim.
+
+use std::time::Duration;
+
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Config, Row, Statement};
+
+use super::queries::{self, LOCK_NAMESPACE, LOCK_STREAM};
+use super::rows::event_from_row;
+use super::{Counter, Session, StoreError};
+use crate::job::JobEvent;
+
+/// How long a takeover waits for the stale holder's lock to be released.
+const TAKEOVER_WAIT: Duration = Duration::from_secs(3);
+/// How long closing may spend removing the holder record.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A session holding the stream lock, with its claim prepared.
+pub struct StreamSession {
+    session: Session,
+    claim: Statement,
+    stream_id: i64,
+    statements: Counter,
+}
+
+impl StreamSession {
+    /// Connect a session of its own and take the stream lock. When the lock is
+    /// held by `takeover` (a backend pid: the same listener's stale stream),
+    /// end that backend's session and wait for its lock. `None`: busy.
+    pub async fn open(
+        config: &Config,
+        setup: Option<&str>,
+        statements: Counter,
+        takeover: Option<i32>,
+        listener_id: Option<&str>,
+        instance: &str,
+    ) -> Result<Option<StreamSession>, StoreError> {
+        let session = Session::connect(config).await?;
+        if let Some(setup) = setup {
+            statements.add();
+            session.client.batch_execute(setup).await?;
+        }
+        statements.add();
+        session
+            .client
+            .batch_execute(queries::STREAM_SESSION_SETUP)
+            .await?;
+        statements.add();
+        let mut locked: bool = session
+            .client
+            .query_one(queries::TRY_STREAM_LOCK, &[&LOCK_NAMESPACE, &LOCK_STREAM])
+            .await?
+            .get(0);
+        if let (false, Some(pid)) = (locked, takeover) {
+            tracing::info!(
+                pid,
+                "taking the stream over from the same listener's stale session"
+            );
+            statements.add();
+            session
+                .client
+                .query_one(queries::TERMINATE_BACKEND, &[&pid])
+                .await?;
+            locked = wait_lock(&session, &statements).await?;
+        }
+        if !locked {
+            return Ok(None);
+        }
+        statements.add();
+        let row: Row = session
+            .client
+            .query_one(queries::REGISTER_HOLDER, &[&listener_id, &instance])
+            .await?;
+        let stream_id = row.get(0);
+        statements.add();
+        let claim = session.client.prepare(queries::CLAIM_JOBS).await?;
+        Ok(Some(StreamSession {
+            session,
+            claim,
+            stream_id,
+            statements,
+        }))
+    }
+
+    /// This stream's number: a job is sent at most once per stream.
+    pub fn id(&self) -> i64 {
+        self.stream_id
+    }
+
+    /// Claim up to `limit` jobs not yet sent on this stream, oldest first.
+    pub async fn claim(&self, limit: i64) -> Result<Vec<JobEvent>, StoreError> {
+        self.statements.add();
+        let rows = self
+            .session
+            .client
+            .query(&self.claim, &[&self.stream_id, &limit])
+            .await?;
+        let mut events: Vec<JobEvent> = rows.iter().map(event_from_row).collect();
+        events.sort_by_key(|e| e.id);
+        Ok(events)
+    }
+
+    /// Resolves when the session is gone (and with it the lock).
+    pub async fn lost(&self) {
+        self.session.closed().await
+    }
+
+    /// Remove the holder record (bounded) and close the session, which
+    /// releases the lock.
+    pub async fn close(self) {
+        if !self.session.client.is_closed() {
+            self.statements.add();
+            let release = self.session.client.execute(queries::RELEASE_HOLDER, &[]);
+            let _ = tokio::time::timeout(RELEASE_TIMEOUT, release).await;
+        }
+    }
+}
+
+/// Wait up to [`TAKEOVER_WAIT`] for the stream lock on `session`.
+async fn wait_lock(session: &Session, statements: &Counter) -> Result<bool, StoreError> {
+    let client = &session.client;
+    statements.add();
+    client
+        .batch_execute(&format!(
+            "SET statement_timeout = {}",
+            TAKEOVER_WAIT.as_millis()
+        ))
+        .await?;
+    statements.add();
+    let outcome = client
+        .query_one(queries::WAIT_STREAM_LOCK, &[&LOCK_NAMESPACE, &LOCK_STREAM])
+        .await;
+    statements.add();
+    client.batch_execute("SET statement_timeout = 0").await?;
+    match outcome {
+        Ok(_) => Ok(true),
+        Err(e) if e.code() == Some(&SqlState::QUERY_CANCELED) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}

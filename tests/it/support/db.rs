@@ -1,0 +1,108 @@
+//! One fresh database per test, dropped afterwards.
+
+use std::sync::OnceLock;
+
+use tokio_postgres::NoTls;
+
+/// Where tests may create databases (a superuser or a role with CREATEDB).
+pub fn admin_url() -> String {
+    std::env::var("BACKCHANNEL_TEST_ADMIN_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// The admin URL with another database name.
+pub fn url_for(database: &str) -> String {
+    let admin = admin_url();
+    let (base, _) = admin.rsplit_once('/').expect("admin URL has a database");
+    format!("{base}/{database}")
+}
+
+pub fn init_tracing() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("TEST_LOG")
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+/// A database of its own for one test, dropped afterwards.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        init_tracing();
+        let name = format!("bc_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = connect(&admin_url()).await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create test database");
+        let url = url_for(&name);
+        TestDb { name, url }
+    }
+
+    /// A plain connection to the test database (for assertions and SQL clients).
+    pub async fn client(&self) -> tokio_postgres::Client {
+        connect(&self.url).await
+    }
+
+    pub async fn count_jobs(&self) -> i64 {
+        let client = self.client().await;
+        let row = client
+            .query_one("SELECT count(*) FROM backchannel.jobs", &[])
+            .await
+            .expect("count jobs");
+        row.get(0)
+    }
+
+    /// Connections open on this database right now (other than `exclude_pid`).
+    pub async fn connections(&self, client: &tokio_postgres::Client) -> i64 {
+        client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .await
+            .expect("count connections")
+            .get(0)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let dropper = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                if let Ok((client, conn)) = tokio_postgres::connect(&admin_url(), NoTls).await {
+                    tokio::spawn(conn);
+                    let _ = client
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        });
+        let _ = dropper.join();
+    }
+}
+
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, NoTls)
+        .await
+        .expect("connect to postgres");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}

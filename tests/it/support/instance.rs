@@ -1,0 +1,199 @@
+//! Broker instances in the test process, and a small client for the API.
+
+use std::time::Duration;
+
+use backchannel::app::{self, Running};
+use backchannel::config::Settings;
+use serde_json::{Value, json};
+
+use super::{LISTENER, SUBMITTER, Sse, TestDb};
+
+/// Settings for a test instance: small pool, so that parallel tests stay
+/// well under PostgreSQL's default 100 connections.
+pub fn settings(db: &TestDb) -> Settings {
+    let mut settings = Settings::new(&db.url, &[SUBMITTER], &[LISTENER]);
+    settings.pool_size = 4;
+    settings
+}
+
+/// Settings with the periodic background queries (reaper, safety re-check)
+/// pushed out of the way, for tests that count every statement.
+pub fn quiet_settings(db: &TestDb) -> Settings {
+    let mut settings = settings(db);
+    settings.reaper_interval = Duration::from_secs_f64(3600.0);
+    settings.recheck_interval = Duration::from_secs_f64(3600.0);
+    settings
+}
+
+/// One broker instance in this process, on its own port, pool and sessions.
+pub struct Instance {
+    pub running: Option<Running>,
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+pub async fn instance(db: &TestDb) -> Instance {
+    instance_with(settings(db)).await
+}
+
+pub async fn instance_with(settings: Settings) -> Instance {
+    let running = app::start(settings).await.expect("start broker");
+    let base = format!("http://{}", running.addr);
+    let instance = Instance {
+        running: Some(running),
+        base,
+        http: reqwest::Client::new(),
+    };
+    instance.wait_ready().await;
+    instance
+}
+
+/// A response reduced to what tests look at.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+async fn reply(response: reqwest::Response) -> Reply {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+impl Instance {
+    pub fn running(&self) -> &Running {
+        self.running.as_ref().expect("instance is running")
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop().await;
+        }
+    }
+
+    pub async fn wait_ready(&self) {
+        for _ in 0..200 {
+            if let Ok(r) = self.http.get(format!("{}/readyz", self.base)).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("instance at {} never became ready", self.base);
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        reply(request.send().await.expect("request")).await
+    }
+
+    /// POST /v1/jobs with `body` as submitter.
+    pub async fn submit(&self, body: Value, wait: Option<f64>) -> Reply {
+        let mut url = self.url("/v1/jobs");
+        if let Some(wait) = wait {
+            url = format!("{url}?wait={wait}");
+        }
+        self.send(self.http.post(url).bearer_auth(SUBMITTER).json(&body))
+            .await
+    }
+
+    /// Submit a job of `kind` with `payload`; returns its id (asserts 202).
+    pub async fn submit_job(&self, kind: &str, payload: Value) -> i64 {
+        let r = self
+            .submit(json!({"kind": kind, "payload": payload}), None)
+            .await;
+        assert_eq!(r.status, 202, "submit: {:?}", r.body);
+        r.body["id"].as_i64().expect("id")
+    }
+
+    pub async fn get(&self, id: i64, wait: Option<f64>) -> Reply {
+        let mut url = self.url(&format!("/v1/jobs/{id}"));
+        if let Some(wait) = wait {
+            url = format!("{url}?wait={wait}");
+        }
+        self.send(self.http.get(url).bearer_auth(SUBMITTER)).await
+    }
+
+    pub async fn cancel(&self, id: i64) -> Reply {
+        self.send(
+            self.http
+                .delete(self.url(&format!("/v1/jobs/{id}")))
+                .bearer_auth(SUBMITTER),
+        )
+        .await
+    }
+
+    pub async fn answer(&self, id: i64, body: Value) -> Reply {
+        self.send(
+            self.http
+                .post(self.url(&format!("/v1/jobs/{id}/result")))
+                .bearer_auth(LISTENER)
+                .json(&body),
+        )
+        .await
+    }
+
+    /// Open the stream; `Ok` with the SSE reader on 200, `Err` with the reply otherwise.
+    pub async fn stream(&self, listener_id: Option<&str>) -> Result<Sse, Reply> {
+        let mut request = self.http.get(self.url("/v1/stream")).bearer_auth(LISTENER);
+        if let Some(id) = listener_id {
+            request = request.header("X-Listener-Id", id);
+        }
+        let response = request.send().await.expect("stream request");
+        if response.status() != 200 {
+            return Err(reply(response).await);
+        }
+        Ok(Sse::new(response))
+    }
+}
+
+impl Instance {
+    /// Open the stream, retrying while it is busy, for up to `timeout`.
+    pub async fn stream_eventually(
+        &self,
+        listener_id: Option<&str>,
+        timeout: Duration,
+    ) -> Option<Sse> {
+        let until = tokio::time::Instant::now() + timeout;
+        loop {
+            match self.stream(listener_id).await {
+                Ok(sse) => return Some(sse),
+                Err(r) => assert_eq!(
+                    r.status, 409,
+                    "only listener_busy is expected: {:?}",
+                    r.body
+                ),
+            }
+            if tokio::time::Instant::now() >= until {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Some(running) = &self.running {
+            running.shutdown();
+        }
+    }
+}

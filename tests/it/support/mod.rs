@@ -1,0 +1,74 @@
+#![allow(dead_code)]
+//! Test harness: a fresh database per test (`db`), broker instances bound to
+//! port 0 with a small HTTP client (`instance`), an SSE reader over the
+//! agent's parser (`sse`), real processes and clusters (`procs`), and what
+//! the agent tests run against (`agent`).
+
+pub mod agent;
+mod db;
+mod instance;
+pub mod procs;
+mod sse;
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub use db::*;
+pub use instance::*;
+pub use sse::*;
+
+pub const SUBMITTER: &str = "test-submitter-token-0001";
+pub const LISTENER: &str = "test-listener-token-0001";
+
+/// Retry `check` every 20 ms until it is true or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= until {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub const SECOND: Duration = Duration::from_secs(1);
+pub const LONG: Duration = Duration::from_secs(10);
+
+/// `GET /v1/jobs/{id}?wait=...` sent in the background.
+pub fn spawn_get(base: &str, id: i64, wait: f64) -> tokio::task::JoinHandle<reqwest::Response> {
+    let url = format!("{base}/v1/jobs/{id}?wait={wait}");
+    tokio::spawn(async move {
+        reqwest::Client::new()
+            .get(url)
+            .bearer_auth(SUBMITTER)
+            .send()
+            .await
+            .unwrap()
+    })
+}
+
+/// `POST /v1/jobs?wait=...` with `body`, sent in the background.
+pub fn spawn_submit(
+    base: &str,
+    wait: f64,
+    body: Value,
+) -> tokio::task::JoinHandle<reqwest::Response> {
+    let url = format!("{base}/v1/jobs?wait={wait}");
+    tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(url)
+            .bearer_auth(SUBMITTER)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    })
+}
