@@ -23,9 +23,9 @@ def start_broker(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
     brokers: list[Broker] = []
     databases: list[Database] = []
 
-    def start(database_url: str | None = None, **settings: str) -> Broker:
+    def start(postgres_port: int | None = None, **settings: str) -> Broker:
         databases.append(Database())
-        brokers.append(Broker(tmp_path, databases[-1], database_url, **settings))
+        brokers.append(Broker(tmp_path, databases[-1], postgres_port, **settings))
         return brokers[-1]
 
     yield start
@@ -66,7 +66,9 @@ class AsyncAsBlocking:
     def __getattr__(self, name: str) -> Callable[..., Any]:
         async def run(*args: Any, **kwargs: Any) -> Any:
             transport = self.recorder.async_transport() if self.recorder else None
-            async with AsyncClient(self.url, self.token, transport=transport, **self.options) as client:
+            async with AsyncClient(
+                self.url, self.token, transport=transport, **self.options
+            ) as client:
                 return await getattr(client, name)(*args, **kwargs)
 
         return lambda *args, **kwargs: asyncio.run(run(*args, **kwargs))
@@ -78,7 +80,9 @@ def connect(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
     or an :class:`AsyncClient` behind the same blocking interface."""
     clients: list[Client] = []
 
-    def make(url: str, token: str = SUBMITTER_TOKEN, recorder: Recorder | None = None, **options: Any) -> Any:
+    def make(
+        url: str, token: str = SUBMITTER_TOKEN, recorder: Recorder | None = None, **options: Any
+    ) -> Any:
         if request.param == "async":
             return AsyncAsBlocking(url, token, recorder, **options)
         transport = recorder.transport() if recorder else None

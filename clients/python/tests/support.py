@@ -7,6 +7,7 @@ recording transports only pass bytes on (and cut or observe them).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -52,7 +53,9 @@ def free_port() -> int:
 def clean_env(**extra: str) -> dict[str, str]:
     """The environment without any backchannel setting of the caller's, plus ``extra``."""
     env = {
-        k: v for k, v in os.environ.items() if not k.startswith("BACKCHANNEL_") and k != "DATABASE_URL"
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("BACKCHANNEL_") and k != "DATABASE_URL"
     }
     env.update(NO_COLOR="1", RUST_LOG=env.get("BACKCHANNEL_TEST_LOG", "info"))
     env.update(extra)
@@ -76,7 +79,9 @@ def database_url(name: str, *, port: int | None = None) -> str:
     parts = urlsplit(admin_url())
     netloc = parts.netloc
     if port is not None:
-        netloc = f"{netloc.rsplit('@', 1)[0]}@127.0.0.1:{port}" if "@" in netloc else f"127.0.0.1:{port}"
+        netloc = (
+            f"{netloc.rsplit('@', 1)[0]}@127.0.0.1:{port}" if "@" in netloc else f"127.0.0.1:{port}"
+        )
     return urlunsplit((parts.scheme, netloc, "/" + name, parts.query, ""))
 
 
@@ -155,16 +160,17 @@ class Process:
 
 
 class Broker:
-    """``backchannel serve`` on a free port, on a database of its own."""
+    """``backchannel serve`` on a free port, on a database of its own
+    (reached on ``postgres_port`` instead of the server's own, if given)."""
 
     def __init__(
-        self, directory: Path, database: Database, database_url: str | None = None, **settings: str
+        self, directory: Path, database: Database, postgres_port: int | None = None, **settings: str
     ) -> None:
         self.database = database
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = clean_env(
-            DATABASE_URL=database_url or database.url,
+            DATABASE_URL=database_url(database.name, port=postgres_port),
             BACKCHANNEL_BIND=f"127.0.0.1:{self.port}",
             BACKCHANNEL_SUBMITTER_TOKENS=SUBMITTER_TOKEN,
             BACKCHANNEL_LISTENER_TOKENS=LISTENER_TOKEN,
@@ -318,10 +324,8 @@ class TcpProxy:
             self._shut(sink)
 
     def _shut(self, sock: socket.socket) -> None:
-        try:
+        with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         sock.close()
         with self._lock:
             self._sockets.discard(sock)
@@ -425,4 +429,3 @@ class Recorder:
 
     def statuses(self) -> list[int | None]:
         return [exchange.status for exchange in self.exchanges]
-

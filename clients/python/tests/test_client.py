@@ -60,7 +60,11 @@ def test_a_202_is_followed_until_the_job_ends(broker, connect):
     assert 0 < float(submit.params["wait"]) <= 0.5
     assert rest, "the 202 was followed"
     follow = rest[-1]
-    assert (follow.method, follow.path, follow.status) == ("GET", f"/v1/jobs/{submit.body['id']}", 200)
+    assert (follow.method, follow.path, follow.status) == (
+        "GET",
+        f"/v1/jobs/{submit.body['id']}",
+        200,
+    )
     assert float(follow.params["wait"]) > 0, "followed with a waiting GET, not by polling"
     assert follow.body["state"] == "done"
     listener.close()
@@ -107,7 +111,9 @@ def test_503_too_many_waiting_is_retried_after_retry_after(start_broker, connect
     held = submitter.submit("holder.test")
     holder = threading.Thread(target=submitter.wait, args=(held, 30))
     holder.start()
-    wait_until(lambda: _metric(broker, "backchannel_requests_waiting") == 1, what="the holder to wait")
+    wait_until(
+        lambda: _metric(broker, "backchannel_requests_waiting") == 1, what="the holder to wait"
+    )
 
     def free_the_slot(exchange: Exchange) -> None:
         if exchange.code == "too_many_waiting" and holder.is_alive():
