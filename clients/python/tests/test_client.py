@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -11,6 +12,7 @@ import httpx
 import pytest
 
 from backchannel import (
+    AsyncClient,
     Client,
     JobExpired,
     JobState,
@@ -122,7 +124,7 @@ def test_503_too_many_waiting_is_retried_after_retry_after(start_broker, connect
 
     recorder = Recorder(on_response=free_the_slot)
     client = connect(broker.url, recorder=recorder)
-    job = client.submit("retry.test", {"n": 1}, wait=2.0)
+    job = client.submit("retry.test", {"n": 1}, wait=3.0)
 
     refused, retried = recorder.exchanges[0], recorder.exchanges[1]
     assert (refused.status, refused.code) == (503, "too_many_waiting")
@@ -168,6 +170,19 @@ def test_reads_are_retried_after_a_lost_response(broker, connect):
     assert client.get(job.id) == job
     assert proxy.cut == 1
     proxy.close()
+
+
+def test_the_async_client_runs_calls_side_by_side(broker, start_agent):
+    start_agent(broker)
+
+    async def calls() -> list[object]:
+        async with AsyncClient(broker.url, SUBMITTER_TOKEN) as client:
+            return await asyncio.gather(
+                *(client.call("echo.many", {"n": n}, timeout=10) for n in range(10))
+            )
+
+    assert asyncio.run(calls()) == [{"n": n} for n in range(10)]
+    assert broker.database.count_jobs() == 10
 
 
 def _metric(broker, name: str) -> float:

@@ -153,16 +153,15 @@ def test_503_database_unavailable_when_postgres_cannot_be_reached(start_broker) 
         wait_until(lambda: httpx.get(f"{broker.url}/readyz").status_code == 503, what="readyz 503")
 
         recorder = Recorder()
-        with Client(
-            broker.url, SUBMITTER_TOKEN, transport=recorder.transport(), timeout=1.5
-        ) as short:
-            started = time.monotonic()
-            with pytest.raises(DatabaseUnavailable) as raised:
-                short.get(job.id)
-            assert time.monotonic() - started < 1.5 + 0.5
+        short = Client(broker.url, SUBMITTER_TOKEN, transport=recorder.transport(), timeout=2.0)
+        started = time.monotonic()
+        with short, pytest.raises(DatabaseUnavailable) as raised:
+            short.get(job.id)
+        assert time.monotonic() - started < 2.0 + 0.5, "given up by the deadline"
         assert (raised.value.status, raised.value.code) == (503, "database_unavailable")
         assert raised.value.retry_after == 1
-        assert recorder.statuses() == [503, 503], "retried once after Retry-After, then out of time"
+        statuses = recorder.statuses()
+        assert len(statuses) >= 2 and set(statuses) == {503}, "retried after Retry-After"
 
 
 def test_no_broker_at_all_is_a_transport_error() -> None:

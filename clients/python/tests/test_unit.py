@@ -115,6 +115,8 @@ def test_stats_from_json() -> None:
     stats = Stats.from_json({"jobs": counts, "oldest_pending_age_seconds": 1.5})
     assert stats.open == 3 and stats.jobs[JobState.DONE] == 5
     assert stats.oldest_pending_age_seconds == 1.5
+    newer = Stats.from_json({"jobs": {**counts, "paused": 1}, "oldest_pending_age_seconds": None})
+    assert set(newer.jobs) == set(JobState) and newer.oldest_pending_age_seconds is None
 
 
 @pytest.mark.parametrize(
@@ -241,7 +243,11 @@ def test_the_job_context_comes_from_the_agents_headers() -> None:
     assert (job.id, job.kind, job.attempt) == (12, "invitation.lookup", 2)
     assert job.deadline == datetime(2026, 11, 27, 22, 0, 30, 500000, tzinfo=timezone.utc)
     assert job.remaining() == 0
-    for name, value in [("X-Backchannel-Job-Id", "-1"), ("X-Backchannel-Deadline", "soon")]:
+    for name, value in [
+        ("X-Backchannel-Job-Id", "-1"),
+        ("X-Backchannel-Attempt", "²"),
+        ("X-Backchannel-Deadline", "soon"),
+    ]:
         with pytest.raises(ValueError, match=name):
             JobContext.from_headers({**headers, name: value})
     with pytest.raises(ValueError, match="missing"):

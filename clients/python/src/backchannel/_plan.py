@@ -137,8 +137,8 @@ def _pause(seconds: float) -> Plan[None]:
 
 
 def _transport_error(exc: httpx.TransportError) -> TransportError:
-    # The message names the kind of failure only: httpx messages can quote
-    # addresses, which are no secret, but nothing of the request is needed here.
+    # httpx's message says what failed ("Connection refused", "timed out"); it
+    # never quotes the request's headers, so the token cannot end up in it.
     return TransportError(f"no response from the broker: {type(exc).__name__}: {exc}")
 
 
@@ -158,9 +158,9 @@ def exchange(
     last failure when no retry is left or the next one would end past the
     deadline.
     """
-    failures = 0
+    attempt = 0
     while True:
-        failures += 1
+        attempt += 1
         failure: BackchannelError
         try:
             response = yield from _send(build(deadline.remaining()))
@@ -169,15 +169,15 @@ def exchange(
             failure.__cause__ = exc
             if not _can_retry(exc):
                 raise failure from exc
-            pause = policy.pause(failures)
+            pause = policy.pause(attempt)
         else:
             if response.is_success:
                 return response
             failure = error_from_response(response)
             if not failure.retryable:
                 raise failure
-            pause = retry_after(response) or policy.pause(failures)
-        if failures >= policy.attempts or pause >= deadline.remaining():
+            pause = retry_after(response) or policy.pause(attempt)
+        if attempt >= policy.attempts or pause >= deadline.remaining():
             raise failure
         yield from _pause(pause)
 

@@ -72,7 +72,7 @@ class JobContext:
 
         def number(name: str) -> int:
             text = header(name)
-            if not text.isdigit() or int(text) < 1:
+            if not (text.isascii() and text.isdigit()) or int(text) < 1:
                 raise BadJobRequest(f"the {name} header is not a positive integer")
             return int(text)
 

@@ -90,6 +90,9 @@ class JobState(str, Enum):
         return self.value
 
 
+_STATES = frozenset(state.value for state in JobState)
+
+
 @dataclass(frozen=True)
 class Job:
     """A job as the broker stores it (every field of the contract)."""
@@ -173,6 +176,10 @@ class Stats:
         if age is not None and (isinstance(age, bool) or not isinstance(age, (int, float))):
             raise TypeError("oldest_pending_age_seconds must be a number")
         return cls(
-            jobs={JobState(state): _integer(count) for state, count in counts.items()},
+            jobs={
+                JobState(state): _integer(count)
+                for state, count in counts.items()
+                if state in _STATES  # a state a newer broker added is left out
+            },
             oldest_pending_age_seconds=None if age is None else float(age),
         )
