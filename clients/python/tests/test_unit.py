@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from datetime import datetime, timedelta, timezone
 
+import certifi
 import httpx
 import pytest
 
@@ -172,6 +174,12 @@ def test_the_token_is_checked_and_never_shown() -> None:
     client.close()
     with pytest.raises(ValueError, match="http"):
         Client("127.0.0.1:8080", token)
+
+
+def test_a_ca_bundle_path_is_taken_without_deprecation_warnings() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Client("https://127.0.0.1:1", "a-token-0000000000000", verify=certifi.where()).close()
 
 
 def test_retry_pauses_grow_and_are_capped() -> None:

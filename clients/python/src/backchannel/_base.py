@@ -3,7 +3,8 @@ and turning a plan's :class:`Send` step into ``httpx`` arguments."""
 
 from __future__ import annotations
 
-from typing import Any
+import ssl
+from typing import Any, Union
 
 import httpx
 
@@ -12,6 +13,17 @@ from ._version import __version__
 
 #: Shortest timeout handed to httpx (it takes 0 as "no time at all").
 _MIN_TIMEOUT = 0.001
+
+#: TLS verification: on, off, a CA bundle file, or a context of one's own.
+Verify = Union[bool, str, ssl.SSLContext]
+
+
+def tls(verify: Verify) -> bool | ssl.SSLContext:
+    """What httpx takes for ``verify`` (a CA bundle path becomes a context:
+    httpx deprecates paths)."""
+    if isinstance(verify, str):
+        return ssl.create_default_context(cafile=verify)
+    return verify
 
 
 def check_token(token: str) -> str:

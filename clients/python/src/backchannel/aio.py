@@ -8,7 +8,7 @@ from typing import TypeVar, cast
 
 import httpx
 
-from ._base import ClientBase
+from ._base import ClientBase, Verify, tls
 from ._plan import Pause, Plan, RetryPolicy
 from .models import Job, Json, Listener, Stats
 
@@ -25,8 +25,8 @@ class AsyncClient(ClientBase):
     retries included, unless told otherwise (:meth:`submit` with a longer
     ``wait``). ``max_wait`` is the longest single waiting request (longer waits
     are a series of them; keep it under the read timeout of any proxy in
-    front of the broker). ``transport`` and ``verify`` are passed to
-    ``httpx.Client``.
+    front of the broker). ``transport`` is passed to ``httpx.Client``; ``verify`` is
+    ``True``, ``False``, a CA bundle path or an ``ssl.SSLContext``.
 
     Use it as an async context manager, or await :meth:`aclose`.
     """
@@ -41,7 +41,7 @@ class AsyncClient(ClientBase):
         connect_timeout: float = 5.0,
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        verify: bool | str = True,
+        verify: Verify = True,
     ) -> None:
         super().__init__(
             base_url,
@@ -51,7 +51,9 @@ class AsyncClient(ClientBase):
             connect_timeout=connect_timeout,
             retry=retry,
         )
-        self._http = httpx.AsyncClient(transport=transport, verify=verify, **self._httpx_args())
+        self._http = httpx.AsyncClient(
+            transport=transport, verify=tls(verify), **self._httpx_args()
+        )
 
     async def _run(self, plan: Plan[T]) -> T:
         """Drive a plan with asyncio I/O."""

@@ -8,7 +8,7 @@ from typing import TypeVar, cast
 
 import httpx
 
-from ._base import ClientBase
+from ._base import ClientBase, Verify, tls
 from ._plan import Pause, Plan, RetryPolicy
 from .models import Job, Json, Listener, Stats
 
@@ -24,8 +24,8 @@ class Client(ClientBase):
     retries included, unless told otherwise (:meth:`submit` with a longer
     ``wait``). ``max_wait`` is the longest single waiting request (longer waits
     are a series of them; keep it under the read timeout of any proxy in
-    front of the broker). ``transport`` and ``verify`` are passed to
-    ``httpx.Client``.
+    front of the broker). ``transport`` is passed to ``httpx.Client``; ``verify`` is
+    ``True``, ``False``, a CA bundle path or an ``ssl.SSLContext``.
 
     Use it as a context manager, or call :meth:`close`.
     """
@@ -40,7 +40,7 @@ class Client(ClientBase):
         connect_timeout: float = 5.0,
         retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
-        verify: bool | str = True,
+        verify: Verify = True,
     ) -> None:
         super().__init__(
             base_url,
@@ -50,7 +50,7 @@ class Client(ClientBase):
             connect_timeout=connect_timeout,
             retry=retry,
         )
-        self._http = httpx.Client(transport=transport, verify=verify, **self._httpx_args())
+        self._http = httpx.Client(transport=transport, verify=tls(verify), **self._httpx_args())
 
     def _run(self, plan: Plan[T]) -> T:
         """Drive a plan with blocking I/O."""
