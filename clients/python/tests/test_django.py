@@ -286,3 +286,35 @@ def test_castellum_with_an_unreadable_secret_file_fails_its_check(tmp_path: Path
         check=False,
     )
     assert check.returncode != 0 and "backchannel.E002" in check.stderr
+
+
+def test_secrets_and_tokens_in_the_settings(tmp_path: Path) -> None:
+    from backchannel.django.conf import castellum_config, scheduler_config
+
+    with override_settings(BACKCHANNEL_CASTELLUM={"SECRET": "correct horse battery staple"}):
+        # The agent sends a secret with inner spaces as it is; so does the kit.
+        assert castellum_config().secret == "correct horse battery staple"
+        assert castellum_config().header == "X-Backchannel-Secret"
+        assert "correct horse" not in repr(castellum_config())
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("  from-a-file  \n")
+    with override_settings(
+        BACKCHANNEL_CASTELLUM={"SECRET_FILE": str(secret_file), "HEADER": "X-Key"}
+    ):
+        assert (castellum_config().secret, castellum_config().header) == ("from-a-file", "X-Key")
+    refused = [
+        {"SECRET": " padded"},
+        {"SECRET": "two\nlines"},
+        {"SECRET": ""},
+        {"SECRET": "x", "SECRET_FILE": str(secret_file)},
+        {"SECRET": "fine-secret", "HEADER": "not a header"},
+        {},
+    ]
+    for section in refused:
+        with override_settings(BACKCHANNEL_CASTELLUM=section), pytest.raises(ImproperlyConfigured):
+            castellum_config()
+    token = "a-token with-a-space"
+    with override_settings(BACKCHANNEL={"URL": "http://127.0.0.1:9", "TOKEN": token}):
+        with pytest.raises(ImproperlyConfigured) as raised:
+            scheduler_config()
+        assert token not in str(raised.value)

@@ -77,9 +77,12 @@ def _section(setting: str, known: set[str]) -> Mapping[str, Any]:
     return value
 
 
-def read_secret(setting: str, section: Mapping[str, Any], key: str) -> str:
+def read_secret(
+    setting: str, section: Mapping[str, Any], key: str, *, inner_spaces: bool = False
+) -> str:
     """``section[key]`` or the content of the file ``section[key + "_FILE"]``
-    (one line, surrounding blanks removed)."""
+    (one line, surrounding blanks removed; spaces inside only if
+    ``inner_spaces``, as the agent allows in its forwarded secret)."""
     file_key = f"{key}_FILE"
     value, path = section.get(key), section.get(file_key)
     if value is not None and path is not None:
@@ -99,8 +102,10 @@ def read_secret(setting: str, section: Mapping[str, Any], key: str) -> str:
         raise ImproperlyConfigured(f"settings.{setting}: {key} or {file_key} is required")
     if not isinstance(value, str) or not value:
         raise ImproperlyConfigured(f"{where} is empty or not a string")
-    if any(c.isspace() or not c.isprintable() for c in value):
-        raise ImproperlyConfigured(f"{where} must hold one word of printable characters")
+    if value != value.strip() or not value.replace(" ", "").isprintable():
+        raise ImproperlyConfigured(f"{where} must hold one line of printable characters")
+    if " " in value and not inner_spaces:
+        raise ImproperlyConfigured(f"{where} must hold one word (no spaces)")
     return value
 
 
@@ -147,7 +152,9 @@ def castellum_config() -> CastellumConfig:
         or not all(c.isalnum() or c in "-_" for c in header)
     ):
         raise ImproperlyConfigured(f"settings.{CASTELLUM_SETTING}['HEADER'] is not a header name")
-    return CastellumConfig(secret=read_secret(CASTELLUM_SETTING, section, "SECRET"), header=header)
+    return CastellumConfig(
+        secret=read_secret(CASTELLUM_SETTING, section, "SECRET", inner_spaces=True), header=header
+    )
 
 
 Reset = TypeVar("Reset", bound=Callable[[], None])
