@@ -14,7 +14,7 @@ PG_ENSURE := eval "$$(scripts/pg-ensure.sh)"
 
 .PHONY: help
 help: ## Show this list
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
 .PHONY: build
 build: ## Build the release binary (target/release/backchannel)
@@ -41,7 +41,12 @@ demo: ## See it work: a broker, an echo agent and one submit, printing the round
 
 .PHONY: test
 test: ## Run every test against a real PostgreSQL (started if it is not running)
-	@$(PG_ENSURE); cargo test --workspace --all-targets
+	@$(PG_ENSURE); cargo test --workspace --all-targets && \
+	BACKCHANNEL_BIN="$(CURDIR)/target/debug/backchannel" clients/python/run-tests.sh
+
+.PHONY: test-python
+test-python: ## The Python client: mypy --strict, ruff, pytest against a real broker (venv in target/python-venv)
+	@$(PG_ENSURE); clients/python/run-tests.sh
 
 # Generated cases per API operation for `make fuzz`.
 FUZZ_EXAMPLES ?= 100

@@ -1,0 +1,427 @@
+"""The client's behaviour, written once, without I/O.
+
+Each operation is a *plan*: a generator that yields :class:`Send` (an HTTP
+request to make) and :class:`Pause` (a time to sleep) steps, and is sent the
+``httpx.Response`` of each request (or has the ``httpx`` transport exception
+thrown into it). :class:`backchannel.Client` and
+:class:`backchannel.AsyncClient` drive the same plans; only the I/O differs.
+
+The rules of the contract live here:
+
+* one logical request is retried on network errors and on ``408``, ``429``,
+  ``502``, ``503`` and ``504`` (after ``Retry-After`` when given), a bounded
+  number of times and never past the caller's deadline;
+* a submit always carries an idempotency key, the same one on every retry, so
+  a retried submit never creates a second job;
+* a ``202`` is followed with ``GET /v1/jobs/{id}?wait=...`` until the job ends
+  or the caller's deadline comes; each wait is bounded by the time left.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar, Union
+
+import httpx
+
+from .errors import (
+    AlreadyTerminal,
+    BackchannelError,
+    JobCancelled,
+    JobExpired,
+    JobFailed,
+    JobStillOpen,
+    TransportError,
+    UnexpectedResponse,
+    error_from_response,
+    retry_after,
+)
+from .models import Job, JobState, Json, Listener, Stats
+
+T = TypeVar("T")
+
+#: Seconds kept back from the time left when asking the broker to wait, so that
+#: its answer (``202`` when the wait runs out) arrives before the caller's
+#: deadline rather than just after it.
+LATENCY_RESERVE = 0.1
+
+#: When :meth:`Client.call` picks the job's own timeout, it is this much shorter
+#: than the caller's (at most half of it), so that a job nobody answered is seen
+#: to expire (:class:`JobExpired`) rather than still open.
+EXPIRY_MARGIN = 0.25
+
+
+@dataclass(frozen=True)
+class Send:
+    """Make one HTTP request. ``path`` is relative to the client's base URL."""
+
+    method: str
+    path: str
+    params: Mapping[str, str]
+    content: bytes | None
+    timeout: float
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Sleep this many seconds."""
+
+    seconds: float
+
+
+Step = Union[Send, Pause]
+Plan = Generator[Step, Union[httpx.Response, None], T]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How one request is retried. Retries never run past the caller's deadline."""
+
+    #: Most tries of one request, the first included.
+    attempts: int = 10
+    #: Pause after the first failure without ``Retry-After``; doubles each time.
+    backoff: float = 0.1
+    #: Longest pause after a failure without ``Retry-After``.
+    max_backoff: float = 2.0
+
+    def pause(self, failures: int) -> float:
+        """The pause after the ``failures``-th failure in a row, with jitter
+        (between half and all of the exponential step)."""
+        step = min(self.max_backoff, self.backoff * 2.0 ** (failures - 1))
+        return step / 2 + random.uniform(0, step / 2)
+
+
+@dataclass(frozen=True)
+class Options:
+    """What a client was configured with (shared by both clients)."""
+
+    timeout: float
+    max_wait: float
+    retry: RetryPolicy
+
+    def __post_init__(self) -> None:
+        if not self.timeout > 0:
+            raise ValueError("timeout must be more than 0 seconds")
+        if not self.max_wait > LATENCY_RESERVE:
+            raise ValueError(f"max_wait must be more than {LATENCY_RESERVE} seconds")
+        if self.retry.attempts < 1:
+            raise ValueError("retry.attempts must be at least 1")
+
+
+class Deadline:
+    """A point in time on the monotonic clock."""
+
+    def __init__(self, seconds: float) -> None:
+        if not seconds > 0:
+            raise ValueError("a timeout must be more than 0 seconds")
+        self.at = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return max(0.0, self.at - time.monotonic())
+
+
+def _send(request: Send) -> Plan[httpx.Response]:
+    response = yield request
+    if response is None:  # pragma: no cover - a driver bug
+        raise RuntimeError("the driver sent no response for a request")
+    return response
+
+
+def _pause(seconds: float) -> Plan[None]:
+    yield Pause(seconds)
+
+
+def _transport_error(exc: httpx.TransportError) -> TransportError:
+    # httpx's message says what failed ("Connection refused", "timed out"); it
+    # never quotes the request's headers, so the token cannot end up in it.
+    return TransportError(f"no response from the broker: {type(exc).__name__}: {exc}")
+
+
+def _can_retry(exc: httpx.TransportError) -> bool:
+    # A malformed URL or request will not get better by sending it again.
+    return not isinstance(exc, (httpx.UnsupportedProtocol, httpx.LocalProtocolError))
+
+
+def exchange(
+    build: Callable[[float], Send], deadline: Deadline, policy: RetryPolicy
+) -> Plan[httpx.Response]:
+    """One logical request, retried until it gets a final answer.
+
+    ``build`` makes the request from the seconds left before the deadline (a
+    waiting request asks for less as time passes). Returns the first 2xx
+    response; raises the mapped :class:`ApiError` for an error answer, or the
+    last failure when no retry is left or the next one would end past the
+    deadline.
+    """
+    attempt = 0
+    while True:
+        attempt += 1
+        failure: BackchannelError
+        try:
+            response = yield from _send(build(deadline.remaining()))
+        except httpx.TransportError as exc:
+            failure = _transport_error(exc)
+            failure.__cause__ = exc
+            if not _can_retry(exc):
+                raise failure from exc
+            pause = policy.pause(attempt)
+        else:
+            if response.is_success:
+                return response
+            failure = error_from_response(response)
+            if not failure.retryable:
+                raise failure
+            pause = retry_after(response) or policy.pause(attempt)
+        if attempt >= policy.attempts or pause >= deadline.remaining():
+            raise failure
+        yield from _pause(pause)
+
+
+def _json(response: httpx.Response, parse: Callable[[Any], T]) -> T:
+    try:
+        return parse(response.json())
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UnexpectedResponse(
+            f"the broker's answer does not follow the contract ({type(exc).__name__}: {exc})",
+            status=response.status_code,
+        ) from exc
+
+
+def _encode(body: Mapping[str, Json]) -> bytes:
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def _wait_params(seconds: float) -> dict[str, str]:
+    """The ``wait`` query for up to ``seconds`` (none for 0), in milliseconds."""
+    millis = int(seconds * 1000)
+    return {"wait": f"{millis / 1000:.3f}"} if millis > 0 else {}
+
+
+def job_id(job: int | Job) -> int:
+    """The id of a job or of an id, checked to be a positive integer."""
+    value = job.id if isinstance(job, Job) else job
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError("a job id is a positive integer")
+    return value
+
+
+class Operations:
+    """The plans of every client operation, for one set of options."""
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+
+    def deadline(self, timeout: float | None) -> Deadline:
+        return Deadline(self.options.timeout if timeout is None else timeout)
+
+    # The wait rules -----------------------------------------------------------
+
+    def _wait_for(self, until: float, deadline: Deadline) -> float:
+        """Seconds to ask the broker to wait: up to ``until`` (monotonic), less
+        the latency reserve, at most ``max_wait``, never past the deadline."""
+        end = min(until, deadline.at)
+        return max(0.0, min(self.options.max_wait, end - time.monotonic() - LATENCY_RESERVE))
+
+    def _request(
+        self, method: str, path: str, deadline: Deadline, *, content: bytes | None = None
+    ) -> Plan[httpx.Response]:
+        def build(left: float) -> Send:
+            return Send(method, path, {}, content, timeout=left)
+
+        return (yield from exchange(build, deadline, self.options.retry))
+
+    # Submitting and waiting ---------------------------------------------------
+
+    def submit(
+        self,
+        kind: str,
+        payload: Json,
+        *,
+        timeout: float | None,
+        idempotency_key: str | None,
+        until: float,
+        deadline: Deadline,
+    ) -> Plan[Job]:
+        """``POST /v1/jobs``, waiting at the broker until ``until`` at most.
+
+        Every retry carries the same idempotency key (one is made when the
+        caller gives none), so a submit retried after a lost response answers
+        with the job the first one stored.
+        """
+        if timeout is not None and not timeout > 0:
+            raise ValueError("timeout must be more than 0 seconds")
+        key = idempotency_key if idempotency_key is not None else str(uuid.uuid4())
+        body: dict[str, Json] = {"kind": kind, "payload": payload, "idempotency_key": key}
+        if timeout is not None:
+            body["timeout"] = timeout
+        content = _encode(body)
+
+        def build(left: float) -> Send:
+            params = _wait_params(self._wait_for(until, deadline))
+            return Send("POST", "v1/jobs", params, content, timeout=left)
+
+        response = yield from exchange(build, deadline, self.options.retry)
+        return _json(response, Job.from_json)
+
+    def get(self, job: int | Job, *, until: float, deadline: Deadline) -> Plan[Job]:
+        """``GET /v1/jobs/{id}``, waiting at the broker until ``until`` at most."""
+        path = f"v1/jobs/{job_id(job)}"
+
+        def build(left: float) -> Send:
+            return Send("GET", path, _wait_params(self._wait_for(until, deadline)), None, left)
+
+        response = yield from exchange(build, deadline, self.options.retry)
+        return _json(response, Job.from_json)
+
+    def read(self, job: int | Job) -> Plan[Job]:
+        """:meth:`Client.get`: the job now, without waiting."""
+        return (yield from self.get(job, until=0.0, deadline=self.deadline(None)))
+
+    def follow(self, job: Job, *, until: float, deadline: Deadline) -> Plan[Job]:
+        """Wait for ``job`` to end, until ``until`` (monotonic) at the latest.
+
+        Returns the job, terminal or as last seen when the time ran out (also
+        when the broker could not be reached in the last moments: the caller
+        asked for an answer by then, and has none). A broker that answers
+        ``202`` well before the wait asked for (e.g. an instance shutting down)
+        is asked again after a short pause, not in a tight loop.
+        """
+        early = 0
+        while not job.is_terminal:
+            asked = self._wait_for(until, deadline)
+            if asked <= 0:
+                break
+            started = time.monotonic()
+            try:
+                job = yield from self.get(job, until=until, deadline=deadline)
+            except BackchannelError as exc:
+                if exc.retryable and until - time.monotonic() <= LATENCY_RESERVE:
+                    break
+                raise
+            if not job.is_terminal and time.monotonic() - started < asked / 2:
+                early += 1
+                pause = min(self.options.retry.pause(early), max(0.0, until - time.monotonic()))
+                yield from _pause(pause)
+            else:
+                early = 0
+        return job
+
+    def submit_and_follow(
+        self,
+        kind: str,
+        payload: Json,
+        *,
+        timeout: float | None,
+        wait: float,
+        idempotency_key: str | None,
+    ) -> Plan[Job]:
+        """:meth:`Client.submit`: the job after up to ``wait`` seconds.
+
+        Retries run within ``max(wait, client timeout)``.
+        """
+        if wait < 0:
+            raise ValueError("wait must be 0 or more seconds")
+        deadline = Deadline(max(wait, self.options.timeout))
+        until = time.monotonic() + wait
+        job = yield from self.submit(
+            kind,
+            payload,
+            timeout=timeout,
+            idempotency_key=idempotency_key,
+            until=until,
+            deadline=deadline,
+        )
+        return (yield from self.follow(job, until=until, deadline=deadline))
+
+    def wait(self, job: int | Job, timeout: float | None) -> Plan[Job]:
+        """:meth:`Client.wait`: the terminal job, or :class:`JobStillOpen`."""
+        deadline = self.deadline(timeout)
+        if isinstance(job, Job):
+            current = job
+        else:
+            current = yield from self.get(job, until=deadline.at, deadline=deadline)
+        current = yield from self.follow(current, until=deadline.at, deadline=deadline)
+        if not current.is_terminal:
+            raise JobStillOpen(current)
+        return current
+
+    def call(
+        self,
+        kind: str,
+        payload: Json,
+        *,
+        timeout: float | None,
+        job_timeout: float | None,
+        idempotency_key: str | None,
+    ) -> Plan[Json]:
+        """:meth:`Client.call`: submit, wait until the deadline, return the result."""
+        deadline = self.deadline(timeout)
+        if job_timeout is None:
+            seconds = deadline.remaining()
+            job_timeout = max(seconds - EXPIRY_MARGIN, seconds / 2)
+        job = yield from self.submit(
+            kind,
+            payload,
+            timeout=job_timeout,
+            idempotency_key=idempotency_key,
+            until=deadline.at,
+            deadline=deadline,
+        )
+        job = yield from self.follow(job, until=deadline.at, deadline=deadline)
+        return outcome(job)
+
+    # The rest -----------------------------------------------------------------
+
+    def cancel(self, job: int | Job) -> Plan[Job]:
+        """``DELETE /v1/jobs/{id}``.
+
+        A job that is already ``cancelled`` counts as success (the caller's aim
+        is met, and a retried cancel whose first response was lost sees
+        exactly that); any other terminal state is :class:`AlreadyTerminal`.
+        """
+        deadline = self.deadline(None)
+        try:
+            response = yield from self._request("DELETE", f"v1/jobs/{job_id(job)}", deadline)
+        except AlreadyTerminal as exc:
+            if exc.job is not None and exc.job.state is JobState.CANCELLED:
+                return exc.job
+            raise
+        return _json(response, Job.from_json)
+
+    def answer(self, job: int | Job, *, result: Json, error: Json) -> Plan[Job]:
+        """``POST /v1/jobs/{id}/result`` (listener token); replays are safe.
+        ``error`` when it is not ``None``, else ``result``."""
+        if error is not None and result is not None:
+            raise ValueError("give a result or an error, not both")
+        body = {"error": error} if error is not None else {"result": result}
+        path = f"v1/jobs/{job_id(job)}/result"
+        response = yield from self._request(
+            "POST", path, self.deadline(None), content=_encode(body)
+        )
+        return _json(response, Job.from_json)
+
+    def listener(self) -> Plan[Listener]:
+        response = yield from self._request("GET", "v1/listener", self.deadline(None))
+        return _json(response, Listener.from_json)
+
+    def stats(self) -> Plan[Stats]:
+        response = yield from self._request("GET", "v1/stats", self.deadline(None))
+        return _json(response, Stats.from_json)
+
+
+def outcome(job: Job) -> Json:
+    """The result of a ``done`` job; the matching :class:`JobNotDone` otherwise."""
+    if job.state is JobState.DONE:
+        return job.result
+    if job.state is JobState.FAILED:
+        raise JobFailed(job)
+    if job.state is JobState.EXPIRED:
+        raise JobExpired(job)
+    if job.state is JobState.CANCELLED:
+        raise JobCancelled(job)
+    raise JobStillOpen(job)

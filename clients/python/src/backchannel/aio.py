@@ -1,0 +1,149 @@
+"""The asyncio client: the same operations as :class:`backchannel.Client`."""
+
+from __future__ import annotations
+
+import asyncio
+from types import TracebackType
+from typing import TypeVar, cast
+
+import httpx
+
+from ._base import ClientBase, Verify, tls
+from ._plan import Pause, Plan, RetryPolicy
+from .models import Job, Json, Listener, Stats
+
+T = TypeVar("T")
+
+
+class AsyncClient(ClientBase):
+    """The asyncio twin of :class:`backchannel.Client`: same arguments, same
+    methods (awaitable), same rules. Use it within one event loop.
+
+    ``base_url`` is the broker's URL (a path prefix is kept); ``token`` a
+    submitter token (a listener token for :meth:`answer`). ``timeout`` is the
+    default deadline of one operation in seconds: no method runs longer,
+    retries included, unless told otherwise (:meth:`submit` with a longer
+    ``wait``). ``max_wait`` is the longest single waiting request (longer waits
+    are a series of them; keep it under the read timeout of any proxy in
+    front of the broker). ``transport`` is passed to ``httpx.Client``; ``verify`` is
+    ``True``, ``False``, a CA bundle path or an ``ssl.SSLContext``.
+
+    Use it as an async context manager, or await :meth:`aclose`.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout: float = 30.0,
+        max_wait: float = 50.0,
+        connect_timeout: float = 5.0,
+        retry: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        verify: Verify = True,
+    ) -> None:
+        super().__init__(
+            base_url,
+            token,
+            timeout=timeout,
+            max_wait=max_wait,
+            connect_timeout=connect_timeout,
+            retry=retry,
+        )
+        self._http = httpx.AsyncClient(
+            transport=transport, verify=tls(verify), **self._httpx_args()
+        )
+
+    async def _run(self, plan: Plan[T]) -> T:
+        """Drive a plan with asyncio I/O."""
+        reply: httpx.Response | None = None
+        failure: httpx.TransportError | None = None
+        while True:
+            try:
+                step = plan.send(reply) if failure is None else plan.throw(failure)
+            except StopIteration as stop:
+                return cast(T, stop.value)
+            reply, failure = None, None
+            if isinstance(step, Pause):
+                await asyncio.sleep(step.seconds)
+                continue
+            try:
+                reply = await self._http.request(step.method, step.path, **self._request_args(step))
+            except httpx.TransportError as exc:
+                failure = exc
+
+    async def submit(
+        self,
+        kind: str,
+        payload: Json = None,
+        *,
+        timeout: float | None = None,
+        wait: float = 0,
+        idempotency_key: str | None = None,
+    ) -> Job:
+        """Like :meth:`backchannel.Client.submit`."""
+        return await self._run(
+            self._ops.submit_and_follow(
+                kind, payload, timeout=timeout, wait=wait, idempotency_key=idempotency_key
+            )
+        )
+
+    async def get(self, job: int | Job) -> Job:
+        """Like :meth:`backchannel.Client.get`."""
+        return await self._run(self._ops.read(job))
+
+    async def wait(self, job: int | Job, timeout: float | None = None) -> Job:
+        """Like :meth:`backchannel.Client.wait`."""
+        return await self._run(self._ops.wait(job, timeout))
+
+    async def call(
+        self,
+        kind: str,
+        payload: Json = None,
+        timeout: float | None = None,
+        *,
+        job_timeout: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> Json:
+        """Like :meth:`backchannel.Client.call`."""
+        return await self._run(
+            self._ops.call(
+                kind,
+                payload,
+                timeout=timeout,
+                job_timeout=job_timeout,
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    async def cancel(self, job: int | Job) -> Job:
+        """Like :meth:`backchannel.Client.cancel`."""
+        return await self._run(self._ops.cancel(job))
+
+    async def answer(self, job: int | Job, *, result: Json = None, error: Json = None) -> Job:
+        """Like :meth:`backchannel.Client.answer`."""
+        return await self._run(self._ops.answer(job, result=result, error=error))
+
+    async def listener(self) -> Listener:
+        """Like :meth:`backchannel.Client.listener`."""
+        return await self._run(self._ops.listener())
+
+    async def stats(self) -> Stats:
+        """Like :meth:`backchannel.Client.stats`."""
+        return await self._run(self._ops.stats())
+
+    async def aclose(self) -> None:
+        """Close the connections."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

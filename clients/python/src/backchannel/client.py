@@ -1,0 +1,168 @@
+"""The blocking client."""
+
+from __future__ import annotations
+
+import time
+from types import TracebackType
+from typing import TypeVar, cast
+
+import httpx
+
+from ._base import ClientBase, Verify, tls
+from ._plan import Pause, Plan, RetryPolicy
+from .models import Job, Json, Listener, Stats
+
+T = TypeVar("T")
+
+
+class Client(ClientBase):
+    """A blocking client of the broker; safe to share between threads.
+
+    ``base_url`` is the broker's URL (a path prefix is kept); ``token`` a
+    submitter token (a listener token for :meth:`answer`). ``timeout`` is the
+    default deadline of one operation in seconds: no method runs longer,
+    retries included, unless told otherwise (:meth:`submit` with a longer
+    ``wait``). ``max_wait`` is the longest single waiting request (longer waits
+    are a series of them; keep it under the read timeout of any proxy in
+    front of the broker). ``transport`` is passed to ``httpx.Client``; ``verify`` is
+    ``True``, ``False``, a CA bundle path or an ``ssl.SSLContext``.
+
+    Use it as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout: float = 30.0,
+        max_wait: float = 50.0,
+        connect_timeout: float = 5.0,
+        retry: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+        verify: Verify = True,
+    ) -> None:
+        super().__init__(
+            base_url,
+            token,
+            timeout=timeout,
+            max_wait=max_wait,
+            connect_timeout=connect_timeout,
+            retry=retry,
+        )
+        self._http = httpx.Client(transport=transport, verify=tls(verify), **self._httpx_args())
+
+    def _run(self, plan: Plan[T]) -> T:
+        """Drive a plan with blocking I/O."""
+        reply: httpx.Response | None = None
+        failure: httpx.TransportError | None = None
+        while True:
+            try:
+                step = plan.send(reply) if failure is None else plan.throw(failure)
+            except StopIteration as stop:
+                return cast(T, stop.value)
+            reply, failure = None, None
+            if isinstance(step, Pause):
+                time.sleep(step.seconds)
+                continue
+            try:
+                reply = self._http.request(step.method, step.path, **self._request_args(step))
+            except httpx.TransportError as exc:
+                failure = exc
+
+    def submit(
+        self,
+        kind: str,
+        payload: Json = None,
+        *,
+        timeout: float | None = None,
+        wait: float = 0,
+        idempotency_key: str | None = None,
+    ) -> Job:
+        """Submit a job and return it, after waiting up to ``wait`` seconds for
+        it to end (it may still be open: check :attr:`Job.is_terminal`).
+
+        ``timeout`` is the job's own timeout at the broker (its deadline is
+        now + timeout; the broker's default when ``None``). Network errors and
+        ``503`` are retried within ``max(wait, client timeout)`` with the same
+        ``idempotency_key`` (a random one when ``None``), so a retry never
+        creates a second job.
+        """
+        return self._run(
+            self._ops.submit_and_follow(
+                kind, payload, timeout=timeout, wait=wait, idempotency_key=idempotency_key
+            )
+        )
+
+    def get(self, job: int | Job) -> Job:
+        """The job as the broker has it now."""
+        return self._run(self._ops.read(job))
+
+    def wait(self, job: int | Job, timeout: float | None = None) -> Job:
+        """Wait up to ``timeout`` seconds (the client's default when ``None``)
+        for the job to end and return it, whatever its terminal state; raise
+        :class:`JobStillOpen` if it has not ended by then."""
+        return self._run(self._ops.wait(job, timeout))
+
+    def call(
+        self,
+        kind: str,
+        payload: Json = None,
+        timeout: float | None = None,
+        *,
+        job_timeout: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> Json:
+        """Submit a job, wait for it and return its result.
+
+        Raises :class:`JobFailed`, :class:`JobExpired` or
+        :class:`JobCancelled` when it ends otherwise than ``done``, and
+        :class:`JobStillOpen` when it is still open at the deadline, ``timeout``
+        seconds from now (the client's default when ``None``); this method never
+        returns later than that. The job's own timeout is ``job_timeout``,
+        by default a moment shorter than ``timeout`` so that the broker drops a
+        job nobody waits for any more.
+        """
+        return self._run(
+            self._ops.call(
+                kind,
+                payload,
+                timeout=timeout,
+                job_timeout=job_timeout,
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    def cancel(self, job: int | Job) -> Job:
+        """Cancel an open job and return it, now ``cancelled`` (also if it
+        already was). Raises :class:`AlreadyTerminal` if it ended otherwise."""
+        return self._run(self._ops.cancel(job))
+
+    def answer(self, job: int | Job, *, result: Json = None, error: Json = None) -> Job:
+        """Answer a job with a ``result`` or an ``error`` (not both): the
+        listener's side, for a listener token. Without either, the result is
+        ``null``."""
+        return self._run(self._ops.answer(job, result=result, error=error))
+
+    def listener(self) -> Listener:
+        """Whether a listener holds the stream, which one and since when."""
+        return self._run(self._ops.listener())
+
+    def stats(self) -> Stats:
+        """Jobs by state and the age of the oldest pending one."""
+        return self._run(self._ops.stats())
+
+    def close(self) -> None:
+        """Close the connections."""
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,178 @@
+"""Reading the Django settings of both sides.
+
+The scheduler (the submitter)::
+
+    BACKCHANNEL = {
+        "URL": "https://backchannel.example.org",
+        "TOKEN_FILE": "/etc/scheduler/backchannel-token",   # or "TOKEN": "..."
+        "TIMEOUT": 10,          # seconds, the default deadline of one call (30)
+        "MAX_WAIT": 50,         # seconds, the longest single waiting request (50)
+        "VERIFY": True,         # TLS verification: True, False or a CA bundle path
+    }
+
+Castellum (the handlers behind ``backchannel agent``)::
+
+    BACKCHANNEL_CASTELLUM = {
+        "SECRET_FILE": "/etc/castellum/backchannel-secret",  # or "SECRET": "..."
+        "HEADER": "X-Backchannel-Secret",                    # the agent's --forward-header
+    }
+
+Both are read once and cached; a change through ``override_settings`` (tests)
+clears the cache. Errors raise ``ImproperlyConfigured`` naming the setting and
+the file, never a token or secret.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+
+from ..handlers import DEFAULT_SECRET_HEADER
+
+SCHEDULER_SETTING = "BACKCHANNEL"
+CASTELLUM_SETTING = "BACKCHANNEL_CASTELLUM"
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """``settings.BACKCHANNEL``, checked."""
+
+    url: str
+    token: str = field(repr=False)
+    timeout: float = 30.0
+    max_wait: float = 50.0
+    verify: bool | str = True
+
+
+@dataclass(frozen=True)
+class CastellumConfig:
+    """``settings.BACKCHANNEL_CASTELLUM``, checked."""
+
+    secret: str = field(repr=False)
+    header: str = DEFAULT_SECRET_HEADER
+
+
+def is_configured(setting: str) -> bool:
+    """Whether the project has this setting at all."""
+    return getattr(settings, setting, None) is not None
+
+
+def _section(setting: str, known: set[str]) -> Mapping[str, Any]:
+    value = getattr(settings, setting, None)
+    if value is None:
+        raise ImproperlyConfigured(f"settings.{setting} is not set")
+    if not isinstance(value, Mapping):
+        raise ImproperlyConfigured(f"settings.{setting} must be a dict")
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise ImproperlyConfigured(
+            f"settings.{setting} has unknown keys {unknown}; allowed: {sorted(known)}"
+        )
+    return value
+
+
+def read_secret(
+    setting: str, section: Mapping[str, Any], key: str, *, inner_spaces: bool = False
+) -> str:
+    """``section[key]`` or the content of the file ``section[key + "_FILE"]``
+    (one line, surrounding blanks removed; spaces inside only if
+    ``inner_spaces``, as the agent allows in its forwarded secret)."""
+    file_key = f"{key}_FILE"
+    value, path = section.get(key), section.get(file_key)
+    if value is not None and path is not None:
+        raise ImproperlyConfigured(f"settings.{setting}: give {key} or {file_key}, not both")
+    if path is not None:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                value = handle.read().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ImproperlyConfigured(
+                f"settings.{setting}[{file_key!r}]: cannot read {path}: {type(exc).__name__}"
+            ) from None
+        where = f"the file {path}"
+    else:
+        where = f"settings.{setting}[{key!r}]"
+    if value is None:
+        raise ImproperlyConfigured(f"settings.{setting}: {key} or {file_key} is required")
+    if not isinstance(value, str) or not value:
+        raise ImproperlyConfigured(f"{where} is empty or not a string")
+    if value != value.strip() or not value.replace(" ", "").isprintable():
+        raise ImproperlyConfigured(f"{where} must hold one line of printable characters")
+    if " " in value and not inner_spaces:
+        raise ImproperlyConfigured(f"{where} must hold one word (no spaces)")
+    return value
+
+
+def _seconds(setting: str, section: Mapping[str, Any], key: str, default: float) -> float:
+    value = section.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ImproperlyConfigured(f"settings.{setting}[{key!r}] must be a number of seconds > 0")
+    return float(value)
+
+
+@functools.cache
+def scheduler_config() -> SchedulerConfig:
+    """``settings.BACKCHANNEL``, checked (cached)."""
+    section = _section(
+        SCHEDULER_SETTING, {"URL", "TOKEN", "TOKEN_FILE", "TIMEOUT", "MAX_WAIT", "VERIFY"}
+    )
+    url = section.get("URL")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise ImproperlyConfigured(
+            f"settings.{SCHEDULER_SETTING}['URL'] must be the broker's http(s):// URL"
+        )
+    verify = section.get("VERIFY", True)
+    if not isinstance(verify, (bool, str)):
+        raise ImproperlyConfigured(
+            f"settings.{SCHEDULER_SETTING}['VERIFY'] must be True, False or a CA bundle path"
+        )
+    return SchedulerConfig(
+        url=url,
+        token=read_secret(SCHEDULER_SETTING, section, "TOKEN"),
+        timeout=_seconds(SCHEDULER_SETTING, section, "TIMEOUT", 30.0),
+        max_wait=_seconds(SCHEDULER_SETTING, section, "MAX_WAIT", 50.0),
+        verify=verify,
+    )
+
+
+@functools.cache
+def castellum_config() -> CastellumConfig:
+    """``settings.BACKCHANNEL_CASTELLUM``, checked (cached)."""
+    section = _section(CASTELLUM_SETTING, {"SECRET", "SECRET_FILE", "HEADER"})
+    header = section.get("HEADER", DEFAULT_SECRET_HEADER)
+    if (
+        not isinstance(header, str)
+        or not header
+        or not all(c.isalnum() or c in "-_" for c in header)
+    ):
+        raise ImproperlyConfigured(f"settings.{CASTELLUM_SETTING}['HEADER'] is not a header name")
+    return CastellumConfig(
+        secret=read_secret(CASTELLUM_SETTING, section, "SECRET", inner_spaces=True), header=header
+    )
+
+
+Reset = TypeVar("Reset", bound=Callable[[], None])
+_resets: list[Callable[[], None]] = []
+
+
+def on_change(reset: Reset) -> Reset:
+    """Register a function to call when a backchannel setting changes."""
+    _resets.append(reset)
+    return reset
+
+
+def _setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting in (SCHEDULER_SETTING, CASTELLUM_SETTING):
+        scheduler_config.cache_clear()
+        castellum_config.cache_clear()
+        for reset in _resets:
+            reset()
+
+
+setting_changed.connect(_setting_changed, dispatch_uid="backchannel.django.conf")

@@ -1,0 +1,320 @@
+"""Both Django sides, end to end: the scheduler's views in this process call a
+real broker through the client; the real ``backchannel agent`` forwards each
+job to castellum's view, served over real HTTP by a process of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import secrets
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import django
+import httpx
+import pytest
+from django.core.checks import run_checks
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import CommandError, call_command
+from django.test import AsyncClient as DjangoAsyncClient
+from django.test import Client as DjangoClient
+from django.test import override_settings
+
+from backchannel import Client, JobFailed, JobState
+from backchannel.models import parse_time
+from support import SUBMITTER_TOKEN, Broker, Process, clean_env, free_port, wait_until
+
+PROJECT = Path(__file__).parent / "django_project"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def django_setup() -> None:
+    django.setup()
+
+
+@dataclass
+class Castellum:
+    url: str
+    secret: str
+    process: Process
+
+    @property
+    def job_url(self) -> str:
+        return f"{self.url}/backchannel/job"
+
+
+@pytest.fixture(scope="module")
+def castellum(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Castellum]:
+    """Castellum's Django project, served over HTTP, with its shared secret in a file."""
+    directory = tmp_path_factory.mktemp("castellum")
+    secret = "castellum-secret-" + secrets.token_hex(16)
+    (directory / "secret").write_text(secret + "\n")
+    port = free_port()
+    env = clean_env(
+        DJANGO_SETTINGS_MODULE="castellum_site.settings",
+        CASTELLUM_SECRET_FILE=str(directory / "secret"),
+        PYTHONPATH=str(PROJECT),
+    )
+    process = Process(
+        [sys.executable, "-m", "castellum_site.serve", str(port)], env, directory / "log"
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def listening() -> bool:
+        if not process.running():
+            raise AssertionError(f"castellum exited:\n{process.output()}")
+        try:
+            httpx.get(url, timeout=1)
+            return True
+        except httpx.TransportError:
+            return False
+
+    wait_until(listening, what="castellum to listen")
+    yield Castellum(url, secret, process)
+    process.stop()
+
+
+@pytest.fixture
+def scheduler(broker: Broker, tmp_path: Path) -> Iterator[Broker]:
+    """The scheduler's settings pointed at this test's broker (token from a file)."""
+    token_file = tmp_path / "scheduler.token"
+    token_file.write_text(SUBMITTER_TOKEN + "\n")
+    with override_settings(
+        BACKCHANNEL={"URL": broker.url, "TOKEN_FILE": str(token_file), "TIMEOUT": 10}
+    ):
+        yield broker
+
+
+def test_the_whole_round_trip(scheduler: Broker, start_agent: Any, castellum: Castellum) -> None:
+    start_agent(scheduler, forward=castellum.job_url, secret=castellum.secret)
+    browser = DjangoClient()
+
+    response = browser.get("/invitations/abc")
+    assert response.status_code == 200, response.content
+    found = response.json()["invitation"]
+    assert found["name"] == "Ada Lovelace"
+    assert found["attempt"] == 1 and found["before_deadline"] is True
+
+    # A JobError raised by castellum's handler reaches the scheduler's view.
+    assert browser.get("/invitations/nobody").status_code == 404
+
+    async def async_view() -> Any:
+        return await DjangoAsyncClient().get("/async/invitations/def")
+
+    response = asyncio.run(async_view())
+    assert response.status_code == 200 and response.json()["invitation"]["name"] == "Grace Hopper"
+
+    with Client(scheduler.url, SUBMITTER_TOKEN) as client:
+        stored = client.get(found["job"])
+        assert stored.state is JobState.DONE and stored.result == found
+
+
+def test_what_castellum_raises_reaches_the_submitter(
+    broker: Broker, start_agent: Any, castellum: Castellum
+) -> None:
+    start_agent(broker, forward=castellum.job_url, secret=castellum.secret)
+    with Client(broker.url, SUBMITTER_TOKEN) as client:
+        with pytest.raises(JobFailed) as refused:
+            client.call("invitation.lookup", {"token": "nobody"}, timeout=10)
+        assert refused.value.handler_status == 404
+        assert refused.value.body == {
+            "error": {
+                "code": "job_error",
+                "message": "no such invitation",
+                "details": {"token": "nobody"},
+            }
+        }
+        assert refused.value.message == "the handler answered 404: no such invitation"
+
+        with pytest.raises(JobFailed) as crashed:
+            client.call("castellum.crash", None, timeout=10)
+        assert crashed.value.handler_status == 500
+        assert crashed.value.body == {
+            "error": {"code": "internal", "message": "the handler failed"}
+        }
+        assert "participants.db" not in json.dumps(crashed.value.error)
+        assert "participants.db" in castellum.process.output(), "castellum logged it"
+
+        with pytest.raises(JobFailed) as unknown:
+            client.call("nobody.handles.this", None, timeout=10)
+        assert unknown.value.handler_status == 404
+        assert unknown.value.body["error"]["code"] == "unknown_kind"
+
+        clock = client.call("castellum.clock", None, timeout=10)
+        assert parse_time(clock["deadline"]) - parse_time(clock["now"]) < timedelta(seconds=10)
+
+
+@pytest.mark.parametrize(
+    "secret", [None, "a-wrong-secret-0123456789"], ids=["no-secret", "wrong-secret"]
+)
+def test_an_agent_without_the_right_secret_is_refused(
+    scheduler: Broker, start_agent: Any, castellum: Castellum, secret: str | None
+) -> None:
+    start_agent(scheduler, forward=castellum.job_url, secret=secret)
+    with Client(scheduler.url, SUBMITTER_TOKEN) as client:
+        job = client.submit("invitation.lookup", {"token": "abc"}, wait=10)
+    assert job.state is JobState.FAILED
+    assert job.error["status"] == 403
+    assert job.error["body"] == {
+        "error": {"code": "forbidden", "message": "missing or wrong shared secret"}
+    }
+    assert castellum.secret not in json.dumps(job.error)
+
+    response = DjangoClient().get("/invitations/abc")
+    assert response.status_code == 502
+    assert response.json() == {"detail": "the handler answered 403: missing or wrong shared secret"}
+
+
+def test_the_castellum_view_over_http(castellum: Castellum) -> None:
+    job_headers = {
+        "X-Backchannel-Job-Id": "5",
+        "X-Backchannel-Kind": "invitation.lookup",
+        "X-Backchannel-Attempt": "1",
+        "X-Backchannel-Deadline": "2099-01-01T00:00:00Z",
+        "Content-Type": "application/json",
+    }
+    good = {**job_headers, "X-Backchannel-Secret": castellum.secret}
+
+    def post(headers: dict[str, str], body: bytes = b'{"token": "abc"}') -> httpx.Response:
+        return httpx.post(castellum.job_url, headers=headers, content=body, timeout=5)
+
+    assert post(good).json()["name"] == "Ada Lovelace"
+    for headers in (job_headers, {**job_headers, "X-Backchannel-Secret": castellum.secret + "x"}):
+        refused = post(headers)
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
+        assert castellum.secret not in refused.text
+    wrong_method = httpx.get(castellum.job_url, headers=good, timeout=5)
+    assert wrong_method.status_code == 405 and wrong_method.headers["Allow"] == "POST"
+    assert post(good, b"{not json").status_code == 400
+    missing = post({k: v for k, v in good.items() if k != "X-Backchannel-Deadline"})
+    assert (
+        missing.status_code == 400
+        and "X-Backchannel-Deadline" in missing.json()["error"]["message"]
+    )
+    unknown = post({**good, "X-Backchannel-Kind": "nobody.handles.this"})
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "unknown_kind"
+
+
+def test_the_status_command(scheduler: Broker, start_agent: Any) -> None:
+    out = io.StringIO()
+    with pytest.raises(CommandError) as no_listener:
+        call_command("backchannel_status", stdout=out)
+    assert no_listener.value.returncode == 1
+    assert "reachable" in out.getvalue() and "listener  none" in out.getvalue()
+
+    start_agent(scheduler)
+    out = io.StringIO()
+    call_command("backchannel_status", stdout=out)
+    assert "listener  python-tests-" in out.getvalue() and "jobs      pending 0" in out.getvalue()
+
+    with override_settings(
+        BACKCHANNEL={"URL": f"http://127.0.0.1:{free_port()}", "TOKEN": "x" * 20}
+    ):
+        out = io.StringIO()
+        with pytest.raises(CommandError) as unreachable:
+            call_command("backchannel_status", "--timeout", "0.5", stdout=out)
+        assert unreachable.value.returncode == 2
+        assert "x" * 20 not in out.getvalue() + str(unreachable.value)
+
+
+def test_the_checks(scheduler: Broker, start_agent: Any) -> None:
+    def ids(deploy: bool) -> list[str]:
+        return [m.id for m in run_checks(tags=["backchannel"], include_deployment_checks=deploy)]
+
+    assert ids(deploy=False) == []
+    assert ids(deploy=True) == ["backchannel.W002"], "no listener yet"
+    start_agent(scheduler)
+    assert ids(deploy=True) == []
+
+    with override_settings(
+        BACKCHANNEL={"URL": f"http://127.0.0.1:{free_port()}", "TOKEN": "x" * 20}
+    ):
+        assert ids(deploy=False) == [], "without --deploy nothing asks the broker"
+        assert ids(deploy=True) == ["backchannel.E003"]
+    with override_settings(BACKCHANNEL={"URL": "ftp://nowhere", "TOKEN": "x" * 20}):
+        assert ids(deploy=False) == ["backchannel.E001"]
+    with override_settings(BACKCHANNEL_CASTELLUM={"SECRET_FILE": "/nonexistent/secret"}):
+        assert ids(deploy=False) == ["backchannel.E002"]
+
+
+def test_get_client_is_built_once_and_follows_the_settings(
+    scheduler: Broker, tmp_path: Path
+) -> None:
+    from backchannel.django import get_client
+
+    seen: list[Client] = []
+    threads = [threading.Thread(target=lambda: seen.append(get_client())) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({id(client) for client in seen}) == 1
+    assert seen[0].base_url == scheduler.url and seen[0].timeout == 10
+    assert seen[0].stats().jobs[JobState.PENDING] == 0
+
+    other = f"http://127.0.0.1:{free_port()}"
+    with override_settings(BACKCHANNEL={"URL": other, "TOKEN": "y" * 20, "TIMEOUT": 3}):
+        assert get_client() is not seen[0] and get_client().base_url == other
+        assert get_client().timeout == 3
+    missing = tmp_path / "no-such-token"
+    unreadable = override_settings(BACKCHANNEL={"URL": other, "TOKEN_FILE": str(missing)})
+    with unreadable, pytest.raises(ImproperlyConfigured, match="no-such-token"):
+        get_client()
+    typo = override_settings(BACKCHANNEL={"URL": other, "TOKEN": "z" * 20, "TIMOUT": 3})
+    with typo, pytest.raises(ImproperlyConfigured, match="unknown keys"):
+        get_client()
+
+
+def test_castellum_with_an_unreadable_secret_file_fails_its_check(tmp_path: Path) -> None:
+    env = clean_env(
+        DJANGO_SETTINGS_MODULE="castellum_site.settings",
+        CASTELLUM_SECRET_FILE=str(tmp_path / "missing"),
+        PYTHONPATH=str(PROJECT),
+    )
+    check = subprocess.run(
+        [sys.executable, "-m", "django", "check"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert check.returncode != 0 and "backchannel.E002" in check.stderr
+
+
+def test_secrets_and_tokens_in_the_settings(tmp_path: Path) -> None:
+    from backchannel.django.conf import castellum_config, scheduler_config
+
+    with override_settings(BACKCHANNEL_CASTELLUM={"SECRET": "correct horse battery staple"}):
+        # The agent sends a secret with inner spaces as it is; so does the kit.
+        assert castellum_config().secret == "correct horse battery staple"
+        assert castellum_config().header == "X-Backchannel-Secret"
+        assert "correct horse" not in repr(castellum_config())
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("  from-a-file  \n")
+    with override_settings(
+        BACKCHANNEL_CASTELLUM={"SECRET_FILE": str(secret_file), "HEADER": "X-Key"}
+    ):
+        assert (castellum_config().secret, castellum_config().header) == ("from-a-file", "X-Key")
+    refused = [
+        {"SECRET": " padded"},
+        {"SECRET": "two\nlines"},
+        {"SECRET": ""},
+        {"SECRET": "x", "SECRET_FILE": str(secret_file)},
+        {"SECRET": "fine-secret", "HEADER": "not a header"},
+        {},
+    ]
+    for section in refused:
+        with override_settings(BACKCHANNEL_CASTELLUM=section), pytest.raises(ImproperlyConfigured):
+            castellum_config()
+    token = "a-token with-a-space"
+    with override_settings(BACKCHANNEL={"URL": "http://127.0.0.1:9", "TOKEN": token}):
+        with pytest.raises(ImproperlyConfigured) as raised:
+            scheduler_config()
+        assert token not in str(raised.value)

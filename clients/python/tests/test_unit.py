@@ -1,0 +1,273 @@
+"""The parts that need no broker: parsing, the error table, the handler kit."""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from datetime import datetime, timedelta, timezone
+
+import certifi
+import httpx
+import pytest
+
+from backchannel import (
+    AlreadyTerminal,
+    ApiError,
+    Client,
+    Job,
+    JobFailed,
+    JobState,
+    RetryPolicy,
+    Stats,
+)
+from backchannel.errors import _BY_STATUS, error_from_response, exception_for
+from backchannel.handlers import Dispatcher, JobContext, JobError, decode_payload, secret_matches
+from backchannel.models import parse_time
+from support import REPO
+
+JOB = {
+    "id": 42,
+    "kind": "invitation.lookup",
+    "state": "done",
+    "payload": {"token": "abc"},
+    "result": {"name": "Ada"},
+    "error": None,
+    "attempts": 1,
+    "created_at": "2026-11-27T22:00:00.123456Z",
+    "deadline": "2026-11-27T22:00:30.123456Z",
+    "completed_at": "2026-11-27T22:00:00.2Z",
+}
+
+
+def documented_codes() -> dict[str, int]:
+    """The error codes of docs/openapi.yaml's table, with their status."""
+    text = (REPO / "docs" / "openapi.yaml").read_text()
+    codes = {}
+    for status, cell in re.findall(r"^\s*\| (\d{3}) \| (.*) \|$", text, re.MULTILINE):
+        for code in re.findall(r"`([a-z_]+)`", cell):
+            codes[code] = int(status)
+    return codes
+
+
+def test_every_documented_error_code_has_its_own_class() -> None:
+    codes = documented_codes()
+    assert len(codes) >= 20, "the table was found"
+    classes = {}
+    for code, status in codes.items():
+        cls = exception_for(status, code)
+        assert issubclass(cls, _BY_STATUS[status]), code
+        assert cls is not _BY_STATUS[status] or status in (
+            401,
+            403,
+            404,
+            405,
+            408,
+            410,
+            413,
+            415,
+        ), code
+        classes[code] = cls
+    shared = {cls for cls in classes.values() if list(classes.values()).count(cls) > 1}
+    assert not shared, f"codes sharing a class: {shared}"
+
+
+def test_an_error_response_becomes_its_exception_with_the_job() -> None:
+    body = {"error": {"code": "already_terminal", "message": "the job is already done", "job": JOB}}
+    response = httpx.Response(409, json=body, headers={"Retry-After": "2"})
+    error = error_from_response(response)
+    assert type(error) is AlreadyTerminal
+    assert (error.status, error.code, error.message) == (
+        409,
+        "already_terminal",
+        "the job is already done",
+    )
+    assert error.job == Job.from_json(JOB) and error.retry_after == 2
+    assert str(error) == "409 already_terminal: the job is already done"
+
+
+def test_an_error_without_a_json_body_still_maps_by_status() -> None:
+    error = error_from_response(httpx.Response(502, text="<html>bad gateway</html>"))
+    assert type(error).__name__ == "BadGateway" and error.retryable and error.code is None
+    unknown = error_from_response(
+        httpx.Response(418, json={"error": {"code": "teapot", "message": "no"}})
+    )
+    assert type(unknown) is ApiError and unknown.code == "teapot"
+    # A known code with a status it does not belong to maps by status.
+    odd = error_from_response(httpx.Response(400, json={"error": {"code": "gone", "message": "?"}}))
+    assert type(odd).__name__ == "BadRequest"
+
+
+def test_a_job_from_json() -> None:
+    job = Job.from_json(JOB)
+    assert job.state is JobState.DONE and job.state == "done" and job.is_terminal
+    assert job.created_at == datetime(2026, 11, 27, 22, 0, 0, 123456, tzinfo=timezone.utc)
+    assert job.completed_at == datetime(2026, 11, 27, 22, 0, 0, 200000, tzinfo=timezone.utc)
+    assert not Job.from_json({**JOB, "state": "delivered"}).is_terminal
+    with pytest.raises(ValueError):
+        Job.from_json({**JOB, "state": "lost"})
+    with pytest.raises(KeyError):
+        Job.from_json({k: v for k, v in JOB.items() if k != "deadline"})
+    with pytest.raises(TypeError):
+        Job.from_json({**JOB, "id": "42"})
+
+
+def test_stats_from_json() -> None:
+    counts = {"pending": 2, "delivered": 1, "done": 5, "failed": 0, "expired": 0, "cancelled": 0}
+    stats = Stats.from_json({"jobs": counts, "oldest_pending_age_seconds": 1.5})
+    assert stats.open == 3 and stats.jobs[JobState.DONE] == 5
+    assert stats.oldest_pending_age_seconds == 1.5
+    newer = Stats.from_json({"jobs": {**counts, "paused": 1}, "oldest_pending_age_seconds": None})
+    assert set(newer.jobs) == set(JobState) and newer.oldest_pending_age_seconds is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-11-27T22:00:00Z", datetime(2026, 11, 27, 22, tzinfo=timezone.utc)),
+        ("2026-11-27T22:00:00.5z", datetime(2026, 11, 27, 22, 0, 0, 500000, tzinfo=timezone.utc)),
+        (
+            "2026-11-27T22:00:00.123456789Z",
+            datetime(2026, 11, 27, 22, 0, 0, 123456, tzinfo=timezone.utc),
+        ),
+        ("2026-11-27T23:30:00+01:30", datetime(2026, 11, 27, 22, tzinfo=timezone.utc)),
+        ("2026-11-27 20:00:00-02:00", datetime(2026, 11, 27, 22, tzinfo=timezone.utc)),
+    ],
+)
+def test_rfc3339_times(text: str, expected: datetime) -> None:
+    parsed = parse_time(text)
+    assert parsed == expected and parsed.tzinfo is timezone.utc
+
+
+@pytest.mark.parametrize(
+    "text", ["2026-11-27", "2026-11-27T22:00:00", "yesterday", "2026-11-27T22:00Z"]
+)
+def test_not_rfc3339_times(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_time(text)
+
+
+def test_job_failed_describes_what_the_handler_said() -> None:
+    def failed(error: object) -> JobFailed:
+        return JobFailed(Job.from_json({**JOB, "state": "failed", "result": None, "error": error}))
+
+    kit = failed(
+        {"status": 404, "body": {"error": {"code": "job_error", "message": "no such invitation"}}}
+    )
+    assert kit.message == "the handler answered 404: no such invitation"
+    assert kit.handler_status == 404 and kit.body["error"]["code"] == "job_error"
+    assert failed({"status": 500, "body": "<html>"}).message == "the handler answered 500"
+    assert failed({"message": "the handler is unreachable"}).message == (
+        "the job failed: the handler is unreachable"
+    )
+    assert failed("plain").message == "the job failed" and failed("plain").handler_status is None
+
+
+def test_the_token_is_checked_and_never_shown() -> None:
+    for bad in ["", "with space", "new\nline"]:
+        with pytest.raises(ValueError) as raised:
+            Client("http://127.0.0.1:1", bad)
+        assert bad not in str(raised.value) or not bad
+    token = "a-token-that-must-not-show-0000"
+    client = Client("http://127.0.0.1:1", token)
+    assert token not in repr(client) and token not in str(vars(client).get("base_url"))
+    client.close()
+    with pytest.raises(ValueError, match="http"):
+        Client("127.0.0.1:8080", token)
+
+
+def test_a_ca_bundle_path_is_taken_without_deprecation_warnings() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Client("https://127.0.0.1:1", "a-token-0000000000000", verify=certifi.where()).close()
+
+
+def test_retry_pauses_grow_and_are_capped() -> None:
+    policy = RetryPolicy(backoff=0.1, max_backoff=1.0)
+    for failures, low, high in [(1, 0.05, 0.1), (2, 0.1, 0.2), (3, 0.2, 0.4), (10, 0.5, 1.0)]:
+        assert low <= policy.pause(failures) <= high
+
+
+# The handler kit, without a web framework --------------------------------------------------
+
+
+def context(kind: str = "invitation.lookup") -> JobContext:
+    return JobContext(
+        id=7, kind=kind, attempt=1, deadline=datetime.now(timezone.utc) + timedelta(seconds=30)
+    )
+
+
+def test_the_dispatcher_runs_the_handler_of_the_kind() -> None:
+    jobs = Dispatcher()
+
+    @jobs.handler("invitation.lookup")
+    def lookup(payload: dict[str, str], job: JobContext) -> dict[str, object]:
+        if payload["token"] != "abc":
+            raise JobError("no such invitation", status=404, token=payload["token"])
+        return {"name": "Ada", "job": job.id}
+
+    @jobs.handler("broken")
+    def broken(payload: object, job: JobContext) -> object:
+        raise RuntimeError("internal detail /srv/secret")
+
+    assert "invitation.lookup" in jobs and list(jobs) == ["broken", "invitation.lookup"]
+    ok = jobs.dispatch(context(), {"token": "abc"})
+    assert (ok.status, json.loads(ok.body)) == (200, {"name": "Ada", "job": 7})
+    refused = jobs.dispatch(context(), {"token": "zzz"})
+    assert refused.status == 404
+    assert json.loads(refused.body) == {
+        "error": {"code": "job_error", "message": "no such invitation", "details": {"token": "zzz"}}
+    }
+    crashed = jobs.dispatch(context("broken"), None)
+    assert (
+        crashed.status == 500 and b"secret" not in crashed.body and b"Traceback" not in crashed.body
+    )
+    unknown = jobs.dispatch(context("nobody.handles"), None)
+    assert unknown.status == 404 and json.loads(unknown.body)["error"]["code"] == "unknown_kind"
+    unserialisable = Dispatcher()
+    unserialisable.register("odd", lambda payload, job: object())
+    assert unserialisable.dispatch(context("odd"), None).status == 500
+
+
+def test_registering_is_checked() -> None:
+    jobs = Dispatcher()
+    jobs.register("a.kind", lambda payload, job: None)
+    with pytest.raises(ValueError, match="already"):
+        jobs.register("a.kind", lambda payload, job: None)
+    with pytest.raises(ValueError, match="kind"):
+        jobs.register("not a kind", lambda payload, job: None)
+    with pytest.raises(ValueError, match="4xx or 5xx"):
+        JobError("done?", status=200)
+
+
+def test_the_job_context_comes_from_the_agents_headers() -> None:
+    headers = {
+        "X-Backchannel-Job-Id": "12",
+        "X-Backchannel-Kind": "invitation.lookup",
+        "X-Backchannel-Attempt": "2",
+        "X-Backchannel-Deadline": "2026-11-27T22:00:30.5Z",
+    }
+    job = JobContext.from_headers(headers)
+    assert (job.id, job.kind, job.attempt) == (12, "invitation.lookup", 2)
+    assert job.deadline == datetime(2026, 11, 27, 22, 0, 30, 500000, tzinfo=timezone.utc)
+    assert job.remaining() == 0
+    for name, value in [
+        ("X-Backchannel-Job-Id", "-1"),
+        ("X-Backchannel-Attempt", "²"),
+        ("X-Backchannel-Deadline", "soon"),
+    ]:
+        with pytest.raises(ValueError, match=name):
+            JobContext.from_headers({**headers, name: value})
+    with pytest.raises(ValueError, match="missing"):
+        JobContext.from_headers({k: v for k, v in headers.items() if k != "X-Backchannel-Kind"})
+
+
+def test_secrets_and_payloads() -> None:
+    assert secret_matches("s3cret-value", "s3cret-value")
+    assert not secret_matches("s3cret-value", "s3cret-valuE")
+    assert not secret_matches("s3cret-value", None)
+    assert not secret_matches("", "")
+    assert not secret_matches("s3cret-value", "ünïcode")
+    assert decode_payload(b"") is None and decode_payload(b'{"a": 1}') == {"a": 1}
+    with pytest.raises(ValueError, match="JSON"):
+        decode_payload(b"{not json")
