@@ -105,9 +105,19 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         .with_context(|| format!("cannot listen on {}", settings.bind))?;
     let addr = listener.local_addr()?;
     let routes = http::routes(broker.clone(), tokens);
-    let server = http::serve::serve(listener, routes, settings.header_timeout, shutdown.clone());
+    let peers = http::serve::PeerBound {
+        heartbeat: settings.heartbeat,
+    };
+    let server = http::serve::serve(
+        listener,
+        routes,
+        settings.header_timeout,
+        peers,
+        shutdown.clone(),
+    );
     let grace = settings.shutdown_grace;
     let signal = shutdown.clone();
+    let draining = broker.clone();
     let task = tokio::spawn(async move {
         tokio::select! {
             _ = server => {}
@@ -115,6 +125,9 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
                 tracing::warn!("shutdown grace period over; closing remaining connections");
             }
         }
+        // The requests are done. State changes they started may still wait
+        // for the database; once they are, the last notifications leave.
+        draining.finish(grace).await;
     });
     tracing::info!(%addr, instance = %broker.instance(), wake = ?settings.wake, "backchannel listening");
     Ok(Running {

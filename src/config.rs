@@ -137,19 +137,27 @@ pub struct Settings {
     pub shutdown_grace: Duration,
 }
 
+/// The longest duration any setting may name: far beyond any use, and well
+/// within what PostgreSQL's intervals and timestamps, chrono's dates and the
+/// runtime's clock hold (a longer one would only fail later, mid-statement).
+pub const MAX_SECONDS: u64 = 100 * 365 * 86_400;
+
 /// A setting that cannot work, found before anything starts.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
-/// A number of seconds, fractions allowed, 0 or more.
+/// A number of seconds, fractions allowed, 0 or more. One too large for a
+/// `Duration` becomes the largest, which `validate` refuses by name.
 pub fn seconds(text: &str) -> Result<Duration, String> {
     let value: f64 = text
         .trim()
         .parse()
         .map_err(|_| "must be a number of seconds".to_string())?;
-    Duration::try_from_secs_f64(value)
-        .map_err(|_| "must be a number of seconds, 0 or more and not absurdly large".to_string())
+    if value.is_nan() || value < 0.0 {
+        return Err("must be a number of seconds, 0 or more".into());
+    }
+    Ok(Duration::try_from_secs_f64(value).unwrap_or(Duration::MAX))
 }
 
 /// A whole number of milliseconds.
@@ -193,6 +201,17 @@ impl Settings {
             if value.is_zero() {
                 return Err(ConfigError(format!(
                     "{name} must be a positive number of seconds"
+                )));
+            }
+        }
+        let bounded = positive.into_iter().chain([
+            ("BACKCHANNEL_SHUTDOWN_GRACE", self.shutdown_grace),
+            ("BACKCHANNEL_POLL_INTERVAL_MS", self.poll_interval),
+        ]);
+        for (name, value) in bounded {
+            if value.as_secs() > MAX_SECONDS {
+                return Err(ConfigError(format!(
+                    "{name} is too long: at most {MAX_SECONDS} seconds (100 years)"
                 )));
             }
         }
@@ -283,6 +302,15 @@ mod tests {
         );
 
         let mut s = valid();
+        s.retention = Duration::from_secs(MAX_SECONDS + 1);
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("BACKCHANNEL_RETENTION")
+        );
+
+        let mut s = valid();
         s.heartbeat = Duration::ZERO;
         assert!(
             s.validate()
@@ -297,7 +325,8 @@ mod tests {
         assert_eq!(seconds("0.5"), Ok(Duration::from_millis(500)));
         assert!(seconds("-1").is_err());
         assert!(seconds("NaN").is_err());
-        assert!(seconds("1e300").is_err());
+        assert!(seconds("inf").is_ok_and(|d| d == Duration::MAX));
+        assert_eq!(seconds("1e300"), Ok(Duration::MAX));
         assert!(seconds("soon").is_err());
     }
 

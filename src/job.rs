@@ -4,6 +4,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// Where a job is in its life. The last four are terminal: never left again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,15 +47,17 @@ impl JobState {
     }
 }
 
-/// A job row, serialised exactly as the contract's job object.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A job row, serialised exactly as the contract's job object. The payload,
+/// result and error are kept as the stored JSON text: the broker never looks
+/// inside them, and passes them on exactly as PostgreSQL stored them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Job {
     pub id: i64,
     pub kind: String,
     pub state: JobState,
-    pub payload: Value,
-    pub result: Option<Value>,
-    pub error: Option<Value>,
+    pub payload: Box<RawValue>,
+    pub result: Option<Box<RawValue>>,
+    pub error: Option<Box<RawValue>>,
     pub attempts: i32,
     #[serde(serialize_with = "rfc3339")]
     pub created_at: DateTime<Utc>,
@@ -71,11 +74,11 @@ impl Job {
 }
 
 /// What the stream sends for one job (`data:` of an `event: job`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobEvent {
     pub id: i64,
     pub kind: String,
-    pub payload: Value,
+    pub payload: Box<RawValue>,
     #[serde(serialize_with = "rfc3339")]
     pub deadline: DateTime<Utc>,
     pub attempt: i32,

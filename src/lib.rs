@@ -8,6 +8,7 @@
 //! - [`app`]: one instance, started, run and shut down;
 //! - [`config`]: `serve`'s settings;
 //! - [`job`]: the contract's job;
+//! - [`json`]: what JSON may be stored and sent;
 //! - [`http`]: the edge (routes, handlers, tokens, bodies, errors);
 //! - [`broker`]: the domain, one file per step of a job's life;
 //! - [`wake`]: who waits for what, LISTEN in, NOTIFY out;
@@ -23,6 +24,7 @@ pub mod client;
 pub mod config;
 pub mod http;
 pub mod job;
+pub mod json;
 pub mod metrics;
 pub mod store;
 pub mod telemetry;

@@ -26,6 +26,7 @@ pub struct Metrics {
     registry: Registry,
     pub jobs_submitted: Counter,
     pub jobs_finished: Family<OutcomeLabel, Counter>,
+    pub jobs_undeliverable: Counter,
     pub round_trip_seconds: Histogram,
     pub requests_waiting: Gauge,
     pub stream_connected: Gauge,
@@ -55,6 +56,7 @@ impl Metrics {
         let m = Metrics {
             jobs_submitted: Counter::default(),
             jobs_finished: Family::default(),
+            jobs_undeliverable: Counter::default(),
             // 0.5 ms .. ~65 s
             round_trip_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 18)),
             requests_waiting: Gauge::default(),
@@ -83,6 +85,11 @@ impl Metrics {
             "jobs_finished",
             "Jobs this instance moved to a terminal state, by outcome",
             m.jobs_finished.clone(),
+        );
+        r.register(
+            "jobs_undeliverable",
+            "Jobs the stream could not send (rows written through SQL that no listener could read), ended failed",
+            m.jobs_undeliverable.clone(),
         );
         r.register(
             "round_trip_seconds",

@@ -38,7 +38,13 @@ impl std::fmt::Display for Handled {
 
 /// The job's own payload as its result.
 pub fn echo(job: &JobEvent) -> (Answer, Handled) {
-    (Answer::Result(job.payload.clone()), Handled::Echo)
+    match serde_json::from_str(job.payload.get()) {
+        Ok(payload) => (Answer::Result(payload), Handled::Echo),
+        Err(_) => (
+            Answer::Error(json!({"message": "the payload cannot be echoed"})),
+            Handled::Failed,
+        ),
+    }
 }
 
 /// POST the payload to `url` with the job's headers, giving up after `timeout`.

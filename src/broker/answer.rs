@@ -1,20 +1,30 @@
 //! The listener's answer: the first one ends the job, a replay of the same
 //! answer is accepted, a different one is a conflict.
 
+use std::sync::Arc;
+
+use tracing::Instrument;
+
 use super::{Broker, BrokerError, unsettled};
 use crate::job::{Answer, Job, JobState};
 
 impl Broker {
     /// Record the listener's answer; replays of the same answer are accepted.
-    #[tracing::instrument(name = "job", skip_all, fields(job_id = id))]
-    pub async fn answer(&self, id: i64, answer: Answer) -> Result<Job, BrokerError> {
+    pub async fn answer(self: &Arc<Self>, id: i64, answer: Answer) -> Result<Job, BrokerError> {
+        let broker = self.clone();
+        let span = tracing::info_span!("job", job_id = id);
+        self.settle(async move { broker.answer_now(id, answer).await }.instrument(span))
+            .await
+    }
+
+    async fn answer_now(&self, id: i64, answer: Answer) -> Result<Job, BrokerError> {
         for _ in 0..2 {
             if let Some(job) = self.store.answer(id, &answer).await? {
                 tracing::info!(job_id = id, state = job.state.as_str(), "job answered");
                 self.finished(&job);
                 return Ok(job);
             }
-            match self.read(id).await? {
+            match self.read_now(id).await? {
                 None => return Err(BrokerError::NotFound),
                 Some(job) => match job.state {
                     // "The same answer" is decided by jsonb equality, so that

@@ -1,19 +1,29 @@
 //! The submitter withdraws a job that has not ended.
 
+use std::sync::Arc;
+
+use tracing::Instrument;
+
 use super::{Broker, BrokerError, unsettled};
 use crate::job::Job;
 
 impl Broker {
     /// Withdraw a job that has not ended.
-    #[tracing::instrument(name = "job", skip_all, fields(job_id = id))]
-    pub async fn cancel(&self, id: i64) -> Result<Job, BrokerError> {
+    pub async fn cancel(self: &Arc<Self>, id: i64) -> Result<Job, BrokerError> {
+        let broker = self.clone();
+        let span = tracing::info_span!("job", job_id = id);
+        self.settle(async move { broker.cancel_now(id).await }.instrument(span))
+            .await
+    }
+
+    async fn cancel_now(&self, id: i64) -> Result<Job, BrokerError> {
         for _ in 0..2 {
             if let Some(job) = self.store.cancel(id).await? {
                 tracing::info!(job_id = id, "job cancelled");
                 self.finished(&job);
                 return Ok(job);
             }
-            match self.read(id).await? {
+            match self.read_now(id).await? {
                 None => return Err(BrokerError::NotFound),
                 Some(job) if job.is_terminal() => {
                     return Err(BrokerError::AlreadyTerminal(Box::new(job)));

@@ -17,11 +17,13 @@ mod stream;
 mod submit;
 mod wait;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::{Settings, WakeMode};
 use crate::job::Job;
@@ -48,20 +50,26 @@ pub enum BrokerError {
     ShuttingDown,
     #[error("too many requests are waiting on this instance")]
     TooManyWaiting,
+    /// The database refused a value the client sent.
+    #[error("{0}")]
+    InvalidValue(&'static str),
     /// The database cannot be reached now; worth retrying shortly.
     #[error(transparent)]
     Unavailable(StoreError),
     /// The database refused a statement: a fault of the broker or the schema.
     #[error(transparent)]
     Database(StoreError),
+    /// A state change did not finish (its task panicked).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl From<StoreError> for BrokerError {
     fn from(error: StoreError) -> Self {
-        if error.is_unavailable() {
-            BrokerError::Unavailable(error)
-        } else {
-            BrokerError::Database(error)
+        match error {
+            StoreError::Unavailable(_) => BrokerError::Unavailable(error),
+            StoreError::InvalidValue(what) => BrokerError::InvalidValue(what),
+            StoreError::Query(_) | StoreError::Undecodable(_) => BrokerError::Database(error),
         }
     }
 }
@@ -74,7 +82,13 @@ pub struct Broker {
     settings: Arc<Settings>,
     metrics: Arc<Metrics>,
     instance: String,
+    /// Cancelled when shutdown begins: no new streams, waiters answer, loops stop.
     shutdown: CancellationToken,
+    /// State changes in flight, each on a task of its own ([`Broker::settle`]).
+    transitions: TaskTracker,
+    /// Cancelled once every state change has finished: the notifier then
+    /// sends what is left and stops.
+    notifier_stop: CancellationToken,
     /// Connection settings of the dedicated sessions (stream lock, LISTEN).
     session_config: tokio_postgres::Config,
 }
@@ -95,6 +109,8 @@ impl Broker {
             metrics: Arc::new(Metrics::new()),
             instance,
             shutdown,
+            transitions: TaskTracker::new(),
+            notifier_stop: CancellationToken::new(),
             session_config,
         })
     }
@@ -109,7 +125,7 @@ impl Broker {
             tokio::spawn(self.notifier.clone().run(
                 self.store.clone(),
                 self.metrics.clone(),
-                self.shutdown.clone(),
+                self.notifier_stop.clone(),
             )),
             tokio::spawn(reaper::run(self.clone())),
         ];
@@ -145,8 +161,50 @@ impl Broker {
         self.store.statements()
     }
 
+    /// Run a state change to completion on a task of its own, whatever
+    /// becomes of the request that asked for it: once its statement is sent,
+    /// what must follow the commit (the local wake, the NOTIFY, metrics, the
+    /// log line) happens even if the client hangs up, and the pooled
+    /// connection goes back to the pool only when the statement is done.
+    /// Shutdown waits for these before the last notifications leave.
+    async fn settle<T, F>(&self, change: F) -> Result<T, BrokerError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, BrokerError>> + Send + 'static,
+    {
+        match self.transitions.spawn(change).await {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                tracing::error!(%error, "a state change failed");
+                Err(BrokerError::Internal("a state change failed".into()))
+            }
+        }
+    }
+
+    /// After the last request: wait up to `grace` for the state changes still
+    /// in flight, then let the notifier send what is left and stop.
+    pub async fn finish(&self, grace: Duration) {
+        self.transitions.close();
+        if tokio::time::timeout(grace, self.transitions.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                left = self.transitions.len(),
+                "state changes still running at the end of the grace period"
+            );
+        }
+        self.notifier_stop.cancel();
+    }
+
     /// Read one job, expiring it if its deadline passed (and telling everyone).
-    pub async fn read(&self, id: i64) -> Result<Option<Job>, BrokerError> {
+    pub async fn read(self: &Arc<Self>, id: i64) -> Result<Option<Job>, BrokerError> {
+        let broker = self.clone();
+        self.settle(async move { broker.read_now(id).await }).await
+    }
+
+    /// [`read`](Self::read) inside a state change that is already settling.
+    async fn read_now(&self, id: i64) -> Result<Option<Job>, BrokerError> {
         let Some(read) = self.store.read(id).await? else {
             return Ok(None);
         };

@@ -8,14 +8,16 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::{FutureExt, Stream};
+use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior, interval_at};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::{Broker, BrokerError};
 use crate::job::JobEvent;
+use crate::json;
 use crate::metrics::Metrics;
-use crate::store::{StoreError, StreamSession};
+use crate::store::{Claimed, StoreError, StreamSession};
 use crate::wake::StreamWaker;
 
 /// Jobs claimed per statement.
@@ -33,14 +35,21 @@ pub const RETRY: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone)]
 pub enum StreamItem {
     Retry(Duration),
-    Job(JobEvent),
+    /// A job: its id and the event's `data`, one line of JSON.
+    Job {
+        id: i64,
+        data: String,
+    },
     Keepalive,
 }
 
 /// The events of one open stream. Dropping it (the client went away) ends the
-/// stream at once: the claimer stops and the lock session closes.
+/// stream at once: the claimer stops and the lock session closes. Once the
+/// stream has ended on the broker's side (the lock is lost, shutdown), events
+/// still buffered are not handed out: a stream never sends without the lock.
 pub struct JobStream {
     rx: mpsc::Receiver<StreamItem>,
+    ended: CancellationToken,
     _stop: DropGuard,
 }
 
@@ -48,6 +57,9 @@ impl Stream for JobStream {
     type Item = StreamItem;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<StreamItem>> {
+        if self.ended.is_cancelled() {
+            return Poll::Ready(None);
+        }
         self.rx.poll_recv(cx)
     }
 }
@@ -114,10 +126,17 @@ impl Broker {
 
         let (tx, rx) = mpsc::channel(BUFFER);
         let stop = self.shutdown.child_token();
+        let ended = CancellationToken::new();
         let broker = self.clone();
-        tokio::spawn(broker.run_stream(session, (waker, connected), tx, stop.clone()));
+        let run = broker.run_stream(session, (waker, connected), tx, stop.clone());
+        let on_end = ended.clone();
+        tokio::spawn(async move {
+            run.await;
+            on_end.cancel();
+        });
         Ok(JobStream {
             rx,
+            ended,
             _stop: stop.drop_guard(),
         })
     }
@@ -157,22 +176,31 @@ impl Broker {
     }
 
     /// Send the backlog, then new jobs as they come, with keepalives; returns
-    /// when the client is gone, or an error when the session fails.
+    /// when the client is gone (or stopped reading), or an error when the
+    /// session fails.
     async fn pump(
-        &self,
+        self: &Arc<Self>,
         session: &StreamSession,
         waker: &StreamWaker,
         tx: &mpsc::Sender<StreamItem>,
     ) -> Result<(), StoreError> {
+        let period = self.settings.heartbeat;
+        // A listener that reads nothing for two heartbeats is gone (or hangs);
+        // the kernel's own bound on unacknowledged data is set on the socket.
+        let patience = period * 2;
         macro_rules! send {
             ($item:expr) => {
-                if tx.send($item).await.is_err() {
-                    return Ok(());
+                match tokio::time::timeout(patience, tx.send($item)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return Ok(()),
+                    Err(_) => {
+                        tracing::info!("the listener stopped reading; ending the stream");
+                        return Ok(());
+                    }
                 }
             };
         }
         send!(StreamItem::Retry(RETRY));
-        let period = self.settings.heartbeat;
         let mut heartbeat = interval_at(Instant::now() + period, period);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
@@ -183,9 +211,10 @@ impl Broker {
                     .await
                     .map_err(|_| StoreError::Unavailable("claiming jobs timed out".into()))??;
                 let full = batch.len() as i64 == CLAIM_BATCH;
-                for event in batch {
-                    tracing::debug!(job_id = event.id, attempt = event.attempt, "job sent");
-                    send!(StreamItem::Job(event));
+                for claimed in batch {
+                    if let Some(item) = self.deliverable(claimed).await {
+                        send!(item);
+                    }
                 }
                 if heartbeat.tick().now_or_never().is_some() {
                     send!(StreamItem::Keepalive);
@@ -201,6 +230,55 @@ impl Broker {
                 _ = waker.woken() => {}
                 _ = heartbeat.tick() => send!(StreamItem::Keepalive),
                 _ = self.poll_tick() => {}
+            }
+        }
+    }
+
+    /// The event for a claimed job, if a listener can take it: a row that
+    /// cannot be read, or whose payload no listener could parse (another
+    /// application wrote it through SQL), ends that job `failed` with the code
+    /// `undeliverable`, and the stream goes on with the others.
+    async fn deliverable(self: &Arc<Self>, claimed: Claimed) -> Option<StreamItem> {
+        let limit = self.settings.max_body;
+        let problem = match claimed {
+            Claimed::Unreadable(id, problem) => (id, problem),
+            Claimed::Job(event) => match json::check_stored(event.payload.get(), limit) {
+                Err(refusal) => (
+                    event.id,
+                    format!("the payload cannot be sent: {}", refusal.describe(limit)),
+                ),
+                Ok(()) => match serde_json::to_string(&event) {
+                    Ok(data) => return Some(self.sent(&event, data)),
+                    Err(error) => (event.id, format!("the job cannot be written: {error}")),
+                },
+            },
+        };
+        self.undeliverable(problem.0, &problem.1).await;
+        None
+    }
+
+    fn sent(&self, event: &JobEvent, data: String) -> StreamItem {
+        tracing::debug!(job_id = event.id, attempt = event.attempt, "job sent");
+        StreamItem::Job { id: event.id, data }
+    }
+
+    /// End job `id` as `failed`/`undeliverable` and announce it like any end
+    /// (a state change: it completes even if the stream ends meanwhile).
+    async fn undeliverable(self: &Arc<Self>, id: i64, message: &str) {
+        tracing::warn!(job_id = id, %message, "job undeliverable");
+        let error = json!({"code": "undeliverable", "message": message});
+        let broker = self.clone();
+        let ended = self
+            .settle(async move { Ok(broker.store.fail_undeliverable(id, &error).await?) })
+            .await;
+        match ended {
+            Ok(Some(job)) => {
+                self.metrics.jobs_undeliverable.inc();
+                self.finished(&job)
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(job_id = id, %error, "could not end an undeliverable job; the next stream tries again")
             }
         }
     }

@@ -1,7 +1,10 @@
 //! Submitting a job: store it (or find the one with the same idempotency key),
 //! wake the stream, and optionally wait for its end.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use chrono::Utc;
 
 use super::{Broker, BrokerError};
 use crate::job::{Job, NewJob};
@@ -11,15 +14,26 @@ impl Broker {
     /// Store a new job (or find the one with the same idempotency key), wake
     /// the stream, then wait up to `wait` for it to end.
     /// Returns the job and whether this call created it.
-    pub async fn submit(&self, new: NewJob, wait: Duration) -> Result<(Job, bool), BrokerError> {
-        let permit = self.permit(wait)?;
+    pub async fn submit(
+        self: &Arc<Self>,
+        new: NewJob,
+        wait: Duration,
+    ) -> Result<(Job, bool), BrokerError> {
+        // A request that will wait takes its place among the waiting requests
+        // before anything is stored, so that a refusal changes nothing.
+        let permit = if wait.is_zero() {
+            None
+        } else {
+            match self.hub.reserve() {
+                Some(permit) => Some(permit),
+                None => return self.submit_without_room(new).await,
+            }
+        };
         let mark = self.hub.mark();
-        let (job, created) = self.store.insert(&new).await?;
-        if created {
-            tracing::info!(job_id = job.id, kind = %job.kind, "job submitted");
-            self.metrics.jobs_submitted.inc();
-            self.wake_stream();
-        }
+        let broker = self.clone();
+        let (job, created) = self
+            .settle(async move { broker.store_job(new).await })
+            .await?;
         match permit {
             Some(permit) if !job.is_terminal() => {
                 let id = job.id;
@@ -32,14 +46,45 @@ impl Broker {
         }
     }
 
-    /// A place among the waiting requests when the request will wait.
-    pub(super) fn permit(&self, wait: Duration) -> Result<Option<WaitPermit>, BrokerError> {
-        if wait.is_zero() {
-            return Ok(None);
+    /// Insert the job (a state change: runs to completion on its own task).
+    async fn store_job(&self, new: NewJob) -> Result<(Job, bool), BrokerError> {
+        let (job, created) = self.store.insert(&new).await?;
+        if created {
+            tracing::info!(job_id = job.id, kind = %job.kind, "job submitted");
+            self.metrics.jobs_submitted.inc();
+            self.wake_stream();
+            return Ok((job, true));
         }
-        self.hub
-            .reserve()
-            .map(Some)
-            .ok_or(BrokerError::TooManyWaiting)
+        // A repeat of the key answers the first job's true state: one whose
+        // deadline passed is expired, as any read would find it.
+        if !job.is_terminal() && job.deadline <= Utc::now() {
+            if let Some(read) = self.read_now(job.id).await? {
+                return Ok((read, false));
+            }
+        }
+        Ok((job, false))
+    }
+
+    /// No place left to wait. A repeat of a key whose job has ended would not
+    /// wait: it is answered. Anything else is refused, and nothing is stored.
+    async fn submit_without_room(
+        self: &Arc<Self>,
+        new: NewJob,
+    ) -> Result<(Job, bool), BrokerError> {
+        if let Some(key) = &new.idempotency_key {
+            if let Some(id) = self.store.find_key(key).await? {
+                if let Some(job) = self.read(id).await? {
+                    if job.is_terminal() {
+                        return Ok((job, false));
+                    }
+                }
+            }
+        }
+        Err(BrokerError::TooManyWaiting)
+    }
+
+    /// A place among the waiting requests, or `TooManyWaiting`.
+    pub(super) fn reserve(&self) -> Result<WaitPermit, BrokerError> {
+        self.hub.reserve().ok_or(BrokerError::TooManyWaiting)
     }
 }

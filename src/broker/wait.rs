@@ -3,6 +3,7 @@
 //! NOTIFY from another), its job's deadline, the end of its `wait`, or shutdown.
 
 use std::pin::pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -16,24 +17,28 @@ use crate::wake::WaitPermit;
 const DEADLINE_RECHECK: Duration = Duration::from_millis(20);
 
 impl Broker {
-    /// The job now, or once terminal within `wait`.
+    /// The job now, or once terminal within `wait`. Only a request that will
+    /// wait (its job is open) takes a place among the waiting requests.
     #[tracing::instrument(name = "job", skip_all, fields(job_id = id))]
-    pub async fn get(&self, id: i64, wait: Duration) -> Result<Job, BrokerError> {
-        match self.permit(wait)? {
-            None => self.read(id).await?.ok_or(BrokerError::NotFound),
-            Some(permit) => self.wait_for(id, wait, permit, None).await,
+    pub async fn get(self: &Arc<Self>, id: i64, wait: Duration) -> Result<Job, BrokerError> {
+        let mark = self.hub.mark();
+        let job = self.read(id).await?.ok_or(BrokerError::NotFound)?;
+        if wait.is_zero() || job.is_terminal() {
+            return Ok(job);
         }
+        let permit = self.reserve()?;
+        self.wait_for(id, wait, permit, Some((job, mark))).await
     }
 
     /// Wait up to `wait` for job `id` to be terminal; returns the job as last
     /// read (terminal or not). Reads the row once per wake-up, never on a timer
     /// (except in poll mode, which is the sleep-polling baseline).
     ///
-    /// `fresh` is a job this request just created, with the hub's mark taken
-    /// before creating it: unless the job was woken since, it is used as the
+    /// `fresh` is a job this request just created or read, with the hub's
+    /// mark taken before: unless the job was woken since, it is used as the
     /// first state instead of reading the row back.
     pub(super) async fn wait_for(
-        &self,
+        self: &Arc<Self>,
         id: i64,
         wait: Duration,
         _permit: WaitPermit,

@@ -155,10 +155,18 @@ impl From<BrokerError> for ApiError {
                 e.retry_after = Some(1);
                 e
             }
+            BrokerError::InvalidValue(what) => {
+                ApiError::bad_request("invalid_value", format!("{what}; nothing was stored"))
+            }
             BrokerError::Unavailable(error) => {
                 tracing::warn!(%error, "database unavailable");
                 ApiError::unavailable("the database is unreachable; try again shortly")
             }
+            BrokerError::Internal(_) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            ),
             BrokerError::Database(error) => {
                 // Shown by SQLSTATE and the objects named, never the data.
                 tracing::error!(%error, "database error");

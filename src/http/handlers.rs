@@ -63,7 +63,7 @@ pub async fn cancel(id: String, broker: Arc<Broker>) -> Result<Response, Rejecti
 
 pub async fn answer(id: String, broker: Arc<Broker>, body: Value) -> Result<Response, Rejection> {
     let id = input::job_id(&id).map_err(reject)?;
-    let answer = input::answer(body).map_err(reject)?;
+    let answer = input::answer(body, broker.settings()).map_err(reject)?;
     let job = broker.answer(id, answer).await.map_err(reject)?;
     Ok(warp::reply::json(&job).into_response())
 }
@@ -78,10 +78,10 @@ pub async fn stream(
         let event = match item {
             StreamItem::Retry(delay) => warp::sse::Event::default().retry(delay),
             StreamItem::Keepalive => warp::sse::Event::default().comment(" keepalive"),
-            StreamItem::Job(job) => warp::sse::Event::default()
+            StreamItem::Job { id, data } => warp::sse::Event::default()
                 .event("job")
-                .id(job.id.to_string())
-                .data(serde_json::to_string(&job).expect("a job event serialises")),
+                .id(id.to_string())
+                .data(data),
         };
         Ok::<_, std::convert::Infallible>(event)
     });

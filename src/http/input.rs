@@ -5,9 +5,12 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use warp::http::StatusCode;
+
 use super::error::ApiError;
 use crate::config::Settings;
 use crate::job::{Answer, NewJob};
+use crate::json::{self, Refusal};
 
 /// Longest `kind` and `idempotency_key`, in characters.
 pub const MAX_NAME_LEN: usize = 200;
@@ -40,22 +43,20 @@ fn reject_unknown(map: &Map<String, Value>, known: &[&str]) -> Result<(), ApiErr
     }
 }
 
-/// PostgreSQL stores no string (text or inside jsonb) with the character U+0000.
-fn has_nul(value: &Value) -> bool {
-    match value {
-        Value::String(s) => s.contains('\0'),
-        Value::Array(items) => items.iter().any(has_nul),
-        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
-        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+/// A JSON value the database can store and a listener can read, or a 400
+/// (413 when, written out as stored, it is larger than the body limit)
+/// naming the field.
+fn storable(name: &str, value: Value, settings: &Settings) -> Result<Value, ApiError> {
+    let limit = settings.max_body;
+    match json::check_value(&value, limit) {
+        Ok(_) => Ok(value),
+        Err(Refusal::TooLarge) => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("{name}: {}", Refusal::TooLarge.describe(limit)),
+        )),
+        Err(refusal) => Err(field(name, &refusal.describe(limit))),
     }
-}
-
-/// A JSON value the database can store, or a 400 naming the field.
-fn storable(name: &str, value: Value) -> Result<Value, ApiError> {
-    if has_nul(&value) {
-        return Err(field(name, "strings may not contain the character U+0000"));
-    }
-    Ok(value)
 }
 
 fn truncate(s: &str) -> String {
@@ -85,7 +86,11 @@ pub fn submit(body: Value, settings: &Settings) -> Result<NewJob, ApiError> {
         Some(_) => return Err(field("kind", "must be a string")),
         None => return Err(field("kind", "is required")),
     };
-    let payload = storable("payload", map.remove("payload").unwrap_or(Value::Null))?;
+    let payload = storable(
+        "payload",
+        map.remove("payload").unwrap_or(Value::Null),
+        settings,
+    )?;
     let max_timeout = settings.max_timeout.as_secs_f64();
     let timeout_secs = match map.remove("timeout") {
         None | Some(Value::Null) => settings.default_timeout.as_secs_f64(),
@@ -130,12 +135,12 @@ pub fn submit(body: Value, settings: &Settings) -> Result<NewJob, ApiError> {
 }
 
 /// The body of `POST /v1/jobs/{id}/result`: exactly one of result or error.
-pub fn answer(body: Value) -> Result<Answer, ApiError> {
+pub fn answer(body: Value, settings: &Settings) -> Result<Answer, ApiError> {
     let mut map = object(body)?;
     reject_unknown(&map, &["result", "error"])?;
     match (map.remove("result"), map.remove("error")) {
-        (Some(result), None) => Ok(Answer::Result(storable("result", result)?)),
-        (None, Some(error)) => Ok(Answer::Error(storable("error", error)?)),
+        (Some(result), None) => Ok(Answer::Result(storable("result", result, settings)?)),
+        (None, Some(error)) => Ok(Answer::Error(storable("error", error, settings)?)),
         _ => Err(ApiError::bad_request(
             "invalid_body",
             "the body must have exactly one of the fields result and error",

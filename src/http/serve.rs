@@ -1,6 +1,8 @@
 //! The accept loop: hyper with the timeouts warp's own server does not expose.
 //! A client that sends its request headers too slowly, or keeps an idle
-//! keep-alive connection open past the header timeout, is disconnected.
+//! keep-alive connection open past the header timeout, is disconnected; a
+//! peer that vanished without closing its connection is noticed by the kernel
+//! within a bound ([`PeerBound`]).
 
 use std::convert::Infallible;
 use std::str::FromStr;
@@ -18,6 +20,33 @@ use warp::Filter;
 use warp::http::{HeaderMap, HeaderValue, Request, Uri};
 use warp::reply::Response;
 
+/// How long a peer may stay silent before its connection is given up: a
+/// listener whose host lost power, or a NAT or firewall that dropped the
+/// connection's state without a word, would otherwise keep the stream (and
+/// its lock) or a waiting request's place for the ~15 minutes the kernel
+/// retransmits. Data unacknowledged for `2 x heartbeat` ends the connection
+/// (`TCP_USER_TIMEOUT`; the stream sends a keepalive every heartbeat), and an
+/// idle connection is probed after one heartbeat (TCP keepalive), so a
+/// vanished submitter is let go within about three heartbeats too.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerBound {
+    pub heartbeat: Duration,
+}
+
+impl PeerBound {
+    fn apply(&self, stream: &tokio::net::TcpStream) -> std::io::Result<()> {
+        let socket = socket2::SockRef::from(stream);
+        let probe = (self.heartbeat / 3).max(Duration::from_secs(1));
+        socket.set_tcp_keepalive(
+            &socket2::TcpKeepalive::new()
+                .with_time(self.heartbeat)
+                .with_interval(probe)
+                .with_retries(3),
+        )?;
+        socket.set_tcp_user_timeout(Some(self.heartbeat * 2))
+    }
+}
+
 /// Serve `routes` on `listener` until `shutdown`, then let open connections
 /// finish (the caller bounds how long).
 ///
@@ -28,6 +57,7 @@ pub async fn serve<F>(
     listener: TcpListener,
     routes: F,
     header_timeout: Duration,
+    peers: PeerBound,
     shutdown: CancellationToken,
 ) where
     F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
@@ -54,6 +84,9 @@ pub async fn serve<F>(
             _ = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
+        if let Err(error) = peers.apply(&stream) {
+            tracing::debug!(%error, "cannot bound silent peers on a connection");
+        }
         let service = service.clone();
         let handler = service_fn(move |request: Request<Incoming>| {
             let mut service = service.clone();

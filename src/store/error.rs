@@ -9,11 +9,20 @@ pub enum StoreError {
     /// The database cannot be reached (down, restarting, connection lost).
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The database refused a value of the statement (SQLSTATE class 22, data
+    /// exception: a number out of range, a character it cannot store): the
+    /// caller's input, not the database, is at fault.
+    #[error("the database refused a value: {0}")]
+    InvalidValue(&'static str),
     /// The database answered with an error. Shown by what identifies it
     /// (SQLSTATE, the objects named, the server routine), never by its message,
     /// detail or context, which can quote the data of the statement.
     #[error("{}", identify(.0))]
     Query(#[source] tokio_postgres::Error),
+    /// A row holds a value the broker cannot read (written by another
+    /// application): names the job and the column, never the value.
+    #[error("cannot read a stored job: {0}")]
+    Undecodable(String),
 }
 
 impl StoreError {
@@ -24,21 +33,39 @@ impl StoreError {
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(error: tokio_postgres::Error) -> Self {
-        let lost = error.is_closed()
-            || match error.code() {
-                None => true,
-                Some(code) => {
-                    code.code().starts_with("08")
-                        || *code == SqlState::ADMIN_SHUTDOWN
-                        || *code == SqlState::CRASH_SHUTDOWN
-                        || *code == SqlState::CANNOT_CONNECT_NOW
-                }
-            };
-        if lost {
-            StoreError::Unavailable(error.to_string())
+        let Some(code) = error.code() else {
+            // No SQLSTATE: the connection failed or closed.
+            return StoreError::Unavailable(error.to_string());
+        };
+        let class = &code.code()[..2];
+        // 08: connection exceptions; 53: insufficient resources (too many
+        // connections, out of memory, disk full); 57P0x: shutting down.
+        let unavailable = error.is_closed()
+            || class == "08"
+            || class == "53"
+            || *code == SqlState::ADMIN_SHUTDOWN
+            || *code == SqlState::CRASH_SHUTDOWN
+            || *code == SqlState::CANNOT_CONNECT_NOW;
+        if unavailable {
+            StoreError::Unavailable(identify(&error))
+        } else if class == "22" {
+            StoreError::InvalidValue(data_exception(code))
         } else {
             StoreError::Query(error)
         }
+    }
+}
+
+/// A data exception in words that quote nothing of the data.
+fn data_exception(code: &SqlState) -> &'static str {
+    match *code {
+        SqlState::NUMERIC_VALUE_OUT_OF_RANGE => "a number is out of the range PostgreSQL stores",
+        SqlState::UNTRANSLATABLE_CHARACTER | SqlState::CHARACTER_NOT_IN_REPERTOIRE => {
+            "a string holds a character PostgreSQL cannot store"
+        }
+        SqlState::DATETIME_FIELD_OVERFLOW => "a time is out of the range PostgreSQL stores",
+        SqlState::INTERVAL_FIELD_OVERFLOW => "a duration is out of the range PostgreSQL stores",
+        _ => "a value PostgreSQL does not accept",
     }
 }
 

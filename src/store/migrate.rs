@@ -18,6 +18,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "003_lighter_writes.sql",
         include_str!("../../sql/003_lighter_writes.sql"),
     ),
+    (
+        4,
+        "004_submit_refuses_what_http_refuses.sql",
+        include_str!("../../sql/004_submit_refuses_what_http_refuses.sql"),
+    ),
 ];
 
 /// Apply every pending migration; returns the versions applied by this call.

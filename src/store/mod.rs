@@ -27,10 +27,10 @@ use crate::job::{Answer, Job, NewJob};
 pub use connect::Session;
 pub use error::StoreError;
 pub use queries::{CHANNEL_DONE, CHANNEL_NEW};
-pub use stream_session::StreamSession;
+pub use stream_session::{Claimed, StreamSession};
 
 use queries::{LOCK_NAMESPACE, LOCK_REAPER, LOCK_STREAM};
-use rows::job_from_row;
+use rows::{column, flag, flag_id, job_from_row};
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
@@ -144,19 +144,25 @@ impl Store {
             let row = self.row(&client, queries::INSERT_JOB, params).await?;
             let row =
                 row.ok_or_else(|| StoreError::Unavailable("the insert returned no row".into()))?;
-            return Ok((job_from_row(&row), true));
+            return Ok((job_from_row(&row)?, true));
         };
         // A concurrent insert of the same key may commit after our snapshot:
         // then neither branch returns a row, and a second try sees it.
         for _ in 0..3 {
             let params: Params = &[&new.kind, &new.payload, &new.timeout_secs, key];
             if let Some(row) = self.row(&client, queries::INSERT_KEYED_JOB, params).await? {
-                return Ok((job_from_row(&row), row.get(10)));
+                return Ok((job_from_row(&row)?, flag(&row, 10)?));
             }
         }
         Err(StoreError::Unavailable(
             "idempotent insert did not settle after 3 tries".into(),
         ))
+    }
+
+    /// The id of the job with this idempotency key, if any.
+    pub async fn find_key(&self, key: &str) -> Result<Option<i64>, StoreError> {
+        let row = self.pooled_row(queries::FIND_KEY, &[&key]).await?;
+        row.map(|row| flag_id(&row)).transpose()
     }
 
     /// Read one job; an open job past its deadline is expired on the way.
@@ -174,8 +180,8 @@ impl Store {
             let Some(row) = self.row(&client, queries::READ_JOB, &[&id]).await? else {
                 return Ok(None);
             };
-            let job = job_from_row(&row);
-            if !row.get::<_, bool>(10) {
+            let job = job_from_row(&row)?;
+            if !flag(&row, 10)? {
                 return Ok(Some(ReadJob {
                     job,
                     expired_now: false,
@@ -183,7 +189,7 @@ impl Store {
             }
             if let Some(row) = self.row(&client, queries::EXPIRE_JOB, &[&id]).await? {
                 return Ok(Some(ReadJob {
-                    job: job_from_row(&row),
+                    job: job_from_row(&row)?,
                     expired_now: true,
                 }));
             }
@@ -222,13 +228,14 @@ impl Store {
     async fn try_read_many(&self, sql: &str, ids: &[i64]) -> Result<Vec<ReadJob>, StoreError> {
         let client = self.client().await?;
         let rows = self.rows(&client, sql, &[&ids]).await?;
-        Ok(rows
-            .iter()
-            .map(|row| ReadJob {
-                job: job_from_row(row),
-                expired_now: row.get(10),
+        rows.iter()
+            .map(|row| {
+                Ok(ReadJob {
+                    job: job_from_row(row)?,
+                    expired_now: flag(row, 10)?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Record the first answer of an open job; `None` when it is not open
@@ -239,7 +246,7 @@ impl Store {
         let row = self
             .pooled_row(queries::ANSWER_JOB, &[&id, &state, &result, &error])
             .await?;
-        Ok(row.as_ref().map(job_from_row))
+        row.as_ref().map(job_from_row).transpose()
     }
 
     /// Whether the job already carries exactly this answer (a replay).
@@ -249,15 +256,27 @@ impl Store {
         let row = self
             .pooled_row(queries::ANSWER_MATCHES, &[&id, &state, &result, &error])
             .await?;
-        Ok(row
-            .and_then(|row| row.get::<_, Option<bool>>(0))
-            .unwrap_or(false))
+        let matches: Option<bool> = row.map(|row| column(&row, 0)).transpose()?.flatten();
+        Ok(matches.unwrap_or(false))
     }
 
     /// Cancel an open job; `None` when it is not open.
     pub async fn cancel(&self, id: i64) -> Result<Option<Job>, StoreError> {
         let row = self.pooled_row(queries::CANCEL_JOB, &[&id]).await?;
-        Ok(row.as_ref().map(job_from_row))
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    /// End a job the stream cannot send: `failed`, with `error` saying why.
+    /// `None` when it was no longer open.
+    pub async fn fail_undeliverable(
+        &self,
+        id: i64,
+        error: &Value,
+    ) -> Result<Option<Job>, StoreError> {
+        let row = self
+            .pooled_row(queries::FAIL_UNDELIVERABLE, &[&id, error])
+            .await?;
+        row.as_ref().map(job_from_row).transpose()
     }
 
     /// Send notifications for finished jobs and, if asked, one new-job hint,
@@ -273,19 +292,22 @@ impl Store {
         let row = self
             .pooled_row(queries::CURRENT_HOLDER, &[&LOCK_NAMESPACE, &LOCK_STREAM])
             .await?;
-        Ok(row.map(|row| Holder {
-            pid: row.get(0),
-            listener_id: row.get(1),
-            instance: row.get(2),
-            since: row.get(3),
-        }))
+        row.map(|row| {
+            Ok(Holder {
+                pid: column(&row, 0)?,
+                listener_id: column(&row, 1)?,
+                instance: column(&row, 2)?,
+                since: column(&row, 3)?,
+            })
+        })
+        .transpose()
     }
 
     /// Jobs by state and the age of the oldest pending job (seconds).
     pub async fn stats(&self) -> Result<(Value, Option<f64>), StoreError> {
         let row = self.pooled_row(queries::STATS, &[]).await?;
         let row = row.ok_or_else(|| StoreError::Unavailable("stats returned no row".into()))?;
-        Ok((row.get(0), row.get(1)))
+        Ok((column(&row, 0)?, column(&row, 1)?))
     }
 
     /// PostgreSQL's notification queue usage (0..1).
@@ -293,7 +315,7 @@ impl Store {
         let row = self
             .pooled_row(queries::NOTIFICATION_QUEUE_USAGE, &[])
             .await?;
-        Ok(row.map_or(0.0, |row| row.get(0)))
+        row.map_or(Ok(0.0), |row| column(&row, 0))
     }
 
     /// The database answers a trivial query.

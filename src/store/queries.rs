@@ -1,9 +1,23 @@
 //! Every SQL statement the broker runs, in one place.
 
+/// The deadline as the broker reads it: clamped to the years RFC 3339 can
+/// write (0001-9999), so that a row another application wrote with a deadline
+/// of `infinity` or beyond year 9999 still reads (as 9999-12-31, "never").
+/// `created_at` and `completed_at` are only ever set to `now()`.
+macro_rules! deadline {
+    () => {
+        "greatest(least(deadline, '9999-12-31 23:59:59.999999+00'), '0001-01-01 00:00:00+00') AS deadline"
+    };
+}
+
 /// The columns of a job, in the order `job_from_row` reads them.
 macro_rules! job_columns {
     () => {
-        "id, kind, state, payload, result, error, attempts, created_at, deadline, completed_at"
+        concat!(
+            "id, kind, state, payload, result, error, attempts, created_at, ",
+            deadline!(),
+            ", completed_at"
+        )
     };
 }
 
@@ -58,6 +72,9 @@ pub const INSERT_KEYED_JOB: &str = concat!(
     ", false FROM backchannel.jobs
     WHERE idempotency_key = $4::text AND NOT EXISTS (SELECT 1 FROM ins)"
 );
+
+/// The job with an idempotency key.
+pub const FIND_KEY: &str = "SELECT id FROM backchannel.jobs WHERE idempotency_key = $1::text";
 
 /// Read one job, and whether it is open and past its deadline (then expire it).
 /// A plain indexed read: cheap to plan, cheap to run, the common case.
@@ -116,6 +133,16 @@ pub const ANSWER_MATCHES: &str = "SELECT CASE WHEN $2 = 'done'
         ELSE state = 'failed' AND error = $4 END
     FROM backchannel.jobs WHERE id = $1";
 
+/// End a job the stream cannot send (a row another application wrote that no
+/// listener could read): `failed`, with the reason as its error.
+pub const FAIL_UNDELIVERABLE: &str = concat!(
+    "UPDATE backchannel.jobs
+    SET state = 'failed', error = $2, completed_at = now()
+    WHERE id = $1 AND completed_at IS NULL
+    RETURNING ",
+    job_columns!()
+);
+
 /// Cancel an open job within its deadline.
 pub const CANCEL_JOB: &str = concat!(
     "UPDATE backchannel.jobs
@@ -129,7 +156,8 @@ pub const CANCEL_JOB: &str = concat!(
 /// mark them delivered. Selected by state, never by an id cursor: ids are not
 /// commit-ordered. The outer update finds its rows by primary key (`id = ANY`),
 /// so no plan of it joins or scans the table. Rows come back in no set order.
-pub const CLAIM_JOBS: &str = "UPDATE backchannel.jobs
+pub const CLAIM_JOBS: &str = concat!(
+    "UPDATE backchannel.jobs
     SET state = 'delivered', attempts = attempts + 1, stream_id = $1
     WHERE id = ANY(ARRAY(
         SELECT id FROM backchannel.jobs
@@ -139,7 +167,10 @@ pub const CLAIM_JOBS: &str = "UPDATE backchannel.jobs
         LIMIT $2
         FOR UPDATE SKIP LOCKED
     ))
-    RETURNING id, kind, payload, deadline, attempts";
+    RETURNING id, kind, payload, ",
+    deadline!(),
+    ", attempts"
+);
 
 /// Settings of the stream's own session, which runs the claim for hours.
 /// - The claim is prepared once, and PostgreSQL keeps a generic plan made from

@@ -17,6 +17,13 @@ const TAKEOVER_WAIT: Duration = Duration::from_secs(3);
 /// How long closing may spend removing the holder record.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// What a claim took: a job to send, or a row that cannot be read (its id and
+/// what is wrong).
+pub enum Claimed {
+    Job(JobEvent),
+    Unreadable(i64, String),
+}
+
 /// A session holding the stream lock, with its claim prepared.
 pub struct StreamSession {
     session: Session,
@@ -73,7 +80,7 @@ impl StreamSession {
             .client
             .query_one(queries::REGISTER_HOLDER, &[&listener_id, &instance])
             .await?;
-        let stream_id = row.get(0);
+        let stream_id = super::rows::column(&row, 0)?;
         statements.add();
         let claim = session.client.prepare(queries::CLAIM_JOBS).await?;
         Ok(Some(StreamSession {
@@ -90,16 +97,25 @@ impl StreamSession {
     }
 
     /// Claim up to `limit` jobs not yet sent on this stream, oldest first.
-    pub async fn claim(&self, limit: i64) -> Result<Vec<JobEvent>, StoreError> {
+    pub async fn claim(&self, limit: i64) -> Result<Vec<Claimed>, StoreError> {
         self.statements.add();
         let rows = self
             .session
             .client
             .query(&self.claim, &[&self.stream_id, &limit])
             .await?;
-        let mut events: Vec<JobEvent> = rows.iter().map(event_from_row).collect();
-        events.sort_by_key(|e| e.id);
-        Ok(events)
+        let mut claimed: Vec<(i64, Claimed)> = rows
+            .iter()
+            .filter_map(|row| {
+                let id: i64 = row.try_get(0).ok()?;
+                Some(match event_from_row(row) {
+                    Ok(event) => (id, Claimed::Job(event)),
+                    Err(error) => (id, Claimed::Unreadable(id, error.to_string())),
+                })
+            })
+            .collect();
+        claimed.sort_by_key(|(id, _)| *id);
+        Ok(claimed.into_iter().map(|(_, c)| c).collect())
     }
 
     /// Resolves when the session is gone (and with it the lock).

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use serde_json::json;
+use tokio_postgres::NoTls;
 
 use crate::support::procs::{BrokerProcess, TempCluster};
 use crate::support::*;
@@ -252,4 +253,80 @@ async fn takeover_across_processes() {
     assert!(old.ended(LONG).await);
     let id = a.client().submit_job("t", json!(null)).await;
     assert_eq!(new.next_job(LONG).await.unwrap()["id"], id);
+}
+
+/// A server with every connection slot taken answers `53300`: requests that
+/// need a new connection get `503` with `Retry-After` (it was a 500), and the
+/// instance recovers when slots free up.
+#[tokio::test]
+async fn a_full_server_is_a_503_not_a_500() {
+    init_tracing();
+    // 6 slots, 3 kept for superusers: 3 for the broker's role and the filler.
+    let cluster =
+        TempCluster::start_with(&["max_connections=6", "superuser_reserved_connections=3"]);
+    let admin = connect(&cluster.url("postgres")).await;
+    for statement in ["CREATE ROLE bc LOGIN", "CREATE DATABASE bc OWNER bc"] {
+        admin.batch_execute(statement).await.unwrap();
+    }
+    let url = format!("postgres://bc@127.0.0.1:{}/bc", cluster.port);
+    let mut settings = backchannel::config::Settings::new(&url, &[SUBMITTER], &[LISTENER]);
+    settings.pool_size = 1;
+    settings.recheck_interval = Duration::from_secs(3600);
+    let bc = instance_with(settings).await;
+    let id = bc.submit_job("full", json!(1)).await;
+
+    // Take every slot left, then end the broker's pooled connection and take
+    // its slot too: the next request needs a new connection.
+    let mut fillers = Vec::new();
+    fill(&url, &mut fillers).await;
+    let ended: i64 = admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE datname = 'bc' AND application_name = 'backchannel'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(ended, 1, "the pool's one connection");
+    assert!(
+        eventually(LONG, || async {
+            let taken: i64 = admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE usename = 'bc'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            taken < 3
+        })
+        .await
+    );
+    fill(&url, &mut fillers).await;
+
+    let r = bc.get(id, None).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (503, "database_unavailable"),
+        "{:?}",
+        r.body
+    );
+    assert!(r.headers.contains_key("retry-after"));
+    let r = bc.submit(json!({"kind": "full"}), None).await;
+    assert_eq!(r.status, 503, "{:?}", r.body);
+
+    drop(fillers);
+    assert!(
+        eventually(LONG, || async { bc.get(id, None).await.status == 202 }).await,
+        "the instance recovers once slots are free"
+    );
+}
+
+/// Open connections to `url` until the server refuses one.
+async fn fill(url: &str, fillers: &mut Vec<tokio_postgres::Client>) {
+    while let Ok((client, connection)) = tokio_postgres::connect(url, NoTls).await {
+        tokio::spawn(connection);
+        fillers.push(client);
+    }
 }

@@ -139,3 +139,50 @@ async fn one_more_waiter_than_the_limit_gets_503_and_stores_nothing() {
         assert_eq!(waiter.await.unwrap().status(), 200);
     }
 }
+
+/// `503 too_many_waiting` only for requests that would wait: with every place
+/// taken, a waiting GET of an ended job and a repeated key of an ended job
+/// are answered at once; a new job that would wait is refused, unstored.
+#[tokio::test]
+async fn only_requests_that_would_wait_are_refused() {
+    let db = TestDb::new().await;
+    let mut settings = settings(&db);
+    settings.max_waiting = 1;
+    let bc = instance_with(settings).await;
+    let open = bc.submit_job("open", json!(1)).await;
+    let waiter = spawn_get(&bc.base, open, 30.0);
+    let broker = bc.running().broker.clone();
+    assert!(
+        eventually(LONG, || {
+            let b = broker.clone();
+            async move { b.waiting() == 1 }
+        })
+        .await
+    );
+    let ended = bc
+        .submit(json!({"kind": "k", "idempotency_key": "ended"}), None)
+        .await;
+    let ended_id = ended.body["id"].as_i64().unwrap();
+    assert_eq!(bc.cancel(ended_id).await.status, 200);
+
+    let r = bc.get(ended_id, Some(10.0)).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = bc
+        .submit(json!({"kind": "k", "idempotency_key": "ended"}), Some(10.0))
+        .await;
+    assert_eq!(
+        (r.status, r.body["id"].as_i64()),
+        (200, Some(ended_id)),
+        "{:?}",
+        r.body
+    );
+    let before = db.count_jobs().await;
+    let r = bc.submit(json!({"kind": "new"}), Some(10.0)).await;
+    assert_eq!((r.status, r.code()), (503, "too_many_waiting"));
+    assert_eq!(db.count_jobs().await, before, "nothing stored");
+    let r = bc.get(open, Some(10.0)).await;
+    assert_eq!(r.status, 503, "an open job would wait");
+
+    bc.cancel(open).await;
+    assert_eq!(waiter.await.unwrap().status(), 200);
+}

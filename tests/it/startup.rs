@@ -211,6 +211,29 @@ fn bad_tokens_are_refused_by_name_and_never_printed() {
     }
 }
 
+/// Durations that would break statements or timers later (PostgreSQL's
+/// intervals, dates, the runtime's clock) are refused before anything starts.
+#[test]
+fn absurd_durations_are_refused_by_name() {
+    for (name, value) in [
+        ("BACKCHANNEL_RETENTION", "1e10"),
+        ("BACKCHANNEL_MAX_TIMEOUT", "1e300"),
+        ("BACKCHANNEL_HEARTBEAT", "inf"),
+    ] {
+        let (code, stderr) = serve(&[
+            ("BACKCHANNEL_SUBMITTER_TOKENS", GOOD_SUBMITTER),
+            ("BACKCHANNEL_LISTENER_TOKENS", GOOD_LISTENER),
+            (name, value),
+        ]);
+        assert!(code.is_some_and(|c| c != 0), "{name}={value}: {stderr}");
+        assert!(stderr.contains(name), "{name}={value}: {stderr}");
+        assert!(
+            !stderr.contains("connect"),
+            "refused before the database: {stderr}"
+        );
+    }
+}
+
 /// Tokens from files count as much as those from the variables: blank lines
 /// and comments are skipped, each role keeps its own.
 #[tokio::test]

@@ -106,3 +106,48 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
     });
     client
 }
+
+/// A plain `LISTEN` session, as an SQL client of the contract would hold it.
+pub struct Notifications {
+    _client: tokio_postgres::Client,
+    rx: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+impl Notifications {
+    /// `LISTEN channel` on the database at `url`.
+    pub async fn listen(url: &str, channel: &str) -> Notifications {
+        use futures_util::StreamExt;
+        let (client, mut connection) = tokio_postgres::connect(url, NoTls)
+            .await
+            .expect("connect to postgres");
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(Ok(message)) = messages.next().await {
+                if let tokio_postgres::AsyncMessage::Notification(n) = message {
+                    let _ = tx.send(n.payload().to_owned());
+                }
+            }
+        });
+        client
+            .batch_execute(&format!("LISTEN {channel}"))
+            .await
+            .expect("LISTEN");
+        Notifications {
+            _client: client,
+            rx,
+        }
+    }
+
+    /// Wait up to `timeout` for a notification with this payload.
+    pub async fn received(&mut self, payload: &str, timeout: std::time::Duration) -> bool {
+        let until = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(until, self.rx.recv()).await {
+                Ok(Some(got)) if got == payload => return true,
+                Ok(Some(_)) => continue,
+                _ => return false,
+            }
+        }
+    }
+}

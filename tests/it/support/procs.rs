@@ -133,6 +133,8 @@ pub struct TempCluster {
     bindir: PathBuf,
     pub port: u16,
     as_postgres: bool,
+    /// Server settings (`name=value`) added to the defaults.
+    settings: Vec<String>,
 }
 
 fn pg_bindir() -> PathBuf {
@@ -155,6 +157,11 @@ fn is_root() -> bool {
 
 impl TempCluster {
     pub fn start() -> TempCluster {
+        TempCluster::start_with(&[])
+    }
+
+    /// A cluster with server settings (`name=value`) of the test's own.
+    pub fn start_with(settings: &[&str]) -> TempCluster {
         let as_postgres = is_root();
         let dir = std::env::temp_dir().join(format!("bc-pg-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -166,6 +173,7 @@ impl TempCluster {
             port: free_port(),
             dir,
             as_postgres,
+            settings: settings.iter().map(|s| s.to_string()).collect(),
         };
         cluster.pg(
             "initdb",
@@ -204,11 +212,14 @@ impl TempCluster {
 
     /// Start (again) and wait until it accepts connections.
     pub fn start_again(&self) {
-        let options = format!(
+        let mut options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
             self.port,
             self.dir.display()
         );
+        for setting in &self.settings {
+            options.push_str(&format!(" -c {setting}"));
+        }
         let log = self.dir.join("log");
         self.pg(
             "pg_ctl",

@@ -138,6 +138,10 @@ class BodyReadError(BadRequest):
     """``400 body_read_error``: the body could not be read."""
 
 
+class InvalidValue(BadRequest):
+    """``400 invalid_value``: the database refused a value (e.g. a number out of its range)."""
+
+
 # 401-415 -----------------------------------------------------------------------
 
 
@@ -344,6 +348,7 @@ _BY_CODE: dict[str, type[ApiError]] = {
     "invalid_header": InvalidHeader,
     "missing_header": MissingHeader,
     "body_read_error": BodyReadError,
+    "invalid_value": InvalidValue,
     "unauthorized": Unauthorized,
     "forbidden": Forbidden,
     "not_found": NotFound,
