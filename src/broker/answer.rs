@@ -18,6 +18,7 @@ impl Broker {
     }
 
     async fn answer_now(&self, id: i64, answer: Answer) -> Result<Job, BrokerError> {
+        let answer = Arc::new(answer);
         for _ in 0..2 {
             if let Some(job) = self.store.answer(id, &answer).await? {
                 tracing::info!(job_id = id, state = job.state.as_str(), "job answered");

@@ -1,14 +1,18 @@
 //! All database calls. Handlers and the domain never see SQL.
 //!
-//! - [`Store`]: the statements run on the query pool (this file);
+//! - [`Store`]: the statements run on the query pool (this file), inserts and
+//!   terminal transitions in groups (`group`, over the generic `batch`);
 //! - [`StreamSession`]: the stream's own session, its advisory lock and claim;
 //! - [`connect`]: connection settings, the pool, dedicated sessions;
 //! - [`migrate`]: the numbered migrations of `sql/`;
 //! - [`queries`]: the text of every statement.
 
+mod batch;
 pub mod connect;
 mod error;
+mod group;
 pub mod migrate;
+mod pooled;
 pub mod queries;
 mod rows;
 mod stream_session;
@@ -17,10 +21,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
-use deadpool_postgres::{Object, Pool};
+use deadpool_postgres::Pool;
 use serde_json::Value;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Row, SimpleQueryMessage};
+use tokio_postgres::{Client, SimpleQueryMessage};
 
 use crate::job::{Answer, Job, NewJob};
 
@@ -29,10 +33,11 @@ pub use error::StoreError;
 pub use queries::{CHANNEL_DONE, CHANNEL_NEW};
 pub use stream_session::{Claimed, StreamSession};
 
+use batch::Batcher;
+use group::Finish;
+use pooled::Pooled;
 use queries::{LOCK_NAMESPACE, LOCK_REAPER, LOCK_STREAM};
 use rows::{column, flag, flag_id, job_from_row};
-
-type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
 /// A job read by id, and whether this read expired it (then notify).
 #[derive(Debug, Clone)]
@@ -73,95 +78,63 @@ impl Counter {
     }
 }
 
-/// The query pool and a count of the statements the broker sent.
+/// The query pool, a count of the statements the broker sent, and the two
+/// group-commit queues (inserts; answers and cancels).
 pub struct Store {
-    pool: Pool,
-    statements: Counter,
+    db: Arc<Pooled>,
+    inserts: Batcher<NewJob, Result<(Job, bool), StoreError>>,
+    finishes: Batcher<Finish, Result<Option<Job>, StoreError>>,
 }
 
 impl Store {
+    /// The store over `pool`; starts the group-commit loops (they end with it).
     pub fn new(pool: Pool) -> Store {
-        Store {
+        let db = Arc::new(Pooled {
             pool,
             statements: Counter::default(),
+        });
+        let inserting = db.clone();
+        let finishing = db.clone();
+        Store {
+            inserts: Batcher::new(move |batch| {
+                let db = inserting.clone();
+                async move { group::insert(&db, batch).await }
+            }),
+            finishes: Batcher::new(move |batch| {
+                let db = finishing.clone();
+                async move { group::finish(&db, batch).await }
+            }),
+            db,
         }
     }
 
     pub fn pool(&self) -> &Pool {
-        &self.pool
+        &self.db.pool
     }
 
     /// How many statements this instance has sent so far (every path counts).
     pub fn statements(&self) -> u64 {
-        self.statements.get()
+        self.db.statements.get()
     }
 
     /// The counter, shared with the instance's dedicated sessions.
     pub fn counter(&self) -> Counter {
-        self.statements.clone()
-    }
-
-    async fn client(&self) -> Result<Object, StoreError> {
-        Ok(self.pool.get().await?)
-    }
-
-    /// Run one prepared (and cached) statement on `client`.
-    async fn rows(
-        &self,
-        client: &Object,
-        sql: &str,
-        params: Params<'_>,
-    ) -> Result<Vec<Row>, StoreError> {
-        let statement = client.prepare_cached(sql).await?;
-        self.statements.add();
-        Ok(client.query(&statement, params).await?)
-    }
-
-    /// Run one prepared (and cached) statement on `client`; at most one row.
-    async fn row(
-        &self,
-        client: &Object,
-        sql: &str,
-        params: Params<'_>,
-    ) -> Result<Option<Row>, StoreError> {
-        let statement = client.prepare_cached(sql).await?;
-        self.statements.add();
-        Ok(client.query_opt(&statement, params).await?)
-    }
-
-    /// One statement on a pooled connection; at most one row.
-    async fn pooled_row(&self, sql: &str, params: Params<'_>) -> Result<Option<Row>, StoreError> {
-        let client = self.client().await?;
-        self.row(&client, sql, params).await
+        self.db.statements.clone()
     }
 
     /// Insert a job; with an idempotency key already used, return that job.
-    /// The flag is true when this call created the job.
+    /// The flag is true when this call created the job. Inserts that arrive
+    /// while one is in flight are stored together (group commit).
     pub async fn insert(&self, new: &NewJob) -> Result<(Job, bool), StoreError> {
-        let client = self.client().await?;
-        let Some(key) = &new.idempotency_key else {
-            let params: Params = &[&new.kind, &new.payload, &new.timeout_secs];
-            let row = self.row(&client, queries::INSERT_JOB, params).await?;
-            let row =
-                row.ok_or_else(|| StoreError::Unavailable("the insert returned no row".into()))?;
-            return Ok((job_from_row(&row)?, true));
-        };
-        // A concurrent insert of the same key may commit after our snapshot:
-        // then neither branch returns a row, and a second try sees it.
-        for _ in 0..3 {
-            let params: Params = &[&new.kind, &new.payload, &new.timeout_secs, key];
-            if let Some(row) = self.row(&client, queries::INSERT_KEYED_JOB, params).await? {
-                return Ok((job_from_row(&row)?, flag(&row, 10)?));
-            }
-        }
-        Err(StoreError::Unavailable(
-            "idempotent insert did not settle after 3 tries".into(),
-        ))
+        self.inserts
+            .call(new.clone())
+            .await
+            .unwrap_or_else(|| Err(gone()))
     }
 
     /// The id of the job with this idempotency key, if any.
     pub async fn find_key(&self, key: &str) -> Result<Option<i64>, StoreError> {
-        let row = self.pooled_row(queries::FIND_KEY, &[&key]).await?;
+        let row = self.db.one(queries::FIND_KEY, &[&key]).await?;
         row.map(|row| flag_id(&row)).transpose()
     }
 
@@ -175,9 +148,9 @@ impl Store {
     }
 
     async fn try_read(&self, id: i64) -> Result<Option<ReadJob>, StoreError> {
-        let client = self.client().await?;
+        let client = self.db.client().await?;
         for _ in 0..3 {
-            let Some(row) = self.row(&client, queries::READ_JOB, &[&id]).await? else {
+            let Some(row) = self.db.row(&client, queries::READ_JOB, &[&id]).await? else {
                 return Ok(None);
             };
             let job = job_from_row(&row)?;
@@ -187,7 +160,7 @@ impl Store {
                     expired_now: false,
                 }));
             }
-            if let Some(row) = self.row(&client, queries::EXPIRE_JOB, &[&id]).await? {
+            if let Some(row) = self.db.row(&client, queries::EXPIRE_JOB, &[&id]).await? {
                 return Ok(Some(ReadJob {
                     job: job_from_row(&row)?,
                     expired_now: true,
@@ -226,8 +199,8 @@ impl Store {
     }
 
     async fn try_read_many(&self, sql: &str, ids: &[i64]) -> Result<Vec<ReadJob>, StoreError> {
-        let client = self.client().await?;
-        let rows = self.rows(&client, sql, &[&ids]).await?;
+        let client = self.db.client().await?;
+        let rows = self.db.rows(&client, sql, &[&ids]).await?;
         rows.iter()
             .map(|row| {
                 Ok(ReadJob {
@@ -240,13 +213,17 @@ impl Store {
 
     /// Record the first answer of an open job; `None` when it is not open
     /// (terminal, past its deadline or unknown: read it to find out).
-    pub async fn answer(&self, id: i64, answer: &Answer) -> Result<Option<Job>, StoreError> {
-        let (result, error) = answer_parts(answer);
-        let state = answer.state().as_str();
-        let row = self
-            .pooled_row(queries::ANSWER_JOB, &[&id, &state, &result, &error])
-            .await?;
-        row.as_ref().map(job_from_row).transpose()
+    /// Answers and cancels that arrive while one batch is in flight are
+    /// stored together (group commit).
+    pub async fn answer(&self, id: i64, answer: &Arc<Answer>) -> Result<Option<Job>, StoreError> {
+        let change = Finish {
+            id,
+            answer: Some(answer.clone()),
+        };
+        self.finishes
+            .call(change)
+            .await
+            .unwrap_or_else(|| Err(gone()))
     }
 
     /// Whether the job already carries exactly this answer (a replay).
@@ -254,16 +231,20 @@ impl Store {
         let (result, error) = answer_parts(answer);
         let state = answer.state().as_str();
         let row = self
-            .pooled_row(queries::ANSWER_MATCHES, &[&id, &state, &result, &error])
+            .db
+            .one(queries::ANSWER_MATCHES, &[&id, &state, &result, &error])
             .await?;
         let matches: Option<bool> = row.map(|row| column(&row, 0)).transpose()?.flatten();
         Ok(matches.unwrap_or(false))
     }
 
-    /// Cancel an open job; `None` when it is not open.
+    /// Cancel an open job; `None` when it is not open (group commit, as answers).
     pub async fn cancel(&self, id: i64) -> Result<Option<Job>, StoreError> {
-        let row = self.pooled_row(queries::CANCEL_JOB, &[&id]).await?;
-        row.as_ref().map(job_from_row).transpose()
+        let change = Finish { id, answer: None };
+        self.finishes
+            .call(change)
+            .await
+            .unwrap_or_else(|| Err(gone()))
     }
 
     /// End a job the stream cannot send: `failed`, with `error` saying why.
@@ -274,7 +255,8 @@ impl Store {
         error: &Value,
     ) -> Result<Option<Job>, StoreError> {
         let row = self
-            .pooled_row(queries::FAIL_UNDELIVERABLE, &[&id, error])
+            .db
+            .one(queries::FAIL_UNDELIVERABLE, &[&id, error])
             .await?;
         row.as_ref().map(job_from_row).transpose()
     }
@@ -282,15 +264,15 @@ impl Store {
     /// Send notifications for finished jobs and, if asked, one new-job hint,
     /// all in one transaction (one notifying commit for the whole batch).
     pub async fn notify(&self, done: &[i64], new: bool) -> Result<(), StoreError> {
-        self.pooled_row(queries::NOTIFY_BATCH, &[&done, &new])
-            .await?;
+        self.db.one(queries::NOTIFY_BATCH, &[&done, &new]).await?;
         Ok(())
     }
 
     /// The backend holding the stream lock, if any.
     pub async fn holder(&self) -> Result<Option<Holder>, StoreError> {
         let row = self
-            .pooled_row(queries::CURRENT_HOLDER, &[&LOCK_NAMESPACE, &LOCK_STREAM])
+            .db
+            .one(queries::CURRENT_HOLDER, &[&LOCK_NAMESPACE, &LOCK_STREAM])
             .await?;
         row.map(|row| {
             Ok(Holder {
@@ -305,22 +287,20 @@ impl Store {
 
     /// Jobs by state and the age of the oldest pending job (seconds).
     pub async fn stats(&self) -> Result<(Value, Option<f64>), StoreError> {
-        let row = self.pooled_row(queries::STATS, &[]).await?;
+        let row = self.db.one(queries::STATS, &[]).await?;
         let row = row.ok_or_else(|| StoreError::Unavailable("stats returned no row".into()))?;
         Ok((column(&row, 0)?, column(&row, 1)?))
     }
 
     /// PostgreSQL's notification queue usage (0..1).
     pub async fn notification_queue_usage(&self) -> Result<f64, StoreError> {
-        let row = self
-            .pooled_row(queries::NOTIFICATION_QUEUE_USAGE, &[])
-            .await?;
+        let row = self.db.one(queries::NOTIFICATION_QUEUE_USAGE, &[]).await?;
         row.map_or(Ok(0.0), |row| column(&row, 0))
     }
 
     /// The database answers a trivial query.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.pooled_row(queries::PING, &[]).await?;
+        self.db.one(queries::PING, &[]).await?;
         Ok(())
     }
 
@@ -333,8 +313,8 @@ impl Store {
         retention_secs: f64,
         batch: i64,
     ) -> Result<Option<Reaped>, StoreError> {
-        let client = self.client().await?;
-        self.statements.add();
+        let client = self.db.client().await?;
+        self.db.statements.add();
         let sql = queries::reap_tick(LOCK_NAMESPACE, LOCK_REAPER, batch, retention_secs);
         let messages = client.simple_query(&sql).await?;
         let mut reaped = Reaped::default();
@@ -388,6 +368,11 @@ pub async fn probe_session(client: &Client) -> Result<Option<&'static str>, toki
         ));
     }
     Ok(None)
+}
+
+/// The group-commit loop is gone: only while the runtime shuts down.
+fn gone() -> StoreError {
+    StoreError::Unavailable("the broker is shutting down".into())
 }
 
 fn answer_parts(answer: &Answer) -> (Option<&Value>, Option<&Value>) {

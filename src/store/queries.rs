@@ -45,36 +45,61 @@ pub const LOCK_MIGRATE: i32 = 2;
 /// Second key: the reaper's tick (transaction level, one instance per tick).
 pub const LOCK_REAPER: i32 = 3;
 
-/// Insert a job without an idempotency key. The last column says whether this
-/// statement created it (always: the same row shape as `INSERT_KEYED_JOB`).
-pub const INSERT_JOB: &str = concat!(
-    "INSERT INTO backchannel.jobs (kind, payload, deadline)
-    VALUES ($1::text, $2, now() + make_interval(secs => $3))
-    RETURNING ",
-    job_columns!(),
-    ", true"
-);
+/// The job with an idempotency key.
+pub const FIND_KEY: &str = "SELECT id FROM backchannel.jobs WHERE idempotency_key = $1::text";
 
-/// Insert a job, or find the job that already has this idempotency key.
-/// The last column says whether this statement created it.
-pub const INSERT_KEYED_JOB: &str = concat!(
-    "WITH ins AS (
-        INSERT INTO backchannel.jobs (kind, payload, deadline, idempotency_key)
-        VALUES ($1::text, $2, now() + make_interval(secs => $3), $4::text)
+/// Insert a batch of jobs in one statement (group commit). Input arrays, one
+/// element per request: kinds, payloads, timeouts in seconds, idempotency keys
+/// (NULL for none). Each row gets its id before the insert, so that every
+/// request finds its own job among the rows: `n` (1-based) is the request's
+/// place in the batch, then the job's columns, then whether this request
+/// created it. A key used twice in the batch makes one job for both (the
+/// first creates it); a key that already exists answers with its job. A
+/// request without a row (its key's job was committed by a concurrent
+/// transaction after this statement's snapshot) is tried again.
+pub const INSERT_JOBS: &str = concat!(
+    "WITH input AS MATERIALIZED (
+        SELECT n, in_kind, in_payload, in_secs, in_key,
+               nextval('backchannel.jobs_id_seq') AS new_id
+        FROM unnest($1::text[], $2::jsonb[], $3::float8[], $4::text[])
+             WITH ORDINALITY AS i(in_kind, in_payload, in_secs, in_key, n)
+    ), ins AS (
+        INSERT INTO backchannel.jobs (id, kind, payload, deadline, idempotency_key)
+        OVERRIDING SYSTEM VALUE
+        SELECT new_id, in_kind, in_payload, now() + make_interval(secs => in_secs), in_key
+        FROM input ORDER BY n
         ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING ",
     job_columns!(),
-    ")
-    SELECT *, true FROM ins
-    UNION ALL
-    SELECT ",
+    ", idempotency_key
+    )
+    SELECT n, ",
     job_columns!(),
-    ", false FROM backchannel.jobs
-    WHERE idempotency_key = $4::text AND NOT EXISTS (SELECT 1 FROM ins)"
+    ", true FROM input JOIN ins ON ins.id = input.new_id
+    UNION ALL
+    SELECT n, ",
+    job_columns!(),
+    ", false FROM input JOIN ins ON ins.idempotency_key = input.in_key AND ins.id <> input.new_id
+    UNION ALL
+    SELECT n, ",
+    job_columns!(),
+    ", false FROM input JOIN backchannel.jobs j ON j.idempotency_key = input.in_key
+    WHERE NOT EXISTS (SELECT 1 FROM ins WHERE ins.idempotency_key = input.in_key)"
 );
 
-/// The job with an idempotency key.
-pub const FIND_KEY: &str = "SELECT id FROM backchannel.jobs WHERE idempotency_key = $1::text";
+/// End a batch of open jobs within their deadline in one statement (group
+/// commit of answers and cancels). Input arrays: job ids (each at most once),
+/// states, results, errors. Returns the jobs it ended; a job not returned was
+/// not open (terminal, past its deadline, or unknown: read it to find out).
+pub const FINISH_JOBS: &str = concat!(
+    "UPDATE backchannel.jobs
+    SET state = f.to_state, result = f.to_result, error = f.to_error, completed_at = now()
+    FROM unnest($1::bigint[], $2::text[], $3::jsonb[], $4::jsonb[])
+         AS f(job, to_state, to_result, to_error)
+    WHERE id = f.job AND completed_at IS NULL AND deadline > now()
+    RETURNING ",
+    job_columns!()
+);
 
 /// Read one job, and whether it is open and past its deadline (then expire it).
 /// A plain indexed read: cheap to plan, cheap to run, the common case.
@@ -118,15 +143,6 @@ pub const PEEK_JOBS: &str = concat!(
     ", false FROM backchannel.jobs WHERE id = ANY($1)"
 );
 
-/// The first answer to an open job within its deadline.
-pub const ANSWER_JOB: &str = concat!(
-    "UPDATE backchannel.jobs
-    SET state = $2::text, result = $3, error = $4, completed_at = now()
-    WHERE id = $1 AND completed_at IS NULL AND deadline > now()
-    RETURNING ",
-    job_columns!()
-);
-
 /// Whether a terminal job carries exactly this answer (jsonb equality).
 pub const ANSWER_MATCHES: &str = "SELECT CASE WHEN $2 = 'done'
         THEN state = 'done' AND result = $3
@@ -139,15 +155,6 @@ pub const FAIL_UNDELIVERABLE: &str = concat!(
     "UPDATE backchannel.jobs
     SET state = 'failed', error = $2, completed_at = now()
     WHERE id = $1 AND completed_at IS NULL
-    RETURNING ",
-    job_columns!()
-);
-
-/// Cancel an open job within its deadline.
-pub const CANCEL_JOB: &str = concat!(
-    "UPDATE backchannel.jobs
-    SET state = 'cancelled', completed_at = now()
-    WHERE id = $1 AND completed_at IS NULL AND deadline > now()
     RETURNING ",
     job_columns!()
 );

@@ -34,24 +34,29 @@ fn optional_json(row: &Row, index: usize) -> Result<Option<Box<RawValue>>, Store
 
 /// A job from a row with the columns of `queries::job_columns!`.
 pub fn job_from_row(row: &Row) -> Result<Job, StoreError> {
-    let state: &str = column(row, 2)?;
+    job_at(row, 0)
+}
+
+/// A job from the columns of `queries::job_columns!` starting at `at`.
+pub fn job_at(row: &Row, at: usize) -> Result<Job, StoreError> {
+    let state: &str = column(row, at + 2)?;
     let state = JobState::parse(state).ok_or_else(|| {
         StoreError::Undecodable(format!(
             "job {:?}: unknown state",
-            row.try_get::<_, i64>(0).ok()
+            row.try_get::<_, i64>(at).ok()
         ))
     })?;
     Ok(Job {
-        id: column(row, 0)?,
-        kind: column(row, 1)?,
+        id: column(row, at)?,
+        kind: column(row, at + 1)?,
         state,
-        payload: json(row, 3)?,
-        result: optional_json(row, 4)?,
-        error: optional_json(row, 5)?,
-        attempts: column(row, 6)?,
-        created_at: column::<DateTime<Utc>>(row, 7)?,
-        deadline: column(row, 8)?,
-        completed_at: column(row, 9)?,
+        payload: json(row, at + 3)?,
+        result: optional_json(row, at + 4)?,
+        error: optional_json(row, at + 5)?,
+        attempts: column(row, at + 6)?,
+        created_at: column::<DateTime<Utc>>(row, at + 7)?,
+        deadline: column(row, at + 8)?,
+        completed_at: column(row, at + 9)?,
     })
 }
 
