@@ -114,10 +114,11 @@ pub async fn finish(db: &Pooled, batch: Vec<Finish>) -> Vec<Finished> {
     let mut outcomes: Vec<Option<Finished>> = batch.iter().map(|_| None).collect();
     let mut first: HashMap<i64, usize> = HashMap::new();
     for (i, change) in batch.iter().enumerate() {
-        if first.contains_key(&change.id) {
-            outcomes[i] = Some(Ok(None));
-        } else {
-            first.insert(change.id, i);
+        match first.entry(change.id) {
+            std::collections::hash_map::Entry::Occupied(_) => outcomes[i] = Some(Ok(None)),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(i);
+            }
         }
     }
     let unique: Vec<usize> = first.into_values().collect();
