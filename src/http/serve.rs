@@ -27,6 +27,7 @@ use warp::reply::Response;
 pub async fn serve<F>(
     listener: TcpListener,
     routes: F,
+    access: super::access::AccessLog,
     header_timeout: Duration,
     shutdown: CancellationToken,
 ) where
@@ -55,9 +56,11 @@ pub async fn serve<F>(
         };
         let _ = stream.set_nodelay(true);
         let service = service.clone();
+        let access = access.clone();
         let handler = service_fn(move |request: Request<Incoming>| {
             let mut service = service.clone();
-            service.call(detached(request))
+            let entry = access.start(&request);
+            entry.finish(service.call(detached(request)))
         });
         let connection = builder.serve_connection(TokioIo::new(stream), handler);
         let connection = graceful.watch(connection);

@@ -288,6 +288,12 @@ impl Store {
         Ok((row.get(0), row.get(1)))
     }
 
+    /// The age of the oldest pending job in seconds, if any.
+    pub async fn oldest_pending_age(&self) -> Result<Option<f64>, StoreError> {
+        let row = self.pooled_row(queries::OLDEST_PENDING_AGE, &[]).await?;
+        Ok(row.and_then(|row| row.get(0)))
+    }
+
     /// PostgreSQL's notification queue usage (0..1).
     pub async fn notification_queue_usage(&self) -> Result<f64, StoreError> {
         let row = self
