@@ -268,26 +268,42 @@ impl LiveTokens {
         Ok(())
     }
 
-    /// Reload on every SIGHUP until `shutdown`.
-    pub async fn reload_on_hangup(
+    /// Reload on every SIGHUP until `shutdown`. The handler is installed
+    /// here, before the returned future runs: a SIGHUP that arrives as soon as
+    /// the instance answers must not end the process (SIGHUP's default).
+    pub fn reload_on_hangup(
         self,
         settings: Arc<Settings>,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
-    ) {
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
         use tokio::signal::unix::{SignalKind, signal};
-        let mut hangup = match signal(SignalKind::hangup()) {
-            Ok(hangup) => hangup,
-            Err(error) => {
-                tracing::warn!(%error, "no SIGHUP handler: tokens cannot be reloaded");
-                return;
-            }
-        };
+        let hangup = signal(SignalKind::hangup());
+        async move {
+            let mut hangup = match hangup {
+                Ok(hangup) => hangup,
+                Err(error) => {
+                    tracing::warn!(%error, "no SIGHUP handler: tokens cannot be reloaded");
+                    return;
+                }
+            };
+            self.reload_loop(&mut hangup, &settings, &metrics, &shutdown)
+                .await;
+        }
+    }
+
+    async fn reload_loop(
+        &self,
+        hangup: &mut tokio::signal::unix::Signal,
+        settings: &Settings,
+        metrics: &Metrics,
+        shutdown: &CancellationToken,
+    ) {
         loop {
             tokio::select! {
                 _ = hangup.recv() => {
                     tracing::info!("SIGHUP: reading the token files again");
-                    let _ = self.reload(&settings, &metrics);
+                    let _ = self.reload(settings, metrics);
                 }
                 _ = shutdown.cancelled() => return,
             }
