@@ -11,6 +11,7 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
 use crate::job::{Job, JobState};
+use crate::store::queries::{CHANNEL_DONE, CHANNEL_NEW};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
@@ -107,6 +108,23 @@ impl Metrics {
             token_reloads: Family::default(),
             registry: Registry::default(),
         };
+        // Series of the known label values exist from the start, at 0, so that
+        // rate() and the alerts see them before the first event.
+        for state in [
+            JobState::Done,
+            JobState::Failed,
+            JobState::Expired,
+            JobState::Cancelled,
+        ] {
+            let _ = m.jobs_finished.get_or_create(&OutcomeLabel {
+                outcome: state.as_str(),
+            });
+        }
+        for channel in [CHANNEL_NEW, CHANNEL_DONE] {
+            let _ = m
+                .notifications_received
+                .get_or_create(&ChannelLabel { channel });
+        }
         registry.register_collector(Box::new(crate::process::ProcessCollector));
         let r = registry.sub_registry_with_prefix("backchannel");
         let build_info = Family::<VersionLabel, Gauge>::default();

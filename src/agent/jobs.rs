@@ -127,15 +127,12 @@ impl Jobs {
             job.deadline,
         )
         .await;
-        match posted {
-            Posted::Refused(status @ (401 | 403)) => {
-                tracing::error!(
-                    job_id = job.id,
-                    status,
-                    "the broker refused the listener token"
-                );
-            }
-            _ => {}
+        if let Posted::Refused(status @ (401 | 403)) = posted {
+            tracing::error!(
+                job_id = job.id,
+                status,
+                "the broker refused the listener token"
+            );
         }
         Outcome::Answered {
             answer,

@@ -23,6 +23,23 @@ struct VersionLabel {
     version: &'static str,
 }
 
+/// Why an open stream ended.
+pub const DISCONNECTS: [&str; 5] = ["closed", "silent", "read_error", "invalid", "shutdown"];
+/// Why an attempt opened no stream.
+pub const FAILURES: [&str; 5] = ["busy", "refused", "timeout", "unreachable", "unexpected"];
+/// How a job ended (the `outcome` of its log line).
+pub const OUTCOMES: [&str; 9] = [
+    "done",
+    "failed",
+    "conflict",
+    "gone",
+    "unknown",
+    "refused",
+    "deadline_passed",
+    "expired",
+    "abandoned",
+];
+
 pub struct AgentMetrics {
     registry: Registry,
     pub stream_up: Gauge,
@@ -63,6 +80,17 @@ impl AgentMetrics {
             handler_seconds: Histogram::new(exponential_buckets(0.001, 2.5, 14)),
             answer_retries: Counter::default(),
         };
+        // Series of the known label values exist from the start, at 0, so that
+        // rate() and the alerts see them before the first event.
+        for reason in DISCONNECTS {
+            let _ = m.stream_disconnects.get_or_create(&ReasonLabel { reason });
+        }
+        for reason in FAILURES {
+            let _ = m.stream_failures.get_or_create(&ReasonLabel { reason });
+        }
+        for outcome in OUTCOMES {
+            let _ = m.jobs.get_or_create(&OutcomeLabel { outcome });
+        }
         let mut registry = Registry::default();
         registry.register_collector(Box::new(crate::process::ProcessCollector));
         let r = registry.sub_registry_with_prefix("backchannel_agent");
