@@ -86,14 +86,18 @@ async fn the_agent_health_listener_follows_the_stream_and_counts_jobs() {
     assert_eq!(get(&http, format!("{health}/readyz")).await.0, 503);
     let (_, metrics) = get(&http, format!("{health}/metrics")).await;
     assert_eq!(sample(&metrics, "backchannel_agent_stream_up"), Some(0.0));
-    assert_eq!(
-        sample(
-            &metrics,
-            r#"backchannel_agent_stream_disconnects_total{reason="closed"}"#
-        ),
-        Some(1.0),
-        "{metrics}"
-    );
+    // The broker ends the stream as it shuts down (`closed`; `read_error` if
+    // the connection went first): one disconnect either way.
+    let disconnects: f64 = ["closed", "read_error"]
+        .iter()
+        .filter_map(|reason| {
+            let series =
+                format!("backchannel_agent_stream_disconnects_total{{reason=\"{reason}\"}}");
+            sample(&metrics, &series)
+        })
+        .sum();
+    assert_eq!(disconnects, 1.0, "{metrics}");
+    assert_eq!(agent.status.borrow().disconnects, 1);
     agent.stop().await;
 }
 
@@ -138,6 +142,16 @@ async fn status_check_exits_ok_warning_critical_and_unknown() {
         "{line}"
     );
     drop(sse);
+    let held = || async {
+        bc.send(bc.http.get(bc.url("/v1/listener")).bearer_auth(SUBMITTER))
+            .await
+            .body["held"]
+            == true
+    };
+    assert!(
+        eventually(LONG, || async { !held().await }).await,
+        "the stream is gone before the next job"
+    );
 
     // A job that nobody took before its deadline, then a listener again.
     let id = bc
