@@ -61,6 +61,21 @@ bench: ## Load test (notify vs poll, 1 and 3 instances, raw SQL floor, idle cost
 	DATABASE_URL="$${DATABASE_URL:-$$PG_ADMIN_URL}" ./target/release/backchannel-bench \
 	  $(if $(filter 1 yes true,$(QUICK)),--quick) $(BENCH_ARGS)
 
+.PHONY: deb
+deb: ## Build the Debian package target/debian/backchannel_<version>_<arch>.deb (installs cargo-deb if missing)
+	@command -v cargo-deb >/dev/null || { echo "installing cargo-deb (cargo install cargo-deb --locked)"; cargo install cargo-deb --locked; }
+	cargo build --release --workspace
+	rm -rf target/manual && ./target/release/backchannel manual target/manual
+	cargo deb --no-build --strip --output target/debian/
+
+.PHONY: deb-check
+deb-check: deb ## Install the package here (as root), verify it, run one round trip with the installed binary, purge it
+	@$(PG_ENSURE); scripts/deb-check.sh target/debian/backchannel_*.deb
+
+.PHONY: rules
+rules: ## promtool check and unit tests of deploy/prometheus/ (promtool taken from Debian's prometheus package if missing)
+	scripts/rules-check.sh
+
 .PHONY: lint
 lint: ## cargo fmt --check and clippy with warnings as errors
 	cargo fmt --all -- --check

@@ -60,7 +60,7 @@ curl -fsS "$base/readyz" >/dev/null 2>&1 || fail "the broker did not become read
 
 say "echo agent: holds the stream, answers every job with its payload (log: target/demo/agent.log)"
 BACKCHANNEL_SERVER="$base" \
-  BACKCHANNEL_TOKEN="$listener_token" \
+  BACKCHANNEL_LISTENER_TOKEN="$listener_token" \
   BACKCHANNEL_ECHO=true \
   BACKCHANNEL_LISTENER_ID=demo-agent \
   NO_COLOR=1 "$bin" agent >"$logs/agent.log" 2>&1 &

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
 use crate::config::Settings;
-use crate::http::{self, auth::Tokens};
+use crate::http::{self, access::AccessLog, auth::LiveTokens};
 use crate::store::{self, Session, Store, connect};
 
 /// A running instance: its address, its broker, and the handle to stop it.
@@ -78,7 +78,7 @@ fn instance_name(settings: &Settings) -> String {
 /// Validate settings, migrate, start the background tasks and serve.
 pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     settings.validate()?;
-    let tokens = Arc::new(Tokens::load(&settings)?);
+    let tokens = LiveTokens::load(&settings)?;
     migrate(settings.direct_url()).await?;
 
     let pool = connect::pool(
@@ -104,13 +104,21 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("cannot listen on {}", settings.bind))?;
     let addr = listener.local_addr()?;
+    let reload = tokens.clone().reload_on_hangup(
+        settings.clone(),
+        broker.metrics().clone(),
+        shutdown.clone(),
+    );
+    tokio::spawn(reload);
     let routes = http::routes(broker.clone(), tokens);
+    let access = AccessLog::new(settings.access_log, broker.metrics().clone());
     let peers = http::serve::PeerBound {
         heartbeat: settings.heartbeat,
     };
     let server = http::serve::serve(
         listener,
         routes,
+        access,
         settings.header_timeout,
         peers,
         shutdown.clone(),

@@ -135,6 +135,19 @@ pub struct Settings {
     /// Seconds of grace for waiting requests and connections at shutdown.
     #[arg(long, env = "BACKCHANNEL_SHUTDOWN_GRACE", default_value = "10", value_parser = seconds)]
     pub shutdown_grace: Duration,
+
+    /// One log line per request (method, route, status, duration, bytes): on or off.
+    #[arg(long, env = "BACKCHANNEL_ACCESS_LOG", default_value = "on", value_parser = on_off)]
+    pub access_log: bool,
+}
+
+/// `on` or `off` (also true/false, yes/no, 1/0).
+fn on_off(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" => Ok(true),
+        "off" | "false" | "no" | "0" => Ok(false),
+        _ => Err("must be on or off".into()),
+    }
 }
 
 /// The longest duration any setting may name: far beyond any use, and well

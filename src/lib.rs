@@ -14,7 +14,9 @@
 //! - [`wake`]: who waits for what, LISTEN in, NOTIFY out;
 //! - [`store`]: every database call;
 //! - [`agent`]: the listener side as a ready program;
-//! - [`client`]: `backchannel submit` and `status`.
+//! - [`client`]: `backchannel submit` and `status`;
+//! - [`process`]: the process's memory and file descriptors for `/metrics`;
+//! - [`manual`]: the man pages and shell completions, from the command line's definition.
 
 pub mod agent;
 pub mod app;
@@ -25,7 +27,9 @@ pub mod config;
 pub mod http;
 pub mod job;
 pub mod json;
+pub mod manual;
 pub mod metrics;
+pub mod process;
 pub mod store;
 pub mod telemetry;
 pub mod wake;

@@ -2,7 +2,7 @@
 
 use std::ffi::OsString;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use backchannel::config::Settings;
@@ -37,6 +37,9 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+    /// Write the man pages and shell completions into a folder (`make deb`).
+    #[command(hide = true)]
+    Manual { out: std::path::PathBuf },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -62,7 +65,7 @@ async fn main() -> anyhow::Result<()> {
             println!("applied {} migration(s)", applied.len());
         }
         Command::Submit(args) => client::check_done(&client::submit(args).await?)?,
-        Command::Status(args) => client::status(args).await?,
+        Command::Status(args) => std::process::exit(client::status(args).await),
         Command::Agent(args) => {
             let agent = agent::Agent::new(*args)?;
             let shutdown = CancellationToken::new();
@@ -75,6 +78,7 @@ async fn main() -> anyhow::Result<()> {
             agent.run(shutdown).await;
         }
         Command::Bench { args } => return Err(bench(args)),
+        Command::Manual { out } => backchannel::manual::write(Cli::command(), &out)?,
     }
     Ok(())
 }

@@ -11,6 +11,7 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
 use crate::job::{Job, JobState};
+use crate::store::queries::{CHANNEL_DONE, CHANNEL_NEW};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
@@ -20,6 +21,30 @@ pub struct OutcomeLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ChannelLabel {
     pub channel: &'static str,
+}
+
+/// A request by method, route template (never the raw path) and status.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: &'static str,
+    pub route: &'static str,
+    pub status: u16,
+}
+
+/// Why a request was refused: the error code of its answer.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VersionLabel {
+    pub version: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
 }
 
 pub struct Metrics {
@@ -42,6 +67,11 @@ pub struct Metrics {
     pub pool_in_use: Gauge,
     pub pool_waiting: Gauge,
     pub notification_queue_usage: Gauge<f64, AtomicU64>,
+    pub oldest_pending_age_seconds: Gauge<f64, AtomicU64>,
+    pub ready: Gauge,
+    pub http_requests: Family<RequestLabels, Counter>,
+    pub http_refused: Family<ReasonLabel, Counter>,
+    pub token_reloads: Family<ResultLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -52,7 +82,7 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("backchannel");
+        let mut registry = Registry::default();
         let m = Metrics {
             jobs_submitted: Counter::default(),
             jobs_finished: Family::default(),
@@ -73,9 +103,68 @@ impl Metrics {
             pool_in_use: Gauge::default(),
             pool_waiting: Gauge::default(),
             notification_queue_usage: Gauge::default(),
+            oldest_pending_age_seconds: Gauge::default(),
+            ready: Gauge::default(),
+            http_requests: Family::default(),
+            http_refused: Family::default(),
+            token_reloads: Family::default(),
             registry: Registry::default(),
         };
-        let r = &mut registry;
+        // Series of the known label values exist from the start, at 0, so that
+        // rate() and the alerts see them before the first event.
+        for state in [
+            JobState::Done,
+            JobState::Failed,
+            JobState::Expired,
+            JobState::Cancelled,
+        ] {
+            let _ = m.jobs_finished.get_or_create(&OutcomeLabel {
+                outcome: state.as_str(),
+            });
+        }
+        for channel in [CHANNEL_NEW, CHANNEL_DONE] {
+            let _ = m
+                .notifications_received
+                .get_or_create(&ChannelLabel { channel });
+        }
+        registry.register_collector(Box::new(crate::process::ProcessCollector));
+        let r = registry.sub_registry_with_prefix("backchannel");
+        let build_info = Family::<VersionLabel, Gauge>::default();
+        build_info
+            .get_or_create(&VersionLabel {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        r.register(
+            "build_info",
+            "Always 1; the version label names the running build",
+            build_info,
+        );
+        r.register(
+            "http_requests",
+            "Requests answered, by method, route template and status",
+            m.http_requests.clone(),
+        );
+        r.register(
+            "http_refused",
+            "Requests refused with a 4xx, by the error code of the answer",
+            m.http_refused.clone(),
+        );
+        r.register(
+            "token_reloads",
+            "Token files re-read on SIGHUP, by result (applied or refused)",
+            m.token_reloads.clone(),
+        );
+        r.register(
+            "oldest_pending_age_seconds",
+            "Age of the oldest pending job in the cluster (0 when none; one query per scrape)",
+            m.oldest_pending_age_seconds.clone(),
+        );
+        r.register(
+            "ready",
+            "1 when this instance is ready (the database answers and LISTEN is up), as /readyz",
+            m.ready.clone(),
+        );
         r.register(
             "jobs_submitted",
             "Jobs created through this instance",

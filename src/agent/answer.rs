@@ -8,6 +8,7 @@ use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
 use super::args::Config;
+use super::status::Reporter;
 use crate::backoff::Backoff;
 use crate::job::Answer;
 
@@ -42,7 +43,7 @@ impl Posted {
             Posted::Gone => "gone",
             Posted::Unknown => "unknown",
             Posted::Refused(_) => "refused",
-            Posted::DeadlinePassed => "deadline passed",
+            Posted::DeadlinePassed => "deadline_passed",
         }
     }
 }
@@ -60,11 +61,12 @@ pub fn body(answer: &Answer) -> Value {
 pub async fn post(
     client: &Client,
     config: &Config,
+    reporter: &Reporter,
     id: i64,
     answer: &Answer,
     deadline: DateTime<Utc>,
 ) -> Posted {
-    match post_body(client, config, id, &body(answer), deadline).await {
+    match post_body(client, config, reporter, id, &body(answer), deadline).await {
         Posted::Refused(413) => {
             tracing::warn!(
                 job_id = id,
@@ -73,7 +75,7 @@ pub async fn post(
             let error = Answer::Error(json!({
                 "message": "the handler's answer is larger than the broker accepts"
             }));
-            post_body(client, config, id, &body(&error), deadline).await
+            post_body(client, config, reporter, id, &body(&error), deadline).await
         }
         posted => posted,
     }
@@ -82,6 +84,7 @@ pub async fn post(
 async fn post_body(
     client: &Client,
     config: &Config,
+    reporter: &Reporter,
     id: i64,
     body: &Value,
     deadline: DateTime<Utc>,
@@ -116,7 +119,10 @@ async fn post_body(
         }
         let pause = backoff.next_delay();
         match until(deadline) {
-            Some(left) if left > pause => tokio::time::sleep(pause).await,
+            Some(left) if left > pause => {
+                tokio::time::sleep(pause).await;
+                reporter.answer_retry();
+            }
             _ => return Posted::DeadlinePassed,
         }
     }

@@ -1,6 +1,7 @@
 //! The agent's command line, and the checked configuration built from it.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -47,12 +48,35 @@ pub struct AgentArgs {
     pub server: String,
 
     /// The listener token. Prefer --token-file: a flag shows in process lists.
-    #[arg(long, env = "BACKCHANNEL_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "BACKCHANNEL_LISTENER_TOKEN", hide_env_values = true)]
     pub token: Option<Secret>,
 
     /// A file holding the listener token (surrounding whitespace is ignored).
-    #[arg(long, env = "BACKCHANNEL_TOKEN_FILE")]
+    #[arg(long, env = "BACKCHANNEL_LISTENER_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+
+    /// The deprecated name of BACKCHANNEL_LISTENER_TOKEN, used when neither
+    /// new variable (nor flag) is set.
+    #[arg(
+        long = "deprecated-token",
+        env = "BACKCHANNEL_TOKEN",
+        hide = true,
+        hide_env_values = true
+    )]
+    pub deprecated_token: Option<Secret>,
+
+    /// The deprecated name of BACKCHANNEL_LISTENER_TOKEN_FILE.
+    #[arg(
+        long = "deprecated-token-file",
+        env = "BACKCHANNEL_TOKEN_FILE",
+        hide = true
+    )]
+    pub deprecated_token_file: Option<PathBuf>,
+
+    /// Serve /healthz, /readyz (200 only while the stream is held) and
+    /// /metrics on this address, e.g. 127.0.0.1:9464 (default: off).
+    #[arg(long, env = "BACKCHANNEL_HEALTH_BIND")]
+    pub health_bind: Option<SocketAddr>,
 
     /// The internal endpoint each job's payload is POSTed to.
     #[arg(long, env = "BACKCHANNEL_FORWARD")]
@@ -99,6 +123,9 @@ impl AgentArgs {
             server: server.to_owned(),
             token: Some(token.into()),
             token_file: None,
+            deprecated_token: None,
+            deprecated_token_file: None,
+            health_bind: None,
             forward: None,
             echo: false,
             forward_header: DEFAULT_FORWARD_HEADER.into(),
@@ -134,6 +161,9 @@ pub struct Config {
     pub concurrency: usize,
     pub heartbeat: Duration,
     pub shutdown_grace: Duration,
+    pub health_bind: Option<SocketAddr>,
+    /// The token came from BACKCHANNEL_TOKEN or BACKCHANNEL_TOKEN_FILE.
+    pub deprecated_token_variable: bool,
 }
 
 /// The most jobs handled at once.
@@ -149,26 +179,35 @@ impl Config {
             let path = format!("{}/", server.path());
             server.set_path(&path);
         }
-        let token = match (args.token, args.token_file) {
+        let deprecated = args.token.is_none() && args.token_file.is_none();
+        let (token, token_file, names) = if deprecated {
+            let names = ("BACKCHANNEL_TOKEN", "BACKCHANNEL_TOKEN_FILE");
+            (args.deprecated_token, args.deprecated_token_file, names)
+        } else {
+            let names = (
+                "BACKCHANNEL_LISTENER_TOKEN",
+                "BACKCHANNEL_LISTENER_TOKEN_FILE",
+            );
+            (args.token, args.token_file, names)
+        };
+        let deprecated_token_variable = deprecated && (token.is_some() || token_file.is_some());
+        let token = match (token, token_file) {
             (Some(_), Some(_)) => {
-                return Err(bad(
-                    "give the token once: BACKCHANNEL_TOKEN or BACKCHANNEL_TOKEN_FILE, not both"
-                        .into(),
-                ));
+                return Err(bad(format!(
+                    "give the token once: {} or {}, not both",
+                    names.0, names.1
+                )));
             }
             (Some(token), None) => token,
             (None, Some(path)) => {
                 let text = std::fs::read_to_string(&path).map_err(|e| {
-                    bad(format!(
-                        "BACKCHANNEL_TOKEN_FILE: cannot read {}: {e}",
-                        path.display()
-                    ))
+                    bad(format!("{}: cannot read {}: {e}", names.1, path.display()))
                 })?;
                 Secret(text.trim().to_owned())
             }
             (None, None) => {
                 return Err(bad(
-                    "a listener token is required: BACKCHANNEL_TOKEN or BACKCHANNEL_TOKEN_FILE"
+                    "a listener token is required: BACKCHANNEL_LISTENER_TOKEN or BACKCHANNEL_LISTENER_TOKEN_FILE"
                         .into(),
                 ));
             }
@@ -233,6 +272,8 @@ impl Config {
             concurrency: args.concurrency,
             heartbeat: Duration::from_secs_f64(args.heartbeat),
             shutdown_grace: Duration::from_secs_f64(args.shutdown_grace),
+            health_bind: args.health_bind,
+            deprecated_token_variable,
         })
     }
 
@@ -339,6 +380,21 @@ mod tests {
         let config = Config::from_args(a).unwrap();
         std::fs::remove_file(path).unwrap();
         assert_eq!(config.token.expose(), "from-a-file-token-1");
+    }
+
+    #[test]
+    fn the_deprecated_variables_still_work_and_the_new_ones_win() {
+        let mut a = args();
+        a.token = None;
+        a.deprecated_token = Some("the-old-variable-token".into());
+        let config = Config::from_args(a.clone()).unwrap();
+        assert_eq!(config.token.expose(), "the-old-variable-token");
+        assert!(config.deprecated_token_variable);
+
+        a.token = Some("the-new-variable-token".into());
+        let config = Config::from_args(a).unwrap();
+        assert_eq!(config.token.expose(), "the-new-variable-token");
+        assert!(!config.deprecated_token_variable);
     }
 
     #[test]

@@ -54,7 +54,7 @@ impl Jobs {
     /// wait is dropped, nothing was started and the id is free again.
     pub async fn admit(self: &Arc<Self>, job: JobEvent) -> Admitted {
         let Some(claim) = Claim::take(self, job.id) else {
-            self.reporter.update(|s| s.repeats += 1);
+            self.reporter.repeat();
             return Admitted::Repeat;
         };
         let permit = self
@@ -63,7 +63,7 @@ impl Jobs {
             .acquire_owned()
             .await
             .expect("the semaphore is never closed");
-        self.reporter.update(|s| s.started += 1);
+        self.reporter.job_started();
         let jobs = self.clone();
         tokio::spawn(async move { jobs.handle(job, claim, permit).await });
         Admitted::Started
@@ -76,6 +76,14 @@ impl Jobs {
             _ = self.abandon.cancelled() => Outcome::Abandoned,
         };
         let duration_ms = started.elapsed().as_millis() as u64;
+        let answered = matches!(
+            outcome,
+            Outcome::Answered {
+                posted: Posted::Accepted,
+                ..
+            }
+        );
+        self.reporter.job_finished(outcome.as_str(), answered);
         let (answer, handler) = match &outcome {
             Outcome::Answered {
                 answer, handler, ..
@@ -98,27 +106,33 @@ impl Jobs {
         let Some(left) = answer::until(job.deadline) else {
             return Outcome::Expired;
         };
+        let handling = Instant::now();
         let (reply, handler) = match &self.config.target {
             Target::Echo => forward::echo(job),
             Target::Forward(url, secret) => {
                 forward::forward(&self.handler, url, secret.as_ref(), job, left).await
             }
         };
+        self.reporter.handled(handling.elapsed());
         let answer = match reply {
             Answer::Result(_) => "result",
             Answer::Error(_) => "error",
         };
-        let posted = answer::post(&self.broker, &self.config, job.id, &reply, job.deadline).await;
-        match posted {
-            Posted::Accepted => self.reporter.update(|s| s.answered += 1),
-            Posted::Refused(status @ (401 | 403)) => {
-                tracing::error!(
-                    job_id = job.id,
-                    status,
-                    "the broker refused the listener token"
-                );
-            }
-            _ => {}
+        let posted = answer::post(
+            &self.broker,
+            &self.config,
+            &self.reporter,
+            job.id,
+            &reply,
+            job.deadline,
+        )
+        .await;
+        if let Posted::Refused(status @ (401 | 403)) = posted {
+            tracing::error!(
+                job_id = job.id,
+                status,
+                "the broker refused the listener token"
+            );
         }
         Outcome::Answered {
             answer,

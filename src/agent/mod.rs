@@ -19,7 +19,9 @@
 mod answer;
 mod args;
 mod forward;
+mod health;
 mod jobs;
+pub mod metrics;
 pub mod sse;
 mod status;
 mod stream;
@@ -61,6 +63,8 @@ pub struct Agent {
     broker: Client,
     handler: Client,
     reporter: Reporter,
+    /// Bound at construction when `--health-bind` is set.
+    health: Option<std::net::TcpListener>,
 }
 
 /// Check `args`, then run until `shutdown` is cancelled and the jobs in flight
@@ -75,6 +79,7 @@ impl Agent {
     /// roots; `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY` are honoured).
     pub fn new(args: AgentArgs) -> Result<Agent, AgentError> {
         let config = Config::from_args(args)?;
+        let health = config.health_bind.map(health::bind).transpose()?;
         let client = || {
             Client::builder()
                 .user_agent(concat!("backchannel-agent/", env!("CARGO_PKG_VERSION")))
@@ -87,7 +92,18 @@ impl Agent {
             broker: client()?,
             handler: client()?,
             reporter: Reporter::new(),
+            health,
         })
+    }
+
+    /// The address of the health listener, if one is configured.
+    pub fn health_addr(&self) -> Option<std::net::SocketAddr> {
+        self.health.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The agent's metrics in the text exposition (what `/metrics` serves).
+    pub fn metrics_text(&self) -> String {
+        self.reporter.metrics().encode()
     }
 
     pub fn config(&self) -> &Config {
@@ -101,8 +117,19 @@ impl Agent {
 
     /// Hold the stream until `shutdown`, reconnecting after every drop; then
     /// close it, finish the jobs in flight within the grace period, and return.
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let stop_health = CancellationToken::new();
+        if let Some(listener) = self.health.take() {
+            let serve = health::serve(listener, self.reporter.clone(), stop_health.clone());
+            tokio::spawn(serve);
+        }
+        let _stop_health = stop_health.drop_guard();
         let config = &self.config;
+        if config.deprecated_token_variable {
+            tracing::warn!(
+                "BACKCHANNEL_TOKEN and BACKCHANNEL_TOKEN_FILE are deprecated; use BACKCHANNEL_LISTENER_TOKEN or BACKCHANNEL_LISTENER_TOKEN_FILE"
+            );
+        }
         let target = match &config.target {
             Target::Echo => "echo".to_string(),
             Target::Forward(url, _) => redacted(url),
@@ -135,7 +162,7 @@ impl Agent {
                 _ = shutdown.cancelled() => break,
             }
         }
-        self.reporter.update(|s| s.connected = false);
+        self.reporter.disconnected("shutdown");
         tracing::info!(
             grace_s = config.shutdown_grace.as_secs_f64(),
             "shutting down: stream closed, finishing the jobs in flight"
@@ -147,7 +174,7 @@ impl Agent {
     /// Log how the attempt ended and choose the wait before the next one.
     fn pause_after(&self, ended: Ended, backoff: &mut Backoff, busy_before: bool) -> Duration {
         match ended {
-            Ended::Dropped { reason, spoke } => {
+            Ended::Dropped { reason, spoke, .. } => {
                 let pause = backoff.next_delay();
                 let retry_in_ms = pause.as_millis() as u64;
                 if spoke {
@@ -158,7 +185,7 @@ impl Agent {
                 pause
             }
             Ended::Busy(retry_after) => {
-                self.reporter.update(|s| s.busy += 1);
+                self.reporter.failed("busy");
                 let pause = match retry_after {
                     Some(delay) => jitter(delay.min(CAP), 0.1).min(CAP),
                     None => backoff.next_delay(),
@@ -175,6 +202,7 @@ impl Agent {
                 pause
             }
             Ended::Refused(status) => {
+                self.reporter.failed("refused");
                 let pause = backoff.next_delay();
                 tracing::error!(
                     %status,
@@ -183,7 +211,8 @@ impl Agent {
                 );
                 pause
             }
-            Ended::Failed(reason) => {
+            Ended::Failed(kind, reason) => {
+                self.reporter.failed(kind);
                 let pause = backoff.next_delay();
                 tracing::warn!(%reason, retry_in_ms = pause.as_millis() as u64, "cannot open the stream");
                 pause

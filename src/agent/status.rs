@@ -1,6 +1,13 @@
-//! What the agent is doing, for whoever watches it (tests, an embedding program).
+//! What the agent is doing, for whoever watches it: a [`Status`] for tests
+//! and embedding programs, and the same events as Prometheus metrics for the
+//! health listener. Every part of the agent reports through one [`Reporter`].
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
+
+use super::metrics::{AgentMetrics, OutcomeLabel, ReasonLabel};
 
 /// Counters since the agent started, and whether a stream is open now.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -9,6 +16,8 @@ pub struct Status {
     pub connected: bool,
     /// Streams opened so far.
     pub connections: u64,
+    /// Open streams that ended (the broker closed it, it fell silent, ...).
+    pub disconnects: u64,
     /// `409 listener_busy` answers: another listener held the stream.
     pub busy: u64,
     /// Job events ignored because the same job was already being handled here.
@@ -17,23 +26,116 @@ pub struct Status {
     pub started: u64,
     /// Jobs whose answer the broker accepted.
     pub answered: u64,
+    /// Jobs finished in any way (answered, refused, expired, abandoned).
+    pub finished: u64,
+    /// Answers posted again after a network error or a 5xx.
+    pub answer_retries: u64,
 }
 
 /// The sending side, shared by the agent's parts.
 #[derive(Debug, Clone)]
-pub struct Reporter(watch::Sender<Status>);
+pub struct Reporter {
+    status: watch::Sender<Status>,
+    metrics: Arc<AgentMetrics>,
+}
 
 impl Reporter {
     pub fn new() -> Reporter {
-        Reporter(watch::Sender::new(Status::default()))
+        Reporter {
+            status: watch::Sender::new(Status::default()),
+            metrics: Arc::new(AgentMetrics::new()),
+        }
     }
 
     pub fn subscribe(&self) -> watch::Receiver<Status> {
-        self.0.subscribe()
+        self.status.subscribe()
     }
 
-    pub fn update(&self, change: impl FnOnce(&mut Status)) {
-        self.0.send_modify(change);
+    pub fn status(&self) -> Status {
+        self.status.borrow().clone()
+    }
+
+    pub fn metrics(&self) -> &AgentMetrics {
+        &self.metrics
+    }
+
+    fn update(&self, change: impl FnOnce(&mut Status)) {
+        self.status.send_modify(change);
+    }
+
+    /// A stream is open.
+    pub fn connected(&self) {
+        self.update(|s| {
+            s.connected = true;
+            s.connections += 1;
+        });
+        self.metrics.stream_up.set(1);
+        self.metrics.stream_connects.inc();
+    }
+
+    /// The open stream ended, for `reason`; nothing if none was open.
+    pub fn disconnected(&self, reason: &'static str) {
+        let mut was_open = false;
+        self.update(|s| {
+            was_open = s.connected;
+            if s.connected {
+                s.connected = false;
+                s.disconnects += 1;
+            }
+        });
+        if was_open {
+            self.metrics.stream_up.set(0);
+            self.metrics
+                .stream_disconnects
+                .get_or_create(&ReasonLabel { reason })
+                .inc();
+        }
+    }
+
+    /// An attempt opened no stream, for `reason`.
+    pub fn failed(&self, reason: &'static str) {
+        if reason == "busy" {
+            self.update(|s| s.busy += 1);
+        }
+        self.metrics
+            .stream_failures
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    pub fn repeat(&self) {
+        self.update(|s| s.repeats += 1);
+        self.metrics.job_repeats.inc();
+    }
+
+    pub fn job_started(&self) {
+        self.update(|s| s.started += 1);
+        self.metrics.jobs_in_flight.inc();
+    }
+
+    /// The handler (or the echo) answered after `took`.
+    pub fn handled(&self, took: Duration) {
+        self.metrics.handler_seconds.observe(took.as_secs_f64());
+    }
+
+    pub fn answer_retry(&self) {
+        self.update(|s| s.answer_retries += 1);
+        self.metrics.answer_retries.inc();
+    }
+
+    /// A job ended with `outcome`; `answered`: the broker took its answer.
+    pub fn job_finished(&self, outcome: &'static str, answered: bool) {
+        self.update(|s| {
+            s.finished += 1;
+            if answered {
+                s.answered += 1;
+            }
+        });
+        self.metrics.jobs_in_flight.dec();
+        self.metrics
+            .jobs
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
     }
 }
 

@@ -21,13 +21,19 @@ use crate::job::JobEvent;
 pub enum Ended {
     /// The stream was open and then ended. `spoke`: it sent at least one byte
     /// (then the backoff was reset and the next delay honours its `retry:`).
-    Dropped { reason: String, spoke: bool },
+    /// `kind`: closed, silent, read_error or invalid (for the metrics).
+    Dropped {
+        reason: String,
+        spoke: bool,
+        kind: &'static str,
+    },
     /// `409 listener_busy`: another listener holds it; wait `Retry-After`.
     Busy(Option<Duration>),
     /// The broker refused the token (401 or 403): a configuration error.
     Refused(StatusCode),
-    /// No stream: network error, timeout, or an unexpected answer.
-    Failed(String),
+    /// No stream: a timeout, a network error (`unreachable`), or an
+    /// unexpected answer; the kind first (for the metrics).
+    Failed(&'static str, String),
 }
 
 /// Open the stream and read it to its end.
@@ -42,13 +48,12 @@ pub async fn hold(
         Ok(response) => response,
         Err(ended) => return ended,
     };
-    reporter.update(|s| {
-        s.connected = true;
-        s.connections += 1;
-    });
+    reporter.connected();
     tracing::info!(server = %super::redacted(&config.server), listener_id = %config.listener_id, "stream connected");
     let ended = read(config, response, jobs, backoff).await;
-    reporter.update(|s| s.connected = false);
+    if let Ended::Dropped { kind, .. } = &ended {
+        reporter.disconnected(kind);
+    }
     ended
 }
 
@@ -62,22 +67,29 @@ async fn open(config: &Config, client: &Client) -> Result<Response, Ended> {
     let silence = config.silence();
     let response = match tokio::time::timeout(silence, request.send()).await {
         Err(_) => {
-            return Err(Ended::Failed(format!(
-                "no answer within {} s (three heartbeats)",
-                silence.as_secs_f64()
-            )));
+            return Err(Ended::Failed(
+                "timeout",
+                format!(
+                    "no answer within {} s (three heartbeats)",
+                    silence.as_secs_f64()
+                ),
+            ));
         }
-        Ok(Err(error)) => return Err(Ended::Failed(describe(&error))),
+        Ok(Err(error)) => return Err(Ended::Failed("unreachable", describe(&error))),
         Ok(Ok(response)) => response,
     };
     match response.status() {
         StatusCode::OK if is_event_stream(&response) => Ok(response),
         StatusCode::OK => Err(Ended::Failed(
+            "unexpected",
             "the answer is not an event stream (a proxy in the way?)".into(),
         )),
         StatusCode::CONFLICT => Err(Ended::Busy(retry_after(&response))),
         status @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => Err(Ended::Refused(status)),
-        status => Err(Ended::Failed(format!("the broker answered {status}"))),
+        status => Err(Ended::Failed(
+            "unexpected",
+            format!("the broker answered {status}"),
+        )),
     }
 }
 
@@ -116,7 +128,7 @@ async fn read(
         }
         // The clock runs only while waiting for bytes: time spent waiting for
         // a free job slot above is not silence of the stream.
-        let reason = match tokio::time::timeout(silence, body.next()).await {
+        let (kind, reason) = match tokio::time::timeout(silence, body.next()).await {
             Ok(Some(Ok(bytes))) => {
                 if !spoke {
                     spoke = true;
@@ -124,17 +136,24 @@ async fn read(
                 }
                 match parser.push(&bytes) {
                     Ok(()) => continue,
-                    Err(error) => error.to_string(),
+                    Err(error) => ("invalid", error.to_string()),
                 }
             }
-            Ok(Some(Err(error))) => format!("read failed: {}", describe(&error)),
-            Ok(None) => "the broker closed the stream".into(),
-            Err(_) => format!(
-                "no byte for {} s (three heartbeats): the stream is dead",
-                silence.as_secs_f64()
+            Ok(Some(Err(error))) => ("read_error", format!("read failed: {}", describe(&error))),
+            Ok(None) => ("closed", "the broker closed the stream".into()),
+            Err(_) => (
+                "silent",
+                format!(
+                    "no byte for {} s (three heartbeats): the stream is dead",
+                    silence.as_secs_f64()
+                ),
             ),
         };
-        return Ended::Dropped { reason, spoke };
+        return Ended::Dropped {
+            reason,
+            spoke,
+            kind,
+        };
     }
 }
 

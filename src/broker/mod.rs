@@ -146,6 +146,10 @@ impl Broker {
         &self.settings
     }
 
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// This instance's name in logs and in the stream holder record.
     pub fn instance(&self) -> &str {
         &self.instance

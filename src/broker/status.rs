@@ -93,6 +93,19 @@ impl Broker {
         if let Ok(Ok(usage)) = usage.await {
             m.notification_queue_usage.set(usage);
         }
+        // One more query per scrape; its success doubles as the database check of `ready`.
+        let oldest = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            self.store.oldest_pending_age(),
+        );
+        let database = if let Ok(Ok(age)) = oldest.await {
+            m.oldest_pending_age_seconds.set(age.unwrap_or(0.0));
+            true
+        } else {
+            false
+        };
+        let listening = self.polling().is_some() || self.hub.is_listening();
+        m.ready.set(i64::from(database && listening));
         m.encode()
     }
 }

@@ -28,6 +28,15 @@ fn fits(template: &str, path: &str) -> bool {
     }
 }
 
+/// The template of the documented route that `path` fits, for logs and
+/// metrics (whatever the method).
+pub fn route(path: &str) -> Option<&'static str> {
+    ROUTES
+        .iter()
+        .find(|(_, template)| fits(template, path))
+        .map(|(_, template)| *template)
+}
+
 /// `Ok` for a documented method and path; else 404 (unknown path) or 405
 /// (known path, other method; `Allow` lists the documented ones).
 pub fn check(method: &Method, path: &str) -> Result<(), ApiError> {

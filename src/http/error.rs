@@ -83,6 +83,9 @@ impl Reply for ApiError {
         };
         let mut response =
             warp::reply::with_status(warp::reply::json(&body), self.status).into_response();
+        response
+            .extensions_mut()
+            .insert(super::access::ErrorCode(self.code));
         let headers = response.headers_mut();
         if let Some(seconds) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));

@@ -9,6 +9,7 @@ use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 use warp::{Rejection, Reply};
 
+use super::auth::Grant;
 use super::error::ApiError;
 use super::input;
 use crate::broker::{Broker, StreamItem};
@@ -68,13 +69,20 @@ pub async fn answer(id: String, broker: Arc<Broker>, body: Value) -> Result<Resp
     Ok(warp::reply::json(&job).into_response())
 }
 
+/// The listener's stream. It ends when its token is removed by a reload:
+/// the body ends, which drops the broker's `JobStream` and releases the lock.
 pub async fn stream(
+    grant: Grant,
     broker: Arc<Broker>,
     listener_id: Option<String>,
 ) -> Result<Response, Rejection> {
     let listener_id = input::listener_id(listener_id.as_deref()).map_err(reject)?;
     let jobs = broker.open_stream(listener_id).await.map_err(reject)?;
-    let events = jobs.map(|item| {
+    let revoked = async move {
+        grant.revoked().await;
+        tracing::info!("stream ended: its listener token was removed");
+    };
+    let events = jobs.take_until(revoked).map(|item| {
         let event = match item {
             StreamItem::Retry(delay) => warp::sse::Event::default().retry(delay),
             StreamItem::Keepalive => warp::sse::Event::default().comment(" keepalive"),

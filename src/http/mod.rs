@@ -1,6 +1,7 @@
 //! The HTTP edge: routes compose filters, handlers do the work, one `recover`
 //! turns every rejection into the JSON error body.
 
+pub mod access;
 pub mod auth;
 mod body;
 pub mod documented;
@@ -18,7 +19,7 @@ use warp::Filter;
 use warp::http::{HeaderValue, header};
 use warp::reply::Response;
 
-use self::auth::{Role, Tokens};
+use self::auth::{LiveTokens, Role};
 use crate::broker::Broker;
 
 /// Every route the API answers: (method, path), `{id}` standing for one path
@@ -42,14 +43,15 @@ pub const ROUTES: &[(&str, &str)] = &[
 /// Every route of the API.
 pub fn routes(
     broker: Arc<Broker>,
-    tokens: Arc<Tokens>,
+    tokens: LiveTokens,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let max_body = broker.settings().max_body;
     let body_timeout = broker.settings().body_timeout;
     let openapi_body = openapi::body(broker.settings());
     let with_broker = warp::any().map(move || broker.clone());
     let submitter = auth::require(tokens.clone(), Role::Submitter);
-    let listener = auth::require(tokens, Role::Listener);
+    let listener = auth::require(tokens.clone(), Role::Listener);
+    let stream_grant = auth::grant(tokens, Role::Listener);
     let query = warp::query::<HashMap<String, String>>();
 
     let submit = warp::path!("v1" / "jobs")
@@ -72,13 +74,13 @@ pub fn routes(
         .and_then(handlers::cancel);
     let answer = warp::path!("v1" / "jobs" / String / "result")
         .and(warp::post())
-        .and(listener.clone())
+        .and(listener)
         .and(with_broker.clone())
         .and(body::json(max_body, body_timeout))
         .and_then(handlers::answer);
     let stream = warp::path!("v1" / "stream")
         .and(warp::get())
-        .and(listener)
+        .and(stream_grant)
         .and(with_broker.clone())
         .and(warp::header::optional::<String>("x-listener-id"))
         .and_then(handlers::stream);

@@ -56,6 +56,7 @@ impl PeerBound {
 pub async fn serve<F>(
     listener: TcpListener,
     routes: F,
+    access: super::access::AccessLog,
     header_timeout: Duration,
     peers: PeerBound,
     shutdown: CancellationToken,
@@ -88,9 +89,11 @@ pub async fn serve<F>(
             tracing::debug!(%error, "cannot bound silent peers on a connection");
         }
         let service = service.clone();
+        let access = access.clone();
         let handler = service_fn(move |request: Request<Incoming>| {
             let mut service = service.clone();
-            service.call(detached(request))
+            let entry = access.start(&request);
+            entry.finish(service.call(detached(request)))
         });
         let connection = builder.serve_connection(TokioIo::new(stream), handler);
         let connection = graceful.watch(connection);

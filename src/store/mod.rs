@@ -292,6 +292,12 @@ impl Store {
         Ok((column(&row, 0)?, column(&row, 1)?))
     }
 
+    /// The age of the oldest pending job in seconds, if any.
+    pub async fn oldest_pending_age(&self) -> Result<Option<f64>, StoreError> {
+        let row = self.db.one(queries::OLDEST_PENDING_AGE, &[]).await?;
+        Ok(row.map(|row| column(&row, 0)).transpose()?.flatten())
+    }
+
     /// PostgreSQL's notification queue usage (0..1).
     pub async fn notification_queue_usage(&self) -> Result<f64, StoreError> {
         let row = self.db.one(queries::NOTIFICATION_QUEUE_USAGE, &[]).await?;

@@ -282,6 +282,11 @@ pub const STATS: &str = "SELECT
         (SELECT extract(epoch FROM now() - min(created_at))::float8
          FROM backchannel.jobs WHERE state = 'pending')";
 
+/// The age in seconds of the oldest pending job (NULL when none), for the
+/// metrics: reads only open jobs, through their partial index.
+pub const OLDEST_PENDING_AGE: &str = "SELECT extract(epoch FROM now() - min(created_at))::float8
+    FROM backchannel.jobs WHERE completed_at IS NULL AND state = 'pending'";
+
 /// How full PostgreSQL's notification queue is (0..1).
 pub const NOTIFICATION_QUEUE_USAGE: &str = "SELECT pg_notification_queue_usage()";
 

@@ -152,6 +152,8 @@ pub fn agent_args(base: &str, forward: Option<&str>) -> AgentArgs {
 /// An agent running in this process.
 pub struct RunningAgent {
     pub status: watch::Receiver<Status>,
+    /// The health listener's address, when `health_bind` was set.
+    pub health: Option<std::net::SocketAddr>,
     shutdown: CancellationToken,
     task: Option<JoinHandle<()>>,
 }
@@ -160,10 +162,12 @@ impl RunningAgent {
     pub fn start(args: AgentArgs) -> RunningAgent {
         let agent = Agent::new(args).expect("valid agent arguments");
         let status = agent.status();
+        let health = agent.health_addr();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(agent.run(shutdown.clone()));
         RunningAgent {
             status,
+            health,
             shutdown,
             task: Some(task),
         }
