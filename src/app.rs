@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::Broker;
 use crate::config::Settings;
 use crate::http::{self, access::AccessLog, auth::LiveTokens};
-use crate::store::{self, Session, Store, connect};
+use crate::store::{self, Session, connect};
 
 /// A running instance: its address, its broker, and the handle to stop it.
 pub struct Running {
@@ -93,7 +93,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let settings = Arc::new(settings);
     let broker = Broker::new(
         settings.clone(),
-        Store::new(pool),
+        pool,
         session_config,
         instance_name(&settings),
         shutdown.clone(),

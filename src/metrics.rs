@@ -47,6 +47,21 @@ pub struct ResultLabel {
     pub result: &'static str,
 }
 
+/// What a group-commit transaction did: `insert`, `finish` (answers and
+/// cancels) or `claim` (the stream).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BatchLabel {
+    pub kind: &'static str,
+}
+
+/// Jobs per transaction: fine steps where batches usually are.
+fn batch_buckets() -> Histogram {
+    Histogram::new([
+        0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0, 96.0, 128.0, 192.0,
+        256.0, 384.0, 512.0,
+    ])
+}
+
 pub struct Metrics {
     registry: Registry,
     pub jobs_submitted: Counter,
@@ -72,6 +87,8 @@ pub struct Metrics {
     pub http_requests: Family<RequestLabels, Counter>,
     pub http_refused: Family<ReasonLabel, Counter>,
     pub token_reloads: Family<ResultLabel, Counter>,
+    pub batch_jobs: Family<BatchLabel, Histogram, fn() -> Histogram>,
+    pub batch_queued: Family<BatchLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -108,6 +125,8 @@ impl Metrics {
             http_requests: Family::default(),
             http_refused: Family::default(),
             token_reloads: Family::default(),
+            batch_jobs: Family::new_with_constructor(batch_buckets),
+            batch_queued: Family::default(),
             registry: Registry::default(),
         };
         // Series of the known label values exist from the start, at 0, so that
@@ -121,6 +140,9 @@ impl Metrics {
             let _ = m.jobs_finished.get_or_create(&OutcomeLabel {
                 outcome: state.as_str(),
             });
+        }
+        for kind in ["insert", "finish", "claim"] {
+            let _ = m.batch_jobs.get_or_create(&BatchLabel { kind });
         }
         for channel in [CHANNEL_NEW, CHANNEL_DONE] {
             let _ = m
@@ -154,6 +176,16 @@ impl Metrics {
             "token_reloads",
             "Token files re-read on SIGHUP, by result (applied or refused)",
             m.token_reloads.clone(),
+        );
+        r.register(
+            "batch_queued",
+            "Requests waiting for the next group-commit transaction, by kind (insert, finish)",
+            m.batch_queued.clone(),
+        );
+        r.register(
+            "batch_jobs",
+            "Jobs per group-commit transaction: inserted, ended (answers and cancels), claimed by the stream",
+            m.batch_jobs.clone(),
         );
         r.register(
             "oldest_pending_age_seconds",
@@ -256,6 +288,11 @@ impl Metrics {
             m.notification_queue_usage.clone(),
         );
         Metrics { registry, ..m }
+    }
+
+    /// The histogram of jobs per `kind` of group-commit transaction.
+    pub fn batch(&self, kind: &'static str) -> Histogram {
+        self.batch_jobs.get_or_create(&BatchLabel { kind }).clone()
     }
 
     /// A job reached a terminal state in this instance.

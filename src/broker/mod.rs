@@ -28,7 +28,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Settings, WakeMode};
 use crate::job::Job;
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError};
+use crate::store::{BatchSizes, Store, StoreError};
 use crate::wake::{Hub, Notifier, listen};
 
 pub use status::{ListenerStatus, Stats};
@@ -94,19 +94,25 @@ pub struct Broker {
 }
 
 impl Broker {
+    /// A broker over the query `pool`.
     pub fn new(
         settings: Arc<Settings>,
-        store: Store,
+        pool: deadpool_postgres::Pool,
         session_config: tokio_postgres::Config,
         instance: String,
         shutdown: CancellationToken,
     ) -> Arc<Broker> {
+        let metrics = Metrics::new();
+        let sizes = BatchSizes {
+            insert: metrics.batch("insert"),
+            finish: metrics.batch("finish"),
+        };
         Arc::new(Broker {
-            store: Arc::new(store),
+            store: Arc::new(Store::new(pool, sizes)),
             hub: Hub::new(settings.max_waiting),
             notifier: Notifier::new(),
             settings,
-            metrics: Arc::new(Metrics::new()),
+            metrics: Arc::new(metrics),
             instance,
             shutdown,
             transitions: TaskTracker::new(),

@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::{Broker, BrokerError};
 use crate::job::format_time;
+use crate::metrics::BatchLabel;
 
 /// `GET /v1/listener`: the stream holder anywhere in the cluster.
 #[derive(Debug, Serialize)]
@@ -86,6 +87,12 @@ impl Broker {
         m.pool_in_use
             .set(pool.size.saturating_sub(pool.available) as i64);
         m.pool_waiting.set(pool.waiting as i64);
+        let (inserts, finishes) = self.store.queued();
+        for (kind, queued) in [("insert", inserts), ("finish", finishes)] {
+            m.batch_queued
+                .get_or_create(&BatchLabel { kind })
+                .set(queued as i64);
+        }
         let usage = tokio::time::timeout(
             std::time::Duration::from_secs(2),
             self.store.notification_queue_usage(),

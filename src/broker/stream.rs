@@ -201,6 +201,7 @@ impl Broker {
             };
         }
         send!(StreamItem::Retry(RETRY));
+        let claims = self.metrics.batch("claim");
         let mut heartbeat = interval_at(Instant::now() + period, period);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
@@ -211,6 +212,7 @@ impl Broker {
                     .await
                     .map_err(|_| StoreError::Unavailable("claiming jobs timed out".into()))??;
                 let full = batch.len() as i64 == CLAIM_BATCH;
+                claims.observe(batch.len() as f64);
                 for claimed in batch {
                     if let Some(item) = self.deliverable(claimed).await {
                         send!(item);

@@ -5,6 +5,8 @@
 //! accumulated during the previous one.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -16,6 +18,8 @@ type Request<I, O> = (I, oneshot::Sender<O>);
 /// A queue in front of a batch function, run on a task of its own.
 pub struct Batcher<I, O> {
     queue: mpsc::UnboundedSender<Request<I, O>>,
+    /// Requests waiting for the next batch.
+    queued: Arc<AtomicUsize>,
 }
 
 impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
@@ -27,6 +31,8 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
         Fut: Future<Output = Vec<O>> + Send,
     {
         let (queue, mut requests) = mpsc::unbounded_channel::<Request<I, O>>();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let taken = queued.clone();
         tokio::spawn(async move {
             let mut inputs = Vec::new();
             let mut replies = Vec::new();
@@ -42,6 +48,7 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
                         Err(_) => break,
                     }
                 }
+                taken.fetch_sub(inputs.len(), Ordering::Relaxed);
                 let outputs = run(std::mem::take(&mut inputs)).await;
                 debug_assert_eq!(outputs.len(), replies.len());
                 for (reply, output) in replies.drain(..).zip(outputs) {
@@ -50,14 +57,23 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
                 }
             }
         });
-        Batcher { queue }
+        Batcher { queue, queued }
+    }
+
+    /// Requests waiting for the next batch now.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// Queue `input` for the next batch and wait for its output; `None` if
     /// the batch loop is gone (the runtime is shutting down).
     pub async fn call(&self, input: I) -> Option<O> {
         let (reply, output) = oneshot::channel();
-        self.queue.send((input, reply)).ok()?;
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        if self.queue.send((input, reply)).is_err() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
         output.await.ok()
     }
 }

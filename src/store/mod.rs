@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
+use prometheus_client::metrics::histogram::Histogram;
 use serde_json::Value;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, SimpleQueryMessage};
@@ -64,6 +65,12 @@ pub struct Holder {
     pub since: Option<DateTime<Utc>>,
 }
 
+/// Where the group-commit loops record how many requests each batch carried.
+pub struct BatchSizes {
+    pub insert: Histogram,
+    pub finish: Histogram,
+}
+
 /// Statements sent by one instance, on every path (pool and dedicated sessions).
 #[derive(Debug, Clone, Default)]
 pub struct Counter(Arc<AtomicU64>);
@@ -87,8 +94,9 @@ pub struct Store {
 }
 
 impl Store {
-    /// The store over `pool`; starts the group-commit loops (they end with it).
-    pub fn new(pool: Pool) -> Store {
+    /// The store over `pool`; starts the group-commit loops (they end with
+    /// it), which record each batch's size in `sizes`.
+    pub fn new(pool: Pool, sizes: BatchSizes) -> Store {
         let db = Arc::new(Pooled {
             pool,
             statements: Counter::default(),
@@ -97,10 +105,12 @@ impl Store {
         let finishing = db.clone();
         Store {
             inserts: Batcher::new(move |batch| {
+                sizes.insert.observe(batch.len() as f64);
                 let db = inserting.clone();
                 async move { group::insert(&db, batch).await }
             }),
             finishes: Batcher::new(move |batch| {
+                sizes.finish.observe(batch.len() as f64);
                 let db = finishing.clone();
                 async move { group::finish(&db, batch).await }
             }),
@@ -115,6 +125,11 @@ impl Store {
     /// How many statements this instance has sent so far (every path counts).
     pub fn statements(&self) -> u64 {
         self.db.statements.get()
+    }
+
+    /// Requests waiting for the next group commit: (inserts, answers and cancels).
+    pub fn queued(&self) -> (usize, usize) {
+        (self.inserts.queued(), self.finishes.queued())
     }
 
     /// The counter, shared with the instance's dedicated sessions.

@@ -8,6 +8,7 @@ mod cluster;
 mod deploy;
 mod faults;
 mod fuzzed;
+mod group;
 mod hangups;
 mod idle;
 mod input;
