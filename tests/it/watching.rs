@@ -262,7 +262,14 @@ async fn requests_are_logged_by_route_template_and_counted() {
             .map(|l| l["fields"].clone())
             .collect::<Vec<_>>()
     };
-    assert!(eventually(LONG, || async { access().len() >= 3 }).await);
+    // Each line is written once its response has been sent, which may be a
+    // moment after the client has it: wait for the three of them.
+    let logged = |lines: &[Value]| {
+        lines.iter().any(|l| l["route"] == "/v1/jobs/{id}")
+            && lines.iter().any(|l| l["route"] == "(unmatched)")
+            && lines.iter().any(|l| l["route"] == "/v1/stats")
+    };
+    assert!(eventually(LONG, || async { logged(&access()) }).await);
     let lines = access();
     let job = lines
         .iter()
