@@ -1,4 +1,6 @@
-//! The idle cost: many submitters wait on one instance with no listener.
+//! The idle cost: many submitters wait with no listener, held by child
+//! processes (`holder`); one instance per 18,000 waiting requests (the open
+//! files a process may have here).
 //! What does waiting cost the database (transactions/s, connections) and the
 //! broker (memory)? And does every waiting request survive (no errors)?
 //!
@@ -8,23 +10,19 @@
 //! window and is counted. It closes by stopping the broker, whose backends then
 //! report the rest. Waiting requests are answered `202` at the broker's graceful stop.
 
-use std::sync::Arc;
-use std::sync::Mutex;
 use std::time::Duration;
 
+use anyhow::Context;
 use serde::Serialize;
-use serde_json::json;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::brokers::{Cluster, SUBMITTER_TOKEN};
+use super::brokers::Cluster;
+use super::holder::{Held, Holder, PER_PROCESS};
 use super::pg::Scratch;
 use super::plan::Plan;
 use super::{mib, procfs};
 use backchannel::config::WakeMode;
-
-/// How long each request asks to wait (far beyond the window).
-const WAIT_SECS: u64 = 600;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Idle {
@@ -48,22 +46,17 @@ pub struct Idle {
     pub window_connections: i64,
     pub rss_mib: f64,
     pub rss_peak_mib: f64,
+    /// The broker's RSS once started, before any request.
+    pub baseline_rss_mib: f64,
+    /// (RSS in the window - baseline) / waiting requests.
+    pub kib_per_waiting: f64,
     /// Requests that failed or ended in anything but the `202` of the stop.
     pub errors: u64,
     pub first_error: Option<String>,
-    /// Seconds to get all requests sent.
+    /// Seconds until every request's job was stored.
     pub ramp_seconds: f64,
     /// An autovacuum worker was seen on the scratch database.
     pub autovacuum: bool,
-}
-
-#[derive(Default)]
-struct Outcomes {
-    /// Answered before the window closed (should not happen: nobody answers).
-    early: u64,
-    accepted: u64,
-    errors: u64,
-    first_error: Option<String>,
 }
 
 pub async fn run(
@@ -80,54 +73,32 @@ pub async fn run(
         wake,
         ..plan.broker.clone()
     };
-    let cluster = Cluster::start(&spec, 1).await?;
-    let url = cluster.urls().remove(0);
-    let pid = cluster.pids()[0];
+    // One instance and one holder per PER_PROCESS requests: each waiting
+    // request is a socket in both.
+    let instances = waiting.div_ceil(PER_PROCESS).max(1);
+    let cluster = Cluster::start(&spec, instances).await?;
+    let urls = cluster.urls();
+    let pids = cluster.pids();
+    let baselines: Vec<u64> = pids
+        .iter()
+        .map(|&pid| procfs::rss_kib(pid).map_or(0, |(rss, _)| rss))
+        .collect();
 
-    // One connection per request, none kept after its answer.
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .connect_timeout(Duration::from_secs(20))
-        .build()?;
-    let outcomes = Arc::new(Mutex::new(Outcomes::default()));
-    let closing = CancellationToken::new();
     let ramp_started = Instant::now();
-    let per_tick = (plan.idle_ramp_per_sec / 100).max(1);
-    let mut requests = Vec::with_capacity(waiting);
-    for n in 0..waiting {
-        if n > 0 && n % per_tick == 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let (client, url, outcomes, closing) = (
-            client.clone(),
-            url.clone(),
-            outcomes.clone(),
-            closing.clone(),
-        );
-        requests.push(tokio::spawn(async move {
-            let response = client
-                .post(format!("{url}/v1/jobs?wait={WAIT_SECS}"))
-                .bearer_auth(SUBMITTER_TOKEN)
-                .json(&json!({"kind": "bench.idle", "payload": {"n": n}, "timeout": WAIT_SECS}))
-                .send()
-                .await;
-            let mut outcomes = outcomes.lock().expect("outcomes lock");
-            let error = match response {
-                Ok(r) if r.status() == reqwest::StatusCode::ACCEPTED && closing.is_cancelled() => {
-                    outcomes.accepted += 1;
-                    return;
-                }
-                Ok(r) => format!("answered {} while waiting", r.status()),
-                Err(e) => format!("request failed: {e}"),
-            };
-            if !closing.is_cancelled() {
-                outcomes.early += 1;
-            }
-            outcomes.errors += 1;
-            outcomes.first_error.get_or_insert(error);
-        }));
+    let rate = plan.idle_ramp_per_sec / instances;
+    let mut holders = Vec::with_capacity(instances);
+    for (i, url) in urls.iter().enumerate() {
+        let share = waiting / instances + usize::from(i < waiting % instances);
+        let offset = i * PER_PROCESS;
+        let source = u8::try_from(i + 1).context("too many holders")?;
+        holders.push(Holder::spawn(
+            std::slice::from_ref(url),
+            share,
+            source,
+            rate,
+            offset,
+        )?);
     }
-    let ramp_seconds = ramp_started.elapsed().as_secs_f64();
 
     // Settle: let the requests land (every job stored, then every backend idle
     // at once: an instant with all of them idle happens mid-ramp too), take
@@ -139,9 +110,10 @@ pub async fn run(
     // the target counts background tasks. A polling broker is never quiet
     // either: give it two seconds (busy backends report at least once a second).
     let give_up = Duration::from_secs(120);
+    scratch.stored(waiting, give_up).await?;
+    let ramp_seconds = ramp_started.elapsed().as_secs_f64();
     match wake {
         WakeMode::Notify => {
-            scratch.stored(waiting, give_up).await?;
             scratch.quiet(0.0, give_up).await?;
             scratch.vacuum().await?;
             tokio::time::sleep(plan.settle).await;
@@ -160,30 +132,38 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let window_seconds = opened.elapsed().as_secs_f64();
-    let (rss, rss_peak) = procfs::rss_kib(pid).unwrap_or((0, 0));
+    let mut rss = 0;
+    let mut rss_peak = 0;
+    let mut grown = 0;
+    for (&pid, baseline) in pids.iter().zip(&baselines) {
+        let (now, peak) = procfs::rss_kib(pid).unwrap_or((0, 0));
+        rss = rss.max(now);
+        rss_peak = rss_peak.max(peak);
+        grown += now.saturating_sub(*baseline);
+    }
+    let baseline = baselines.iter().copied().max().unwrap_or(0);
 
-    closing.cancel();
+    for holder in &mut holders {
+        holder.close().await;
+    }
     cluster.stop().await?;
-    for request in requests {
-        if tokio::time::timeout(Duration::from_secs(30), request)
-            .await
-            .is_err()
-        {
-            let mut outcomes = outcomes.lock().expect("outcomes lock");
-            outcomes.errors += 1;
-            outcomes
-                .first_error
-                .get_or_insert("a request did not end after the broker stopped".into());
+    let mut held = Held::default();
+    for holder in holders {
+        let h = holder.report(Duration::from_secs(60)).await;
+        held.accepted += h.accepted;
+        held.early += h.early;
+        held.errors += h.errors;
+        if held.first_error.is_none() {
+            held.first_error = h.first_error;
         }
     }
     stop_sampler.cancel();
     let sampled = sampler.finish().await?;
     let after = scratch.quiesce().await?;
-    let outcomes = std::mem::take(&mut *outcomes.lock().expect("outcomes lock"));
     let transactions = after - window_start;
-    // A request task that panicked reported nothing: count it too.
-    let unreported = (waiting as u64).saturating_sub(outcomes.accepted + outcomes.errors);
-    let errors = outcomes.errors + unreported;
+    // A request that reported nothing counts as an error too.
+    let unreported = (waiting as u64).saturating_sub(held.accepted + held.errors);
+    let errors = held.errors + unreported;
     Ok(Idle {
         wake: match wake {
             WakeMode::Notify => "notify".into(),
@@ -191,7 +171,7 @@ pub async fn run(
         },
         approximate: wake == WakeMode::Poll,
         waiting,
-        instances: 1,
+        instances,
         pool_size: plan.broker.pool_size,
         window_seconds,
         transactions,
@@ -201,10 +181,12 @@ pub async fn run(
         window_connections,
         rss_mib: mib(rss),
         rss_peak_mib: mib(rss_peak),
+        baseline_rss_mib: mib(baseline),
+        kib_per_waiting: grown as f64 / waiting.max(1) as f64,
         errors,
-        first_error: outcomes.first_error.or_else(|| {
-            (outcomes.early > 0).then(|| format!("{} requests ended early", outcomes.early))
-        }),
+        first_error: held
+            .first_error
+            .or_else(|| (held.early > 0).then(|| format!("{} requests ended early", held.early))),
         ramp_seconds,
         autovacuum: sampled.autovacuum,
     })

@@ -10,9 +10,11 @@
 //! idle cost of requests that wait. Progress goes to stderr; the report to
 //! stdout and `target/bench/` (report.md, report.json, latency.svg).
 
+mod batches;
 mod brokers;
 mod chart;
 mod floor;
+mod holder;
 mod idle;
 mod listener;
 mod load;
@@ -69,11 +71,23 @@ struct Cli {
     args: BenchArgs,
 }
 
+/// `backchannel-bench hold ...`: a child process of a bench run that holds
+/// waiting requests for the idle scenarios (not for use by hand).
+#[derive(Debug, Parser)]
+#[command(name = "backchannel-bench hold")]
+struct HoldCli {
+    #[command(flatten)]
+    args: holder::HoldArgs,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Cli::parse().args;
     backchannel::telemetry::init();
-    run(args).await
+    if std::env::args_os().nth(1).is_some_and(|a| a == "hold") {
+        let args = HoldCli::parse_from(std::env::args_os().skip(1)).args;
+        return holder::hold(args).await;
+    }
+    run(Cli::parse().args).await
 }
 
 /// Load-test the broker; see `make bench`.
@@ -116,7 +130,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub duration: Option<f64>,
 
-    /// Waiting requests of the idle-cost scenarios [default: 1000,10000; quick: 1000].
+    /// Waiting requests of the idle-cost scenarios [default: 1000,10000,50000; quick: 1000].
     #[arg(long, value_delimiter = ',')]
     pub idle_waiting: Option<Vec<usize>>,
 

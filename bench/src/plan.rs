@@ -107,7 +107,7 @@ pub fn plan(args: &BenchArgs, broker: BrokerSpec) -> Plan {
             if quick {
                 vec![1000]
             } else {
-                vec![1000, 10_000]
+                vec![1000, 10_000, 50_000]
             }
         });
         let wake = WakeMode::Notify;
@@ -170,7 +170,7 @@ mod tests {
     #[test]
     fn default_plan_covers_every_scenario_of_the_issue() {
         let plan = plan_of(&[]);
-        assert_eq!(plan.scenarios.len(), 4 * 4 + 3);
+        assert_eq!(plan.scenarios.len(), 4 * 4 + 4);
         assert!(plan.scenarios.contains(&Scenario::Broker {
             wake: WakeMode::Poll,
             instances: 1,

@@ -126,16 +126,41 @@ impl Report {
             }
             out.push('\n');
         }
+        let batched: Vec<_> = self
+            .round_trips
+            .iter()
+            .filter_map(|r| Some((r, r.batches.as_ref()?)))
+            .filter(|(r, _)| r.wake == "notify")
+            .collect();
+        if !batched.is_empty() {
+            out.push_str(
+                "| jobs per transaction: instances | c | insert mean / p99 | answer+cancel mean / p99 | claim mean / p99 |\n",
+            );
+            out.push_str("| --- | ---: | ---: | ---: | ---: |\n");
+            for (r, b) in batched {
+                let cell = |x: &crate::batches::Batching| format!("{:.1} / {:.0}", x.mean, x.p99);
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {} |",
+                    r.instances,
+                    r.concurrency,
+                    cell(&b.insert),
+                    cell(&b.finish),
+                    cell(&b.claim),
+                );
+            }
+            out.push('\n');
+        }
         if !self.idle.is_empty() {
             out.push_str(
-                "| idle: wake | waiting | tx/s | tx in window | peak conns | broker RSS MiB (peak) | errors | setup tx/request |\n",
+                "| idle: wake | waiting | tx/s | tx in window | peak conns | broker RSS MiB (peak) | KiB per waiting request | errors | setup tx/request |\n",
             );
-            out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+            out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
             for i in &self.idle {
                 let approx = if i.approximate { "~" } else { "" };
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {approx}{} | {approx}{} in {:.0} s | {} | {:.1} ({:.1}) | {} | {:.2} |",
+                    "| {} | {} | {approx}{} | {approx}{} in {:.0} s | {} | {:.1} ({:.1}) | {:.1} | {} | {:.2} |",
                     i.wake,
                     thousands(i.waiting as f64),
                     rate(i.transactions_per_sec),
@@ -144,6 +169,7 @@ impl Report {
                     i.peak_connections,
                     i.rss_mib,
                     i.rss_peak_mib,
+                    i.kib_per_waiting,
                     i.errors,
                     i.setup_transactions_per_request,
                 );
@@ -271,6 +297,8 @@ mod tests {
             window_connections: 17,
             rss_mib: 32.5,
             rss_peak_mib: 32.5,
+            baseline_rss_mib: 12.0,
+            kib_per_waiting: 20.9,
             errors: 0,
             first_error: None,
             ramp_seconds: 0.4,
@@ -305,7 +333,9 @@ mod tests {
         );
         assert!(md.contains("- poll 1 1: submit answered 202"), "{md}");
         assert!(
-            md.contains("| notify | 1,000 | 0.00 | 0 in 5 s | 17 | 32.5 (32.5) | 0 | 2.30 |"),
+            md.contains(
+                "| notify | 1,000 | 0.00 | 0 in 5 s | 17 | 32.5 (32.5) | 20.9 | 0 | 2.30 |"
+            ),
             "{md}"
         );
         assert!(

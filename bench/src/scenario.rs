@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use super::batches::{self, Batches};
 use super::brokers::{BrokerSpec, Cluster, LISTENER_TOKEN, SUBMITTER_TOKEN};
 use super::listener::Listener;
 use super::load::{self, LoadOutcome, Window};
@@ -66,6 +67,8 @@ pub struct RoundTrips {
     /// An autovacuum worker was seen on the scratch database (its
     /// transactions are in `transactions` too).
     pub autovacuum: bool,
+    /// Jobs per transaction, from the brokers' own histograms (not the floor).
+    pub batches: Option<Batches>,
 }
 
 impl RoundTrips {
@@ -85,7 +88,7 @@ pub async fn run(
     let stop_sampler = CancellationToken::new();
     let sampler = scratch.sampler(stop_sampler.clone()).await?;
     let window = Window::starting_now(plan.warmup, plan.duration);
-    let (wake, instances, concurrency, outcome, cpu, rss) = match *scenario {
+    let (wake, instances, concurrency, outcome, cpu, rss, batches) = match *scenario {
         Scenario::Broker {
             wake,
             instances,
@@ -95,13 +98,21 @@ pub async fn run(
                 wake,
                 ..plan.broker.clone()
             };
-            let (outcome, cpu, rss) =
+            let (outcome, cpu, rss, batches) =
                 with_brokers(&spec, scratch, instances, concurrency, plan).await?;
             let wake = match wake {
                 WakeMode::Notify => "notify",
                 WakeMode::Poll => "poll",
             };
-            (wake, instances, concurrency, outcome, cpu, rss)
+            (
+                wake,
+                instances,
+                concurrency,
+                outcome,
+                cpu,
+                rss,
+                Some(batches),
+            )
         }
         Scenario::Floor { concurrency } => {
             let load = floor::run(&scratch.url, plan.broker.pool_size, concurrency, window);
@@ -112,6 +123,7 @@ pub async fn run(
                 concurrency,
                 outcome?,
                 cpu.unwrap_or_default(),
+                None,
                 None,
             )
         }
@@ -158,6 +170,7 @@ pub async fn run(
         broker_rss_peak_mib: rss,
         cpu,
         autovacuum: sampled.autovacuum,
+        batches,
     })
 }
 
@@ -168,7 +181,7 @@ async fn with_brokers(
     instances: usize,
     concurrency: usize,
     plan: &Plan,
-) -> anyhow::Result<(LoadOutcome, CpuUse, Option<f64>)> {
+) -> anyhow::Result<(LoadOutcome, CpuUse, Option<f64>, Batches)> {
     let cluster = Cluster::start(spec, instances).await?;
     let urls = cluster.urls();
     let listener = Listener::start(
@@ -201,6 +214,7 @@ async fn with_brokers(
         .filter_map(|pid| procfs::rss_kib(pid).map(|(_, peak)| peak))
         .max()
         .map(mib);
+    let batches = batches::scrape(&cluster.urls()).await;
     let answer_errors = listener.counts.errors.load(Ordering::Relaxed);
     listener.expect_end();
     cluster.stop().await?;
@@ -216,7 +230,7 @@ async fn with_brokers(
             .first_error
             .get_or_insert(format!("listener: {answer_errors} answers failed"));
     }
-    Ok((outcome, cpu.unwrap_or_default(), rss))
+    Ok((outcome, cpu.unwrap_or_default(), rss, batches))
 }
 
 /// CPU time of the brokers, the scratch database's backends, the bench itself

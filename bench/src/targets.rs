@@ -184,6 +184,86 @@ pub fn evaluate(rts: &[RoundTrips], idle: &[Idle], cluster_size: usize) -> Vec<C
         "idle 10,000 waiting: no errors",
         idle_at(10_000).map(|i| (format!("{} errors", i.errors), i.errors == 0)),
     ));
+    // Group commit (issue 16).
+    checks.push(check(
+        "c=64 >= 4x the raw SQL floor (notify, 1 instance)",
+        notify(64).zip(floor(64)).map(|(b, f)| {
+            let ratio = b.round_trips_per_sec / f.round_trips_per_sec.max(f64::MIN_POSITIVE);
+            (format!("{ratio:.2}x"), ratio >= 4.0)
+        }),
+    ));
+    checks.push(check(
+        "c=64 <= 1.0 transactions per round trip (notify, 1 instance)",
+        notify(64).map(|r| {
+            let tx = r.transactions_per_round_trip;
+            (format!("{tx:.2}"), tx <= 1.0)
+        }),
+    ));
+    checks.push(check(
+        "c=1 p50 <= the raw SQL floor's c=1 p50",
+        notify(1).zip(floor(1)).map(|(b, f)| {
+            (
+                format!("{:.2} ms vs {:.2} ms", b.latency.p50_ms, f.latency.p50_ms),
+                b.latency.count > 0 && b.latency.p50_ms <= f.latency.p50_ms,
+            )
+        }),
+    ));
+    checks.push(check(
+        "c=1 p99 <= 2x its own p50 (notify, 1 instance)",
+        notify(1).map(|r| {
+            let ratio = r.latency.p99_ms / r.latency.p50_ms.max(f64::MIN_POSITIVE);
+            (
+                format!("{:.2} ms = {ratio:.2}x p50", r.latency.p99_ms),
+                r.latency.count > 0 && ratio <= 2.0,
+            )
+        }),
+    ));
+    checks.push(check(
+        format!(
+            "{cluster_size} instances: transactions per round trip <= 1.2x one instance's (c=64)"
+        ),
+        notify(64)
+            .zip(find(rts, "notify", cluster_size, 64))
+            .map(|(one, many)| {
+                let ratio = many.transactions_per_round_trip
+                    / one.transactions_per_round_trip.max(f64::MIN_POSITIVE);
+                (
+                    format!(
+                        "{ratio:.2}x ({:.2} vs {:.2})",
+                        many.transactions_per_round_trip, one.transactions_per_round_trip
+                    ),
+                    ratio <= 1.2,
+                )
+            }),
+    ));
+    checks.push(check(
+        format!("{cluster_size} instances >= 0.9x 1 instance's round trips/s (c=64)"),
+        notify(64)
+            .zip(find(rts, "notify", cluster_size, 64))
+            .map(|(one, many)| {
+                let ratio =
+                    many.round_trips_per_sec / one.round_trips_per_sec.max(f64::MIN_POSITIVE);
+                (format!("{ratio:.2}x"), ratio >= 0.9)
+            }),
+    ));
+    checks.push(check(
+        "idle 10,000 waiting: <= 10 KiB RSS per waiting request over the idle baseline",
+        idle_at(10_000).map(|i| {
+            (
+                format!("{:.1} KiB", i.kib_per_waiting),
+                i.kib_per_waiting <= 10.0,
+            )
+        }),
+    ));
+    checks.push(check(
+        "idle 50,000 waiting: <= 2 transactions/s per instance, no errors",
+        idle_at(50_000).map(|i| {
+            (
+                format!("{:.2}/s, {} errors", i.transactions_per_sec, i.errors),
+                i.transactions_per_sec / i.instances as f64 <= 2.0 && i.errors == 0,
+            )
+        }),
+    ));
     checks.push(check(
         "every round trip answered (no errors in any scenario)",
         (!rts.is_empty() || !idle.is_empty()).then(|| {
@@ -227,6 +307,7 @@ pub(crate) mod tests_support {
             broker_rss_peak_mib: Some(20.0),
             cpu: CpuUse::default(),
             autovacuum: false,
+            batches: None,
         }
     }
 }
@@ -252,7 +333,10 @@ mod tests {
         assert_eq!(
             verdicts,
             [
-                Pass, Pass, Miss, Miss, Pass, NotRun, NotRun, NotRun, NotRun, NotRun, Pass
+                Pass, Pass, Miss, Miss, Pass, NotRun, NotRun, NotRun, NotRun, NotRun,
+                // Group commit: 1.75x, 4.0 tx/rt, no c=1 floor, p99 4x p50,
+                // 3 instances 1.0x the transactions but 0.57x the rate.
+                Miss, Miss, NotRun, Miss, Pass, Miss, NotRun, NotRun, Pass
             ]
         );
         assert_eq!(checks[2].measured, "1.75x (3,500 vs 2,000/s)");
@@ -275,6 +359,8 @@ mod tests {
             window_connections: 17,
             rss_mib: 30.0,
             rss_peak_mib: 30.0,
+            baseline_rss_mib: 12.0,
+            kib_per_waiting: 18.4,
             errors: 0,
             first_error: None,
             ramp_seconds: 0.5,

@@ -177,16 +177,23 @@ impl Broker {
     /// log line) happens even if the client hangs up, and the pooled
     /// connection goes back to the pool only when the statement is done.
     /// Shutdown waits for these before the last notifications leave.
-    async fn settle<T, F>(&self, change: F) -> Result<T, BrokerError>
+    ///
+    /// The change is spawned at once: the future returned holds only its
+    /// handle, so that a request's own future (kept for as long as it waits)
+    /// stays small.
+    fn settle<T, F>(&self, change: F) -> impl Future<Output = Result<T, BrokerError>> + use<T, F>
     where
         T: Send + 'static,
         F: Future<Output = Result<T, BrokerError>> + Send + 'static,
     {
-        match self.transitions.spawn(change).await {
-            Ok(outcome) => outcome,
-            Err(error) => {
-                tracing::error!(%error, "a state change failed");
-                Err(BrokerError::Internal("a state change failed".into()))
+        let handle = self.transitions.spawn(change);
+        async move {
+            match handle.await {
+                Ok(outcome) => outcome,
+                Err(error) => {
+                    tracing::error!(%error, "a state change failed");
+                    Err(BrokerError::Internal("a state change failed".into()))
+                }
             }
         }
     }

@@ -26,7 +26,8 @@ impl Broker {
         } else {
             match self.hub.reserve() {
                 Some(permit) => Some(permit),
-                None => return self.submit_without_room(new).await,
+                // Rare: on the heap, so that every submit's future stays small.
+                None => return Box::pin(self.submit_without_room(new)).await,
             }
         };
         let mark = self.hub.mark();
@@ -39,7 +40,7 @@ impl Broker {
                 let id = job.id;
                 // A job this call created needs no read-back unless it was woken meanwhile;
                 // a repeat of an idempotency key may be older than the mark.
-                let fresh = created.then_some((job, mark));
+                let fresh = created.then(|| (Box::new(job), mark));
                 Ok((self.wait_for(id, wait, permit, fresh).await?, created))
             }
             _ => Ok((job, created)),

@@ -27,12 +27,15 @@ impl Broker {
             return Ok(job);
         }
         let permit = self.reserve()?;
-        self.wait_for(id, wait, permit, Some((job, mark))).await
+        self.wait_for(id, wait, permit, Some((Box::new(job), mark)))
+            .await
     }
 
     /// Wait up to `wait` for job `id` to be terminal; returns the job as last
     /// read (terminal or not). Reads the row once per wake-up, never on a timer
-    /// (except in poll mode, which is the sleep-polling baseline).
+    /// (except in poll mode, the sleep-polling baseline, which reads it every
+    /// poll interval). Its future is kept for as long as the request waits,
+    /// so what it holds across the wait is kept small.
     ///
     /// `fresh` is a job this request just created or read, with the hub's
     /// mark taken before: unless the job was woken since, it is used as the
@@ -42,14 +45,14 @@ impl Broker {
         id: i64,
         wait: Duration,
         _permit: WaitPermit,
-        fresh: Option<(Job, u64)>,
+        mut fresh: Option<(Box<Job>, u64)>,
     ) -> Result<Job, BrokerError> {
         let until = Instant::now() + wait;
         // Registered before the first read: an answer landing in between wakes us.
         let waiter = self.hub.register(id);
         let mut recheck_at: Option<Instant> = None;
-        let mut local: Option<Job> = None;
-        let mut fresh = fresh;
+        // Boxed, as `fresh`: empty while waiting, they cost a pointer.
+        let mut local: Option<Box<Job>> = None;
         loop {
             // Created before the state is taken: a wake from here on is kept.
             let by_job = pin!(waiter.slot().notify.notified());
@@ -58,7 +61,7 @@ impl Broker {
                 .filter(|(_, mark)| !self.hub.woken_since(*mark, id))
                 .map(|(job, _)| job);
             let job = match local.take().or(unwoken) {
-                Some(job) => job,
+                Some(job) => *job,
                 None => self.read(id).await?.ok_or(BrokerError::NotFound)?,
             };
             let now = Instant::now();
@@ -70,19 +73,26 @@ impl Broker {
                 return Ok(job);
             }
             let deadline = recheck_at.take().unwrap_or_else(|| instant_of(&job));
-            let timer = if deadline <= now {
+            let mut timer = if deadline <= now {
                 now + DEADLINE_RECHECK
             } else {
                 deadline.min(until)
             };
+            // The timer stands for the job's deadline (not the end of the wait).
+            let mut at_deadline = timer < until;
+            if let Some(interval) = self.polling() {
+                if now + interval < timer {
+                    timer = now + interval;
+                    at_deadline = false;
+                }
+            }
             tokio::select! {
-                _ = by_job => local = waiter.slot().latest(),
+                _ = by_job => local = waiter.slot().latest().map(Box::new),
                 _ = sleep_until(timer) => {
-                    if timer < until {
+                    if at_deadline {
                         recheck_at = Some(Instant::now() + DEADLINE_RECHECK);
                     }
                 }
-                _ = self.poll_tick() => {}
                 _ = self.shutdown.cancelled() => return Ok(job),
             }
         }

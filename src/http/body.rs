@@ -20,15 +20,18 @@ pub fn json(
 ) -> impl Filter<Extract = (Value,), Error = warp::Rejection> + Clone {
     warp::header::headers_cloned()
         .and(warp::body::stream())
-        .and_then(move |headers: HeaderMap, body| async move {
-            match tokio::time::timeout(timeout, read(&headers, body, max)).await {
-                Ok(result) => result.map_err(warp::reject::custom),
-                Err(_) => Err(warp::reject::custom(ApiError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "request_timeout",
-                    "the request body was not received in time",
-                ))),
-            }
+        // On the heap: the router's future is sized for its largest state.
+        .and_then(move |headers: HeaderMap, body| {
+            Box::pin(async move {
+                match tokio::time::timeout(timeout, read(&headers, body, max)).await {
+                    Ok(result) => result.map_err(warp::reject::custom),
+                    Err(_) => Err(warp::reject::custom(ApiError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "request_timeout",
+                        "the request body was not received in time",
+                    ))),
+                }
+            })
         })
 }
 

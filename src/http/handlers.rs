@@ -39,7 +39,7 @@ pub async fn submit(
     query: HashMap<String, String>,
     body: Value,
 ) -> Result<Response, Rejection> {
-    let wait = input::wait(&query, broker.settings()).map_err(reject)?;
+    let wait = input::wait(query, broker.settings()).map_err(reject)?;
     let new = input::submit(body, broker.settings()).map_err(reject)?;
     let (job, _created) = broker.submit(new, wait).await.map_err(reject)?;
     Ok(job_reply(&job))
@@ -51,7 +51,7 @@ pub async fn get(
     query: HashMap<String, String>,
 ) -> Result<Response, Rejection> {
     let id = input::job_id(&id).map_err(reject)?;
-    let wait = input::wait(&query, broker.settings()).map_err(reject)?;
+    let wait = input::wait(query, broker.settings()).map_err(reject)?;
     let job = broker.get(id, wait).await.map_err(reject)?;
     Ok(job_reply(&job))
 }

@@ -149,7 +149,8 @@ pub fn answer(body: Value, settings: &Settings) -> Result<Answer, ApiError> {
 }
 
 /// The `wait` query parameter: seconds, 0 when absent.
-pub fn wait(query: &HashMap<String, String>, settings: &Settings) -> Result<Duration, ApiError> {
+/// Takes the query by value: a waiting request should not keep it.
+pub fn wait(query: HashMap<String, String>, settings: &Settings) -> Result<Duration, ApiError> {
     let Some(text) = query.get("wait") else {
         return Ok(Duration::ZERO);
     };

@@ -40,6 +40,16 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/openapi.json"),
 ];
 
+/// A handler's future on the heap. The router's future is one enum over
+/// every route's states, as large as the largest, and hyper keeps one per
+/// connection: with each handler boxed it stays small, and a request pays
+/// for what its own handler holds (a waiting request holds little).
+macro_rules! boxed {
+    ($handler:path, $($arg:ident),*) => {
+        move |$($arg),*| Box::pin($handler($($arg),*))
+    };
+}
+
 /// Every route of the API.
 pub fn routes(
     broker: Arc<Broker>,
@@ -60,51 +70,51 @@ pub fn routes(
         .and(with_broker.clone())
         .and(query)
         .and(body::json(max_body, body_timeout))
-        .and_then(handlers::submit);
+        .and_then(boxed!(handlers::submit, broker, query, body));
     let get = warp::path!("v1" / "jobs" / String)
         .and(warp::get())
         .and(submitter.clone())
         .and(with_broker.clone())
         .and(query)
-        .and_then(handlers::get);
+        .and_then(boxed!(handlers::get, id, broker, query));
     let cancel = warp::path!("v1" / "jobs" / String)
         .and(warp::delete())
         .and(submitter.clone())
         .and(with_broker.clone())
-        .and_then(handlers::cancel);
+        .and_then(boxed!(handlers::cancel, id, broker));
     let answer = warp::path!("v1" / "jobs" / String / "result")
         .and(warp::post())
         .and(listener)
         .and(with_broker.clone())
         .and(body::json(max_body, body_timeout))
-        .and_then(handlers::answer);
+        .and_then(boxed!(handlers::answer, id, broker, body));
     let stream = warp::path!("v1" / "stream")
         .and(warp::get())
         .and(stream_grant)
         .and(with_broker.clone())
         .and(warp::header::optional::<String>("x-listener-id"))
-        .and_then(handlers::stream);
+        .and_then(boxed!(handlers::stream, grant, broker, listener_id));
     let listener_status = warp::path!("v1" / "listener")
         .and(warp::get())
         .and(submitter.clone())
         .and(with_broker.clone())
-        .and_then(handlers::listener);
+        .and_then(boxed!(handlers::listener, broker));
     let stats = warp::path!("v1" / "stats")
         .and(warp::get())
         .and(submitter)
         .and(with_broker.clone())
-        .and_then(handlers::stats);
+        .and_then(boxed!(handlers::stats, broker));
     let metrics = warp::path!("metrics")
         .and(warp::get())
         .and(with_broker.clone())
-        .and_then(handlers::metrics);
+        .and_then(boxed!(handlers::metrics, broker));
     let healthz = warp::path!("healthz")
         .and(warp::get())
         .and_then(handlers::healthz);
     let readyz = warp::path!("readyz")
         .and(warp::get())
         .and(with_broker)
-        .and_then(handlers::readyz);
+        .and_then(boxed!(handlers::readyz, broker));
     let openapi = warp::path!("openapi.json")
         .and(warp::get())
         .map(move || openapi::reply(&openapi_body));

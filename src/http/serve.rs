@@ -8,6 +8,7 @@ use std::convert::Infallible;
 use std::str::FromStr;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -17,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_service::Service;
 use warp::Filter;
+use warp::http::header::{self, HeaderName};
 use warp::http::{HeaderMap, HeaderValue, Request, Uri};
 use warp::reply::Response;
 
@@ -93,26 +95,44 @@ pub async fn serve<F>(
         let handler = service_fn(move |request: Request<Incoming>| {
             let mut service = service.clone();
             let entry = access.start(&request);
-            entry.finish(service.call(detached(request)))
+            // On the heap: hyper keeps the service's future in an allocation
+            // of its own size for the whole life of the connection.
+            entry.finish(Box::pin(service.call(detached(request))))
         });
         let connection = builder.serve_connection(TokioIo::new(stream), handler);
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
+        // `map`, not an async block: the block would hold the connection
+        // twice (once captured, once awaited), for as long as it is open.
+        let connection = graceful.watch(connection).map(|outcome| {
+            if let Err(error) = outcome {
                 tracing::debug!(%error, "connection ended with an error");
             }
         });
+        tokio::spawn(connection);
     }
     drop(listener);
     graceful.shutdown().await;
 }
 
-/// The request with its URI and header values copied out of hyper's read
-/// buffer. hyper hands them over as slices of that buffer, which would keep
-/// the whole buffer (8 KiB) alive for as long as the request is handled: a
-/// waiting request holds its connection for up to the longest wait, next to
-/// the buffer hyper allocates to notice the client going away. Copying costs
-/// a few hundred bytes; holding the buffer cost 8 KiB per waiting request.
+/// The request headers the API reads: the token, the body's type and length,
+/// the listener id. A request keeps its headers for as long as it is handled
+/// (a waiting request for up to the longest wait), so the others are dropped
+/// before routing: a proxy's `X-Forwarded-*`, a browser's dozen. A route that
+/// reads another header must add it here.
+const READ_HEADERS: [HeaderName; 5] = [
+    header::AUTHORIZATION,
+    header::CONTENT_TYPE,
+    header::CONTENT_LENGTH,
+    header::TRANSFER_ENCODING,
+    HeaderName::from_static("x-listener-id"),
+];
+
+/// The request with its URI and the header values the API reads copied out
+/// of hyper's read buffer. hyper hands them over as slices of that buffer,
+/// which would keep the whole buffer (8 KiB) alive for as long as the request
+/// is handled: a waiting request holds its connection for up to the longest
+/// wait, next to the buffer hyper allocates to notice the client going away.
+/// Copying costs a few hundred bytes; holding the buffer cost 8 KiB per
+/// waiting request.
 fn detached<B>(request: Request<B>) -> Request<B> {
     let (mut parts, body) = request.into_parts();
     if let Some(path) = parts.uri.path_and_query() {
@@ -124,11 +144,14 @@ fn detached<B>(request: Request<B>) -> Request<B> {
             }
         }
     }
-    let mut headers = HeaderMap::with_capacity(parts.headers.len());
-    for (name, value) in parts.headers.iter() {
-        let mut copy = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
-        copy.set_sensitive(value.is_sensitive());
-        headers.append(name.clone(), copy);
+    let mut headers = HeaderMap::new();
+    for name in READ_HEADERS {
+        for value in parts.headers.get_all(&name) {
+            let mut copy =
+                HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+            copy.set_sensitive(value.is_sensitive());
+            headers.append(name.clone(), copy);
+        }
     }
     parts.headers = headers;
     Request::from_parts(parts, body)
@@ -149,12 +172,16 @@ mod tests {
         token.set_sensitive(true);
         headers.insert("authorization", token);
         headers.append(
-            "x-a",
+            "content-type",
             HeaderValue::from_maybe_shared(buffer.slice(28..29)).unwrap(),
         );
         headers.append(
-            "x-a",
+            "content-type",
             HeaderValue::from_maybe_shared(buffer.slice(29..30)).unwrap(),
+        );
+        headers.append(
+            "x-forwarded-for",
+            HeaderValue::from_maybe_shared(buffer.slice(28..29)).unwrap(),
         );
         assert!(!buffer.is_unique());
 
@@ -167,7 +194,11 @@ mod tests {
         assert_eq!(request.uri(), "/v1/jobs?wait=30");
         assert_eq!(request.headers()["authorization"], "Bearer abc");
         assert!(request.headers()["authorization"].is_sensitive());
-        let repeated: Vec<_> = request.headers().get_all("x-a").iter().collect();
+        let repeated: Vec<_> = request.headers().get_all("content-type").iter().collect();
         assert_eq!(repeated, [&b"a"[..], &b"\xff"[..]]);
+        assert!(
+            !request.headers().contains_key("x-forwarded-for"),
+            "a header the API does not read is not kept"
+        );
     }
 }
