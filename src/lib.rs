@@ -6,6 +6,7 @@
 //! keeps exactly one listener stream open across the cluster.
 //!
 //! - [`app`]: one instance, started, run and shut down;
+//! - [`admin`]: `backchannel migrate` (apply, print, grant);
 //! - [`config`]: `serve`'s settings;
 //! - [`job`]: the contract's job;
 //! - [`http`]: the edge (routes, handlers, tokens, bodies, errors);
@@ -15,6 +16,7 @@
 //! - [`agent`]: the listener side as a ready program;
 //! - [`client`]: `backchannel submit` and `status`.
 
+pub mod admin;
 pub mod agent;
 pub mod app;
 pub mod backoff;

@@ -10,6 +10,7 @@
 mod answer;
 mod cancel;
 mod ended_elsewhere;
+mod readiness;
 mod reaper;
 mod recheck;
 mod status;
@@ -75,15 +76,15 @@ pub struct Broker {
     metrics: Arc<Metrics>,
     instance: String,
     shutdown: CancellationToken,
-    /// Connection settings of the dedicated sessions (stream lock, LISTEN).
-    session_config: tokio_postgres::Config,
+    /// Where the dedicated sessions (stream lock, LISTEN) connect.
+    session_config: crate::store::Target,
 }
 
 impl Broker {
     pub fn new(
         settings: Arc<Settings>,
         store: Store,
-        session_config: tokio_postgres::Config,
+        session_config: crate::store::Target,
         instance: String,
         shutdown: CancellationToken,
     ) -> Arc<Broker> {
@@ -103,7 +104,7 @@ impl Broker {
     /// notify mode, the LISTEN session with what it feeds.
     pub fn spawn_loops(
         self: &Arc<Self>,
-        listen_config: tokio_postgres::Config,
+        listen_config: crate::store::Target,
     ) -> Vec<JoinHandle<()>> {
         let mut loops = vec![
             tokio::spawn(self.notifier.clone().run(
@@ -193,15 +194,6 @@ impl Broker {
             Some(interval) => tokio::time::sleep(interval).await,
             None => std::future::pending().await,
         }
-    }
-
-    /// Ready to serve: the database answers and, in notify mode, LISTEN is up.
-    pub async fn ready(&self) -> bool {
-        let listening = self.polling().is_some() || self.hub.is_listening();
-        listening
-            && tokio::time::timeout(Duration::from_secs(2), self.store.ping())
-                .await
-                .is_ok_and(|r| r.is_ok())
     }
 
     /// Whether shutdown has begun.

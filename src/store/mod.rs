@@ -2,16 +2,19 @@
 //!
 //! - [`Store`]: the statements run on the query pool (this file);
 //! - [`StreamSession`]: the stream's own session, its advisory lock and claim;
-//! - [`connect`]: connection settings, the pool, dedicated sessions;
-//! - [`migrate`]: the numbered migrations of `sql/`;
+//! - [`connect`]: where connections go (with [`tls`]), the pool, dedicated sessions;
+//! - [`migrate`]: the numbered migrations of `sql/`; [`schema`]: serve's check of them;
 //! - [`queries`]: the text of every statement.
 
 pub mod connect;
 mod error;
+mod health;
 pub mod migrate;
 pub mod queries;
 mod rows;
+pub mod schema;
 mod stream_session;
+pub mod tls;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,17 +22,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Object, Pool};
 use serde_json::Value;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Row, SimpleQueryMessage};
 
 use crate::job::{Answer, Job, NewJob};
 
-pub use connect::Session;
+pub use connect::{Session, Target};
 pub use error::StoreError;
 pub use queries::{CHANNEL_DONE, CHANNEL_NEW};
 pub use stream_session::StreamSession;
 
-use queries::{LOCK_NAMESPACE, LOCK_REAPER, LOCK_STREAM};
+use queries::{LOCK_NAMESPACE, LOCK_REAPER, LOCK_STREAM, Sql};
 use rows::job_from_row;
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
@@ -77,6 +80,8 @@ impl Counter {
 pub struct Store {
     pool: Pool,
     statements: Counter,
+    /// Send pooled statements unnamed (through a transaction pooler).
+    unnamed: bool,
 }
 
 impl Store {
@@ -84,7 +89,17 @@ impl Store {
         Store {
             pool,
             statements: Counter::default(),
+            unnamed: false,
         }
+    }
+
+    /// Send every pooled statement as the unnamed statement, with its
+    /// declared parameter types, in one round trip (Parse, Bind, Execute):
+    /// nothing named outlives its transaction, as a transaction pooler that
+    /// does not track prepared statements needs.
+    pub fn with_unnamed_statements(mut self, unnamed: bool) -> Store {
+        self.unnamed = unnamed;
+        self
     }
 
     pub fn pool(&self) -> &Pool {
@@ -105,32 +120,42 @@ impl Store {
         Ok(self.pool.get().await?)
     }
 
-    /// Run one prepared (and cached) statement on `client`.
+    /// Run one statement on `client`: prepared (and cached), or unnamed.
     async fn rows(
         &self,
         client: &Object,
-        sql: &str,
+        sql: Sql,
         params: Params<'_>,
     ) -> Result<Vec<Row>, StoreError> {
-        let statement = client.prepare_cached(sql).await?;
+        if self.unnamed {
+            self.statements.add();
+            return Ok(client.query_typed(sql.text, &typed(sql, params)).await?);
+        }
+        let statement = client.prepare_cached(sql.text).await?;
         self.statements.add();
         Ok(client.query(&statement, params).await?)
     }
 
-    /// Run one prepared (and cached) statement on `client`; at most one row.
+    /// Run one statement on `client` (prepared and cached, or unnamed); at most one row.
     async fn row(
         &self,
         client: &Object,
-        sql: &str,
+        sql: Sql,
         params: Params<'_>,
     ) -> Result<Option<Row>, StoreError> {
-        let statement = client.prepare_cached(sql).await?;
+        if self.unnamed {
+            self.statements.add();
+            return Ok(client
+                .query_typed_opt(sql.text, &typed(sql, params))
+                .await?);
+        }
+        let statement = client.prepare_cached(sql.text).await?;
         self.statements.add();
         Ok(client.query_opt(&statement, params).await?)
     }
 
     /// One statement on a pooled connection; at most one row.
-    async fn pooled_row(&self, sql: &str, params: Params<'_>) -> Result<Option<Row>, StoreError> {
+    async fn pooled_row(&self, sql: Sql, params: Params<'_>) -> Result<Option<Row>, StoreError> {
         let client = self.client().await?;
         self.row(&client, sql, params).await
     }
@@ -207,7 +232,7 @@ impl Store {
         Ok(jobs.into_iter().map(|read| read.job).collect())
     }
 
-    async fn read_many_with(&self, sql: &str, ids: &[i64]) -> Result<Vec<ReadJob>, StoreError> {
+    async fn read_many_with(&self, sql: Sql, ids: &[i64]) -> Result<Vec<ReadJob>, StoreError> {
         let mut last = None;
         for _ in 0..2 {
             match self.try_read_many(sql, ids).await {
@@ -219,7 +244,7 @@ impl Store {
         Err(last.expect("loop ran"))
     }
 
-    async fn try_read_many(&self, sql: &str, ids: &[i64]) -> Result<Vec<ReadJob>, StoreError> {
+    async fn try_read_many(&self, sql: Sql, ids: &[i64]) -> Result<Vec<ReadJob>, StoreError> {
         let client = self.client().await?;
         let rows = self.rows(&client, sql, &[&ids]).await?;
         Ok(rows
@@ -366,6 +391,16 @@ pub async fn probe_session(client: &Client) -> Result<Option<&'static str>, toki
         ));
     }
     Ok(None)
+}
+
+/// Parameters with the types declared for their statement.
+fn typed<'a>(sql: Sql, params: Params<'a>) -> Vec<(&'a (dyn ToSql + Sync), Type)> {
+    debug_assert_eq!(params.len(), sql.types.len(), "types of {}", sql.text);
+    params
+        .iter()
+        .copied()
+        .zip(sql.types.iter().cloned())
+        .collect()
 }
 
 fn answer_parts(answer: &Answer) -> (Option<&Value>, Option<&Value>) {
