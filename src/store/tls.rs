@@ -405,6 +405,11 @@ impl TlsParams {
             rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
                 format!("TLS: the server's certificate is not signed by {roots} (unknown CA)")
             }
+            // A CA of the same name as the one that signed it, but not that CA.
+            rustls::Error::InvalidCertificate(CertificateError::BadSignature) => format!(
+                "TLS: the server's certificate is not signed by {roots} (unknown CA: a CA of \
+                 the same name, whose signature does not match)"
+            ),
             rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext {
                 expected,
                 presented,
@@ -412,7 +417,11 @@ impl TlsParams {
                 "TLS: the server's certificate is not valid for the host name {} (it names {}); \
                  sslmode=verify-full checks that the host in the URL is one the certificate names",
                 expected.to_str(),
-                presented.join(", ")
+                presented
+                    .iter()
+                    .map(|name| unquote(name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             rustls::Error::InvalidCertificate(CertificateError::NotValidForName) => {
                 "TLS: the server's certificate is not valid for the host name in the URL \
@@ -431,6 +440,14 @@ impl TlsParams {
             ),
             other => format!("TLS handshake failed: {other}"),
         }
+    }
+}
+
+/// `DnsName("localhost")` (how rustls shows a presented name) as `localhost`.
+fn unquote(name: &str) -> &str {
+    match (name.find('"'), name.rfind('"')) {
+        (Some(first), Some(last)) if first < last => &name[first + 1..last],
+        _ => name,
     }
 }
 

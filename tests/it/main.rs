@@ -17,4 +17,5 @@ mod security;
 mod sql;
 mod startup;
 mod stream;
+mod tls;
 mod waiting;
