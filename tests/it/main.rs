@@ -12,6 +12,7 @@ mod input;
 mod limits;
 mod openapi;
 mod ops;
+mod privileges;
 mod roundtrip;
 mod security;
 mod sql;

@@ -94,7 +94,10 @@ async fn tls_modes_carry_a_whole_round_trip() {
     let job = sse.next_job(LONG).await.expect("the job arrives");
     assert_eq!(job["payload"]["n"], 1);
     let id = job["id"].as_i64().unwrap();
-    assert_eq!(bc.answer(id, json!({"result": "over tls"})).await.status, 200);
+    assert_eq!(
+        bc.answer(id, json!({"result": "over tls"})).await.status,
+        200
+    );
     let done = tokio::time::timeout(LONG, waiting).await.unwrap().unwrap();
     assert_eq!(done.status(), 200);
     let body: serde_json::Value = done.json().await.unwrap();
@@ -111,12 +114,18 @@ async fn tls_modes_carry_a_whole_round_trip() {
         .await
         .unwrap();
     let (encrypted, plain): (i64, i64) = (row.get(0), row.get(1));
-    assert!(encrypted >= 3, "pool, LISTEN and stream sessions: {encrypted}");
+    assert!(
+        encrypted >= 3,
+        "pool, LISTEN and stream sessions: {encrypted}"
+    );
     assert_eq!(plain, 0);
     drop(sse);
 
     // verify-full with the right CA and the certificate's host name.
-    let url = tls.url("localhost", &format!("sslmode=verify-full&sslrootcert={ca}"));
+    let url = tls.url(
+        "localhost",
+        &format!("sslmode=verify-full&sslrootcert={ca}"),
+    );
     let full = instance_with(tls.settings(&url)).await;
     assert!(full.submit_job("verified", json!(null)).await > id);
 
@@ -134,13 +143,23 @@ async fn tls_refusals_say_what_failed_and_never_the_password() {
     let cases = [
         (
             "another CA",
-            tls.url("localhost", &format!("sslmode=verify-full&sslrootcert={other}")),
+            tls.url(
+                "localhost",
+                &format!("sslmode=verify-full&sslrootcert={other}"),
+            ),
             vec!["DATABASE_URL", "not signed by", "unknown CA"],
         ),
         (
             "a wrong host name",
-            tls.url("127.0.0.1", &format!("sslmode=verify-full&sslrootcert={ca}")),
-            vec!["DATABASE_URL", "not valid for the host name 127.0.0.1", "localhost"],
+            tls.url(
+                "127.0.0.1",
+                &format!("sslmode=verify-full&sslrootcert={ca}"),
+            ),
+            vec![
+                "DATABASE_URL",
+                "not valid for the host name 127.0.0.1",
+                "localhost",
+            ],
         ),
         (
             "require with a root certificate checks the chain (as verify-ca)",
@@ -150,7 +169,12 @@ async fn tls_refusals_say_what_failed_and_never_the_password() {
         (
             "no TLS: the server refuses",
             tls.url("127.0.0.1", "sslmode=disable"),
-            vec!["DATABASE_URL", "refused", "no encryption", "sslmode=disable"],
+            vec![
+                "DATABASE_URL",
+                "refused",
+                "no encryption",
+                "sslmode=disable",
+            ],
         ),
         (
             "a root certificate file that is not there",
@@ -158,7 +182,10 @@ async fn tls_refusals_say_what_failed_and_never_the_password() {
                 "localhost",
                 "sslmode=verify-full&sslrootcert=/nonexistent/root.crt",
             ),
-            vec!["DATABASE_URL", "cannot read the sslrootcert file /nonexistent/root.crt"],
+            vec![
+                "DATABASE_URL",
+                "cannot read the sslrootcert file /nonexistent/root.crt",
+            ],
         ),
         (
             "verify-full without a root certificate",
@@ -169,9 +196,15 @@ async fn tls_refusals_say_what_failed_and_never_the_password() {
     for (what, url, words) in cases {
         let message = tls.refused(tls.settings(&url)).await;
         for word in words {
-            assert!(message.contains(word), "{what}: {word:?} missing in: {message}");
+            assert!(
+                message.contains(word),
+                "{what}: {word:?} missing in: {message}"
+            );
         }
-        assert!(!message.contains(PASSWORD), "{what}: the password is printed: {message}");
+        assert!(
+            !message.contains(PASSWORD),
+            "{what}: the password is printed: {message}"
+        );
     }
 
     // The direct URL's problems name its own variable.
@@ -181,12 +214,18 @@ async fn tls_refusals_say_what_failed_and_never_the_password() {
         &format!("sslmode=verify-full&sslrootcert={other}"),
     ));
     let message = tls.refused(settings).await;
-    assert!(message.contains("BACKCHANNEL_DIRECT_DATABASE_URL"), "{message}");
+    assert!(
+        message.contains("BACKCHANNEL_DIRECT_DATABASE_URL"),
+        "{message}"
+    );
     assert!(message.contains("unknown CA"), "{message}");
     assert!(!message.contains(PASSWORD), "{message}");
 
     // And the program prints the same, without the password.
-    let url = tls.url("127.0.0.1", &format!("sslmode=verify-full&sslrootcert={ca}"));
+    let url = tls.url(
+        "127.0.0.1",
+        &format!("sslmode=verify-full&sslrootcert={ca}"),
+    );
     let output = tokio::time::timeout(
         Duration::from_secs(30),
         tokio::process::Command::new(env!("CARGO_BIN_EXE_backchannel"))
@@ -204,7 +243,10 @@ async fn tls_refusals_say_what_failed_and_never_the_password() {
     .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
-    assert!(stderr.contains("not valid for the host name 127.0.0.1"), "{stderr}");
+    assert!(
+        stderr.contains("not valid for the host name 127.0.0.1"),
+        "{stderr}"
+    );
     assert!(!stderr.contains(PASSWORD), "{stderr}");
 }
 

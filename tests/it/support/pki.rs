@@ -32,9 +32,22 @@ impl Pki {
         for ca in ["ca", "other-ca"] {
             std::fs::write(pki.dir.join("ca.cnf"), CA_CONFIG.replace("NAME", ca)).unwrap();
             pki.openssl(&[
-                "req", "-x509", "-new", "-nodes", "-newkey", "ec", "-pkeyopt",
-                "ec_paramgen_curve:prime256v1", "-days", "2", "-config", "ca.cnf",
-                "-keyout", &format!("{ca}.key"), "-out", &format!("{ca}.crt"),
+                "req",
+                "-x509",
+                "-new",
+                "-nodes",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-days",
+                "2",
+                "-config",
+                "ca.cnf",
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.crt"),
             ]);
         }
         pki.leaf(
@@ -53,14 +66,36 @@ impl Pki {
         );
         std::fs::write(self.dir.join(format!("{name}.ext")), ext).unwrap();
         self.openssl(&[
-            "req", "-new", "-nodes", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-subj", &format!("/CN={cn}"), "-keyout", &format!("{name}.key"),
-            "-out", &format!("{name}.csr"),
+            "req",
+            "-new",
+            "-nodes",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-subj",
+            &format!("/CN={cn}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
         ]);
         self.openssl(&[
-            "x509", "-req", "-in", &format!("{name}.csr"), "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "2", "-extfile", &format!("{name}.ext"),
-            "-out", &format!("{name}.crt"),
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{name}.ext"),
+            "-out",
+            &format!("{name}.crt"),
         ]);
     }
 
