@@ -357,7 +357,7 @@ impl TlsParams {
     pub fn explain(&self, error: &tokio_postgres::Error) -> String {
         if let Some(db) = error.as_db_error() {
             let mut text = format!(
-                "the server refused the connection: {} (SQLSTATE {})",
+                "the server says: {} (SQLSTATE {})",
                 db.message(),
                 db.code().code()
             );

@@ -12,6 +12,7 @@ mod input;
 mod limits;
 mod openapi;
 mod ops;
+mod pgbouncer;
 mod privileges;
 mod roundtrip;
 mod security;

@@ -72,6 +72,7 @@ impl PgBouncer {
              default_pool_size = 2\n\
              max_client_conn = 100\n\
              server_login_retry = 1\n\
+             query_wait_timeout = 2\n\
              server_connect_timeout = 5\n\
              ignore_startup_parameters = extra_float_digits\n\
              logfile = {dir}/pgbouncer.log\n",
