@@ -5,6 +5,7 @@ mod support;
 mod agent;
 mod answers;
 mod cluster;
+mod dba_settings;
 mod faults;
 mod fuzzed;
 mod idle;
