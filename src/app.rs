@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::task::JoinHandle;
+use tokio_postgres::error::SqlState;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
@@ -123,6 +124,12 @@ async fn check_sessions(session: &Session) -> anyhow::Result<()> {
     match store::probe_session(&session.client).await {
         Ok(None) => Ok(()),
         Ok(Some(problem)) => Err(refuse(problem)),
+        Err(error) if error.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION) => {
+            Err(anyhow::anyhow!(
+                "the database refuses LISTEN: it is a standby in recovery. Point the URL at the \
+                 primary, or list every host with target_session_attrs=read-write"
+            ))
+        }
         Err(error) => Err(refuse(&format!("the session check failed ({error})"))),
     }
 }

@@ -171,7 +171,7 @@ async fn tls_refusals_say_what_failed_and_never_the_password() {
             tls.url("127.0.0.1", "sslmode=disable"),
             vec![
                 "DATABASE_URL",
-                "refused",
+                "no pg_hba.conf entry",
                 "no encryption",
                 "sslmode=disable",
             ],
