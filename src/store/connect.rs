@@ -54,9 +54,14 @@ impl Target {
         let fail = |what: String| TargetError(format!("{variable}: {what}"));
         let (rest, found) = tls::split(url);
         let params = TlsParams::resolve(&found, env).map_err(fail)?;
-        let mut config: Config = rest
-            .parse()
-            .map_err(|e| fail(format!("not a valid PostgreSQL connection URL ({e})")))?;
+        // tokio-postgres' causes name an option, a position or one character,
+        // never a value.
+        let mut config: Config = rest.parse().map_err(|e: tokio_postgres::Error| {
+            let cause = std::error::Error::source(&e).map_or(String::new(), |c| format!(": {c}"));
+            fail(format!(
+                "not a valid PostgreSQL connection URL ({e}{cause})"
+            ))
+        })?;
         config
             .ssl_mode(params.mode.for_tokio_postgres())
             .connect_timeout(CONNECT_TIMEOUT)
@@ -179,5 +184,65 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.driver.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(url: &str) -> String {
+        match Target::with_env(url, "DATABASE_URL", &|_| None) {
+            Ok(_) => panic!("accepted"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn refusals_name_the_variable_and_never_the_password() {
+        for url in [
+            "postgres://app:s3cret-pw@db:notaport/app",
+            "postgres://app:s3cret-pw@db/app?sslcrl=/etc/crl.pem",
+            "postgres://app:s3cret-pw@db/app?sslmode=verify-full",
+            "host=db password=s3cret-pw sslmode=sometimes",
+        ] {
+            let message = refusal(url);
+            assert!(message.starts_with("DATABASE_URL: "), "{message}");
+            assert!(!message.contains("s3cret-pw"), "{message}");
+        }
+        let unknown = refusal("postgres://app@db/app?sslcrl=/etc/crl.pem");
+        assert!(unknown.contains("sslcrl"), "{unknown}");
+    }
+
+    #[test]
+    fn tokio_postgres_gets_the_nearest_mode_and_the_rest_of_the_url() {
+        let target = Target::with_env(
+            "postgres://app@db/app?sslmode=verify-ca&sslrootcert=/dev/null&application_name=x",
+            "DATABASE_URL",
+            &|_| None,
+        );
+        // /dev/null holds no certificate: refused when the connector is built.
+        assert!(
+            target
+                .err()
+                .unwrap()
+                .to_string()
+                .contains("no PEM certificate")
+        );
+        let target = Target::with_env(
+            "postgres://app@db/app?sslmode=require&application_name=x",
+            "DATABASE_URL",
+            &|_| None,
+        )
+        .unwrap();
+        assert_eq!(
+            target.config().get_ssl_mode(),
+            tokio_postgres::config::SslMode::Require
+        );
+        assert_eq!(target.config().get_application_name(), Some("x"));
+        assert_eq!(
+            target.named("other").config().get_application_name(),
+            Some("x")
+        );
     }
 }

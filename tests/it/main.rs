@@ -19,6 +19,7 @@ mod roundtrip;
 mod security;
 mod sql;
 mod startup;
+mod statements;
 mod stream;
 mod tls;
 mod waiting;
