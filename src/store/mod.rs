@@ -10,6 +10,7 @@ pub mod connect;
 mod error;
 mod health;
 pub mod migrate;
+mod pooler;
 pub mod queries;
 mod rows;
 pub mod schema;
@@ -131,9 +132,15 @@ impl Store {
             self.statements.add();
             return Ok(client.query_typed(sql.text, &typed(sql, params)).await?);
         }
-        let statement = client.prepare_cached(sql.text).await?;
+        let statement = client
+            .prepare_cached(sql.text)
+            .await
+            .map_err(pooler::hint)?;
         self.statements.add();
-        Ok(client.query(&statement, params).await?)
+        Ok(client
+            .query(&statement, params)
+            .await
+            .map_err(pooler::hint)?)
     }
 
     /// Run one statement on `client` (prepared and cached, or unnamed); at most one row.
@@ -149,9 +156,15 @@ impl Store {
                 .query_typed_opt(sql.text, &typed(sql, params))
                 .await?);
         }
-        let statement = client.prepare_cached(sql.text).await?;
+        let statement = client
+            .prepare_cached(sql.text)
+            .await
+            .map_err(pooler::hint)?;
         self.statements.add();
-        Ok(client.query_opt(&statement, params).await?)
+        Ok(client
+            .query_opt(&statement, params)
+            .await
+            .map_err(pooler::hint)?)
     }
 
     /// One statement on a pooled connection; at most one row.
