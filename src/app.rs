@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::task::JoinHandle;
-use tokio_postgres::error::SqlState;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
-use crate::config::{MigrateMode, Settings, StatementMode};
+use crate::config::{Settings, StatementMode};
 use crate::http::{self, auth::Tokens};
-use crate::store::{self, Session, Store, Target, connect};
+use crate::preflight;
+use crate::store::Store;
 
 /// A running instance: its address, its broker, and the handle to stop it.
 pub struct Running {
@@ -25,139 +25,7 @@ pub struct Running {
 /// How long the background tasks get to finish (flush notifications) after the server stopped.
 const BACKGROUND_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Apply pending migrations on a session of their own, as `target`'s role
-/// (the schema's owner).
-pub async fn migrate(target: &Target) -> anyhow::Result<Vec<i32>> {
-    let mut session = dedicated(&target.named("backchannel-migrate")).await?;
-    store::migrate::run(&mut session.client).await.map_err(|e| {
-        anyhow::anyhow!(
-            "applying migrations as {} failed: {}",
-            target.variable(),
-            migration_error(&e)
-        )
-    })
-}
-
-/// A migration error by SQLSTATE, saying what to do about a missing right.
-fn migration_error(error: &tokio_postgres::Error) -> String {
-    let insufficient = error
-        .code()
-        .is_some_and(|code| *code == tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE);
-    let identified = store::StoreError::from_ref(error);
-    if insufficient {
-        format!(
-            "{identified}: this role may not change the schema. Run `backchannel migrate` with \
-             the URL of the role that owns schema backchannel (or of a role with CREATE on the \
-             database, which then owns it)"
-        )
-    } else {
-        identified
-    }
-}
-
-/// A dedicated session with the settings every dedicated session gets; a
-/// failure to connect is explained (TLS, refusal) by the variable's name.
-async fn dedicated(target: &Target) -> anyhow::Result<Session> {
-    let session = Session::connect(target)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot connect: {}", target.explain(&e)))?;
-    session
-        .client
-        .batch_execute(store::queries::DEDICATED_SESSION_SETUP)
-        .await
-        .map_err(|e| anyhow::anyhow!("{}: {}", target.variable(), target.explain(&e)))?;
-    Ok(session)
-}
-
-/// On one direct session: refuse to start when it would not be a session (see
-/// [`check_sessions`]), and bring the schema to what this build needs or
-/// refuse (`BACKCHANNEL_MIGRATE`).
-async fn check_database(target: &Target, mode: MigrateMode) -> anyhow::Result<()> {
-    let mut session = dedicated(&target.named("backchannel-check")).await?;
-    check_sessions(&session).await?;
-    let found = store::schema::inspect(&session.client)
-        .await
-        .map_err(|e| anyhow::anyhow!("checking the schema failed: {}", migration_error(&e)))?;
-    if found.behind() && mode == MigrateMode::Auto {
-        let applied = store::migrate::run(&mut session.client)
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "BACKCHANNEL_MIGRATE=auto: applying migrations as role {} failed: {}",
-                    found.role,
-                    migration_error(&e)
-                )
-            })?;
-        tracing::info!(?applied, "migrations applied (BACKCHANNEL_MIGRATE=auto)");
-        let found = store::schema::inspect(&session.client).await?;
-        return match found.problem() {
-            Some(problem) => Err(anyhow::anyhow!(problem)),
-            None => Ok(()),
-        };
-    }
-    if let Some(problem) = found.problem() {
-        return Err(anyhow::anyhow!(problem));
-    }
-    if let store::schema::Version::At(version) = found.version {
-        if version > store::migrate::latest() {
-            tracing::warn!(
-                version,
-                needed = store::migrate::latest(),
-                "the schema is newer than this build (expected during a rolling upgrade)"
-            );
-        }
-    }
-    Ok(())
-}
-
-/// Refuse to start when the dedicated sessions would not be sessions: behind a
-/// transaction-pooling proxy, consecutive statements may run on different
-/// backends, so LISTEN and session advisory locks silently stop working.
-async fn check_sessions(session: &Session) -> anyhow::Result<()> {
-    let refuse = |what: &str| {
-        anyhow::anyhow!(
-            "{what}: LISTEN and the stream's advisory lock need a real session. Point \
-             BACKCHANNEL_DIRECT_DATABASE_URL at PostgreSQL itself (or at a session-pooling proxy), \
-             not at a transaction-pooling PgBouncer"
-        )
-    };
-    match store::probe_session(&session.client).await {
-        Ok(None) => Ok(()),
-        Ok(Some(problem)) => Err(refuse(problem)),
-        Err(error) if error.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION) => {
-            Err(anyhow::anyhow!(
-                "the database refuses LISTEN: it is a standby in recovery. Point the URL at the \
-                 primary, or list every host with target_session_attrs=read-write"
-            ))
-        }
-        Err(error) => Err(refuse(&format!("the session check failed ({error})"))),
-    }
-}
-
-/// The two targets of an instance: the pool's (`DATABASE_URL`) and the
-/// dedicated sessions' (`BACKCHANNEL_DIRECT_DATABASE_URL`, else the same).
-fn targets(settings: &Settings) -> anyhow::Result<(Target, Target)> {
-    let pooled = Target::new(&settings.database_url, "DATABASE_URL")?;
-    let direct = match &settings.direct_database_url {
-        Some(url) => Target::new(url, "BACKCHANNEL_DIRECT_DATABASE_URL")?,
-        None => pooled.clone(),
-    };
-    Ok((pooled, direct))
-}
-
-/// What runs once on every new pooled connection: nothing behind a
-/// transaction pooler (a SET there would reach other clients).
-fn pool_setup(settings: &Settings) -> Option<String> {
-    if settings.statements == StatementMode::Unnamed {
-        return None;
-    }
-    let mut setup = store::queries::POOLED_SESSION_SETUP.to_owned();
-    if let Some(more) = settings.session_setup() {
-        setup.push_str("; ");
-        setup.push_str(&more);
-    }
-    Some(setup)
-}
+pub use crate::preflight::migrate;
 
 fn instance_name(settings: &Settings) -> String {
     if let Some(id) = &settings.instance_id {
@@ -181,18 +49,10 @@ fn instance_name(settings: &Settings) -> String {
 pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     settings.validate()?;
     let tokens = Arc::new(Tokens::load(&settings)?);
-    let (pooled, direct) = targets(&settings)?;
-    check_database(&direct, settings.migrate).await?;
+    let (pooled, direct) = preflight::targets(&settings)?;
+    preflight::check_database(&direct, settings.migrate).await?;
 
-    let pool = connect::pool(&pooled, settings.pool_size, pool_setup(&settings));
-    // The pool connects lazily: connect once now, so that a wrong DATABASE_URL
-    // (TLS, password, a pooler) is found at start-up with its reason.
-    drop(pool.get().await.map_err(|e| match &e {
-        deadpool_postgres::PoolError::Backend(e) => {
-            anyhow::anyhow!("cannot connect: {}", pooled.explain(e))
-        }
-        other => anyhow::anyhow!("cannot connect with DATABASE_URL: {other}"),
-    })?);
+    let pool = preflight::pool(&pooled, &settings).await?;
     let unnamed = settings.statements == StatementMode::Unnamed;
     let shutdown = CancellationToken::new();
     let settings = Arc::new(settings);

@@ -6,6 +6,7 @@
 //! keeps exactly one listener stream open across the cluster.
 //!
 //! - [`app`]: one instance, started, run and shut down;
+//! - [`preflight`]: what `serve` checks before it serves (URLs, sessions, schema, rights);
 //! - [`admin`]: `backchannel migrate` (apply, print, grant);
 //! - [`config`]: `serve`'s settings;
 //! - [`job`]: the contract's job;
@@ -26,6 +27,7 @@ pub mod config;
 pub mod http;
 pub mod job;
 pub mod metrics;
+pub mod preflight;
 pub mod store;
 pub mod telemetry;
 pub mod wake;
