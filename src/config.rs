@@ -276,13 +276,6 @@ impl Settings {
             .as_ref()
             .map(|value| format!("SET synchronous_commit TO {value}"))
     }
-
-    /// The URL of the dedicated sessions (LISTEN, stream lock, migrations).
-    pub fn direct_url(&self) -> &str {
-        self.direct_database_url
-            .as_deref()
-            .unwrap_or(&self.database_url)
-    }
 }
 
 #[cfg(test)]
