@@ -40,8 +40,8 @@ demo: ## See it work: a broker, an echo agent and one submit, printing the round
 	@$(PG_ENSURE); scripts/demo.sh
 
 .PHONY: test
-test: ## Run every test against a real PostgreSQL (started if it is not running)
-	@$(PG_ENSURE); cargo test --workspace --all-targets && \
+test: ## Run every test against a real PostgreSQL (started if it is not running; the test tools installed if missing)
+	@scripts/test-deps.sh && $(PG_ENSURE); cargo test --workspace --all-targets && \
 	BACKCHANNEL_BIN="$(CURDIR)/target/debug/backchannel" clients/python/run-tests.sh
 
 .PHONY: test-python

@@ -91,6 +91,10 @@ base="http://127.0.0.1:$broker_port"
 # setpriv execs (runuser would fork and stay in between, taking the signals).
 as_service() { setpriv --reuid=backchannel --regid=backchannel --init-groups -- "$@"; }
 
+# The packaged settings check the schema (BACKCHANNEL_MIGRATE=check): apply
+# it first, as production does, with the installed binary.
+DATABASE_URL="${PG_ADMIN_URL%/*}/$db" /usr/bin/backchannel migrate >/dev/null \
+  || fail "backchannel migrate failed"
 (
   set -a; . /etc/backchannel/backchannel.env; set +a
   export DATABASE_URL="${PG_ADMIN_URL%/*}/$db"

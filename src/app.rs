@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::Broker;
 use crate::config::Settings;
 use crate::http::{self, access::AccessLog, auth::LiveTokens};
-use crate::store::{self, Session, connect};
+use crate::preflight;
 
 /// A running instance: its address, its broker, and the handle to stop it.
 pub struct Running {
@@ -24,39 +24,7 @@ pub struct Running {
 /// How long the background tasks get to finish (flush notifications) after the server stopped.
 const BACKGROUND_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Apply pending migrations on a session of their own.
-pub async fn migrate(database_url: &str) -> anyhow::Result<Vec<i32>> {
-    let config = connect::config(database_url, "backchannel-migrate")
-        .context("DATABASE_URL is not valid")?;
-    let mut session = Session::connect(&config)
-        .await
-        .context("cannot connect to the database to apply migrations")?;
-    let applied = store::migrate::run(&mut session.client)
-        .await
-        .context("applying migrations failed")?;
-    Ok(applied)
-}
-
-/// Refuse to start when the dedicated sessions would not be sessions: behind a
-/// transaction-pooling proxy, consecutive statements may run on different
-/// backends, so LISTEN and session advisory locks silently stop working.
-async fn check_sessions(config: &tokio_postgres::Config) -> anyhow::Result<()> {
-    let session = Session::connect(config).await.context(
-        "cannot open a direct session (BACKCHANNEL_DIRECT_DATABASE_URL or DATABASE_URL)",
-    )?;
-    let refuse = |what: &str| {
-        anyhow::anyhow!(
-            "{what}: LISTEN and the stream's advisory lock need a real session. Point \
-             BACKCHANNEL_DIRECT_DATABASE_URL at PostgreSQL itself (or at a session-pooling proxy), \
-             not at a transaction-pooling PgBouncer"
-        )
-    };
-    match store::probe_session(&session.client).await {
-        Ok(None) => Ok(()),
-        Ok(Some(problem)) => Err(refuse(problem)),
-        Err(error) => Err(refuse(&format!("the session check failed ({error})"))),
-    }
-}
+pub use crate::preflight::migrate;
 
 fn instance_name(settings: &Settings) -> String {
     if let Some(id) = &settings.instance_id {
@@ -75,30 +43,25 @@ fn instance_name(settings: &Settings) -> String {
     format!("{host}-{}-{suffix:04x}", std::process::id())
 }
 
-/// Validate settings, migrate, start the background tasks and serve.
+/// Validate settings, check (or migrate) the schema, start the background
+/// tasks and serve.
 pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     settings.validate()?;
     let tokens = LiveTokens::load(&settings)?;
-    migrate(settings.direct_url()).await?;
+    let (pooled, direct) = preflight::targets(&settings)?;
+    preflight::check_database(&direct, settings.migrate).await?;
 
-    let pool = connect::pool(
-        &settings.database_url,
-        settings.pool_size,
-        settings.session_setup(),
-    )?;
-    let session_config = connect::config(settings.direct_url(), "backchannel-session")?;
-    let listen_config = connect::config(settings.direct_url(), "backchannel-listen")?;
-    check_sessions(&session_config).await?;
+    let pool = preflight::pool(&pooled, &settings).await?;
     let shutdown = CancellationToken::new();
     let settings = Arc::new(settings);
     let broker = Broker::new(
         settings.clone(),
         pool,
-        session_config,
+        direct.named("backchannel-session"),
         instance_name(&settings),
         shutdown.clone(),
     );
-    let background = broker.spawn_loops(listen_config);
+    let background = broker.spawn_loops(direct.named("backchannel-listen"));
 
     let listener = tokio::net::TcpListener::bind(settings.bind)
         .await

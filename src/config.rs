@@ -17,6 +17,30 @@ pub enum WakeMode {
     Poll,
 }
 
+/// What `serve` does with the schema at start-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MigrateMode {
+    /// Apply pending migrations first (the role must then own the schema);
+    /// with a current schema nothing is changed and no right beyond the
+    /// runtime's is used. For development and single-role set-ups.
+    Auto,
+    /// Never change the schema: refuse to start when it is behind, saying what
+    /// to run (`backchannel migrate`, as the owner). For production.
+    Check,
+}
+
+/// How statements go out on the query pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatementMode {
+    /// Prepared once per pooled connection (named statements): the fastest.
+    Prepared,
+    /// The unnamed statement with declared parameter types, in one round trip,
+    /// and no session settings on pooled connections: for DATABASE_URL
+    /// through a transaction-mode pooler that does not keep prepared
+    /// statements (PgBouncer before 1.21, or without max_prepared_statements).
+    Unnamed,
+}
+
 /// Everything `serve` needs, built once.
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
@@ -36,6 +60,16 @@ pub struct Settings {
     /// forget the last fraction of a second of submits and answers (see README).
     #[arg(long, env = "BACKCHANNEL_SYNCHRONOUS_COMMIT")]
     pub synchronous_commit: Option<String>,
+
+    /// At start-up: auto (apply pending migrations) or check (refuse to start
+    /// when the schema is behind; run `backchannel migrate` as its owner).
+    #[arg(long, env = "BACKCHANNEL_MIGRATE", value_enum, default_value_t = MigrateMode::Auto)]
+    pub migrate: MigrateMode,
+
+    /// Pooled statements: prepared, or unnamed (DATABASE_URL through a
+    /// transaction-mode pooler without prepared statement support).
+    #[arg(long, env = "BACKCHANNEL_STATEMENTS", value_enum, default_value_t = StatementMode::Prepared)]
+    pub statements: StatementMode,
 
     /// Address to listen on.
     #[arg(long, env = "BACKCHANNEL_BIND", default_value = "127.0.0.1:8080")]
@@ -248,9 +282,7 @@ impl Settings {
                 "BACKCHANNEL_POLL_INTERVAL_MS must be at least 1".into(),
             ));
         }
-        self.database_url
-            .parse::<tokio_postgres::Config>()
-            .map_err(|_| ConfigError("DATABASE_URL is not a valid postgres:// URL".into()))?;
+        // The URLs are read (TLS parameters, certificate files) by `store::Target`.
         if let Some(value) = &self.synchronous_commit {
             if !["on", "off", "local", "remote_write", "remote_apply"].contains(&value.as_str()) {
                 return Err(ConfigError(
@@ -258,10 +290,14 @@ impl Settings {
                 ));
             }
         }
-        if let Some(url) = &self.direct_database_url {
-            url.parse::<tokio_postgres::Config>().map_err(|_| {
-                ConfigError("BACKCHANNEL_DIRECT_DATABASE_URL is not a valid postgres:// URL".into())
-            })?;
+        if self.synchronous_commit.is_some() && self.statements == StatementMode::Unnamed {
+            return Err(ConfigError(
+                "BACKCHANNEL_SYNCHRONOUS_COMMIT is a session setting, and with \
+                 BACKCHANNEL_STATEMENTS=unnamed the pooled connections go through a transaction \
+                 pooler, where a SET would reach other clients: set it on the role instead \
+                 (ALTER ROLE ... SET synchronous_commit = ...)"
+                    .into(),
+            ));
         }
         Ok(())
     }
@@ -271,13 +307,6 @@ impl Settings {
         self.synchronous_commit
             .as_ref()
             .map(|value| format!("SET synchronous_commit TO {value}"))
-    }
-
-    /// The URL of the dedicated sessions (LISTEN, stream lock, migrations).
-    pub fn direct_url(&self) -> &str {
-        self.direct_database_url
-            .as_deref()
-            .unwrap_or(&self.database_url)
     }
 }
 

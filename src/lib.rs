@@ -6,6 +6,8 @@
 //! keeps exactly one listener stream open across the cluster.
 //!
 //! - [`app`]: one instance, started, run and shut down;
+//! - [`preflight`]: what `serve` checks before it serves (URLs, sessions, schema, rights);
+//! - [`admin`]: `backchannel migrate` (apply, print, grant);
 //! - [`config`]: `serve`'s settings;
 //! - [`job`]: the contract's job;
 //! - [`json`]: what JSON may be stored and sent;
@@ -18,6 +20,7 @@
 //! - [`process`]: the process's memory and file descriptors for `/metrics`;
 //! - [`manual`]: the man pages and shell completions, from the command line's definition.
 
+pub mod admin;
 pub mod agent;
 pub mod app;
 pub mod backoff;
@@ -29,6 +32,7 @@ pub mod job;
 pub mod json;
 pub mod manual;
 pub mod metrics;
+pub mod preflight;
 pub mod process;
 pub mod store;
 pub mod telemetry;

@@ -2,11 +2,11 @@
 
 use std::ffi::OsString;
 
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use backchannel::config::Settings;
-use backchannel::{agent, app, client, telemetry};
+use backchannel::{admin, agent, app, client, telemetry};
 
 /// backchannel: a private service receives jobs over one outbound SSE stream.
 #[derive(Debug, Parser)]
@@ -18,10 +18,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the broker (applies pending migrations first).
+    /// Run the broker (checks the schema first; BACKCHANNEL_MIGRATE=auto applies
+    /// pending migrations).
     Serve(Box<Settings>),
-    /// Apply the migrations in sql/ and exit.
-    Migrate(DatabaseArgs),
+    /// Apply the migrations in sql/ as the schema's owner and exit; or print
+    /// them (--print), or grant the runtime role its rights (--grant ROLE).
+    Migrate(admin::MigrateArgs),
     /// Submit one job, optionally wait, print it as JSON (exit 0 only for `done`).
     Submit(client::SubmitArgs),
     /// Print who holds the stream and how many jobs are where.
@@ -40,13 +42,6 @@ enum Command {
     /// Write the man pages and shell completions into a folder (`make deb`).
     #[command(hide = true)]
     Manual { out: std::path::PathBuf },
-}
-
-#[derive(Debug, Clone, Args)]
-struct DatabaseArgs {
-    /// PostgreSQL URL (postgres://user@host:port/db).
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: String,
 }
 
 /// jemalloc, not the system allocator: it keeps its bookkeeping apart from the
@@ -68,10 +63,7 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("shutdown signal received");
             running.stop().await;
         }
-        Command::Migrate(args) => {
-            let applied = app::migrate(&args.database_url).await?;
-            println!("applied {} migration(s)", applied.len());
-        }
+        Command::Migrate(args) => print!("{}", with_newline(admin::migrate(args).await?)),
         Command::Submit(args) => client::check_done(&client::submit(args).await?)?,
         Command::Status(args) => std::process::exit(client::status(args).await),
         Command::Agent(args) => {
@@ -89,6 +81,13 @@ async fn main() -> anyhow::Result<()> {
         Command::Manual { out } => backchannel::manual::write(Cli::command(), &out)?,
     }
     Ok(())
+}
+
+fn with_newline(mut text: String) -> String {
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text
 }
 
 /// Replace this process with `backchannel-bench` from the same folder: the

@@ -23,6 +23,9 @@ pub const LISTENER_TOKEN: &str = "bench-listener-token-00000000000";
 pub struct BrokerSpec {
     pub binary: PathBuf,
     pub database_url: String,
+    /// The query pool's URL when it goes through a pooler (`--pooler`);
+    /// `database_url` is then the dedicated sessions' URL.
+    pub pooled_url: Option<String>,
     pub wake: WakeMode,
     pub poll_interval_ms: u64,
     pub pool_size: usize,
@@ -56,7 +59,11 @@ impl Broker {
         let mut command = Command::new(&spec.binary);
         command
             .arg("serve")
-            .env("DATABASE_URL", &spec.database_url)
+            .env(
+                "DATABASE_URL",
+                spec.pooled_url.as_ref().unwrap_or(&spec.database_url),
+            )
+            .env("BACKCHANNEL_DIRECT_DATABASE_URL", &spec.database_url)
             .env("BACKCHANNEL_BIND", addr.to_string())
             .env("BACKCHANNEL_SUBMITTER_TOKENS", SUBMITTER_TOKEN)
             .env("BACKCHANNEL_LISTENER_TOKENS", LISTENER_TOKEN)

@@ -18,7 +18,7 @@ use anyhow::Context;
 use futures_util::{StreamExt, stream};
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, Client, NoTls, Statement};
+use tokio_postgres::{AsyncMessage, Client, Statement};
 use tokio_util::sync::CancellationToken;
 
 use super::load::{self, LoadOutcome, Window};
@@ -104,7 +104,7 @@ async fn listen(
     channel: &str,
     on: impl Fn(&str) + Send + 'static,
 ) -> anyhow::Result<(Client, JoinHandle<()>)> {
-    let (client, mut connection) = tokio_postgres::connect(url, NoTls).await?;
+    let (client, mut connection) = super::pg::open(url).await?;
     let driver = tokio::spawn(async move {
         let mut messages = stream::poll_fn(move |cx| connection.poll_message(cx));
         while let Some(Ok(message)) = messages.next().await {

@@ -162,6 +162,18 @@ pub struct BenchArgs {
     #[arg(long = "db-setting", value_name = "NAME=VALUE")]
     pub db_settings: Vec<String>,
 
+    /// Send the brokers' query pool (DATABASE_URL) through this pooler, e.g.
+    /// postgres://postgres@127.0.0.1:6432/postgres: a PgBouncer whose
+    /// [databases] forwards every name to the server (`* = host=... port=...`)
+    /// and closes idle server connections within a second or two
+    /// (`server_idle_timeout = 1`, so that the scratch database quiesces between
+    /// scenarios). The scratch database's name replaces the URL's; the
+    /// dedicated sessions keep the server's URL (BACKCHANNEL_DIRECT_DATABASE_URL).
+    /// Set BACKCHANNEL_STATEMENTS=unnamed in the environment for a pooler
+    /// without prepared statement support.
+    #[arg(long, value_name = "URL")]
+    pub pooler: Option<String>,
+
     /// The broker binary to start [default: `backchannel` next to this program].
     #[arg(long)]
     pub broker_bin: Option<PathBuf>,
@@ -201,8 +213,17 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
             value.trim()
         );
     }
+    let pooled_url = match &args.pooler {
+        Some(url) => {
+            let url = pg::with_database(url, &scratch.name)?;
+            eprintln!("bench: brokers' query pool through the pooler of --pooler");
+            Some(url)
+        }
+        None => None,
+    };
     let broker = BrokerSpec {
         binary,
+        pooled_url,
         database_url: scratch.url.clone(),
         wake: WakeMode::Notify,
         poll_interval_ms: args.poll_interval_ms,
@@ -258,7 +279,8 @@ async fn run_plan(
     plan: &plan::Plan,
     scratch: &pg::Scratch,
 ) -> anyhow::Result<(Vec<scenario::RoundTrips>, Vec<idle::Idle>)> {
-    backchannel::app::migrate(&scratch.url).await?;
+    let target = backchannel::store::Target::new(&scratch.url, "DATABASE_URL")?;
+    backchannel::app::migrate(&target).await?;
     let mut round_trips = Vec::new();
     let mut idles = Vec::new();
     let total = plan.scenarios.len();

@@ -13,15 +13,25 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use backchannel::store::Target;
+use backchannel::store::connect::Stream;
 use tokio::task::JoinHandle;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, Connection, Socket};
 use tokio_util::sync::CancellationToken;
+
+/// Open a connection with the broker's own TLS handling (`sslmode`,
+/// `sslrootcert`, ... in the URL or `PGSSL*`), for the caller to drive.
+pub async fn open(url: &str) -> anyhow::Result<(Client, Connection<Socket, Stream>)> {
+    let target = Target::new(url, "DATABASE_URL")?;
+    target
+        .connect()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {}", target.explain(&e)))
+}
 
 /// Connect and drive the connection on a task.
 pub async fn connect(url: &str) -> anyhow::Result<Client> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .with_context(|| "cannot connect to PostgreSQL (is DATABASE_URL right?)".to_string())?;
+    let (client, connection) = open(url).await?;
     tokio::spawn(async move {
         let _ = connection.await;
     });

@@ -160,6 +160,7 @@ mod tests {
         let spec = BrokerSpec {
             binary: "backchannel".into(),
             database_url: String::new(),
+            pooled_url: None,
             wake: WakeMode::Notify,
             poll_interval_ms: 100,
             pool_size: 16,

@@ -10,6 +10,7 @@
 mod answer;
 mod cancel;
 mod ended_elsewhere;
+mod readiness;
 mod reaper;
 mod recheck;
 mod status;
@@ -25,7 +26,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Settings, WakeMode};
+use crate::config::{Settings, StatementMode, WakeMode};
 use crate::job::Job;
 use crate::metrics::Metrics;
 use crate::store::{BatchSizes, Store, StoreError};
@@ -67,7 +68,7 @@ pub enum BrokerError {
 impl From<StoreError> for BrokerError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::Unavailable(_) => BrokerError::Unavailable(error),
+            StoreError::Unavailable(_) | StoreError::ReadOnly => BrokerError::Unavailable(error),
             StoreError::InvalidValue(what) => BrokerError::InvalidValue(what),
             StoreError::Query(_) | StoreError::Undecodable(_) => BrokerError::Database(error),
         }
@@ -89,8 +90,8 @@ pub struct Broker {
     /// Cancelled once every state change has finished: the notifier then
     /// sends what is left and stops.
     notifier_stop: CancellationToken,
-    /// Connection settings of the dedicated sessions (stream lock, LISTEN).
-    session_config: tokio_postgres::Config,
+    /// Where the dedicated sessions (stream lock, LISTEN) connect.
+    session_config: crate::store::Target,
 }
 
 impl Broker {
@@ -98,7 +99,7 @@ impl Broker {
     pub fn new(
         settings: Arc<Settings>,
         pool: deadpool_postgres::Pool,
-        session_config: tokio_postgres::Config,
+        session_config: crate::store::Target,
         instance: String,
         shutdown: CancellationToken,
     ) -> Arc<Broker> {
@@ -107,8 +108,9 @@ impl Broker {
             insert: metrics.batch("insert"),
             finish: metrics.batch("finish"),
         };
+        let unnamed = settings.statements == StatementMode::Unnamed;
         Arc::new(Broker {
-            store: Arc::new(Store::new(pool, sizes)),
+            store: Arc::new(Store::new(pool, sizes, unnamed)),
             hub: Hub::new(settings.max_waiting),
             notifier: Notifier::new(),
             settings,
@@ -125,7 +127,7 @@ impl Broker {
     /// notify mode, the LISTEN session with what it feeds.
     pub fn spawn_loops(
         self: &Arc<Self>,
-        listen_config: tokio_postgres::Config,
+        listen_config: crate::store::Target,
     ) -> Vec<JoinHandle<()>> {
         let mut loops = vec![
             tokio::spawn(self.notifier.clone().run(
@@ -268,15 +270,6 @@ impl Broker {
             Some(interval) => tokio::time::sleep(interval).await,
             None => std::future::pending().await,
         }
-    }
-
-    /// Ready to serve: the database answers and, in notify mode, LISTEN is up.
-    pub async fn ready(&self) -> bool {
-        let listening = self.polling().is_some() || self.hub.is_listening();
-        listening
-            && tokio::time::timeout(Duration::from_secs(2), self.store.ping())
-                .await
-                .is_ok_and(|r| r.is_ok())
     }
 
     /// Whether shutdown has begun.

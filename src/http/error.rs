@@ -161,6 +161,16 @@ impl From<BrokerError> for ApiError {
             BrokerError::InvalidValue(what) => {
                 ApiError::bad_request("invalid_value", format!("{what}; nothing was stored"))
             }
+            BrokerError::Unavailable(error) if error.is_read_only() => {
+                tracing::warn!(%error, "database read-only");
+                let mut e = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database_read_only",
+                    "the database is read-only now (a standby, or read-only by setting); try again shortly",
+                );
+                e.retry_after = Some(1);
+                e
+            }
             BrokerError::Unavailable(error) => {
                 tracing::warn!(%error, "database unavailable");
                 ApiError::unavailable("the database is unreachable; try again shortly")

@@ -125,15 +125,12 @@ pub async fn healthz() -> Result<Response, Rejection> {
 }
 
 pub async fn readyz(broker: Arc<Broker>) -> Result<Response, Rejection> {
-    if broker.ready().await {
-        Ok(warp::reply::json(&serde_json::json!({"status": "ready"})).into_response())
-    } else {
-        let mut error = ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            "the database or the notification listener is not available",
-        );
-        error.retry_after = Some(1);
-        Ok(error.into_response())
+    match broker.readiness().await {
+        Ok(()) => Ok(warp::reply::json(&serde_json::json!({"status": "ready"})).into_response()),
+        Err(reason) => {
+            let mut error = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", reason);
+            error.retry_after = Some(1);
+            Ok(error.into_response())
+        }
     }
 }

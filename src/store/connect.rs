@@ -1,5 +1,6 @@
-//! Connections: their shared settings, the query pool, and the dedicated
-//! sessions (LISTEN, the stream lock, migrations).
+//! Connections: where they go ([`Target`]: a connection string with its TLS),
+//! the query pool, and the dedicated sessions (LISTEN, the stream lock,
+//! migrations, the start-up checks).
 
 use std::time::Duration;
 
@@ -7,37 +8,118 @@ use deadpool_postgres::{
     Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts,
 };
 use tokio::task::JoinHandle;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{Client, Config, Connection, Socket};
+use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_util::sync::CancellationToken;
+
+use super::tls::{self, SslMode, TlsParams};
 
 /// How long a new connection may take before it counts as unreachable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Parse a URL into a connection config with the settings every session shares:
-/// a connect timeout and TCP keepalives, so a silent network cut is noticed in
-/// bounded time (about idle + interval * retries = 25 s).
-pub fn config(url: &str, application_name: &str) -> Result<Config, tokio_postgres::Error> {
-    let mut config: Config = url.parse()?;
-    if config.get_application_name().is_none() {
-        config.application_name(application_name);
+/// The stream of a connection, TLS or not.
+pub type Stream = <MakeRustlsConnect as MakeTlsConnect<Socket>>::Stream;
+
+/// A connection string that cannot be used, in words naming its variable.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TargetError(pub String);
+
+/// Where connections go: the connection string of one variable (parsed, its
+/// TLS parameters resolved and certificate files read), with the settings
+/// every session shares: a connect timeout and TCP keepalives, so a silent
+/// network cut is noticed in bounded time (about idle + interval * retries = 25 s).
+#[derive(Clone)]
+pub struct Target {
+    config: Config,
+    tls: MakeRustlsConnect,
+    params: TlsParams,
+    variable: &'static str,
+}
+
+impl Target {
+    /// Parse `url`, the value of the variable named `variable` (named in
+    /// every error; the URL itself never is: it may hold a password).
+    /// `PGSSLMODE` & co. are read from the process environment.
+    pub fn new(url: &str, variable: &'static str) -> Result<Target, TargetError> {
+        Target::with_env(url, variable, &|name| std::env::var(name).ok())
     }
-    config
-        .connect_timeout(CONNECT_TIMEOUT)
-        .keepalives(true)
-        .keepalives_idle(Duration::from_secs(10))
-        .keepalives_interval(Duration::from_secs(5))
-        .keepalives_retries(3);
-    Ok(config)
+
+    pub fn with_env(
+        url: &str,
+        variable: &'static str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Target, TargetError> {
+        let fail = |what: String| TargetError(format!("{variable}: {what}"));
+        let (rest, found) = tls::split(url);
+        let params = TlsParams::resolve(&found, env).map_err(fail)?;
+        // tokio-postgres' causes name an option, a position or one character,
+        // never a value.
+        let mut config: Config = rest.parse().map_err(|e: tokio_postgres::Error| {
+            let cause = std::error::Error::source(&e).map_or(String::new(), |c| format!(": {c}"));
+            fail(format!(
+                "not a valid PostgreSQL connection URL ({e}{cause})"
+            ))
+        })?;
+        config
+            .ssl_mode(params.mode.for_tokio_postgres())
+            .connect_timeout(CONNECT_TIMEOUT)
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(10))
+            .keepalives_interval(Duration::from_secs(5))
+            .keepalives_retries(3);
+        let tls = params.connector().map_err(fail)?;
+        Ok(Target {
+            config,
+            tls,
+            params,
+            variable,
+        })
+    }
+
+    /// The same target, with `name` as `application_name` unless the URL set one.
+    pub fn named(&self, name: &str) -> Target {
+        let mut target = self.clone();
+        if target.config.get_application_name().is_none() {
+            target.config.application_name(name);
+        }
+        target
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The variable this target was read from.
+    pub fn variable(&self) -> &'static str {
+        self.variable
+    }
+
+    pub fn ssl_mode(&self) -> SslMode {
+        self.params.mode
+    }
+
+    pub async fn connect(
+        &self,
+    ) -> Result<(Client, Connection<Socket, Stream>), tokio_postgres::Error> {
+        self.config.connect(self.tls.clone()).await
+    }
+
+    /// A failed connection in words: the variable, and what to change.
+    pub fn explain(&self, error: &tokio_postgres::Error) -> String {
+        format!("{}: {}", self.variable, self.params.explain(error))
+    }
 }
 
 /// The query pool. Connections are checked with `is_closed` on checkout, so a
 /// connection whose backend was terminated is replaced rather than used.
 /// `setup` (e.g. a `SET`) runs once on every new connection.
-pub fn pool(url: &str, size: usize, setup: Option<String>) -> Result<Pool, tokio_postgres::Error> {
-    let config = config(url, "backchannel")?;
+pub fn pool(target: &Target, size: usize, setup: Option<String>) -> Pool {
+    let target = target.named("backchannel");
     let manager = Manager::from_config(
-        config,
-        NoTls,
+        target.config,
+        target.tls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -54,7 +136,7 @@ pub fn pool(url: &str, size: usize, setup: Option<String>) -> Result<Pool, tokio
             })
         }));
     }
-    let pool = builder
+    builder
         .max_size(size)
         .timeouts(Timeouts {
             wait: Some(Duration::from_secs(10)),
@@ -63,8 +145,7 @@ pub fn pool(url: &str, size: usize, setup: Option<String>) -> Result<Pool, tokio
         })
         .runtime(Runtime::Tokio1)
         .build()
-        .expect("pool builder with a runtime cannot fail");
-    Ok(pool)
+        .expect("pool builder with a runtime cannot fail")
 }
 
 /// A session of its own, outside the pool, that lives and dies with its owner.
@@ -77,8 +158,8 @@ pub struct Session {
 
 impl Session {
     /// Connect and drive the connection on a task; notifications are ignored.
-    pub async fn connect(config: &Config) -> Result<Session, tokio_postgres::Error> {
-        let (client, connection) = config.connect(NoTls).await?;
+    pub async fn connect(target: &Target) -> Result<Session, tokio_postgres::Error> {
+        let (client, connection) = target.connect().await?;
         let gone = CancellationToken::new();
         let on_end = gone.clone().drop_guard();
         let driver = tokio::spawn(async move {
@@ -103,5 +184,65 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.driver.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(url: &str) -> String {
+        match Target::with_env(url, "DATABASE_URL", &|_| None) {
+            Ok(_) => panic!("accepted"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn refusals_name_the_variable_and_never_the_password() {
+        for url in [
+            "postgres://app:s3cret-pw@db:notaport/app",
+            "postgres://app:s3cret-pw@db/app?sslcrl=/etc/crl.pem",
+            "postgres://app:s3cret-pw@db/app?sslmode=verify-full",
+            "host=db password=s3cret-pw sslmode=sometimes",
+        ] {
+            let message = refusal(url);
+            assert!(message.starts_with("DATABASE_URL: "), "{message}");
+            assert!(!message.contains("s3cret-pw"), "{message}");
+        }
+        let unknown = refusal("postgres://app@db/app?sslcrl=/etc/crl.pem");
+        assert!(unknown.contains("sslcrl"), "{unknown}");
+    }
+
+    #[test]
+    fn tokio_postgres_gets_the_nearest_mode_and_the_rest_of_the_url() {
+        let target = Target::with_env(
+            "postgres://app@db/app?sslmode=verify-ca&sslrootcert=/dev/null&application_name=x",
+            "DATABASE_URL",
+            &|_| None,
+        );
+        // /dev/null holds no certificate: refused when the connector is built.
+        assert!(
+            target
+                .err()
+                .unwrap()
+                .to_string()
+                .contains("no PEM certificate")
+        );
+        let target = Target::with_env(
+            "postgres://app@db/app?sslmode=require&application_name=x",
+            "DATABASE_URL",
+            &|_| None,
+        )
+        .unwrap();
+        assert_eq!(
+            target.config().get_ssl_mode(),
+            tokio_postgres::config::SslMode::Require
+        );
+        assert_eq!(target.config().get_application_name(), Some("x"));
+        assert_eq!(
+            target.named("other").config().get_application_name(),
+            Some("x")
+        );
     }
 }

@@ -14,6 +14,10 @@ pub enum StoreError {
     /// caller's input, not the database, is at fault.
     #[error("the database refused a value: {0}")]
     InvalidValue(&'static str),
+    /// The database takes no writes now (SQLSTATE 25006: a standby, or
+    /// `default_transaction_read_only`); worth retrying later, elsewhere.
+    #[error("the database is read-only (SQLSTATE 25006)")]
+    ReadOnly,
     /// The database answered with an error. Shown by what identifies it
     /// (SQLSTATE, the objects named, the server routine), never by its message,
     /// detail or context, which can quote the data of the statement.
@@ -27,7 +31,11 @@ pub enum StoreError {
 
 impl StoreError {
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
+        matches!(self, StoreError::Unavailable(_) | StoreError::ReadOnly)
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        matches!(self, StoreError::ReadOnly)
     }
 }
 
@@ -48,6 +56,11 @@ impl From<tokio_postgres::Error> for StoreError {
             || *code == SqlState::CANNOT_CONNECT_NOW;
         if unavailable {
             StoreError::Unavailable(identify(&error))
+        } else if *code == SqlState::READ_ONLY_SQL_TRANSACTION {
+            StoreError::ReadOnly
+        } else if *code == SqlState::QUERY_CANCELED {
+            // statement_timeout (or a DBA's pg_cancel_backend): try again later.
+            StoreError::Unavailable("the statement was cancelled (statement_timeout)".into())
         } else if class == "22" {
             StoreError::InvalidValue(data_exception(code))
         } else {
@@ -75,6 +88,14 @@ impl From<PoolError> for StoreError {
             PoolError::Backend(e) => e.into(),
             other => StoreError::Unavailable(other.to_string()),
         }
+    }
+}
+
+impl StoreError {
+    /// A database error described as [`StoreError::Query`] shows it: by
+    /// SQLSTATE and the objects named, never by its message.
+    pub fn from_ref(error: &tokio_postgres::Error) -> String {
+        identify(error)
     }
 }
 

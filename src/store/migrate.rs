@@ -1,5 +1,11 @@
-//! Numbered migrations from `sql/`, applied in one transaction under an
-//! advisory lock so that instances starting together apply each one once.
+//! Numbered migrations from `sql/`, applied by the schema's owner
+//! (`backchannel migrate`, or `serve` with `BACKCHANNEL_MIGRATE=auto`) in one
+//! transaction under an advisory lock, so that instances starting together
+//! apply each one once. [`script`] prints the same SQL for a DBA to review or
+//! run by hand; [`grants`] the rights of the runtime role (`sql/grants.sql`).
+//!
+//! The list is explicit: only the files named here are migrations
+//! (`sql/grants.sql` is not one).
 
 use tokio_postgres::Client;
 
@@ -25,6 +31,29 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
 ];
 
+/// The grants of the runtime role, with the psql variable `:"role"`.
+pub const GRANTS: &str = include_str!("../../sql/grants.sql");
+
+/// The schema version this build needs: its last migration.
+pub fn latest() -> i32 {
+    MIGRATIONS.last().map_or(0, |(version, _, _)| *version)
+}
+
+/// Whether the schema exists (creating it needs CREATE on the database;
+/// a DBA may instead create it for the owner: `CREATE SCHEMA backchannel
+/// AUTHORIZATION owner`).
+const SCHEMA_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace
+    WHERE nspname = 'backchannel')";
+const CREATE_SCHEMA: &str = "CREATE SCHEMA IF NOT EXISTS backchannel";
+/// Where the applied migrations are recorded.
+const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS backchannel.schema_migrations (
+    version    integer     PRIMARY KEY,
+    name       text        NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)";
+const APPLIED: &str = "SELECT version FROM backchannel.schema_migrations";
+const RECORD: &str = "INSERT INTO backchannel.schema_migrations (version, name) VALUES ($1, $2)";
+
 /// Apply every pending migration; returns the versions applied by this call.
 pub async fn run(client: &mut Client) -> Result<Vec<i32>, tokio_postgres::Error> {
     let tx = client.transaction().await?;
@@ -34,17 +63,13 @@ pub async fn run(client: &mut Client) -> Result<Vec<i32>, tokio_postgres::Error>
         &[&LOCK_NAMESPACE, &LOCK_MIGRATE],
     )
     .await?;
-    tx.batch_execute(
-        "CREATE SCHEMA IF NOT EXISTS backchannel;
-         CREATE TABLE IF NOT EXISTS backchannel.schema_migrations (
-             version    integer     PRIMARY KEY,
-             name       text        NOT NULL,
-             applied_at timestamptz NOT NULL DEFAULT now()
-         );",
-    )
-    .await?;
+    let exists: bool = tx.query_one(SCHEMA_EXISTS, &[]).await?.get(0);
+    if !exists {
+        tx.batch_execute(CREATE_SCHEMA).await?;
+    }
+    tx.batch_execute(CREATE_LEDGER).await?;
     let applied: Vec<i32> = tx
-        .query("SELECT version FROM backchannel.schema_migrations", &[])
+        .query(APPLIED, &[])
         .await?
         .iter()
         .map(|row| row.get(0))
@@ -55,14 +80,104 @@ pub async fn run(client: &mut Client) -> Result<Vec<i32>, tokio_postgres::Error>
             continue;
         }
         tx.batch_execute(sql).await?;
-        tx.execute(
-            "INSERT INTO backchannel.schema_migrations (version, name) VALUES ($1, $2)",
-            &[version, name],
-        )
-        .await?;
+        tx.execute(RECORD, &[version, name]).await?;
         tracing::info!(version, name, "migration applied");
         done.push(*version);
     }
     tx.commit().await?;
     Ok(done)
+}
+
+/// The versions recorded as applied; empty when the schema is not there.
+pub async fn applied(client: &Client) -> Result<Vec<i32>, tokio_postgres::Error> {
+    let ledger: bool = client
+        .query_one(super::queries::LEDGER_EXISTS, &[])
+        .await?
+        .get(0);
+    if !ledger {
+        return Ok(Vec::new());
+    }
+    Ok(client
+        .query(APPLIED, &[])
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect())
+}
+
+/// The SQL that [`run`] would execute on a database where `applied` are
+/// recorded (all migrations with `all`), as one psql script: a DBA can review
+/// it, and run it as the schema's owner (`psql -v ON_ERROR_STOP=1 -f`)
+/// instead of `backchannel migrate`. `None` when nothing is pending.
+pub fn script(applied: &[i32], all: bool) -> Option<String> {
+    let pending: Vec<_> = MIGRATIONS
+        .iter()
+        .filter(|(version, _, _)| all || !applied.contains(version))
+        .collect();
+    if pending.is_empty() {
+        return None;
+    }
+    let names: Vec<&str> = pending.iter().map(|(_, name, _)| *name).collect();
+    let mut out = format!(
+        "-- backchannel: schema migrations {} (this build needs version {}).\n\
+         -- Run as the role that owns (or will own) schema backchannel, in one\n\
+         -- transaction: psql -v ON_ERROR_STOP=1 -f this-file.sql\n\
+         -- Then grant the runtime role its rights: sql/grants.sql.\n\n\
+         BEGIN;\n\
+         SELECT pg_advisory_xact_lock({LOCK_NAMESPACE}, {LOCK_MIGRATE});\n\
+         {CREATE_SCHEMA};\n\
+         {CREATE_LEDGER};\n",
+        names.join(", "),
+        latest()
+    );
+    for (version, name, sql) in pending {
+        out.push_str(&format!("\n-- {name}\n{}\n", sql.trim_end()));
+        out.push_str(&format!(
+            "INSERT INTO backchannel.schema_migrations (version, name) VALUES ({version}, '{name}');\n"
+        ));
+    }
+    out.push_str("\nCOMMIT;\n");
+    Some(out)
+}
+
+/// `sql/grants.sql` for `role`, as one batch of statements.
+pub fn grants(role: &str) -> String {
+    let quoted = format!("\"{}\"", role.replace('"', "\"\""));
+    GRANTS.replace(":\"role\"", &quoted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_numbered_in_order_and_named_like_their_files() {
+        for (i, (version, name, _)) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(*version, i as i32 + 1);
+            assert!(name.starts_with(&format!("{version:03}_")), "{name}");
+        }
+        assert_eq!(latest(), MIGRATIONS.len() as i32);
+    }
+
+    #[test]
+    fn the_script_holds_the_pending_migrations_and_their_records() {
+        let pending = script(&[1, 2], false).unwrap();
+        assert!(!pending.contains("-- 001_jobs.sql"));
+        assert!(pending.contains("-- 003_lighter_writes.sql"));
+        assert!(pending.contains("VALUES (3, '003_lighter_writes.sql')"));
+        assert!(pending.trim_end().ends_with("COMMIT;"));
+        assert!(
+            script(&[1, 2, 3], true)
+                .unwrap()
+                .contains("-- 001_jobs.sql")
+        );
+        assert_eq!(script(&[1, 2, 3, 4], false), None);
+    }
+
+    #[test]
+    fn grants_quote_the_role() {
+        let sql = grants("bc\"app");
+        assert!(sql.contains("TO \"bc\"\"app\";"), "{sql}");
+        assert!(!sql.contains(":\"role\""));
+    }
 }

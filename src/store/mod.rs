@@ -3,19 +3,23 @@
 //! - [`Store`]: the statements run on the query pool (this file), inserts and
 //!   terminal transitions in groups (`group`, over the generic `batch`);
 //! - [`StreamSession`]: the stream's own session, its advisory lock and claim;
-//! - [`connect`]: connection settings, the pool, dedicated sessions;
-//! - [`migrate`]: the numbered migrations of `sql/`;
+//! - [`connect`]: where connections go (with [`tls`]), the pool, dedicated sessions;
+//! - [`migrate`]: the numbered migrations of `sql/`; [`schema`]: serve's check of them;
 //! - [`queries`]: the text of every statement.
 
 mod batch;
 pub mod connect;
 mod error;
 mod group;
+mod health;
 pub mod migrate;
 mod pooled;
+mod pooler;
 pub mod queries;
 mod rows;
+pub mod schema;
 mod stream_session;
+pub mod tls;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,7 +33,7 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 
 use crate::job::{Answer, Job, NewJob};
 
-pub use connect::Session;
+pub use connect::{Session, Target};
 pub use error::StoreError;
 pub use queries::{CHANNEL_DONE, CHANNEL_NEW};
 pub use stream_session::{Claimed, StreamSession};
@@ -37,7 +41,7 @@ pub use stream_session::{Claimed, StreamSession};
 use batch::Batcher;
 use group::Finish;
 use pooled::Pooled;
-use queries::{LOCK_NAMESPACE, LOCK_REAPER, LOCK_STREAM};
+use queries::{LOCK_NAMESPACE, LOCK_REAPER, LOCK_STREAM, Sql};
 use rows::{column, flag, flag_id, job_from_row};
 
 /// A job read by id, and whether this read expired it (then notify).
@@ -95,11 +99,16 @@ pub struct Store {
 
 impl Store {
     /// The store over `pool`; starts the group-commit loops (they end with
-    /// it), which record each batch's size in `sizes`.
-    pub fn new(pool: Pool, sizes: BatchSizes) -> Store {
+    /// it), which record each batch's size in `sizes`. With `unnamed`, every
+    /// pooled statement goes out as the unnamed statement, with its declared
+    /// parameter types, in one round trip (Parse, Bind, Execute): nothing
+    /// named outlives its transaction, as a transaction pooler that does not
+    /// track prepared statements needs.
+    pub fn new(pool: Pool, sizes: BatchSizes, unnamed: bool) -> Store {
         let db = Arc::new(Pooled {
             pool,
             statements: Counter::default(),
+            unnamed,
         });
         let inserting = db.clone();
         let finishing = db.clone();
@@ -201,7 +210,7 @@ impl Store {
         Ok(jobs.into_iter().map(|read| read.job).collect())
     }
 
-    async fn read_many_with(&self, sql: &str, ids: &[i64]) -> Result<Vec<ReadJob>, StoreError> {
+    async fn read_many_with(&self, sql: Sql, ids: &[i64]) -> Result<Vec<ReadJob>, StoreError> {
         let mut last = None;
         for _ in 0..2 {
             match self.try_read_many(sql, ids).await {
@@ -213,7 +222,7 @@ impl Store {
         Err(last.expect("loop ran"))
     }
 
-    async fn try_read_many(&self, sql: &str, ids: &[i64]) -> Result<Vec<ReadJob>, StoreError> {
+    async fn try_read_many(&self, sql: Sql, ids: &[i64]) -> Result<Vec<ReadJob>, StoreError> {
         let client = self.db.client().await?;
         let rows = self.db.rows(&client, sql, &[&ids]).await?;
         rows.iter()

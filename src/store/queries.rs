@@ -1,4 +1,18 @@
 //! Every SQL statement the broker runs, in one place.
+//!
+//! The statements of the query pool are [`Sql`]: their text and the types of
+//! their parameters, so that they can go out as unnamed statements through a
+//! transaction pooler (`BACKCHANNEL_STATEMENTS=unnamed`). The types are those
+//! PostgreSQL infers when it prepares the text (a test holds them equal).
+
+use tokio_postgres::types::Type;
+
+/// A statement of the query pool: its text and its parameters' types.
+#[derive(Debug, Clone, Copy)]
+pub struct Sql {
+    pub text: &'static str,
+    pub types: &'static [Type],
+}
 
 /// The deadline as the broker reads it: clamped to the years RFC 3339 can
 /// write (0001-9999), so that a row another application wrote with a deadline
@@ -46,7 +60,10 @@ pub const LOCK_MIGRATE: i32 = 2;
 pub const LOCK_REAPER: i32 = 3;
 
 /// The job with an idempotency key.
-pub const FIND_KEY: &str = "SELECT id FROM backchannel.jobs WHERE idempotency_key = $1::text";
+pub const FIND_KEY: Sql = Sql {
+    text: "SELECT id FROM backchannel.jobs WHERE idempotency_key = $1::text",
+    types: &[Type::TEXT],
+};
 
 /// Insert a batch of jobs in one statement (group commit). Input arrays, one
 /// element per request: kinds, payloads, timeouts in seconds, idempotency keys
@@ -57,7 +74,8 @@ pub const FIND_KEY: &str = "SELECT id FROM backchannel.jobs WHERE idempotency_ke
 /// first creates it); a key that already exists answers with its job. A
 /// request without a row (its key's job was committed by a concurrent
 /// transaction after this statement's snapshot) is tried again.
-pub const INSERT_JOBS: &str = concat!(
+pub const INSERT_JOBS: Sql = Sql {
+    text: concat!(
     "WITH input AS MATERIALIZED (
         SELECT n, in_kind, in_payload, in_secs, in_key,
                nextval('backchannel.jobs_id_seq') AS new_id
@@ -85,79 +103,112 @@ pub const INSERT_JOBS: &str = concat!(
     job_columns!(),
     ", false FROM input JOIN backchannel.jobs j ON j.idempotency_key = input.in_key
     WHERE NOT EXISTS (SELECT 1 FROM ins WHERE ins.idempotency_key = input.in_key)"
-);
+),
+    types: &[
+        Type::TEXT_ARRAY,
+        Type::JSONB_ARRAY,
+        Type::FLOAT8_ARRAY,
+        Type::TEXT_ARRAY,
+    ],
+};
 
 /// End a batch of open jobs within their deadline in one statement (group
 /// commit of answers and cancels). Input arrays: job ids (each at most once),
 /// states, results, errors. Returns the jobs it ended; a job not returned was
 /// not open (terminal, past its deadline, or unknown: read it to find out).
-pub const FINISH_JOBS: &str = concat!(
-    "UPDATE backchannel.jobs
+pub const FINISH_JOBS: Sql = Sql {
+    text: concat!(
+        "UPDATE backchannel.jobs
     SET state = f.to_state, result = f.to_result, error = f.to_error, completed_at = now()
     FROM unnest($1::bigint[], $2::text[], $3::jsonb[], $4::jsonb[])
          AS f(job, to_state, to_result, to_error)
     WHERE id = f.job AND completed_at IS NULL AND deadline > now()
     RETURNING ",
-    job_columns!()
-);
+        job_columns!()
+    ),
+    types: &[
+        Type::INT8_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::JSONB_ARRAY,
+        Type::JSONB_ARRAY,
+    ],
+};
 
 /// Read one job, and whether it is open and past its deadline (then expire it).
 /// A plain indexed read: cheap to plan, cheap to run, the common case.
-pub const READ_JOB: &str = concat!(
-    "SELECT ",
-    job_columns!(),
-    ", completed_at IS NULL AND deadline <= now()
+pub const READ_JOB: Sql = Sql {
+    text: concat!(
+        "SELECT ",
+        job_columns!(),
+        ", completed_at IS NULL AND deadline <= now()
     FROM backchannel.jobs WHERE id = $1"
-);
+    ),
+    types: &[Type::INT8],
+};
 
 /// Expire one open job past its deadline.
-pub const EXPIRE_JOB: &str = concat!(
-    "UPDATE backchannel.jobs SET state = 'expired', completed_at = now()
+pub const EXPIRE_JOB: Sql = Sql {
+    text: concat!(
+        "UPDATE backchannel.jobs SET state = 'expired', completed_at = now()
     WHERE id = $1 AND completed_at IS NULL AND deadline <= now()
     RETURNING ",
-    job_columns!()
-);
+        job_columns!()
+    ),
+    types: &[Type::INT8],
+};
 
 /// Read jobs by id; an open job past its deadline becomes `expired` on the way.
 /// The last column says whether this statement expired it (then notify).
-pub const READ_JOBS: &str = concat!(
-    "WITH expired AS (
+pub const READ_JOBS: Sql = Sql {
+    text: concat!(
+        "WITH expired AS (
         UPDATE backchannel.jobs SET state = 'expired', completed_at = now()
         WHERE id = ANY($1) AND completed_at IS NULL AND deadline <= now()
         RETURNING ",
-    job_columns!(),
-    ")
+        job_columns!(),
+        ")
     SELECT *, true FROM expired
     UNION ALL
     SELECT ",
-    job_columns!(),
-    ", false FROM backchannel.jobs
+        job_columns!(),
+        ", false FROM backchannel.jobs
     WHERE id = ANY($1) AND id NOT IN (SELECT id FROM expired)"
-);
+    ),
+    types: &[Type::INT8_ARRAY],
+};
 
 /// Read jobs by id, as they are (same row shape as `READ_JOBS`, never
 /// expiring): for jobs another instance just ended, which are terminal.
-pub const PEEK_JOBS: &str = concat!(
-    "SELECT ",
-    job_columns!(),
-    ", false FROM backchannel.jobs WHERE id = ANY($1)"
-);
+pub const PEEK_JOBS: Sql = Sql {
+    text: concat!(
+        "SELECT ",
+        job_columns!(),
+        ", false FROM backchannel.jobs WHERE id = ANY($1)"
+    ),
+    types: &[Type::INT8_ARRAY],
+};
 
 /// Whether a terminal job carries exactly this answer (jsonb equality).
-pub const ANSWER_MATCHES: &str = "SELECT CASE WHEN $2 = 'done'
+pub const ANSWER_MATCHES: Sql = Sql {
+    text: "SELECT CASE WHEN $2 = 'done'
         THEN state = 'done' AND result = $3
         ELSE state = 'failed' AND error = $4 END
-    FROM backchannel.jobs WHERE id = $1";
+    FROM backchannel.jobs WHERE id = $1",
+    types: &[Type::INT8, Type::TEXT, Type::JSONB, Type::JSONB],
+};
 
 /// End a job the stream cannot send (a row another application wrote that no
 /// listener could read): `failed`, with the reason as its error.
-pub const FAIL_UNDELIVERABLE: &str = concat!(
-    "UPDATE backchannel.jobs
+pub const FAIL_UNDELIVERABLE: Sql = Sql {
+    text: concat!(
+        "UPDATE backchannel.jobs
     SET state = 'failed', error = $2, completed_at = now()
     WHERE id = $1 AND completed_at IS NULL
     RETURNING ",
-    job_columns!()
-);
+        job_columns!()
+    ),
+    types: &[Type::INT8, Type::JSONB],
+};
 
 /// Claim the next open jobs not yet sent on this stream, oldest first, and
 /// mark them delivered. Selected by state, never by an id cursor: ids are not
@@ -215,29 +266,35 @@ pub const RELEASE_HOLDER: &str =
 
 /// The backend holding the stream lock in this database, if any, with the
 /// holder record when it describes that backend.
-pub const CURRENT_HOLDER: &str = "SELECT l.pid, h.listener_id, h.instance, h.since
+pub const CURRENT_HOLDER: Sql = Sql {
+    text: "SELECT l.pid, h.listener_id, h.instance, h.since
     FROM pg_locks l
     LEFT JOIN backchannel.stream_holder h ON h.pid = l.pid
     WHERE l.locktype = 'advisory' AND l.granted
       AND l.classid = ($1::int)::oid AND l.objid = ($2::int)::oid AND l.objsubid = 2
-      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    types: &[Type::INT4, Type::INT4],
+};
 
 /// End the session of a stale stream holder (takeover by the same listener id).
 pub const TERMINATE_BACKEND: &str = "SELECT pg_terminate_backend($1)";
 
 /// Send coalesced notifications in one transaction: one `backchannel_done`
 /// per id and, when asked, one `backchannel_new`.
-pub const NOTIFY_BATCH: &str = concat!(
-    "SELECT count(pg_notify(channel, payload)) FROM (
+pub const NOTIFY_BATCH: Sql = Sql {
+    text: concat!(
+        "SELECT count(pg_notify(channel, payload)) FROM (
         SELECT '",
-    channel_done!(),
-    "' AS channel, id::text AS payload FROM unnest($1::bigint[]) AS id
+        channel_done!(),
+        "' AS channel, id::text AS payload FROM unnest($1::bigint[]) AS id
         UNION ALL
         SELECT '",
-    channel_new!(),
-    "', '' WHERE $2
+        channel_new!(),
+        "', '' WHERE $2
     ) AS n"
-);
+    ),
+    types: &[Type::INT8_ARRAY, Type::BOOL],
+};
 
 /// One reaper tick as one statement (one transaction, nothing to prepare on
 /// each pooled connection): take the tick's lock if no other instance holds it,
@@ -276,19 +333,28 @@ pub fn reap_tick(ns: i32, key: i32, batch: i64, retention_secs: f64) -> String {
 }
 
 /// Jobs by state, and the age in seconds of the oldest pending job.
-pub const STATS: &str = "SELECT
+pub const STATS: Sql = Sql {
+    text: "SELECT
         (SELECT coalesce(jsonb_object_agg(state, n), '{}'::jsonb)
          FROM (SELECT state, count(*) AS n FROM backchannel.jobs GROUP BY state) AS s),
         (SELECT extract(epoch FROM now() - min(created_at))::float8
-         FROM backchannel.jobs WHERE state = 'pending')";
+         FROM backchannel.jobs WHERE state = 'pending')",
+    types: &[],
+};
 
 /// The age in seconds of the oldest pending job (NULL when none), for the
 /// metrics: reads only open jobs, through their partial index.
-pub const OLDEST_PENDING_AGE: &str = "SELECT extract(epoch FROM now() - min(created_at))::float8
-    FROM backchannel.jobs WHERE completed_at IS NULL AND state = 'pending'";
+pub const OLDEST_PENDING_AGE: Sql = Sql {
+    text: "SELECT extract(epoch FROM now() - min(created_at))::float8
+    FROM backchannel.jobs WHERE completed_at IS NULL AND state = 'pending'",
+    types: &[],
+};
 
 /// How full PostgreSQL's notification queue is (0..1).
-pub const NOTIFICATION_QUEUE_USAGE: &str = "SELECT pg_notification_queue_usage()";
+pub const NOTIFICATION_QUEUE_USAGE: Sql = Sql {
+    text: "SELECT pg_notification_queue_usage()",
+    types: &[],
+};
 
 /// Session check: the backend of this statement.
 pub const BACKEND_PID: &str = "SELECT pg_backend_pid()";
@@ -307,4 +373,93 @@ pub const PROBE_UNLOCK: &str = "SELECT pg_advisory_unlock($1, $2)";
 pub const LOCK_PROBE_NAMESPACE: i32 = 0x6263_0002;
 
 /// Readiness: the database answers.
-pub const PING: &str = "SELECT 1";
+pub const PING: Sql = Sql {
+    text: "SELECT 1",
+    types: &[],
+};
+
+/// Every statement of the query pool, by name (for the test that holds the
+/// declared parameter types equal to PostgreSQL's).
+pub const POOLED: &[(&str, Sql)] = &[
+    ("FIND_KEY", FIND_KEY),
+    ("INSERT_JOBS", INSERT_JOBS),
+    ("FINISH_JOBS", FINISH_JOBS),
+    ("READ_JOB", READ_JOB),
+    ("EXPIRE_JOB", EXPIRE_JOB),
+    ("READ_JOBS", READ_JOBS),
+    ("PEEK_JOBS", PEEK_JOBS),
+    ("ANSWER_MATCHES", ANSWER_MATCHES),
+    ("FAIL_UNDELIVERABLE", FAIL_UNDELIVERABLE),
+    ("NOTIFY_BATCH", NOTIFY_BATCH),
+    ("CURRENT_HOLDER", CURRENT_HOLDER),
+    ("STATS", STATS),
+    ("OLDEST_PENDING_AGE", OLDEST_PENDING_AGE),
+    ("NOTIFICATION_QUEUE_USAGE", NOTIFICATION_QUEUE_USAGE),
+    ("PING", PING),
+    ("READ_ONLY", READ_ONLY),
+];
+
+/// Readiness: the database answers, and whether it takes writes (a hot
+/// standby, or `default_transaction_read_only`, does not).
+pub const READ_ONLY: Sql = Sql {
+    text: "SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'",
+    types: &[],
+};
+
+/// Settings of every dedicated session (LISTEN, the stream lock, migrations,
+/// the start-up checks), whatever the database or role sets: such a session
+/// sits idle for hours by design (`idle_session_timeout` would end it), and
+/// bounds its own statements (the claim by the stream's claim timeout, the
+/// takeover's wait by its own `statement_timeout`). Only the parameters this
+/// server knows are set (`idle_session_timeout` is PostgreSQL 14+,
+/// `transaction_timeout` 17+).
+pub const DEDICATED_SESSION_SETUP: &str = "SELECT set_config(name, '0', false) FROM pg_settings
+    WHERE name IN ('statement_timeout', 'lock_timeout', 'idle_in_transaction_session_timeout',
+                   'idle_session_timeout', 'transaction_timeout')";
+
+/// Settings of a new pooled connection when it is a session of its own (not
+/// behind a transaction pooler, where a SET would reach other clients): an
+/// idle pooled connection must not be closed under the broker. The
+/// database's `statement_timeout` stays in force (a statement that hits it
+/// is a 503).
+pub const POOLED_SESSION_SETUP: &str = "SELECT set_config(name, '0', false) FROM pg_settings
+    WHERE name = 'idle_session_timeout'";
+
+/// Whether `backchannel.schema_migrations` exists (read from the catalog:
+/// needs no right on the schema).
+pub const LEDGER_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = 'backchannel' AND c.relname = 'schema_migrations')";
+
+/// The rights the runtime role needs (sql/grants.sql), each with whether the
+/// current role holds it; NULL when the object does not exist. Objects are
+/// found through the catalog, so the check needs no right itself.
+pub const RUNTIME_RIGHTS: &str = "SELECT r.privilege || ' on ' || r.label,
+        CASE r.kind
+            WHEN 'schema' THEN has_schema_privilege(n.oid, r.privilege)
+            WHEN 'table' THEN has_table_privilege(c.oid, r.privilege)
+            WHEN 'sequence' THEN has_sequence_privilege(c.oid, r.privilege)
+            WHEN 'function' THEN has_function_privilege(p.oid, r.privilege)
+        END
+    FROM (VALUES
+        (1, 'schema', 'backchannel', 'schema backchannel', 'USAGE'),
+        (2, 'table', 'schema_migrations', 'backchannel.schema_migrations', 'SELECT'),
+        (3, 'table', 'jobs', 'backchannel.jobs', 'SELECT'),
+        (4, 'table', 'jobs', 'backchannel.jobs', 'INSERT'),
+        (5, 'table', 'jobs', 'backchannel.jobs', 'UPDATE'),
+        (6, 'table', 'jobs', 'backchannel.jobs', 'DELETE'),
+        (7, 'table', 'stream_holder', 'backchannel.stream_holder', 'SELECT'),
+        (8, 'table', 'stream_holder', 'backchannel.stream_holder', 'INSERT'),
+        (9, 'table', 'stream_holder', 'backchannel.stream_holder', 'UPDATE'),
+        (10, 'table', 'stream_holder', 'backchannel.stream_holder', 'DELETE'),
+        (11, 'sequence', 'stream_seq', 'sequence backchannel.stream_seq', 'USAGE'),
+        (12, 'sequence', 'jobs_id_seq', 'sequence backchannel.jobs_id_seq', 'USAGE'),
+        (13, 'function', 'submit', 'function backchannel.submit', 'EXECUTE')
+    ) AS r(ord, kind, object, label, privilege)
+    LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = 'backchannel'
+    LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = r.object
+    LEFT JOIN pg_catalog.pg_proc p ON p.pronamespace = n.oid AND p.proname = r.object
+    ORDER BY r.ord";
+
+/// Who the broker is in the database.
+pub const CURRENT_ROLE: &str = "SELECT current_user::text";

@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Config, Row, Statement};
+use tokio_postgres::{Row, Statement};
 
 use super::queries::{self, LOCK_NAMESPACE, LOCK_STREAM};
 use super::rows::event_from_row;
-use super::{Counter, Session, StoreError};
+use super::{Counter, Session, StoreError, Target};
 use crate::job::JobEvent;
 
 /// How long a takeover waits for the stale holder's lock to be released.
@@ -37,14 +37,14 @@ impl StreamSession {
     /// held by `takeover` (a backend pid: the same listener's stale stream),
     /// end that backend's session and wait for its lock. `None`: busy.
     pub async fn open(
-        config: &Config,
+        target: &Target,
         setup: Option<&str>,
         statements: Counter,
         takeover: Option<i32>,
         listener_id: Option<&str>,
         instance: &str,
     ) -> Result<Option<StreamSession>, StoreError> {
-        let session = Session::connect(config).await?;
+        let session = Session::connect(target).await?;
         if let Some(setup) = setup {
             statements.add();
             session.client.batch_execute(setup).await?;
@@ -52,7 +52,11 @@ impl StreamSession {
         statements.add();
         session
             .client
-            .batch_execute(queries::STREAM_SESSION_SETUP)
+            .batch_execute(&format!(
+                "{}; {}",
+                queries::DEDICATED_SESSION_SETUP,
+                queries::STREAM_SESSION_SETUP
+            ))
             .await?;
         statements.add();
         let mut locked: bool = session

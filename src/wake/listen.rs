@@ -8,20 +8,21 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream;
-use tokio_postgres::{AsyncMessage, Config, NoTls};
+use tokio_postgres::AsyncMessage;
 use tokio_util::sync::CancellationToken;
 
 use super::Hub;
 use crate::backoff::Backoff;
 use crate::metrics::Metrics;
-use crate::store::{CHANNEL_DONE, CHANNEL_NEW};
+use crate::store::queries::DEDICATED_SESSION_SETUP;
+use crate::store::{CHANNEL_DONE, CHANNEL_NEW, Target};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// Run until `shutdown`: keep one LISTEN session up and dispatch what it hears.
 pub async fn run(
-    config: Config,
+    target: Target,
     hub: Arc<Hub>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
@@ -29,7 +30,7 @@ pub async fn run(
     let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     loop {
         let outcome = tokio::select! {
-            outcome = listen_once(&config, &hub, &metrics) => outcome,
+            outcome = listen_once(&target, &hub, &metrics) => outcome,
             _ = shutdown.cancelled() => break,
         };
         // A connection that came up resets the backoff; failing to connect grows it.
@@ -39,7 +40,10 @@ pub async fn run(
         hub.set_listening(false);
         match outcome {
             Ok(()) => tracing::warn!("LISTEN connection closed; reconnecting"),
-            Err(error) => tracing::warn!(%error, "LISTEN connection failed; reconnecting"),
+            Err(error) => tracing::warn!(
+                error = %target.explain(&error),
+                "LISTEN connection failed; reconnecting"
+            ),
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff.next_delay()) => {}
@@ -51,11 +55,11 @@ pub async fn run(
 
 /// One connection's life: connect, LISTEN, dispatch until it dies.
 async fn listen_once(
-    config: &Config,
+    target: &Target,
     hub: &Arc<Hub>,
     metrics: &Arc<Metrics>,
 ) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+    let (client, mut connection) = target.connect().await?;
     let (dead_tx, mut dead_rx) = tokio::sync::oneshot::channel();
     let dispatch_hub = hub.clone();
     let dispatch_metrics = metrics.clone();
@@ -77,7 +81,9 @@ async fn listen_once(
     });
     let _abort = AbortOnDrop(driver);
     client
-        .batch_execute(&format!("LISTEN {CHANNEL_NEW}; LISTEN {CHANNEL_DONE};"))
+        .batch_execute(&format!(
+            "LISTEN {CHANNEL_NEW}; LISTEN {CHANNEL_DONE}; {DEDICATED_SESSION_SETUP};"
+        ))
         .await?;
     hub.set_listening(true);
     tracing::info!("LISTEN connection up");

@@ -37,15 +37,20 @@ pub async fn instance(db: &TestDb) -> Instance {
 }
 
 pub async fn instance_with(settings: Settings) -> Instance {
+    let instance = instance_unready(settings).await;
+    instance.wait_ready().await;
+    instance
+}
+
+/// An instance that started, without waiting for `/readyz` to say 200.
+pub async fn instance_unready(settings: Settings) -> Instance {
     let running = app::start(settings).await.expect("start broker");
     let base = format!("http://{}", running.addr);
-    let instance = Instance {
+    Instance {
         running: Some(running),
         base,
         http: reqwest::Client::new(),
-    };
-    instance.wait_ready().await;
-    instance
+    }
 }
 
 /// A response reduced to what tests look at.

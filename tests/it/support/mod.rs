@@ -1,12 +1,15 @@
 #![allow(dead_code)]
 //! Test harness: a fresh database per test (`db`), broker instances bound to
 //! port 0 with a small HTTP client (`instance`), an SSE reader over the
-//! agent's parser (`sse`), real processes and clusters (`procs`), and what
-//! the agent tests run against (`agent`).
+//! agent's parser (`sse`), real processes and clusters (`procs`), a real
+//! PgBouncer (`pgbouncer`), certificates (`pki`), and what the agent tests
+//! run against (`agent`).
 
 pub mod agent;
 mod db;
 mod instance;
+pub mod pgbouncer;
+pub mod pki;
 pub mod procs;
 mod sse;
 

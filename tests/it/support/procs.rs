@@ -160,8 +160,19 @@ impl TempCluster {
         TempCluster::start_with(&[])
     }
 
-    /// A cluster with server settings (`name=value`) of the test's own.
+    /// A started cluster with server settings (`name=value`) of the test's own.
     pub fn start_with(settings: &[&str]) -> TempCluster {
+        let cluster = TempCluster::init_with(settings);
+        cluster.start_again();
+        cluster
+    }
+
+    /// A cluster initialised but not started: configure it, then `start_again`.
+    pub fn init() -> TempCluster {
+        TempCluster::init_with(&[])
+    }
+
+    fn init_with(settings: &[&str]) -> TempCluster {
         let as_postgres = is_root();
         let dir = std::env::temp_dir().join(format!("bc-pg-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -186,12 +197,52 @@ impl TempCluster {
                 "--no-sync",
             ],
         );
-        cluster.start_again();
         cluster
     }
 
     fn data(&self) -> PathBuf {
         self.dir.join("data")
+    }
+
+    /// The cluster's own folder (its socket is there; files for it may go there).
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// Write `name` into the cluster's folder, readable by the server only.
+    pub fn file(&self, name: &str, content: &[u8]) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.dir.join(name);
+        std::fs::write(&path, content).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        if self.as_postgres {
+            run(Command::new("chown").arg("postgres").arg(&path));
+        }
+        path
+    }
+
+    /// Add lines to postgresql.conf and, if given, replace pg_hba.conf
+    /// (before `start_again`, or followed by a restart).
+    pub fn configure(&self, conf: &str, hba: Option<&str>) {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.data().join("postgresql.conf"))
+            .unwrap();
+        writeln!(file, "\n{conf}").unwrap();
+        if let Some(hba) = hba {
+            std::fs::write(self.data().join("pg_hba.conf"), hba).unwrap();
+        }
+    }
+
+    /// A key=value connection string over the cluster's Unix socket (which
+    /// pg_hba.conf's `local` lines govern), for set-up when TCP needs TLS.
+    pub fn socket_url(&self, database: &str) -> String {
+        format!(
+            "host={} port={} user=postgres dbname={database}",
+            self.dir.display(),
+            self.port
+        )
     }
 
     fn pg(&self, tool: &str, args: &[&str]) {

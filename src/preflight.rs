@@ -1,0 +1,155 @@
+//! What `serve` settles before it serves: where its connections go (the two
+//! URLs, with their TLS), that its direct URL gives real sessions, and that
+//! the schema is at the version it needs with the rights its role needs
+//! (migrating first with `BACKCHANNEL_MIGRATE=auto`). Also `migrate`, the
+//! owner's path, on a session of its own.
+
+use deadpool_postgres::{Pool, PoolError};
+use tokio_postgres::error::SqlState;
+
+use crate::config::{MigrateMode, Settings, StatementMode};
+use crate::store::{self, Session, Target, connect};
+
+/// Apply pending migrations on a session of their own, as `target`'s role
+/// (the schema's owner).
+pub async fn migrate(target: &Target) -> anyhow::Result<Vec<i32>> {
+    let mut session = dedicated(&target.named("backchannel-migrate")).await?;
+    store::migrate::run(&mut session.client).await.map_err(|e| {
+        anyhow::anyhow!(
+            "applying migrations as {} failed: {}",
+            target.variable(),
+            migration_error(&e)
+        )
+    })
+}
+
+/// A migration error by SQLSTATE, saying what to do about a missing right.
+fn migration_error(error: &tokio_postgres::Error) -> String {
+    let insufficient = error.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE);
+    let identified = store::StoreError::from_ref(error);
+    if insufficient {
+        format!(
+            "{identified}: this role may not change the schema. Run `backchannel migrate` with \
+             the URL of the role that owns schema backchannel (or of a role with CREATE on the \
+             database, which then owns it)"
+        )
+    } else {
+        identified
+    }
+}
+
+/// A dedicated session with the settings every dedicated session gets; a
+/// failure to connect is explained (TLS, refusal) by the variable's name.
+async fn dedicated(target: &Target) -> anyhow::Result<Session> {
+    let session = Session::connect(target)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect: {}", target.explain(&e)))?;
+    session
+        .client
+        .batch_execute(store::queries::DEDICATED_SESSION_SETUP)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {}", target.variable(), target.explain(&e)))?;
+    Ok(session)
+}
+
+/// On one direct session: refuse to start when it would not be a session (see
+/// [`check_sessions`]), and bring the schema to what this build needs or
+/// refuse (`BACKCHANNEL_MIGRATE`).
+pub async fn check_database(target: &Target, mode: MigrateMode) -> anyhow::Result<()> {
+    let mut session = dedicated(&target.named("backchannel-check")).await?;
+    check_sessions(&session).await?;
+    let found = store::schema::inspect(&session.client)
+        .await
+        .map_err(|e| anyhow::anyhow!("checking the schema failed: {}", migration_error(&e)))?;
+    if found.behind() && mode == MigrateMode::Auto {
+        let applied = store::migrate::run(&mut session.client)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "BACKCHANNEL_MIGRATE=auto: applying migrations as role {} failed: {}",
+                    found.role,
+                    migration_error(&e)
+                )
+            })?;
+        tracing::info!(?applied, "migrations applied (BACKCHANNEL_MIGRATE=auto)");
+        let found = store::schema::inspect(&session.client).await?;
+        return match found.problem() {
+            Some(problem) => Err(anyhow::anyhow!(problem)),
+            None => Ok(()),
+        };
+    }
+    if let Some(problem) = found.problem() {
+        return Err(anyhow::anyhow!(problem));
+    }
+    if let store::schema::Version::At(version) = found.version {
+        if version > store::migrate::latest() {
+            tracing::warn!(
+                version,
+                needed = store::migrate::latest(),
+                "the schema is newer than this build (expected during a rolling upgrade)"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Refuse to start when the dedicated sessions would not be sessions: behind a
+/// transaction-pooling proxy, consecutive statements may run on different
+/// backends, so LISTEN and session advisory locks silently stop working.
+async fn check_sessions(session: &Session) -> anyhow::Result<()> {
+    let refuse = |what: &str| {
+        anyhow::anyhow!(
+            "{what}: LISTEN and the stream's advisory lock need a real session. Point \
+             BACKCHANNEL_DIRECT_DATABASE_URL at PostgreSQL itself (or at a session-pooling proxy), \
+             not at a transaction-pooling PgBouncer"
+        )
+    };
+    match store::probe_session(&session.client).await {
+        Ok(None) => Ok(()),
+        Ok(Some(problem)) => Err(refuse(problem)),
+        Err(error) if error.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION) => {
+            Err(anyhow::anyhow!(
+                "the database refuses LISTEN: it is a standby in recovery. Point the URL at the \
+                 primary, or list every host with target_session_attrs=read-write"
+            ))
+        }
+        Err(error) => Err(refuse(&format!("the session check failed ({error})"))),
+    }
+}
+
+/// The two targets of an instance: the pool's (`DATABASE_URL`) and the
+/// dedicated sessions' (`BACKCHANNEL_DIRECT_DATABASE_URL`, else the same).
+pub fn targets(settings: &Settings) -> anyhow::Result<(Target, Target)> {
+    let pooled = Target::new(&settings.database_url, "DATABASE_URL")?;
+    let direct = match &settings.direct_database_url {
+        Some(url) => Target::new(url, "BACKCHANNEL_DIRECT_DATABASE_URL")?,
+        None => pooled.clone(),
+    };
+    Ok((pooled, direct))
+}
+
+/// The query pool, connected once: it connects lazily, and a wrong
+/// DATABASE_URL (TLS, password, a pooler) is better found at start-up, with
+/// its reason.
+pub async fn pool(target: &Target, settings: &Settings) -> anyhow::Result<Pool> {
+    let pool = connect::pool(target, settings.pool_size, pool_setup(settings));
+    drop(pool.get().await.map_err(|e| match &e {
+        PoolError::Backend(e) => anyhow::anyhow!("cannot connect: {}", target.explain(e)),
+        other => anyhow::anyhow!("cannot connect with DATABASE_URL: {other}"),
+    })?);
+    Ok(pool)
+}
+
+/// What runs once on every new pooled connection: nothing behind a
+/// transaction pooler (a SET there would reach other clients).
+fn pool_setup(settings: &Settings) -> Option<String> {
+    if settings.statements == StatementMode::Unnamed {
+        return None;
+    }
+    let mut setup = store::queries::POOLED_SESSION_SETUP.to_owned();
+    if let Some(more) = settings.session_setup() {
+        setup.push_str("; ");
+        setup.push_str(&more);
+    }
+    Some(setup)
+}

@@ -1,0 +1,101 @@
+//! A real PgBouncer in transaction mode in front of the query pool
+//! (`DATABASE_URL`), PostgreSQL itself behind `BACKCHANNEL_DIRECT_DATABASE_URL`,
+//! and the pool's statements sent unnamed (`BACKCHANNEL_STATEMENTS=unnamed`),
+//! as Debian 12's PgBouncer 1.18 (no prepared statements in transaction
+//! mode) needs. It keeps 2 server connections for 8 pooled clients, so
+//! statements of different clients share server connections.
+
+use std::time::Duration;
+
+use backchannel::config::{Settings, StatementMode};
+use serde_json::json;
+
+use crate::support::pgbouncer::{self, PgBouncer};
+use crate::support::procs::TempCluster;
+use crate::support::*;
+
+async fn ready(instance: &Instance) -> bool {
+    matches!(instance.http.get(instance.url("/readyz")).send().await, Ok(r) if r.status() == 200)
+}
+
+#[tokio::test]
+async fn through_pgbouncer_in_transaction_mode() {
+    if !pgbouncer::required() {
+        return;
+    }
+    init_tracing();
+    let cluster = TempCluster::start();
+    let direct = cluster.database("bc").await;
+    let bouncer = PgBouncer::start(cluster.port);
+    let settings = || {
+        let mut settings = Settings::new(&bouncer.url("bc"), &[SUBMITTER], &[LISTENER]);
+        settings.direct_database_url = Some(direct.clone());
+        settings.statements = StatementMode::Unnamed;
+        settings.pool_size = 4;
+        settings
+    };
+    let a = instance_with(settings()).await;
+    let b = instance_with(settings()).await;
+
+    // Round trips, many at once, across both instances.
+    let mut sse = a.stream(None).await.expect("stream");
+    let submits: Vec<_> = (0..16)
+        .map(|n| {
+            let base = if n % 2 == 0 { &a.base } else { &b.base };
+            spawn_submit(base, 30.0, json!({"kind": "pooled", "payload": {"n": n}}))
+        })
+        .collect();
+    for _ in 0..16 {
+        let job = sse.next_job(LONG).await.expect("every job arrives");
+        let id = job["id"].as_i64().unwrap();
+        let answer = json!({"result": job["payload"]["n"]});
+        let on = if id % 2 == 0 { &a } else { &b };
+        assert_eq!(on.answer(id, answer).await.status, 200);
+    }
+    for (n, submit) in submits.into_iter().enumerate() {
+        let response = tokio::time::timeout(LONG, submit).await.unwrap().unwrap();
+        assert_eq!(response.status(), 200);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["result"], n);
+    }
+
+    // A wait on one instance, woken by an answer on the other.
+    let id = a.submit_job("across", json!(null)).await;
+    assert_eq!(sse.next_job(LONG).await.expect("job")["id"], id);
+    let waiting = spawn_get(&b.base, id, 30.0);
+    let broker = b.running().broker.clone();
+    assert!(
+        eventually(LONG, || {
+            let broker = broker.clone();
+            async move { broker.waiting() == 1 }
+        })
+        .await
+    );
+    assert_eq!(a.answer(id, json!({"result": "across"})).await.status, 200);
+    let response = tokio::time::timeout(LONG, waiting).await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+
+    // The database restarts behind PgBouncer: everything comes back.
+    cluster.stop();
+    assert!(sse.ended(LONG).await, "the stream ends with the database");
+    let r = a.submit(json!({"kind": "while.down"}), None).await;
+    assert_eq!(r.status, 503, "{:?}", r.body);
+    assert!(r.headers.contains_key("retry-after"));
+    cluster.start_again();
+    for instance in [&a, &b] {
+        assert!(
+            eventually(Duration::from_secs(20), || ready(instance)).await,
+            "ready again"
+        );
+    }
+    let mut sse = b
+        .stream_eventually(None, LONG)
+        .await
+        .expect("a stream again");
+    let id = a.submit_job("after.restart", json!(null)).await;
+    assert_eq!(sse.next_job(LONG).await.expect("job")["id"], id);
+    let waiting = spawn_get(&a.base, id, 30.0);
+    assert_eq!(b.answer(id, json!({"result": 2})).await.status, 200);
+    let response = tokio::time::timeout(LONG, waiting).await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+}
