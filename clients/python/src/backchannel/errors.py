@@ -224,6 +224,11 @@ class DatabaseUnavailable(Unavailable):
     """``503 database_unavailable``."""
 
 
+class DatabaseReadOnly(DatabaseUnavailable):
+    """``503 database_read_only``: the database refuses writes (a failover in
+    progress, a standby); nothing was stored."""
+
+
 class ShuttingDown(Unavailable):
     """``503 shutting_down``: this instance is stopping; another one will answer."""
 
@@ -362,6 +367,7 @@ _BY_CODE: dict[str, type[ApiError]] = {
     "unsupported_media_type": UnsupportedMediaType,
     "internal": InternalError,
     "database_unavailable": DatabaseUnavailable,
+    "database_read_only": DatabaseReadOnly,
     "shutting_down": ShuttingDown,
     "not_ready": NotReady,
     "too_many_waiting": TooManyWaiting,
