@@ -8,9 +8,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
-use crate::config::Settings;
+use crate::config::{Settings, StatementMode};
 use crate::http::{self, access::AccessLog, auth::LiveTokens};
 use crate::preflight;
+use crate::store::connect::OwnBackends;
 
 /// A running instance: its address, its broker, and the handle to stop it.
 pub struct Running {
@@ -51,12 +52,20 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let (pooled, direct) = preflight::targets(&settings)?;
     preflight::check_database(&direct, settings.migrate).await?;
 
-    let pool = preflight::pool(&pooled, &settings).await?;
+    // Which notifications came from this instance is told by the sending
+    // backend's pid: only when the pool talks to PostgreSQL itself. Behind a
+    // pooler (a separate direct URL, or unnamed statements) a server
+    // connection serves every client in turn.
+    let own = (settings.direct_database_url.is_none()
+        && settings.statements == StatementMode::Prepared)
+        .then(OwnBackends::default);
+    let pool = preflight::pool(&pooled, &settings, own.clone()).await?;
     let shutdown = CancellationToken::new();
     let settings = Arc::new(settings);
     let broker = Broker::new(
         settings.clone(),
         pool,
+        own,
         direct.named("backchannel-session"),
         instance_name(&settings),
         shutdown.clone(),

@@ -131,8 +131,12 @@ pub fn targets(settings: &Settings) -> anyhow::Result<(Target, Target)> {
 /// The query pool, connected once: it connects lazily, and a wrong
 /// DATABASE_URL (TLS, password, a pooler) is better found at start-up, with
 /// its reason.
-pub async fn pool(target: &Target, settings: &Settings) -> anyhow::Result<Pool> {
-    let pool = connect::pool(target, settings.pool_size, pool_setup(settings));
+pub async fn pool(
+    target: &Target,
+    settings: &Settings,
+    own: Option<connect::OwnBackends>,
+) -> anyhow::Result<Pool> {
+    let pool = connect::pool(target, settings.pool_size, pool_setup(settings), own);
     drop(pool.get().await.map_err(|e| match &e {
         PoolError::Backend(e) => anyhow::anyhow!("cannot connect: {}", target.explain(e)),
         other => anyhow::anyhow!("cannot connect with DATABASE_URL: {other}"),

@@ -22,7 +22,7 @@ impl Broker {
         for _ in 0..2 {
             if let Some(job) = self.store.answer(id, &answer).await? {
                 tracing::info!(job_id = id, state = job.state.as_str(), "job answered");
-                self.finished(&job);
+                self.ended_here(&job);
                 return Ok(job);
             }
             match self.read_now(id).await? {

@@ -20,7 +20,7 @@ impl Broker {
         for _ in 0..2 {
             if let Some(job) = self.store.cancel(id).await? {
                 tracing::info!(job_id = id, "job cancelled");
-                self.finished(&job);
+                self.ended_here(&job);
                 return Ok(job);
             }
             match self.read_now(id).await? {

@@ -29,6 +29,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Settings, StatementMode, WakeMode};
 use crate::job::Job;
 use crate::metrics::Metrics;
+use crate::store::connect::OwnBackends;
 use crate::store::{BatchSizes, Store, StoreError};
 use crate::wake::{Hub, Notifier, listen};
 
@@ -90,6 +91,8 @@ pub struct Broker {
     /// Cancelled once every state change has finished: the notifier then
     /// sends what is left and stops.
     notifier_stop: CancellationToken,
+    /// This instance's pooled backends: their notifications are its own.
+    own: Option<OwnBackends>,
     /// Where the dedicated sessions (stream lock, LISTEN) connect.
     session_config: crate::store::Target,
 }
@@ -99,6 +102,7 @@ impl Broker {
     pub fn new(
         settings: Arc<Settings>,
         pool: deadpool_postgres::Pool,
+        own: Option<OwnBackends>,
         session_config: crate::store::Target,
         instance: String,
         shutdown: CancellationToken,
@@ -119,6 +123,7 @@ impl Broker {
             shutdown,
             transitions: TaskTracker::new(),
             notifier_stop: CancellationToken::new(),
+            own,
             session_config,
         })
     }
@@ -142,6 +147,7 @@ impl Broker {
                 listen_config,
                 self.hub.clone(),
                 self.metrics.clone(),
+                self.own.clone(),
                 self.shutdown.clone(),
             )));
             loops.push(tokio::spawn(recheck::run(self.clone())));
@@ -237,9 +243,15 @@ impl Broker {
     /// A job reached a terminal state in this process: wake local waiters with
     /// the job itself, and tell other instances (and SQL clients) by NOTIFY.
     fn finished(&self, job: &Job) {
+        self.ended_here(job);
+        self.notifier.done(job.id);
+    }
+
+    /// A job ended by a statement that sent its `backchannel_done` itself (in
+    /// the same commit): wake the local waiters, count it.
+    fn ended_here(&self, job: &Job) {
         self.metrics.finished(job);
         self.hub.wake_job(job.id, Some(job));
-        self.notifier.done(job.id);
     }
 
     /// A job was created: wake the stream in this process directly, or by one

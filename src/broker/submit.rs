@@ -49,11 +49,16 @@ impl Broker {
 
     /// Insert the job (a state change: runs to completion on its own task).
     async fn store_job(&self, new: NewJob) -> Result<(Job, bool), BrokerError> {
-        let (job, created) = self.store.insert(&new).await?;
+        // A stream held elsewhere is woken by a NOTIFY in the insert's own
+        // commit; one held here, directly.
+        let notified = self.polling().is_none() && !self.hub.has_local_stream();
+        let (job, created) = self.store.insert(new, notified).await?;
         if created {
             tracing::info!(job_id = job.id, kind = %job.kind, "job submitted");
             self.metrics.jobs_submitted.inc();
-            self.wake_stream();
+            if !notified {
+                self.wake_stream();
+            }
             return Ok((job, true));
         }
         // A repeat of the key answers the first job's true state: one whose

@@ -2,6 +2,8 @@
 //! the query pool, and the dedicated sessions (LISTEN, the stream lock,
 //! migrations, the start-up checks).
 
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deadpool_postgres::{
@@ -115,7 +117,7 @@ impl Target {
 /// The query pool. Connections are checked with `is_closed` on checkout, so a
 /// connection whose backend was terminated is replaced rather than used.
 /// `setup` (e.g. a `SET`) runs once on every new connection.
-pub fn pool(target: &Target, size: usize, setup: Option<String>) -> Pool {
+pub fn pool(target: &Target, size: usize, setup: Option<String>, own: Option<OwnBackends>) -> Pool {
     let target = target.named("backchannel");
     let manager = Manager::from_config(
         target.config,
@@ -125,14 +127,24 @@ pub fn pool(target: &Target, size: usize, setup: Option<String>) -> Pool {
         },
     );
     let mut builder = Pool::builder(manager);
-    if let Some(setup) = setup {
+    if setup.is_some() || own.is_some() {
         builder = builder.post_create(Hook::async_fn(move |client, _| {
-            let setup = setup.clone();
+            let (setup, own) = (setup.clone(), own.clone());
             Box::pin(async move {
-                client
-                    .batch_execute(&setup)
-                    .await
-                    .map_err(HookError::Backend)
+                if let Some(setup) = setup {
+                    client
+                        .batch_execute(&setup)
+                        .await
+                        .map_err(HookError::Backend)?;
+                }
+                if let Some(own) = own {
+                    let row = client
+                        .query_one(super::queries::BACKEND_PID, &[])
+                        .await
+                        .map_err(HookError::Backend)?;
+                    own.add(row.try_get(0).map_err(HookError::Backend)?);
+                }
+                Ok(())
             })
         }));
     }
@@ -146,6 +158,51 @@ pub fn pool(target: &Target, size: usize, setup: Option<String>) -> Pool {
         .runtime(Runtime::Tokio1)
         .build()
         .expect("pool builder with a runtime cannot fail")
+}
+
+/// The backends of this instance's pooled connections, by process id: a
+/// notification one of them sent (a job this instance ended) needs no
+/// reading back, since the instance woke its own waiters when the statement
+/// returned. Not used behind a pooler, whose server connections serve every
+/// client in turn.
+///
+/// A pid the server later gives to another client must not pass for ours
+/// (that client's notifications would be missed here until the safety
+/// re-check). Pids are only reused after the server's pid counter wraps
+/// around, long after a backend exited; the set is emptied whenever the
+/// LISTEN session reconnects (a restart ends every backend) and keeps the
+/// newest pids only. A pid forgotten too early costs one read, nothing more.
+#[derive(Debug, Clone, Default)]
+pub struct OwnBackends(Arc<Mutex<(VecDeque<i32>, HashSet<i32>)>>);
+
+/// Pids remembered at most: many times any pool size.
+const OWN_BACKENDS: usize = 1024;
+
+impl OwnBackends {
+    pub(crate) fn add(&self, pid: i32) {
+        let mut guard = self.0.lock().expect("own backends lock");
+        let (order, pids) = &mut *guard;
+        if pids.insert(pid) {
+            order.push_back(pid);
+        }
+        if order.len() > OWN_BACKENDS {
+            if let Some(old) = order.pop_front() {
+                pids.remove(&old);
+            }
+        }
+    }
+
+    /// Forget every pid: what was heard before may not hold any more.
+    pub fn clear(&self) {
+        let mut guard = self.0.lock().expect("own backends lock");
+        guard.0.clear();
+        guard.1.clear();
+    }
+
+    /// Whether backend `pid` is (or recently was) one of ours.
+    pub fn contains(&self, pid: i32) -> bool {
+        self.0.lock().expect("own backends lock").1.contains(&pid)
+    }
 }
 
 /// A session of its own, outside the pool, that lives and dies with its owner.
@@ -190,6 +247,22 @@ impl Drop for Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_backends_keep_the_newest_pids_until_cleared() {
+        let own = OwnBackends::default();
+        own.add(7);
+        own.add(7);
+        assert!(own.contains(7));
+        assert!(!own.contains(8));
+        for pid in 1000..1000 + OWN_BACKENDS as i32 {
+            own.add(pid);
+        }
+        assert!(!own.contains(7), "the oldest pid is forgotten first");
+        assert!(own.contains(1000) && own.contains(999 + OWN_BACKENDS as i32));
+        own.clear();
+        assert!(!own.contains(1000));
+    }
 
     fn refusal(url: &str) -> String {
         match Target::with_env(url, "DATABASE_URL", &|_| None) {

@@ -20,6 +20,13 @@ use crate::job::{Answer, Job, JobState, NewJob};
 /// concurrent transaction committed it after this statement's snapshot).
 const TRIES: usize = 3;
 
+/// One insert: the job, and whether its commit should wake a stream held by
+/// another instance (`NOTIFY backchannel_new`).
+pub struct Insert {
+    pub new: NewJob,
+    pub notify_new: bool,
+}
+
 /// One terminal transition: an answer, or (without one) a cancel.
 pub struct Finish {
     pub id: i64,
@@ -29,7 +36,7 @@ pub struct Finish {
 type Inserted = Result<(Job, bool), StoreError>;
 
 /// Insert a batch of jobs; one outcome per request, in order.
-pub async fn insert(db: &Pooled, batch: Vec<NewJob>) -> Vec<Inserted> {
+pub async fn insert(db: &Pooled, batch: Vec<Insert>) -> Vec<Inserted> {
     let mut outcomes: Vec<Option<Inserted>> = batch.iter().map(|_| None).collect();
     let all: Vec<usize> = (0..batch.len()).collect();
     if let Err(error) = insert_some(db, &batch, &all, &mut outcomes).await {
@@ -61,7 +68,7 @@ pub async fn insert(db: &Pooled, batch: Vec<NewJob>) -> Vec<Inserted> {
 /// job is not yet visible; fills their outcomes.
 async fn insert_some(
     db: &Pooled,
-    batch: &[NewJob],
+    batch: &[Insert],
     pending: &[usize],
     outcomes: &mut [Option<Inserted>],
 ) -> Result<(), StoreError> {
@@ -81,18 +88,22 @@ async fn insert_some(
 /// One statement for the requests `which` of `batch`: (request, job, created).
 async fn insert_rows(
     db: &Pooled,
-    batch: &[NewJob],
+    batch: &[Insert],
     which: &[usize],
 ) -> Result<Vec<(usize, Job, bool)>, StoreError> {
-    let kinds: Vec<&str> = which.iter().map(|&i| batch[i].kind.as_str()).collect();
-    let payloads: Vec<&Value> = which.iter().map(|&i| &batch[i].payload).collect();
-    let seconds: Vec<f64> = which.iter().map(|&i| batch[i].timeout_secs).collect();
+    let kinds: Vec<&str> = which.iter().map(|&i| batch[i].new.kind.as_str()).collect();
+    let payloads: Vec<&Value> = which.iter().map(|&i| &batch[i].new.payload).collect();
+    let seconds: Vec<f64> = which.iter().map(|&i| batch[i].new.timeout_secs).collect();
     let keys: Vec<Option<&str>> = which
         .iter()
-        .map(|&i| batch[i].idempotency_key.as_deref())
+        .map(|&i| batch[i].new.idempotency_key.as_deref())
         .collect();
+    let notify = which.iter().any(|&i| batch[i].notify_new);
     let rows = db
-        .all(queries::INSERT_JOBS, &[&kinds, &payloads, &seconds, &keys])
+        .all(
+            queries::INSERT_JOBS,
+            &[&kinds, &payloads, &seconds, &keys, &notify],
+        )
         .await?;
     rows.iter()
         .map(|row| {

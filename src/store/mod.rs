@@ -39,7 +39,7 @@ pub use queries::{CHANNEL_DONE, CHANNEL_NEW};
 pub use stream_session::{Claimed, StreamSession};
 
 use batch::Batcher;
-use group::Finish;
+use group::{Finish, Insert};
 use pooled::Pooled;
 use queries::{LOCK_NAMESPACE, LOCK_REAPER, LOCK_STREAM, Sql};
 use rows::{column, flag, flag_id, job_from_row};
@@ -93,7 +93,7 @@ impl Counter {
 /// group-commit queues (inserts; answers and cancels).
 pub struct Store {
     db: Arc<Pooled>,
-    inserts: Batcher<NewJob, Result<(Job, bool), StoreError>>,
+    inserts: Batcher<Insert, Result<(Job, bool), StoreError>>,
     finishes: Batcher<Finish, Result<Option<Job>, StoreError>>,
 }
 
@@ -148,10 +148,12 @@ impl Store {
 
     /// Insert a job; with an idempotency key already used, return that job.
     /// The flag is true when this call created the job. Inserts that arrive
-    /// while one is in flight are stored together (group commit).
-    pub async fn insert(&self, new: &NewJob) -> Result<(Job, bool), StoreError> {
+    /// while one is in flight are stored together (group commit). With
+    /// `notify_new`, the commit also sends `NOTIFY backchannel_new`.
+    pub async fn insert(&self, new: NewJob, notify_new: bool) -> Result<(Job, bool), StoreError> {
+        let insert = Insert { new, notify_new };
         self.inserts
-            .call(new.clone())
+            .call(insert)
             .await
             .unwrap_or_else(|| Err(gone()))
     }

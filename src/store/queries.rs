@@ -74,6 +74,11 @@ pub const FIND_KEY: Sql = Sql {
 /// first creates it); a key that already exists answers with its job. A
 /// request without a row (its key's job was committed by a concurrent
 /// transaction after this statement's snapshot) is tried again.
+///
+/// With `$5`, the insert also sends `NOTIFY backchannel_new` (once: PostgreSQL
+/// folds identical notifications of a transaction into one) in the same
+/// commit, for a stream held by another instance: no transaction of its own,
+/// no wait for the notifier.
 pub const INSERT_JOBS: Sql = Sql {
     text: concat!(
     "WITH input AS MATERIALIZED (
@@ -89,7 +94,9 @@ pub const INSERT_JOBS: Sql = Sql {
         ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING ",
     job_columns!(),
-    ", idempotency_key
+    ", idempotency_key, CASE WHEN $5 THEN pg_notify('",
+    channel_new!(),
+    "', '') END AS notified
     )
     SELECT n, ",
     job_columns!(),
@@ -109,6 +116,7 @@ pub const INSERT_JOBS: Sql = Sql {
         Type::JSONB_ARRAY,
         Type::FLOAT8_ARRAY,
         Type::TEXT_ARRAY,
+        Type::BOOL,
     ],
 };
 
@@ -116,6 +124,7 @@ pub const INSERT_JOBS: Sql = Sql {
 /// commit of answers and cancels). Input arrays: job ids (each at most once),
 /// states, results, errors. Returns the jobs it ended; a job not returned was
 /// not open (terminal, past its deadline, or unknown: read it to find out).
+/// Each ended job's `NOTIFY backchannel_done, '<id>'` leaves with this commit.
 pub const FINISH_JOBS: Sql = Sql {
     text: concat!(
         "UPDATE backchannel.jobs
@@ -124,7 +133,10 @@ pub const FINISH_JOBS: Sql = Sql {
          AS f(job, to_state, to_result, to_error)
     WHERE id = f.job AND completed_at IS NULL AND deadline > now()
     RETURNING ",
-        job_columns!()
+        job_columns!(),
+        ", pg_notify('",
+        channel_done!(),
+        "', id::text)"
     ),
     types: &[
         Type::INT8_ARRAY,

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::Hub;
 use crate::backoff::Backoff;
 use crate::metrics::Metrics;
+use crate::store::connect::OwnBackends;
 use crate::store::queries::DEDICATED_SESSION_SETUP;
 use crate::store::{CHANNEL_DONE, CHANNEL_NEW, Target};
 
@@ -21,16 +22,21 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// Run until `shutdown`: keep one LISTEN session up and dispatch what it hears.
+///
+/// `own`: the instance's own pooled backends. A job one of them ended was
+/// handed to its local waiters when the statement returned; its
+/// `backchannel_done` needs no reading back here.
 pub async fn run(
     target: Target,
     hub: Arc<Hub>,
     metrics: Arc<Metrics>,
+    own: Option<OwnBackends>,
     shutdown: CancellationToken,
 ) {
     let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     loop {
         let outcome = tokio::select! {
-            outcome = listen_once(&target, &hub, &metrics) => outcome,
+            outcome = listen_once(&target, &hub, &metrics, &own) => outcome,
             _ = shutdown.cancelled() => break,
         };
         // A connection that came up resets the backoff; failing to connect grows it.
@@ -38,6 +44,11 @@ pub async fn run(
             backoff.reset();
         }
         hub.set_listening(false);
+        // The session is gone, perhaps with the server: pids heard before
+        // may belong to someone else once the server restarts.
+        if let Some(own) = &own {
+            own.clear();
+        }
         match outcome {
             Ok(()) => tracing::warn!("LISTEN connection closed; reconnecting"),
             Err(error) => tracing::warn!(
@@ -58,17 +69,26 @@ async fn listen_once(
     target: &Target,
     hub: &Arc<Hub>,
     metrics: &Arc<Metrics>,
+    own: &Option<OwnBackends>,
 ) -> Result<(), tokio_postgres::Error> {
     let (client, mut connection) = target.connect().await?;
     let (dead_tx, mut dead_rx) = tokio::sync::oneshot::channel();
     let dispatch_hub = hub.clone();
     let dispatch_metrics = metrics.clone();
+    let own = own.clone();
     let driver = tokio::spawn(async move {
         let mut messages = stream::poll_fn(move |cx| connection.poll_message(cx));
         while let Some(message) = messages.next().await {
             match message {
                 Ok(AsyncMessage::Notification(n)) => {
-                    dispatch(&dispatch_hub, &dispatch_metrics, n.channel(), n.payload())
+                    let ours = own.as_ref().is_some_and(|o| o.contains(n.process_id()));
+                    dispatch(
+                        &dispatch_hub,
+                        &dispatch_metrics,
+                        n.channel(),
+                        n.payload(),
+                        ours,
+                    )
                 }
                 Ok(_) => {}
                 Err(error) => {
@@ -94,9 +114,11 @@ async fn listen_once(
     }
 }
 
-fn dispatch(hub: &Hub, metrics: &Metrics, channel: &str, payload: &str) {
+/// `ours`: sent by one of this instance's pooled backends.
+fn dispatch(hub: &Hub, metrics: &Metrics, channel: &str, payload: &str, ours: bool) {
     match channel {
         CHANNEL_DONE => match payload.parse::<i64>() {
+            Ok(_) if ours => metrics.received(CHANNEL_DONE),
             Ok(id) => {
                 metrics.received(CHANNEL_DONE);
                 hub.ended_elsewhere(id)
