@@ -53,11 +53,15 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     preflight::check_database(&direct, settings.migrate).await?;
 
     // Which notifications came from this instance is told by the sending
-    // backend's pid: only when the pool talks to PostgreSQL itself. Behind a
-    // pooler (a separate direct URL, or unnamed statements) a server
-    // connection serves every client in turn.
-    let own = (settings.direct_database_url.is_none()
-        && settings.statements == StatementMode::Prepared)
+    // backend's pid: only when the pool talks to PostgreSQL itself (no
+    // direct URL of its own, or the same one). Behind a pooler (another
+    // direct URL, or unnamed statements) a server connection serves every
+    // client in turn.
+    let pool_is_direct = settings
+        .direct_database_url
+        .as_deref()
+        .is_none_or(|url| url == settings.database_url);
+    let own = (pool_is_direct && settings.statements == StatementMode::Prepared)
         .then(OwnBackends::default);
     let pool = preflight::pool(&pooled, &settings, own.clone()).await?;
     let shutdown = CancellationToken::new();

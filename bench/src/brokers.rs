@@ -57,13 +57,18 @@ impl Broker {
             WakeMode::Poll => "poll",
         };
         let mut command = Command::new(&spec.binary);
+        if spec.pooled_url.is_some() {
+            // The pool goes through a pooler; the sessions go straight.
+            command.env("BACKCHANNEL_DIRECT_DATABASE_URL", &spec.database_url);
+        } else {
+            command.env_remove("BACKCHANNEL_DIRECT_DATABASE_URL");
+        }
         command
             .arg("serve")
             .env(
                 "DATABASE_URL",
                 spec.pooled_url.as_ref().unwrap_or(&spec.database_url),
             )
-            .env("BACKCHANNEL_DIRECT_DATABASE_URL", &spec.database_url)
             .env("BACKCHANNEL_BIND", addr.to_string())
             .env("BACKCHANNEL_SUBMITTER_TOKENS", SUBMITTER_TOKEN)
             .env("BACKCHANNEL_LISTENER_TOKENS", LISTENER_TOKEN)
@@ -75,6 +80,12 @@ impl Broker {
             )
             .env("BACKCHANNEL_INSTANCE_ID", format!("bench-{index}"))
             .env("BACKCHANNEL_SHUTDOWN_GRACE", "5")
+            // The idle scenarios hold up to PER_PROCESS requests per instance,
+            // more than the default limit.
+            .env(
+                "BACKCHANNEL_MAX_WAITING",
+                (super::holder::PER_PROCESS + 1_000).to_string(),
+            )
             .env(
                 "RUST_LOG",
                 std::env::var("BENCH_BROKER_LOG").unwrap_or_else(|_| "warn".into()),

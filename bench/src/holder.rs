@@ -14,8 +14,8 @@ use anyhow::Context;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
 use tokio_util::sync::CancellationToken;
 
 use super::brokers::SUBMITTER_TOKEN;
@@ -35,9 +35,10 @@ pub struct HoldArgs {
     /// Requests to send.
     #[arg(long)]
     pub count: usize,
-    /// The last octet of the loopback address to send from (127.0.0.N).
+    /// The loopback address to send from (127.x.y.z): each holder its own,
+    /// so that its connections draw on ports of their own.
     #[arg(long)]
-    pub source: u8,
+    pub source: std::net::Ipv4Addr,
     /// Requests per second while sending.
     #[arg(long)]
     pub rate: usize,
@@ -61,10 +62,14 @@ pub struct Held {
 /// every request has ended.
 pub async fn hold(args: HoldArgs) -> anyhow::Result<()> {
     procfs::raise_open_files();
-    let from = std::net::Ipv4Addr::new(127, 0, 0, args.source);
+    let from = args.source;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .connect_timeout(Duration::from_secs(20))
+        // The broker probes idle connections itself (every heartbeat); with
+        // reqwest's own probes (15 s) on top, both ends probing tens of
+        // thousands of loopback connections, a few were aborted.
+        .tcp_keepalive(None)
         .local_address(std::net::IpAddr::V4(from))
         .build()?;
     let held = Arc::new(Mutex::new(Held::default()));
@@ -78,6 +83,9 @@ pub async fn hold(args: HoldArgs) -> anyhow::Result<()> {
             }
         }
         closer.cancel();
+        // Tell the parent: only then may it stop the brokers, whose `202`s
+        // must find `closing` set.
+        println!("closed");
     });
     let per_tick = (args.rate / 100).max(1);
     let mut requests = Vec::with_capacity(args.count);
@@ -101,7 +109,17 @@ pub async fn hold(args: HoldArgs) -> anyhow::Result<()> {
                     return;
                 }
                 Ok(r) => format!("answered {} while waiting", r.status()),
-                Err(e) => format!("request failed: {e}"),
+                Err(e) => {
+                    // reqwest's message stops at "error sending request": the
+                    // reason is in its sources.
+                    let mut message = format!("request failed: {e}");
+                    let mut source = std::error::Error::source(&e);
+                    while let Some(cause) = source {
+                        message.push_str(&format!(": {cause}"));
+                        source = cause.source();
+                    }
+                    message
+                }
             };
             if !closing.is_cancelled() {
                 held.early += 1;
@@ -122,14 +140,16 @@ pub async fn hold(args: HoldArgs) -> anyhow::Result<()> {
 pub struct Holder {
     child: Child,
     count: usize,
+    /// The holder's stdout: "closed", then its report.
+    lines: Option<Lines<BufReader<ChildStdout>>>,
 }
 
 impl Holder {
-    /// Start a holder sending `count` requests to `urls` from 127.0.0.`source`.
+    /// Start a holder sending `count` requests to `urls` from `source`.
     pub fn spawn(
         urls: &[String],
         count: usize,
-        source: u8,
+        source: std::net::Ipv4Addr,
         rate: usize,
         offset: usize,
     ) -> anyhow::Result<Holder> {
@@ -147,14 +167,30 @@ impl Holder {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true);
-        let child = command.spawn().context("cannot start a holder")?;
-        Ok(Holder { child, count })
+        let mut child = command.spawn().context("cannot start a holder")?;
+        let lines = child.stdout.take().map(|out| BufReader::new(out).lines());
+        Ok(Holder {
+            child,
+            count,
+            lines,
+        })
     }
 
     /// The window closed: answers from now on are the broker's stop.
+    /// Returns once the holder has seen it (or after a few seconds).
     pub async fn close(&mut self) {
         if let Some(mut stdin) = self.child.stdin.take() {
             let _ = stdin.write_all(b"close\n").await;
+        }
+        if let Some(lines) = self.lines.as_mut() {
+            let seen = async {
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if line.trim() == "closed" {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(10), seen).await;
         }
     }
 
@@ -162,10 +198,13 @@ impl Holder {
     pub async fn report(mut self, grace: Duration) -> Held {
         let count = self.count as u64;
         let report = async {
-            let stdout = self.child.stdout.take()?;
-            let mut lines = BufReader::new(stdout).lines();
-            let line = lines.next_line().await.ok()??;
-            serde_json::from_str::<Held>(&line).ok()
+            let lines = self.lines.as_mut()?;
+            loop {
+                let line = lines.next_line().await.ok()??;
+                if line.trim() != "closed" {
+                    return serde_json::from_str::<Held>(&line).ok();
+                }
+            }
         };
         match tokio::time::timeout(grace, report).await {
             Ok(Some(held)) => held,

@@ -10,6 +10,8 @@
 //! window and is counted. It closes by stopping the broker, whose backends then
 //! report the rest. Waiting requests are answered `202` at the broker's graceful stop.
 
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -22,6 +24,12 @@ use super::holder::{Held, Holder, PER_PROCESS};
 use super::pg::Scratch;
 use super::plan::Plan;
 use super::{mib, procfs};
+
+/// Packets the kernel may queue per CPU during the largest idle scenarios.
+const PACKET_BACKLOG: u64 = 16_384;
+
+/// Holders started so far: each gets loopback addresses of its own.
+static SCENARIOS: AtomicU8 = AtomicU8::new(0);
 use backchannel::config::WakeMode;
 
 #[derive(Debug, Clone, Serialize)]
@@ -76,6 +84,7 @@ pub async fn run(
     // One instance and one holder per PER_PROCESS requests: each waiting
     // request is a socket in both.
     let instances = waiting.div_ceil(PER_PROCESS).max(1);
+    let _backlog = (waiting > 10_000).then(|| procfs::PacketBacklog::raise(PACKET_BACKLOG));
     let cluster = Cluster::start(&spec, instances).await?;
     let urls = cluster.urls();
     let pids = cluster.pids();
@@ -90,7 +99,16 @@ pub async fn run(
     for (i, url) in urls.iter().enumerate() {
         let share = waiting / instances + usize::from(i < waiting % instances);
         let offset = i * PER_PROCESS;
-        let source = u8::try_from(i + 1).context("too many holders")?;
+        // A source address per holder and per scenario: a socket bound to an
+        // address before connecting takes a port of that address for itself,
+        // and the ports of the previous scenario's closed connections are
+        // still in TIME_WAIT for a minute.
+        let source = Ipv4Addr::new(
+            127,
+            0,
+            SCENARIOS.fetch_add(1, Ordering::Relaxed).wrapping_add(1),
+            u8::try_from(i + 1).context("too many holders")?,
+        );
         holders.push(Holder::spawn(
             std::slice::from_ref(url),
             share,
@@ -110,7 +128,21 @@ pub async fn run(
     // the target counts background tasks. A polling broker is never quiet
     // either: give it two seconds (busy backends report at least once a second).
     let give_up = Duration::from_secs(120);
-    scratch.stored(waiting, give_up).await?;
+    if let Err(error) = scratch.stored(waiting, give_up).await {
+        // Say why: the holders know what the brokers answered.
+        let mut first = None;
+        for mut holder in holders {
+            holder.close().await;
+            let held = holder.report(Duration::from_secs(10)).await;
+            first = first.or(held.first_error);
+        }
+        cluster.stop().await?;
+        stop_sampler.cancel();
+        match first {
+            Some(why) => return Err(error.context(format!("the first refused request: {why}"))),
+            None => return Err(error),
+        }
+    }
     let ramp_seconds = ramp_started.elapsed().as_secs_f64();
     match wake {
         WakeMode::Notify => {
@@ -131,6 +163,19 @@ pub async fn run(
         window_connections = window_connections.max(scratch.connections().await?);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Count what the window's work reported: wait as long as before the
+    // window (busy backends report within a second, idle ones within 10 s),
+    // and read the counter while the brokers still run. A LISTEN session
+    // reports its transactions (one per notification it reads) only when it
+    // ends: read after the brokers stop, the counter would charge the window
+    // with the notifications of the ramp. Nothing ends a job in the window,
+    // so nothing is notified there.
+    tokio::time::sleep(match wake {
+        WakeMode::Notify => plan.settle,
+        WakeMode::Poll => Duration::from_secs(2),
+    })
+    .await;
+    let window_end = scratch.transactions().await?;
     let window_seconds = opened.elapsed().as_secs_f64();
     let mut rss = 0;
     let mut rss_peak = 0;
@@ -159,8 +204,8 @@ pub async fn run(
     }
     stop_sampler.cancel();
     let sampled = sampler.finish().await?;
-    let after = scratch.quiesce().await?;
-    let transactions = after - window_start;
+    scratch.quiesce().await?;
+    let transactions = window_end - window_start;
     // A request that reported nothing counts as an error too.
     let unreported = (waiting as u64).saturating_sub(held.accepted + held.errors);
     let errors = held.errors + unreported;

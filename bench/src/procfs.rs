@@ -134,6 +134,60 @@ impl CpuSnapshot {
     }
 }
 
+/// The kernel's per-CPU queue of received packets (`net.core.netdev_max_backlog`,
+/// 1000 by default). Every loopback packet passes through it: with tens of
+/// thousands of waiting connections on one host, the bursts of their TCP
+/// keepalive probes overflow it, and connections whose probes are dropped
+/// three times are aborted (`Connection timed out`), an artifact of running
+/// brokers and clients on one machine that a network card does not have.
+/// Raised while the guard lives (when this process may: as root), then put back.
+pub struct PacketBacklog {
+    previous: Option<u64>,
+}
+
+const NETDEV_MAX_BACKLOG: &str = "/proc/sys/net/core/netdev_max_backlog";
+
+impl PacketBacklog {
+    /// Raise the queue to at least `wanted`; says on stderr what it did.
+    pub fn raise(wanted: u64) -> PacketBacklog {
+        let current = std::fs::read_to_string(NETDEV_MAX_BACKLOG)
+            .ok()
+            .and_then(|text| text.trim().parse::<u64>().ok());
+        let Some(current) = current else {
+            return PacketBacklog { previous: None };
+        };
+        if current >= wanted {
+            return PacketBacklog { previous: None };
+        }
+        match std::fs::write(NETDEV_MAX_BACKLOG, wanted.to_string()) {
+            Ok(()) => {
+                eprintln!(
+                    "bench: net.core.netdev_max_backlog {current} -> {wanted} for this scenario \
+                     (loopback keepalive bursts; put back afterwards)"
+                );
+                PacketBacklog {
+                    previous: Some(current),
+                }
+            }
+            Err(error) => {
+                eprintln!(
+                    "bench: cannot raise net.core.netdev_max_backlog from {current} ({error}): \
+                     with this many connections on loopback, dropped packets may abort some"
+                );
+                PacketBacklog { previous: None }
+            }
+        }
+    }
+}
+
+impl Drop for PacketBacklog {
+    fn drop(&mut self) {
+        if let Some(previous) = self.previous {
+            let _ = std::fs::write(NETDEV_MAX_BACKLOG, previous.to_string());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -148,13 +148,7 @@ pub fn evaluate(rts: &[RoundTrips], idle: &[Idle], cluster_size: usize) -> Vec<C
         (!idle.is_empty()).then(|| {
             let measured: Vec<String> = idle
                 .iter()
-                .map(|i| {
-                    format!(
-                        "{:.2}/s at {}",
-                        i.transactions_per_sec,
-                        thousands(i.waiting as f64)
-                    )
-                })
+                .map(|i| format!("{} at {}", idle_rate(i), thousands(i.waiting as f64)))
                 .collect();
             let met = idle
                 .iter()
@@ -259,7 +253,7 @@ pub fn evaluate(rts: &[RoundTrips], idle: &[Idle], cluster_size: usize) -> Vec<C
         "idle 50,000 waiting: <= 2 transactions/s per instance, no errors",
         idle_at(50_000).map(|i| {
             (
-                format!("{:.2}/s, {} errors", i.transactions_per_sec, i.errors),
+                format!("{}, {} errors", idle_rate(i), i.errors),
                 i.transactions_per_sec / i.instances as f64 <= 2.0 && i.errors == 0,
             )
         }),
@@ -379,5 +373,19 @@ mod tests {
         assert_eq!(thousands(1000.0), "1,000");
         assert_eq!(thousands(1234567.8), "1,234,568");
         assert_eq!(thousands(-4321.0), "-4,321");
+    }
+}
+
+/// An idle scenario's transactions per second, per instance when it ran several.
+fn idle_rate(i: &Idle) -> String {
+    if i.instances > 1 {
+        format!(
+            "{:.2}/s on {} instances ({:.2} each)",
+            i.transactions_per_sec,
+            i.instances,
+            i.transactions_per_sec / i.instances as f64
+        )
+    } else {
+        format!("{:.2}/s", i.transactions_per_sec)
     }
 }
