@@ -22,14 +22,7 @@ async fn all_backends_terminated_while_waiting_and_streaming() {
     let mut sse = b.stream(None).await.expect("stream");
     assert_eq!(sse.next_job(LONG).await.expect("job")["id"], id);
     let waiting = spawn_get(&a.base, id, 60.0);
-    let broker = a.running().broker.clone();
-    assert!(
-        eventually(LONG, || {
-            let broker = broker.clone();
-            async move { broker.waiting() == 1 }
-        })
-        .await
-    );
+    assert!(a.waiting_eventually(1, LONG).await);
 
     let admin = db.client().await;
     let killed: i64 = admin

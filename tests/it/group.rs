@@ -8,15 +8,7 @@ use crate::support::*;
 
 /// The value of one sample of the instance's `/metrics`.
 async fn metric(bc: &Instance, sample: &str) -> f64 {
-    let text = bc
-        .http
-        .get(bc.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = bc.metrics().await;
     text.lines()
         .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
         .unwrap_or_else(|| panic!("{sample} not in /metrics"))
@@ -29,20 +21,6 @@ async fn queued(bc: &Instance, kind: &str, n: f64) {
         eventually(LONG, || async { metric(bc, &sample).await == n }).await,
         "{n} {kind} requests gather for the next batch"
     );
-}
-
-/// Sessions of this database waiting for a lock right now.
-async fn lock_waits(db: &TestDb) -> i64 {
-    db.client()
-        .await
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND wait_event_type = 'Lock'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0)
 }
 
 /// Another session inserts a job with `key` and does not commit yet: a broker
@@ -80,7 +58,7 @@ async fn a_batch_with_a_key_twice_and_a_key_that_exists() {
         0.0,
         json!({"kind": "k", "idempotency_key": "blocker"}),
     );
-    assert!(eventually(LONG, || async { lock_waits(&db).await == 1 }).await);
+    assert!(eventually(LONG, || async { db.lock_waits().await == 1 }).await);
     let batch = [
         json!({"kind": "k", "idempotency_key": "twice", "payload": 1}),
         json!({"kind": "k", "idempotency_key": "twice", "payload": 2}),
@@ -174,7 +152,7 @@ async fn a_batch_of_answers_keeps_each_outcome() {
         })
     };
     let first = answer(blocker, json!({"result": "first"}));
-    assert!(eventually(LONG, || async { lock_waits(&db).await == 1 }).await);
+    assert!(eventually(LONG, || async { db.lock_waits().await == 1 }).await);
     let one = answer(open, json!({"result": "one"}));
     let other = answer(open, json!({"result": "other"}));
     let late = answer(expired, json!({"result": "late"}));
@@ -221,7 +199,7 @@ async fn a_batch_whose_connection_dies_fails_clearly_and_retries_create_once() {
         0.0,
         json!({"kind": "k", "idempotency_key": "first"}),
     );
-    assert!(eventually(LONG, || async { lock_waits(&db).await == 1 }).await);
+    assert!(eventually(LONG, || async { db.lock_waits().await == 1 }).await);
     let keys = ["second", "k1", "k2"];
     let batch: Vec<_> = keys
         .iter()
@@ -232,7 +210,7 @@ async fn a_batch_whose_connection_dies_fails_clearly_and_retries_create_once() {
     assert_eq!(body(first).await.0, 202);
     // The batch of three is in flight, waiting for the key "second": its
     // connection dies.
-    assert!(eventually(LONG, || async { lock_waits(&db).await == 1 }).await);
+    assert!(eventually(LONG, || async { db.lock_waits().await == 1 }).await);
     let killed: i64 = db
         .client()
         .await

@@ -7,20 +7,6 @@ use serde_json::json;
 use crate::support::procs::BrokerProcess;
 use crate::support::*;
 
-/// Sessions of this database waiting for a lock right now.
-async fn lock_waits(db: &TestDb) -> i64 {
-    db.client()
-        .await
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND wait_event_type = 'Lock'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0)
-}
-
 #[derive(Clone, Copy, Debug)]
 enum Change {
     Answer,
@@ -60,14 +46,7 @@ async fn cut_off_while_the_row_is_locked(change: Change) {
     let b = instance_with(quiet_settings(&db)).await;
     let id = a.submit_job("cut", json!(1)).await;
     let waiting = spawn_get(&b.base, id, 30.0);
-    let broker = b.running().broker.clone();
-    assert!(
-        eventually(LONG, || {
-            let broker = broker.clone();
-            async move { broker.waiting() == 1 }
-        })
-        .await
-    );
+    assert!(b.waiting_eventually(1, LONG).await);
     let mut done = Notifications::listen(&db.url, "backchannel_done").await;
 
     let mut holder = db.client().await;
@@ -80,7 +59,7 @@ async fn cut_off_while_the_row_is_locked(change: Change) {
     .unwrap();
     let request = tokio::spawn(change.request(&a, id).send());
     assert!(
-        eventually(LONG, || async { lock_waits(&db).await >= 1 }).await,
+        eventually(LONG, || async { db.lock_waits().await >= 1 }).await,
         "the {change:?} statement waits for the row"
     );
     request.abort();
@@ -120,14 +99,7 @@ async fn an_answer_committed_during_shutdown_is_announced() {
     let b = instance_with(quiet_settings(&db)).await;
     let id = b.submit_job("term", json!(1)).await;
     let waiting = spawn_get(&b.base, id, 30.0);
-    let broker = b.running().broker.clone();
-    assert!(
-        eventually(LONG, || {
-            let broker = broker.clone();
-            async move { broker.waiting() == 1 }
-        })
-        .await
-    );
+    assert!(b.waiting_eventually(1, LONG).await);
 
     let mut holder = db.client().await;
     let lock = holder.transaction().await.unwrap();
@@ -138,7 +110,7 @@ async fn an_answer_committed_during_shutdown_is_announced() {
     .await
     .unwrap();
     let answer = tokio::spawn(Change::Answer.request(&a.client(), id).send());
-    assert!(eventually(LONG, || async { lock_waits(&db).await >= 1 }).await);
+    assert!(eventually(LONG, || async { db.lock_waits().await >= 1 }).await);
     a.signal("TERM");
     // A has begun its shutdown: it accepts no new connections.
     let port = a.base.rsplit(':').next().unwrap().to_owned();

@@ -31,15 +31,11 @@ async fn three_hundred_waiters_cost_no_queries_and_no_connections() {
             tokio::spawn(request)
         })
         .collect();
-    let broker = bc.running().broker.clone();
     assert!(
-        eventually(LONG * 3, || {
-            let broker = broker.clone();
-            async move { broker.waiting() == 300 }
-        })
-        .await,
+        bc.waiting_eventually(300, LONG * 3).await,
         "300 requests wait"
     );
+    let broker = bc.running().broker.clone();
 
     // Registered is not yet asleep: each waiter reads its row once after
     // registering. Let those reads finish before the window opens.

@@ -63,14 +63,7 @@ async fn through_pgbouncer_in_transaction_mode() {
     let id = a.submit_job("across", json!(null)).await;
     assert_eq!(sse.next_job(LONG).await.expect("job")["id"], id);
     let waiting = spawn_get(&b.base, id, 30.0);
-    let broker = b.running().broker.clone();
-    assert!(
-        eventually(LONG, || {
-            let broker = broker.clone();
-            async move { broker.waiting() == 1 }
-        })
-        .await
-    );
+    assert!(b.waiting_eventually(1, LONG).await);
     assert_eq!(a.answer(id, json!({"result": "across"})).await.status, 200);
     let response = tokio::time::timeout(LONG, waiting).await.unwrap().unwrap();
     assert_eq!(response.status(), 200);

@@ -159,15 +159,7 @@ async fn poison_rows_fail_alone_and_the_stream_goes_on() {
     }
     let r = bc.get(far, None).await;
     assert_eq!(r.body["state"], "done");
-    let metrics = bc
-        .http
-        .get(bc.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = bc.metrics().await;
     assert!(
         metrics.contains("backchannel_jobs_undeliverable_total 3"),
         "{metrics}"

@@ -87,14 +87,7 @@ async fn inside_the_namespace() {
         .bearer_auth(SUBMITTER)
         .send();
     let waiting = tokio::spawn(waiting);
-    let broker = bc.running().broker.clone();
-    assert!(
-        eventually(LONG, || {
-            let broker = broker.clone();
-            async move { broker.waiting() == 1 }
-        })
-        .await
-    );
+    assert!(bc.waiting_eventually(1, LONG).await);
 
     // Both hosts vanish: every packet from and to them is dropped.
     run("nft", &["add", "table", "inet", "silent"]);
@@ -115,11 +108,7 @@ async fn inside_the_namespace() {
     );
     // And the vanished submitter's place among the waiting requests is free.
     assert!(
-        eventually(BOUND, || {
-            let broker = broker.clone();
-            async move { broker.waiting() == 0 }
-        })
-        .await,
+        bc.waiting_eventually(0, BOUND).await,
         "the silent submitter still holds a waiting place"
     );
     waiting.abort();

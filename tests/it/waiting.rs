@@ -73,14 +73,7 @@ async fn cancel_wakes_a_waiter() {
     let id = bc.submit_job("ask", json!({})).await;
     let base = bc.base.clone();
     let waiting = spawn_get(&base, id, 20.0);
-    let broker = bc.running().broker.clone();
-    assert!(
-        eventually(LONG, || {
-            let broker = broker.clone();
-            async move { broker.waiting() == 1 }
-        })
-        .await
-    );
+    assert!(bc.waiting_eventually(1, LONG).await);
     assert_eq!(bc.cancel(id).await.status, 200);
     let response = waiting.await.unwrap();
     assert_eq!(response.status(), 200);

@@ -299,15 +299,7 @@ async fn requests_are_logged_by_route_template_and_counted() {
         assert!(!all.contains(never), "{never} reached the log: {all}");
     }
 
-    let metrics = client
-        .http
-        .get(client.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = client.metrics().await;
     let count = |series: &str| sample(&metrics, series);
     assert_eq!(
         count(
@@ -366,16 +358,7 @@ async fn the_access_log_can_be_turned_off() {
 async fn the_oldest_pending_age_is_a_gauge() {
     let db = TestDb::new().await;
     let bc = instance(&db).await;
-    let metrics = || async {
-        bc.http
-            .get(bc.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let metrics = || async { bc.metrics().await };
     assert_eq!(
         sample(&metrics().await, "backchannel_oldest_pending_age_seconds"),
         Some(0.0)

@@ -50,6 +50,20 @@ impl TestDb {
     }
 
     /// A plain connection to the test database (for assertions and SQL clients).
+    /// Sessions of this database waiting for a lock right now.
+    pub async fn lock_waits(&self) -> i64 {
+        self.client()
+            .await
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    }
+
     pub async fn client(&self) -> tokio_postgres::Client {
         connect(&self.url).await
     }

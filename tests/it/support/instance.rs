@@ -6,7 +6,7 @@ use backchannel::app::{self, Running};
 use backchannel::config::Settings;
 use serde_json::{Value, json};
 
-use super::{LISTENER, SUBMITTER, Sse, TestDb};
+use super::{LISTENER, SUBMITTER, Sse, TestDb, eventually};
 
 /// Settings for a test instance: small pool, so that parallel tests stay
 /// well under PostgreSQL's default 100 connections.
@@ -104,6 +104,27 @@ impl Instance {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// Whether exactly `n` requests wait on this instance at some point within `within`.
+    pub async fn waiting_eventually(&self, n: usize, within: Duration) -> bool {
+        eventually(
+            within,
+            || async move { self.running().broker.waiting() == n },
+        )
+        .await
+    }
+
+    /// The text of this instance's `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
