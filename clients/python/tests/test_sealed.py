@@ -28,7 +28,6 @@ from backchannel import (
     JobFailed,
     JobState,
     JobStillOpen,
-    KeyFileError,
     SealBadSignature,
     SealedJob,
     Sealer,
@@ -42,7 +41,7 @@ from backchannel import (
     SealUnknownKey,
 )
 from backchannel.errors import REFUSALS
-from backchannel.sealed import _json_bytes, key_id, unb64u
+from backchannel.sealed import KeyFileError, _json_bytes, key_id, unb64u
 from castellum_side import Castellum, Opened, Refused, seal_answer
 from support import (
     LISTENER_TOKEN,

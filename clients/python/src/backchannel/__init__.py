@@ -78,7 +78,7 @@ from .errors import (
     UntrustedSigner,
 )
 from .models import Job, JobState, Json, Listener, Stats
-from .sealed import AnswerHandle, KeyFileError, SealedJob, SealedRequest, Sealer
+from .sealed import AnswerHandle, SealedJob, SealedRequest, Sealer
 
 __all__ = [
     "AlreadyAnswered",
@@ -114,7 +114,6 @@ __all__ = [
     "JobState",
     "JobStillOpen",
     "Json",
-    "KeyFileError",
     "Listener",
     "ListenerBusy",
     "MethodNotAllowed",

@@ -8,8 +8,9 @@ Ed25519 key; castellum's agent checks and opens it, and seals its handler's
 answer under a key exported from the request's HPKE context, which only the
 sender can open: with the :class:`AnswerHandle` it kept from sealing.
 
-The wire format is SEALED.md (the repository's ``docs/sealed.md`` and the
-shared specification); this module follows it byte for byte::
+The wire format is ``sealed/v1`` (SEALED.md); this module follows it byte for
+byte (tested against its vector). The threat model and castellum's side are in
+the repository's ``docs/sealed.md``::
 
     sealer = Sealer(signing_key="/etc/scheduler/seal.key",
                     recipients=["/etc/scheduler/castellum.pub"])
@@ -385,24 +386,6 @@ def _response_key(secret: bytes, enc: bytes, rn: bytes) -> tuple[bytes, bytes]:
     key = HKDF(hashes.SHA256(), 32, salt=salt, info=b"key").derive(secret)
     nonce = HKDF(hashes.SHA256(), 12, salt=salt, info=b"nonce").derive(secret)
     return key, nonce
-
-
-def seal_answer(
-    handle: AnswerHandle, answer: bytes, *, job_id: int, outcome: str, rn: bytes | None = None
-) -> dict[str, str]:
-    """Seal ``answer`` (UTF-8 JSON text) for the holder of ``handle`` as
-    castellum's agent does: the other direction of
-    :meth:`AnswerHandle.open_answer`, for tests and tools that play castellum.
-    ``rn`` (32 bytes) is random unless given."""
-    rn = secrets.token_bytes(32) if rn is None else rn
-    if len(rn) != 32:
-        raise ValueError("rn must be 32 bytes")
-    if outcome not in ("done", "failed"):
-        raise ValueError("outcome is 'done' or 'failed'")
-    header = _json_bytes({"v": VERSION, "ref": handle.ref, "job": job_id, "outcome": outcome})
-    key, nonce = _response_key(handle.secret, handle.enc, rn)
-    ct = ChaCha20Poly1305(key).encrypt(nonce, answer, RESPONSE_AAD + header)
-    return {"sealed": TAG, "h": b64u(header), "rn": b64u(rn), "ct": b64u(ct)}
 
 
 # Sealing --------------------------------------------------------------------------------
