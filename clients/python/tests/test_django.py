@@ -346,6 +346,13 @@ def test_sealing_settings_and_their_checks(tmp_path: Path) -> None:
         assert sealer is not None and sealer.channel == "default"
         assert sealer is scheduler_config().sealer, "the keys are read once"
         assert len(sealer.recipient_kids) == 1 and len(sealer.signer_kid) == 16
+        out = io.StringIO()
+        with pytest.raises(CommandError):  # no broker at that URL
+            call_command("backchannel_status", "--timeout", "0.5", stdout=out)
+        assert (
+            f"sealing   to castellum key {sealer.recipient_kids[0]} (also listed: none), "
+            f"signed by {sealer.signer_kid}, channel default"
+        ) in out.getvalue()
     with override_settings(BACKCHANNEL=base):
         assert get_client().sealer is None
 
