@@ -29,7 +29,15 @@ from django.test import override_settings
 
 from backchannel import Client, JobFailed, JobState
 from backchannel.models import parse_time
-from support import SUBMITTER_TOKEN, Broker, Process, clean_env, free_port, wait_until
+from support import (
+    SUBMITTER_TOKEN,
+    Broker,
+    Process,
+    clean_env,
+    free_port,
+    openssl_keys,
+    wait_until,
+)
 
 PROJECT = Path(__file__).parent / "django_project"
 
@@ -318,3 +326,57 @@ def test_secrets_and_tokens_in_the_settings(tmp_path: Path) -> None:
         with pytest.raises(ImproperlyConfigured) as raised:
             scheduler_config()
         assert token not in str(raised.value)
+
+
+def test_sealing_settings_and_their_checks(tmp_path: Path) -> None:
+    from backchannel.django import get_client
+    from backchannel.django.conf import scheduler_config
+
+    signing, public, private = openssl_keys(tmp_path, "django")
+    base = {"URL": "http://127.0.0.1:9", "TOKEN": "t" * 20}
+
+    def ids(seal: Any) -> list[tuple[str, str]]:
+        with override_settings(BACKCHANNEL={**base, "SEAL": seal}):
+            return [(m.id, m.msg) for m in run_checks(tags=["backchannel"])]
+
+    good = {"SIGNING_KEY_FILE": str(signing), "RECIPIENT_FILES": [str(public)]}
+    assert ids(good) == []
+    with override_settings(BACKCHANNEL={**base, "SEAL": good}):
+        sealer = get_client().sealer
+        assert sealer is not None and sealer.channel == "default"
+        assert sealer is scheduler_config().sealer, "the keys are read once"
+        assert len(sealer.recipient_kids) == 1 and len(sealer.signer_kid) == 16
+        out = io.StringIO()
+        with pytest.raises(CommandError):  # no broker at that URL
+            call_command("backchannel_status", "--timeout", "0.5", stdout=out)
+        assert (
+            f"sealing   to castellum key {sealer.recipient_kids[0]} (also listed: none), "
+            f"signed by {sealer.signer_kid}, channel default"
+        ) in out.getvalue()
+    with override_settings(BACKCHANNEL=base):
+        assert get_client().sealer is None
+
+    signing.chmod(0o640)
+    [(check_id, message)] = ids(good)
+    assert check_id == "backchannel.W003"
+    assert str(signing) in message and "readable by its group (mode 0640)" in message
+    signing.chmod(0o644)
+    assert "its group and others" in ids(good)[0][1]
+    signing.chmod(0o600)
+
+    missing = str(tmp_path / "nowhere.key")
+    refused = [
+        ({**good, "SIGNING_KEY_FILE": missing}, f"cannot read the signing key {missing}"),
+        ({**good, "SIGNING_KEY_FILE": str(private)}, "holds an X25519 private key, not an Ed25519"),
+        ({**good, "RECIPIENT_FILES": [str(private)]}, "give the scheduler castellum's public key"),
+        ({**good, "RECIPIENT_FILES": [str(signing)]}, "holds an Ed25519 private key"),
+        ({**good, "RECIPIENT_FILES": str(public)}, "must be a list of paths"),
+        ({**good, "RECIPIENT_FILES": []}, "must be a list of paths"),
+        ({"RECIPIENT_FILES": [str(public)]}, "SIGNING_KEY_FILE"),
+        ({**good, "CHANEL": "x"}, "unknown keys ['CHANEL']"),
+        ("/etc/keys", "must be a dict"),
+    ]
+    for seal, expected in refused:
+        [(check_id, message)] = ids(seal)
+        assert check_id == "backchannel.E001" and expected in message, (seal, message)
+        assert "BEGIN" not in message

@@ -271,3 +271,21 @@ def test_secrets_and_payloads() -> None:
     assert decode_payload(b"") is None and decode_payload(b'{"a": 1}') == {"a": 1}
     with pytest.raises(ValueError, match="JSON"):
         decode_payload(b"{not json")
+
+
+def test_the_brokers_seal_gate_codes_have_their_classes() -> None:
+    # BACKCHANNEL_REQUIRE_SEALED / BACKCHANNEL_SEAL_SIGNERS refuse a submit with
+    # these (issue 21); each is its status's class and a SealError.
+    from backchannel import NotSealed, SealedHeaderMismatch, SealError, UntrustedSigner
+    from backchannel.errors import BadRequest, Forbidden
+
+    for status, code, cls, base in [
+        (400, "not_sealed", NotSealed, BadRequest),
+        (400, "seal_mismatch", SealedHeaderMismatch, BadRequest),
+        (403, "seal_bad_signature", UntrustedSigner, Forbidden),
+    ]:
+        assert exception_for(status, code) is cls
+        assert issubclass(cls, base) and issubclass(cls, SealError)
+        body = {"error": {"code": code, "message": "refused at the door"}}
+        error = error_from_response(httpx.Response(status, json=body))
+        assert type(error) is cls and error.status == status and error.code == code

@@ -14,7 +14,9 @@ The rules of the contract live here:
 * a submit always carries an idempotency key, the same one on every retry, so
   a retried submit never creates a second job;
 * a ``202`` is followed with ``GET /v1/jobs/{id}?wait=...`` until the job ends
-  or the caller's deadline comes; each wait is bounded by the time left.
+  or the caller's deadline comes; each wait is bounded by the time left;
+* with a :class:`~backchannel.sealed.Sealer`, a payload is sealed once per
+  call (retries send the same bytes) and its ``ref`` is the idempotency key.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from .errors import (
     retry_after,
 )
 from .models import Job, JobState, Json, Listener, Stats
+from .sealed import DEFAULT_JOB_TIMEOUT, AnswerHandle, SealedJob, Sealer
 
 T = TypeVar("T")
 
@@ -211,10 +214,17 @@ def job_id(job: int | Job) -> int:
 
 
 class Operations:
-    """The plans of every client operation, for one set of options."""
+    """The plans of every client operation, for one set of options (and the
+    sealer, if the client seals)."""
 
-    def __init__(self, options: Options) -> None:
+    def __init__(self, options: Options, sealer: Sealer | None = None) -> None:
         self.options = options
+        self.sealer = sealer
+
+    def _sealer(self) -> Sealer:
+        if self.sealer is None:
+            raise ValueError("this client has no sealer: Client(..., sealer=Sealer(...))")
+        return self.sealer
 
     def deadline(self, timeout: float | None) -> Deadline:
         return Deadline(self.options.timeout if timeout is None else timeout)
@@ -324,6 +334,13 @@ class Operations:
 
         Retries run within ``max(wait, client timeout)``.
         """
+        if self.sealer is not None:
+            # A plain submit from a sealing client would send the payload in
+            # clear, or seal it with no handle to open the answer: neither.
+            raise ValueError(
+                "this client seals: submit with submit_sealed(), which returns the "
+                "handle that opens the answer"
+            )
         if wait < 0:
             raise ValueError("wait must be 0 or more seconds")
         deadline = Deadline(max(wait, self.options.timeout))
@@ -337,6 +354,37 @@ class Operations:
             deadline=deadline,
         )
         return (yield from self.follow(job, until=until, deadline=deadline))
+
+    def submit_sealed(
+        self, kind: str, payload: Json, *, timeout: float | None, wait: float
+    ) -> Plan[SealedJob]:
+        """:meth:`Client.submit_sealed`: seal, submit with ``ref`` as the
+        idempotency key, wait up to ``wait``; the job and its bound handle."""
+        sealer = self._sealer()
+        if wait < 0:
+            raise ValueError("wait must be 0 or more seconds")
+        sealed = sealer.seal(
+            kind, payload, timeout=DEFAULT_JOB_TIMEOUT if timeout is None else timeout
+        )
+        deadline = Deadline(max(wait, self.options.timeout))
+        until = time.monotonic() + wait
+        job = yield from self.submit(
+            kind,
+            sealed.envelope,
+            timeout=sealed.timeout,
+            idempotency_key=sealed.ref,
+            until=until,
+            deadline=deadline,
+        )
+        job = yield from self.follow(job, until=until, deadline=deadline)
+        return SealedJob(job=job, handle=sealed.handle.for_job(job.id))
+
+    def fetch(self, handle: AnswerHandle, timeout: float | None) -> Plan[Json]:
+        """:meth:`Client.fetch`: wait for the handle's job, open its answer."""
+        if handle.job is None:
+            raise ValueError("this handle was never submitted (it has no job id)")
+        job = yield from self.wait(handle.job, timeout)
+        return handle.open(job)
 
     def wait(self, job: int | Job, timeout: float | None) -> Plan[Job]:
         """:meth:`Client.wait`: the terminal job, or :class:`JobStillOpen`."""
@@ -359,11 +407,21 @@ class Operations:
         job_timeout: float | None,
         idempotency_key: str | None,
     ) -> Plan[Json]:
-        """:meth:`Client.call`: submit, wait until the deadline, return the result."""
+        """:meth:`Client.call`: submit, wait until the deadline, return the result.
+
+        With a sealer: the payload is sealed (``exp`` bound to the job's
+        timeout), ``ref`` is the idempotency key, and the answer is opened.
+        """
         deadline = self.deadline(timeout)
         if job_timeout is None:
             seconds = deadline.remaining()
             job_timeout = max(seconds - EXPIRY_MARGIN, seconds / 2)
+        handle: AnswerHandle | None = None
+        if self.sealer is not None:
+            if idempotency_key is not None:
+                raise ValueError("a sealed call's idempotency key is its ref: give none")
+            sealed = self.sealer.seal(kind, payload, timeout=job_timeout)
+            payload, idempotency_key, handle = sealed.envelope, sealed.ref, sealed.handle
         job = yield from self.submit(
             kind,
             payload,
@@ -373,6 +431,8 @@ class Operations:
             deadline=deadline,
         )
         job = yield from self.follow(job, until=deadline.at, deadline=deadline)
+        if handle is not None:
+            return handle.for_job(job.id).open(job)
         return outcome(job)
 
     # The rest -----------------------------------------------------------------

@@ -11,6 +11,7 @@ import httpx
 from ._base import ClientBase, Verify, tls
 from ._plan import Pause, Plan, RetryPolicy
 from .models import Job, Json, Listener, Stats
+from .sealed import AnswerHandle, SealedJob, Sealer
 
 T = TypeVar("T")
 
@@ -26,7 +27,8 @@ class AsyncClient(ClientBase):
     ``wait``). ``max_wait`` is the longest single waiting request (longer waits
     are a series of them; keep it under the read timeout of any proxy in
     front of the broker). ``transport`` is passed to ``httpx.Client``; ``verify`` is
-    ``True``, ``False``, a CA bundle path or an ``ssl.SSLContext``.
+    ``True``, ``False``, a CA bundle path or an ``ssl.SSLContext``. ``sealer``
+    seals :meth:`call` and :meth:`submit_sealed` (see :mod:`backchannel.sealed`).
 
     Use it as an async context manager, or await :meth:`aclose`.
     """
@@ -42,6 +44,7 @@ class AsyncClient(ClientBase):
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         verify: Verify = True,
+        sealer: Sealer | None = None,
     ) -> None:
         super().__init__(
             base_url,
@@ -50,6 +53,7 @@ class AsyncClient(ClientBase):
             max_wait=max_wait,
             connect_timeout=connect_timeout,
             retry=retry,
+            sealer=sealer,
         )
         self._http = httpx.AsyncClient(
             transport=transport, verify=tls(verify), **self._httpx_args()
@@ -88,6 +92,16 @@ class AsyncClient(ClientBase):
                 kind, payload, timeout=timeout, wait=wait, idempotency_key=idempotency_key
             )
         )
+
+    async def submit_sealed(
+        self, kind: str, payload: Json = None, *, timeout: float | None = None, wait: float = 0
+    ) -> SealedJob:
+        """Like :meth:`backchannel.Client.submit_sealed`."""
+        return await self._run(self._ops.submit_sealed(kind, payload, timeout=timeout, wait=wait))
+
+    async def fetch(self, handle: AnswerHandle, timeout: float | None = None) -> Json:
+        """Like :meth:`backchannel.Client.fetch`."""
+        return await self._run(self._ops.fetch(handle, timeout))
 
     async def get(self, job: int | Job) -> Job:
         """Like :meth:`backchannel.Client.get`."""

@@ -11,6 +11,7 @@ import httpx
 from ._base import ClientBase, Verify, tls
 from ._plan import Pause, Plan, RetryPolicy
 from .models import Job, Json, Listener, Stats
+from .sealed import AnswerHandle, SealedJob, Sealer
 
 T = TypeVar("T")
 
@@ -25,7 +26,10 @@ class Client(ClientBase):
     ``wait``). ``max_wait`` is the longest single waiting request (longer waits
     are a series of them; keep it under the read timeout of any proxy in
     front of the broker). ``transport`` is passed to ``httpx.Client``; ``verify`` is
-    ``True``, ``False``, a CA bundle path or an ``ssl.SSLContext``.
+    ``True``, ``False``, a CA bundle path or an ``ssl.SSLContext``. ``sealer``
+    (a :class:`~backchannel.sealed.Sealer`) seals :meth:`call` and
+    :meth:`submit_sealed` end to end; :meth:`submit` then refuses, since it
+    could not open the answer.
 
     Use it as a context manager, or call :meth:`close`.
     """
@@ -41,6 +45,7 @@ class Client(ClientBase):
         retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
         verify: Verify = True,
+        sealer: Sealer | None = None,
     ) -> None:
         super().__init__(
             base_url,
@@ -49,6 +54,7 @@ class Client(ClientBase):
             max_wait=max_wait,
             connect_timeout=connect_timeout,
             retry=retry,
+            sealer=sealer,
         )
         self._http = httpx.Client(transport=transport, verify=tls(verify), **self._httpx_args())
 
@@ -93,6 +99,28 @@ class Client(ClientBase):
                 kind, payload, timeout=timeout, wait=wait, idempotency_key=idempotency_key
             )
         )
+
+    def submit_sealed(
+        self, kind: str, payload: Json = None, *, timeout: float | None = None, wait: float = 0
+    ) -> SealedJob:
+        """Seal ``payload`` with the client's sealer, submit it and return the
+        :class:`SealedJob`: the job after waiting up to ``wait`` seconds, and
+        the handle that opens its answer (:meth:`fetch`, or
+        ``SealedJob.open()`` once the job has ended).
+
+        ``timeout`` is the job's own timeout, 30 s when ``None`` (always sent:
+        the sealed request's ``exp`` is bound to it). The request's ``ref`` is
+        the idempotency key, so a retried submit never creates a second job.
+        The handle is secret material (see :class:`AnswerHandle`).
+        """
+        return self._run(self._ops.submit_sealed(kind, payload, timeout=timeout, wait=wait))
+
+    def fetch(self, handle: AnswerHandle, timeout: float | None = None) -> Json:
+        """Wait up to ``timeout`` seconds for the job of ``handle`` (from
+        :meth:`submit_sealed`, possibly reloaded with :meth:`AnswerHandle.loads`)
+        and return its opened result, or raise as :meth:`call` does. Needs no
+        sealer: the handle holds all it takes."""
+        return self._run(self._ops.fetch(handle, timeout))
 
     def get(self, job: int | Job) -> Job:
         """The job as the broker has it now."""

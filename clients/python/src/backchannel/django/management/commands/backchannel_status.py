@@ -12,6 +12,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from backchannel.django.conf import scheduler_config
 from backchannel.django.status import PROBE_TIMEOUT, BrokerStatus, probe
 from backchannel.models import JobState
 
@@ -37,6 +38,14 @@ class Command(BaseCommand):
             raise CommandError(str(exc), returncode=UNUSABLE) from None
         for line in describe(status):
             self.stdout.write(line)
+        sealer = scheduler_config().sealer
+        if sealer is not None:
+            # The key ids, to compare with `backchannel keys id` on castellum's side.
+            recipients = ", ".join(sealer.recipient_kids[1:]) or "none"
+            self.stdout.write(
+                f"sealing   to castellum key {sealer.recipient_kids[0]} (also listed: "
+                f"{recipients}), signed by {sealer.signer_kid}, channel {sealer.channel}"
+            )
         if not status.reachable:
             raise CommandError("the broker cannot be used", returncode=UNUSABLE)
         if not status.ok:
