@@ -152,11 +152,40 @@ def test_what_castellum_raises_reaches_the_submitter(
 
         with pytest.raises(JobFailed) as unknown:
             client.call("nobody.handles.this", None, timeout=10)
-        assert unknown.value.handler_status == 404
+        assert unknown.value.handler_status == 501
         assert unknown.value.body["error"]["code"] == "unknown_kind"
 
         clock = client.call("castellum.clock", None, timeout=10)
         assert parse_time(clock["deadline"]) - parse_time(clock["now"]) < timedelta(seconds=10)
+
+
+def test_a_handlers_not_found_no_handler_and_a_wrong_url_are_told_apart(
+    scheduler: Broker, start_broker: Any, start_agent: Any, castellum: Castellum
+) -> None:
+    start_agent(scheduler, forward=castellum.job_url, secret=castellum.secret)
+    browser = DjangoClient()
+    with Client(scheduler.url, SUBMITTER_TOKEN) as client:
+        with pytest.raises(JobFailed) as own:
+            client.call("participant.lookup", {"id": "P-9"}, timeout=10)
+        assert (own.value.handler_status, own.value.handler_code) == (404, "no_such_participant")
+        with pytest.raises(JobFailed) as no_handler:
+            client.call("nobody.handles.this", None, timeout=10)
+        assert (no_handler.value.handler_status, no_handler.value.handler_code) == (
+            501,
+            "unknown_kind",
+        )
+    assert browser.get("/invitations/nobody").status_code == 404, "the handler's own not found"
+
+    # The agent's forward URL with a trailing slash: Django's own 404 page.
+    lost = start_broker()
+    start_agent(lost, forward=castellum.job_url + "/", secret=castellum.secret)
+    with Client(lost.url, SUBMITTER_TOKEN) as client, pytest.raises(JobFailed) as wrong_url:
+        client.call("participant.lookup", {"id": "P-9"}, timeout=10)
+    assert (wrong_url.value.handler_status, wrong_url.value.handler_code) == (404, None)
+    assert isinstance(wrong_url.value.body, str), "a page, not the kit's JSON"
+    with override_settings(BACKCHANNEL={"URL": lost.url, "TOKEN": SUBMITTER_TOKEN}):
+        response = browser.get("/invitations/abc")
+    assert response.status_code == 502, "not 'no such invitation'"
 
 
 @pytest.mark.parametrize(
@@ -207,7 +236,22 @@ def test_the_castellum_view_over_http(castellum: Castellum) -> None:
         and "X-Backchannel-Deadline" in missing.json()["error"]["message"]
     )
     unknown = post({**good, "X-Backchannel-Kind": "nobody.handles.this"})
-    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "unknown_kind"
+    assert unknown.status_code == 501 and unknown.json()["error"]["code"] == "unknown_kind"
+
+    # Every answer of the kit says so; a page the kit did not write does not.
+    answers = [post(good), *(post(h) for h in (job_headers,)), wrong_method, missing, unknown]
+    answers.append(post({**good, "X-Backchannel-Kind": "participant.lookup"}, b'{"id": "P-9"}'))
+    assert [a.status_code for a in answers] == [200, 403, 405, 400, 501, 404]
+    for answer in answers:
+        assert answer.headers["X-Backchannel-Kit"] == "1", answer.status_code
+        assert answer.headers["Content-Type"] == "application/json"
+    not_the_kit = httpx.post(castellum.job_url + "/", headers=good, content=b"{}", timeout=5)
+    assert not_the_kit.status_code == 404 and "X-Backchannel-Kit" not in not_the_kit.headers
+
+    # A body over Django's DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) is the kit's 413.
+    large = post(good, b'{"token": "' + b"a" * 3_000_000 + b'"}')
+    assert large.status_code == 413 and large.headers["X-Backchannel-Kit"] == "1"
+    assert large.json()["error"]["code"] == "payload_too_large"
 
 
 def test_the_status_command(scheduler: Broker, start_agent: Any) -> None:
