@@ -130,7 +130,7 @@ def test_what_castellum_raises_reaches_the_submitter(
     start_agent(broker, forward=castellum.job_url, secret=castellum.secret)
     with Client(broker.url, SUBMITTER_TOKEN) as client:
         with pytest.raises(JobFailed) as refused:
-            client.call("invitation.lookup", {"token": "nobody"}, timeout=10)
+            client.call("invitation.lookup", {"token": "nobody"}, wait=10)
         assert refused.value.handler_status == 404
         assert refused.value.body == {
             "error": {
@@ -142,7 +142,7 @@ def test_what_castellum_raises_reaches_the_submitter(
         assert refused.value.message == "the handler answered 404: no such invitation"
 
         with pytest.raises(JobFailed) as crashed:
-            client.call("castellum.crash", None, timeout=10)
+            client.call("castellum.crash", None, wait=10)
         assert crashed.value.handler_status == 500
         assert crashed.value.body == {
             "error": {"code": "internal", "message": "the handler failed"}
@@ -151,11 +151,11 @@ def test_what_castellum_raises_reaches_the_submitter(
         assert "participants.db" in castellum.process.output(), "castellum logged it"
 
         with pytest.raises(JobFailed) as unknown:
-            client.call("nobody.handles.this", None, timeout=10)
+            client.call("nobody.handles.this", None, wait=10)
         assert unknown.value.handler_status == 501
         assert unknown.value.body["error"]["code"] == "unknown_kind"
 
-        clock = client.call("castellum.clock", None, timeout=10)
+        clock = client.call("castellum.clock", None, wait=10)
         assert parse_time(clock["deadline"]) - parse_time(clock["now"]) < timedelta(seconds=10)
 
 
@@ -166,10 +166,10 @@ def test_a_handlers_not_found_no_handler_and_a_wrong_url_are_told_apart(
     browser = DjangoClient()
     with Client(scheduler.url, SUBMITTER_TOKEN) as client:
         with pytest.raises(JobFailed) as own:
-            client.call("participant.lookup", {"id": "P-9"}, timeout=10)
+            client.call("participant.lookup", {"id": "P-9"}, wait=10)
         assert (own.value.handler_status, own.value.handler_code) == (404, "no_such_participant")
         with pytest.raises(JobFailed) as no_handler:
-            client.call("nobody.handles.this", None, timeout=10)
+            client.call("nobody.handles.this", None, wait=10)
         assert (no_handler.value.handler_status, no_handler.value.handler_code) == (
             501,
             "unknown_kind",
@@ -180,7 +180,7 @@ def test_a_handlers_not_found_no_handler_and_a_wrong_url_are_told_apart(
     lost = start_broker()
     start_agent(lost, forward=castellum.job_url + "/", secret=castellum.secret)
     with Client(lost.url, SUBMITTER_TOKEN) as client, pytest.raises(JobFailed) as wrong_url:
-        client.call("participant.lookup", {"id": "P-9"}, timeout=10)
+        client.call("participant.lookup", {"id": "P-9"}, wait=10)
     assert (wrong_url.value.handler_status, wrong_url.value.handler_code) == (404, None)
     assert isinstance(wrong_url.value.body, str), "a page, not the kit's JSON"
     with override_settings(BACKCHANNEL={"URL": lost.url, "TOKEN": SUBMITTER_TOKEN}):

@@ -69,7 +69,7 @@ def test_400_invalid_field(client: Client) -> None:
     assert (error.status, error.code) == (400, "invalid_field")
     assert "kind" in error.message and error.job is None
     with pytest.raises(InvalidField, match="timeout"):
-        client.submit("too.long", timeout=10**6)
+        client.submit("too.long", job_timeout=10**6)
 
 
 def test_401_unauthorized(shared_broker: Broker) -> None:

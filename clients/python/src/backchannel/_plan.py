@@ -139,7 +139,9 @@ class Deadline:
 
     def __init__(self, seconds: float) -> None:
         if not seconds > 0:
-            raise ValueError("a timeout must be more than 0 seconds")
+            raise ValueError(
+                "the time to wait (wait, or the client's timeout) must be more than 0 seconds"
+            )
         self.at = time.monotonic() + seconds
 
     def remaining(self) -> float:
@@ -318,8 +320,10 @@ class Operations:
             raise ValueError("this client has no sealer: Client(..., sealer=Sealer(...))")
         return self.sealer
 
-    def deadline(self, timeout: float | None) -> Deadline:
-        return Deadline(self.options.timeout if timeout is None else timeout)
+    def deadline(self, seconds: float | None) -> Deadline:
+        """The caller's deadline, ``seconds`` from now (the client's
+        ``timeout`` when ``None``)."""
+        return Deadline(self.options.timeout if seconds is None else seconds)
 
     # The wait rules -----------------------------------------------------------
 
@@ -344,23 +348,24 @@ class Operations:
         kind: str,
         payload: Json,
         *,
-        timeout: float | None,
+        job_timeout: float | None,
         idempotency_key: str | None,
         until: float,
         deadline: Deadline,
     ) -> Plan[Job]:
         """``POST /v1/jobs``, waiting at the broker until ``until`` at most.
 
-        Every retry carries the same idempotency key (one is made when the
-        caller gives none), so a submit retried after a lost response answers
-        with the job the first one stored.
+        ``job_timeout`` is the body's ``timeout``. Every retry carries the
+        same idempotency key (one is made when the caller gives none), so a
+        submit retried after a lost response answers with the job the first
+        one stored.
         """
-        if timeout is not None and not timeout > 0:
-            raise ValueError("timeout must be more than 0 seconds")
+        if job_timeout is not None and not job_timeout > 0:
+            raise ValueError("job_timeout must be more than 0 seconds")
         key = idempotency_key if idempotency_key is not None else str(uuid.uuid4())
         body: dict[str, Json] = {"kind": kind, "payload": payload, "idempotency_key": key}
-        if timeout is not None:
-            body["timeout"] = timeout
+        if job_timeout is not None:
+            body["timeout"] = job_timeout
         content = _encode(body)
 
         def build(left: float) -> Send:
@@ -418,7 +423,7 @@ class Operations:
         kind: str,
         payload: Json,
         *,
-        timeout: float | None,
+        job_timeout: float | None,
         wait: float,
         idempotency_key: str | None,
     ) -> Plan[Job]:
@@ -440,7 +445,7 @@ class Operations:
         job = yield from self.submit(
             kind,
             payload,
-            timeout=timeout,
+            job_timeout=job_timeout,
             idempotency_key=idempotency_key,
             until=until,
             deadline=deadline,
@@ -448,7 +453,7 @@ class Operations:
         return (yield from self.follow(job, until=until, deadline=deadline))
 
     def submit_sealed(
-        self, kind: str, payload: Json, *, timeout: float | None, wait: float
+        self, kind: str, payload: Json, *, job_timeout: float | None, wait: float
     ) -> Plan[SealedJob]:
         """:meth:`Client.submit_sealed`: seal, submit with ``ref`` as the
         idempotency key, wait up to ``wait``; the job and its bound handle."""
@@ -456,14 +461,14 @@ class Operations:
         if wait < 0:
             raise ValueError("wait must be 0 or more seconds")
         sealed = sealer.seal(
-            kind, payload, timeout=DEFAULT_JOB_TIMEOUT if timeout is None else timeout
+            kind, payload, job_timeout=DEFAULT_JOB_TIMEOUT if job_timeout is None else job_timeout
         )
         deadline = Deadline(max(wait, self.options.timeout))
         until = time.monotonic() + wait
         job = yield from self.submit(
             kind,
             sealed.envelope,
-            timeout=sealed.timeout,
+            job_timeout=sealed.job_timeout,
             idempotency_key=sealed.ref,
             until=until,
             deadline=deadline,
@@ -471,16 +476,16 @@ class Operations:
         job = yield from self.follow(job, until=until, deadline=deadline)
         return SealedJob(job=job, handle=sealed.handle.for_job(job.id))
 
-    def fetch(self, handle: AnswerHandle, timeout: float | None) -> Plan[Json]:
+    def fetch(self, handle: AnswerHandle, wait: float | None) -> Plan[Json]:
         """:meth:`Client.fetch`: wait for the handle's job, open its answer."""
         if handle.job is None:
             raise ValueError("this handle was never submitted (it has no job id)")
-        job = yield from self.wait(handle.job, timeout)
+        job = yield from self.wait(handle.job, wait)
         return handle.open(job)
 
-    def wait(self, job: int | Job, timeout: float | None) -> Plan[Job]:
+    def wait(self, job: int | Job, wait: float | None) -> Plan[Job]:
         """:meth:`Client.wait`: the terminal job, or :class:`JobStillOpen`."""
-        deadline = self.deadline(timeout)
+        deadline = self.deadline(wait)
         if isinstance(job, Job):
             current = job
         else:
@@ -495,7 +500,7 @@ class Operations:
         kind: str,
         payload: Json,
         *,
-        timeout: float | None,
+        wait: float | None,
         job_timeout: float | None,
         idempotency_key: str | None,
     ) -> Plan[Json]:
@@ -504,7 +509,7 @@ class Operations:
         With a sealer: the payload is sealed (``exp`` bound to the job's
         timeout), ``ref`` is the idempotency key, and the answer is opened.
         """
-        deadline = self.deadline(timeout)
+        deadline = self.deadline(wait)
         if job_timeout is None:
             seconds = deadline.remaining()
             job_timeout = max(seconds - EXPIRY_MARGIN, seconds / 2)
@@ -512,12 +517,12 @@ class Operations:
         if self.sealer is not None:
             if idempotency_key is not None:
                 raise ValueError("a sealed call's idempotency key is its ref: give none")
-            sealed = self.sealer.seal(kind, payload, timeout=job_timeout)
+            sealed = self.sealer.seal(kind, payload, job_timeout=job_timeout)
             payload, idempotency_key, handle = sealed.envelope, sealed.ref, sealed.handle
         job = yield from self.submit(
             kind,
             payload,
-            timeout=job_timeout,
+            job_timeout=job_timeout,
             idempotency_key=idempotency_key,
             until=deadline.at,
             deadline=deadline,

@@ -27,7 +27,7 @@ def _failure(exc: BackchannelError) -> JsonResponse:
 
 def invitation(request: HttpRequest, token: str) -> JsonResponse:
     try:
-        found = get_client().call("invitation.lookup", {"token": token}, timeout=5)
+        found = get_client().call("invitation.lookup", {"token": token}, wait=5)
     except BackchannelError as exc:
         return _failure(exc)
     return JsonResponse({"invitation": found})
@@ -36,7 +36,7 @@ def invitation(request: HttpRequest, token: str) -> JsonResponse:
 async def invitation_async(request: HttpRequest, token: str) -> JsonResponse:
     try:
         async with async_client() as client:
-            found = await client.call("invitation.lookup", {"token": token}, timeout=5)
+            found = await client.call("invitation.lookup", {"token": token}, wait=5)
     except BackchannelError as exc:
         return _failure(exc)
     return JsonResponse({"invitation": found})
