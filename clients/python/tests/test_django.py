@@ -276,6 +276,53 @@ def test_the_status_command(scheduler: Broker, start_agent: Any) -> None:
         assert "x" * 20 not in out.getvalue() + str(unreachable.value)
 
 
+def test_the_status_command_from_the_command_line(
+    broker: Broker, start_agent: Any, tmp_path: Path
+) -> None:
+    token_file = tmp_path / "scheduler.token"
+    token_file.write_text(SUBMITTER_TOKEN + "\n")
+
+    def status(url: str = broker.url) -> subprocess.CompletedProcess[str]:
+        env = clean_env(
+            DJANGO_SETTINGS_MODULE="scheduler_site.settings",
+            PYTHONPATH=str(PROJECT),
+            SCHEDULER_BROKER_URL=url,
+            SCHEDULER_TOKEN_FILE=str(token_file),
+        )
+        command = [sys.executable, "-m", "django", "backchannel_status", "--timeout", "2"]
+        return subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+
+    # No listener: one clear line first, exit 1, nothing that looks like a crash.
+    none = status()
+    assert none.returncode == 1, none
+    assert none.stdout.splitlines()[0] == (
+        f"no listener: the broker at {broker.url} answers, but no `backchannel agent` holds "
+        "its stream; jobs wait until one connects"
+    )
+    assert none.stderr == "", "no CommandError line, no traceback"
+
+    start_agent(broker)
+    ok = status()
+    assert ok.returncode == 0 and ok.stderr == ""
+    assert ok.stdout.startswith(f"ok: the broker at {broker.url} answers, and listener python-")
+
+    unreachable = status(f"http://127.0.0.1:{free_port()}")
+    assert unreachable.returncode == 2
+    assert unreachable.stdout.startswith("unusable: the broker at http://127.0.0.1:")
+    assert "Traceback" not in unreachable.stderr and "CommandError" not in unreachable.stderr
+
+    token_file.write_text("not-the-token-" + "z" * 16)
+    refused = status()
+    assert refused.returncode == 2 and "401 unauthorized" in refused.stdout.splitlines()[0]
+    assert "Traceback" not in refused.stderr and "CommandError" not in refused.stderr
+    assert "z" * 16 not in refused.stdout + refused.stderr
+
+    token_file.unlink()
+    unreadable = status()
+    assert unreadable.returncode == 2 and unreadable.stdout.startswith("unusable: settings.")
+    assert "Traceback" not in unreadable.stderr and "CommandError" not in unreadable.stderr
+
+
 def test_the_checks(scheduler: Broker, start_agent: Any) -> None:
     def ids(deploy: bool) -> list[str]:
         return [m.id for m in run_checks(tags=["backchannel"], include_deployment_checks=deploy)]
