@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import secrets
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from django.test import override_settings
 from backchannel import Client, JobFailed, JobState
 from backchannel.models import parse_time
 from support import (
+    LISTENER_TOKEN,
     SUBMITTER_TOKEN,
     Broker,
     Process,
@@ -186,6 +188,33 @@ def test_a_handlers_not_found_no_handler_and_a_wrong_url_are_told_apart(
     with override_settings(BACKCHANNEL={"URL": lost.url, "TOKEN": SUBMITTER_TOKEN}):
         response = browser.get("/invitations/abc")
     assert response.status_code == 502, "not 'no such invitation'"
+
+
+def test_a_wrong_token_is_not_a_slow_castellum(
+    broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    browser = DjangoClient()
+    wrong = "not-the-token-" + "w" * 16
+    for token, status in [(wrong, "401 unauthorized"), (LISTENER_TOKEN, "403 forbidden")]:
+        caplog.clear()
+        with override_settings(BACKCHANNEL={"URL": broker.url, "TOKEN": token, "TIMEOUT": 10}):
+            response = browser.get("/invitations/abc")
+        assert response.status_code == 500, "a configuration error, not 'no answer in time'"
+        assert response.json() == {"detail": "the backchannel refused this site's request"}
+        [logged] = [r for r in caplog.records if r.name == "backchannel"]
+        assert logged.levelno == logging.ERROR and status in logged.getMessage()
+        assert token not in logged.getMessage()
+
+    # No listener at all: that one is "no answer in time".
+    with override_settings(BACKCHANNEL={"URL": broker.url, "TOKEN": SUBMITTER_TOKEN}):
+        response = browser.get("/invitations/abc")
+    assert response.status_code == 504
+    # And no broker at all: unavailable (retried until the wait ran out).
+    with override_settings(
+        BACKCHANNEL={"URL": f"http://127.0.0.1:{free_port()}", "TOKEN": SUBMITTER_TOKEN}
+    ):
+        response = browser.get("/invitations/abc")
+    assert response.status_code == 503
 
 
 @pytest.mark.parametrize(
