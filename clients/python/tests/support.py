@@ -229,7 +229,7 @@ class Agent:
         token_file.write_text(LISTENER_TOKEN + "\n")
         env = clean_env(
             BACKCHANNEL_SERVER=broker.url,
-            BACKCHANNEL_TOKEN_FILE=str(token_file),
+            BACKCHANNEL_LISTENER_TOKEN_FILE=str(token_file),
             BACKCHANNEL_LISTENER_ID=f"python-tests-{number}",
             BACKCHANNEL_SHUTDOWN_GRACE="2",
         )

@@ -10,6 +10,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +132,7 @@ def test_the_sealed_vector_in_full(tmp_path: Path) -> None:
     sealed = sealer._seal(
         VECTORS["kind"],
         payload,
-        timeout=300,
+        job_timeout=300,
         recipient=None,
         now=VECTORS["now"],
         ref=bytes(range(16)),
@@ -170,8 +171,8 @@ def test_the_sealed_vector_in_full(tmp_path: Path) -> None:
 
 def test_a_random_seal_opens_at_castellum(keys: Keys) -> None:
     sealer = keys.sealer()
-    first = sealer.seal("contact.lookup", {"n": "Grüße"}, timeout=29.75)
-    second = sealer.seal("contact.lookup", {"n": "Grüße"}, timeout=29.75)
+    first = sealer.seal("contact.lookup", {"n": "Grüße"}, job_timeout=29.75)
+    second = sealer.seal("contact.lookup", {"n": "Grüße"}, job_timeout=29.75)
     assert first.envelope["enc"] != second.envelope["enc"] and first.ref != second.ref
     assert len(unb64u(first.ref)) == 16
     header = json.loads(unb64u(first.envelope["h"]))
@@ -236,7 +237,7 @@ def test_key_ids() -> None:
 @pytest.fixture
 def exchange(keys: Keys) -> tuple[AnswerHandle, Opened]:
     """A sealed request for job 7 and castellum's view of it."""
-    sealed = keys.sealer().seal("contact.lookup", {"participant": "P-1"}, timeout=30)
+    sealed = keys.sealer().seal("contact.lookup", {"participant": "P-1"}, job_timeout=30)
     opened = keys.castellum.open(
         sealed.envelope, kind="contact.lookup", job_id=7, now=sealed.handle.exp - 30
     )
@@ -285,7 +286,7 @@ def test_answers_that_are_not_castellums_are_refused(
     refused(a_job("done", id=9, result=sealed_done), "job 9 for job 7")
 
     # Sealed for another request (another secret), or tampered with.
-    other = keys.sealer().seal("contact.lookup", {"participant": "P-1"}, timeout=30)
+    other = keys.sealer().seal("contact.lookup", {"participant": "P-1"}, job_timeout=30)
     other_opened = keys.castellum.open(
         other.envelope, kind="contact.lookup", job_id=7, now=other.handle.exp - 30
     )
@@ -381,8 +382,8 @@ def test_key_files_are_checked(tmp_path: Path, keys: Keys) -> None:
     _, other_public, _ = openssl_keys(tmp_path, "next")
     rotated = Sealer(signing_key=keys.signing_key, recipients=[other_public, keys.recipient])
     first, second = rotated.recipient_kids
-    assert json.loads(unb64u(rotated.seal("k", 1, timeout=5).envelope["h"]))["rkid"] == first
-    picked = rotated.seal("k", 1, timeout=5, recipient=second)
+    assert json.loads(unb64u(rotated.seal("k", 1, job_timeout=5).envelope["h"]))["rkid"] == first
+    picked = rotated.seal("k", 1, job_timeout=5, recipient=second)
     assert json.loads(unb64u(picked.envelope["h"]))["rkid"] == second == sealer.recipient_kids[0]
 
     def refused(match: str, **paths: Any) -> None:
@@ -422,9 +423,23 @@ def test_key_files_are_checked(tmp_path: Path, keys: Keys) -> None:
     with pytest.raises(ValueError, match="twice"):
         Sealer(signing_key=keys.signing_key, recipients=[keys.recipient, keys.recipient])
     with pytest.raises(ValueError, match="no recipient key"):
-        sealer.seal("k", 1, timeout=5, recipient="nope")
+        sealer.seal("k", 1, job_timeout=5, recipient="nope")
     with pytest.raises(ValueError, match="1024"):
-        sealer.seal("k" * 1000, 1, timeout=5)
+        sealer.seal("k" * 1000, 1, job_timeout=5)
+
+
+def test_the_old_timeout_keyword_of_seal_still_works_with_a_warning(keys: Keys) -> None:
+    sealer = keys.sealer()
+    with pytest.warns(DeprecationWarning, match=r"Sealer\.seal\(timeout=\) is deprecated"):
+        sealed = sealer.seal("k", 1, timeout=5)
+    header = json.loads(unb64u(sealed.envelope["h"]))
+    assert header["exp"] - header["iat"] == 5 and sealed.job_timeout == 5
+    with pytest.warns(DeprecationWarning, match="use job_timeout"):
+        assert sealed.timeout == 5
+    with pytest.raises(TypeError, match="job_timeout"):
+        sealer.seal("k", 1)
+    with pytest.raises(TypeError, match="not both"):
+        sealer.seal("k", 1, job_timeout=5, timeout=5)
 
 
 def test_a_sealing_client_does_not_submit_in_clear(keys: Keys) -> None:
@@ -515,7 +530,7 @@ def test_a_sealed_call_through_the_broker(broker: Any, keys: Keys, play: Any, co
     client = connect(broker.url, recorder=castellum.recorder, sealer=keys.sealer(), max_wait=0.5)
 
     payload = {"participant": "P-0042", "note": MARKER + "-payload Grüße"}
-    answer = client.call("contact.lookup", payload, timeout=20)
+    answer = client.call("contact.lookup", payload, wait=20)
     assert answer == {"email": "p42@example.org", "note": MARKER + "-answer"}
     assert json.loads(castellum.opened[0].payload) == payload, "castellum read the payload"
 
@@ -528,7 +543,7 @@ def test_a_sealed_call_through_the_broker(broker: Any, keys: Keys, play: Any, co
     )
 
     with pytest.raises(JobFailed) as failed:
-        client.call("contact.lookup", {"participant": "P-0001"}, timeout=20)
+        client.call("contact.lookup", {"participant": "P-0001"}, wait=20)
     assert failed.value.handler_status == 404
     assert failed.value.message == "the handler answered 404: no such participant"
 
@@ -553,7 +568,7 @@ def test_castellums_refusal_and_a_foreign_answer_through_the_broker(
     )
     client = connect(broker.url, recorder=castellum.recorder, sealer=keys.sealer(), max_wait=0.5)
     with pytest.raises(SealBadSignature) as refused:
-        client.call("contact.lookup", {"participant": "P-0042"}, timeout=20)
+        client.call("contact.lookup", {"participant": "P-0042"}, wait=20)
     assert refused.value.job.state is JobState.FAILED and not castellum.opened
 
     # Whoever answers with a listener token but without castellum's keys.
@@ -563,7 +578,7 @@ def test_castellums_refusal_and_a_foreign_answer_through_the_broker(
     impostor = play(lookup, tamper=forged)
     client = connect(broker.url, recorder=impostor.recorder, sealer=keys.sealer(), max_wait=0.5)
     with pytest.raises(ForeignAnswer, match="result is not sealed"):
-        client.call("contact.lookup", {"participant": "P-0042"}, timeout=20)
+        client.call("contact.lookup", {"participant": "P-0042"}, wait=20)
 
     # A real answer of castellum's, but sealed for another job.
     def moved(answer: dict[str, str], opened: Opened, job: Any) -> Any:
@@ -572,12 +587,12 @@ def test_castellums_refusal_and_a_foreign_answer_through_the_broker(
     mover = play(lookup, tamper=moved)
     client = connect(broker.url, recorder=mover.recorder, sealer=keys.sealer(), max_wait=0.5)
     with pytest.raises(ForeignAnswer, match="names job"):
-        client.call("contact.lookup", {"participant": "P-0042"}, timeout=20)
+        client.call("contact.lookup", {"participant": "P-0042"}, wait=20)
 
 
 def test_submit_now_fetch_later_through_the_broker(broker: Any, keys: Keys, connect: Any) -> None:
     client = connect(broker.url, sealer=keys.sealer())
-    submitted = client.submit_sealed("contact.lookup", {"participant": "P-0042"}, timeout=60)
+    submitted = client.submit_sealed("contact.lookup", {"participant": "P-0042"}, job_timeout=60)
     assert isinstance(submitted, SealedJob) and submitted.job.state is JobState.PENDING
     assert submitted.handle.job == submitted.job.id
     kept = submitted.handle.dumps()  # e.g. into the scheduler's own database
@@ -595,7 +610,7 @@ def test_submit_now_fetch_later_through_the_broker(broker: Any, keys: Keys, conn
 
     # Another client, without a sealer, in another process for all it knows.
     later = connect(broker.url)
-    assert later.fetch(AnswerHandle.loads(kept), timeout=10) == {"late": True}
+    assert later.fetch(AnswerHandle.loads(kept), wait=10) == {"late": True}
     # The stored job is sealed: a plain read shows nothing of it.
     assert Client(broker.url, SUBMITTER_TOKEN).get(submitted.job.id).result["sealed"] == "bc1"
 
@@ -603,7 +618,7 @@ def test_submit_now_fetch_later_through_the_broker(broker: Any, keys: Keys, conn
 def test_a_sealed_call_that_nobody_answers_expires(broker: Any, keys: Keys, connect: Any) -> None:
     client = connect(broker.url, sealer=keys.sealer())
     with pytest.raises(JobExpired):
-        client.call("contact.lookup", {"participant": "P-0042"}, timeout=1.0)
+        client.call("contact.lookup", {"participant": "P-0042"}, wait=1.0)
 
 
 def test_a_retried_sealed_submit_reuses_its_ref(broker: Any, keys: Keys, connect: Any) -> None:
@@ -618,3 +633,17 @@ def test_a_retried_sealed_submit_reuses_its_ref(broker: Any, keys: Keys, connect
     assert lost.sent["idempotency_key"] == submitted.handle.ref
     assert broker.database.count_jobs() == 1
     proxy.close()
+
+
+def test_the_old_timeout_keywords_of_sealed_jobs_through_the_broker(
+    broker: Any, keys: Keys, connect: Any
+) -> None:
+    client = connect(broker.url, sealer=keys.sealer())
+    with pytest.warns(DeprecationWarning, match=r"submit_sealed\(timeout=\) .* job_timeout="):
+        submitted = client.submit_sealed("contact.lookup", None, timeout=60)
+    assert submitted.job.deadline - submitted.job.created_at == timedelta(seconds=60)
+    old = pytest.warns(DeprecationWarning, match=r"fetch\(timeout=\) is deprecated: use wait=")
+    with old, pytest.raises(JobStillOpen):
+        client.fetch(submitted.handle, timeout=0.3)
+    with pytest.raises(JobStillOpen):
+        client.fetch(submitted.handle, wait=0.3)

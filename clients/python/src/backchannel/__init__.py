@@ -5,7 +5,7 @@ Submit a job and wait for its result::
     from backchannel import Client
 
     with Client("https://backchannel.example.org", token) as client:
-        answer = client.call("invitation.lookup", {"token": "abc"}, timeout=10)
+        answer = client.call("invitation.lookup", {"token": "abc"}, wait=10)
 
 :class:`Client` (blocking) and :class:`AsyncClient` (asyncio) have the same
 methods and follow the same rules; the exceptions are in

@@ -8,7 +8,7 @@ from typing import Any, Union
 
 import httpx
 
-from ._plan import Operations, Options, RetryPolicy, Send
+from ._plan import Operations, Options, RetryPolicy, Send, public_url
 from ._version import __version__
 from .sealed import Sealer
 
@@ -58,7 +58,9 @@ class ClientBase:
             raise TypeError("sealer must be a backchannel.sealed.Sealer")
         self.base_url = str(base_url)
         self._ops = Operations(
-            Options(timeout=timeout, max_wait=max_wait, retry=retry or RetryPolicy()), sealer
+            Options(timeout=timeout, max_wait=max_wait, retry=retry or RetryPolicy()),
+            sealer,
+            broker=public_url(self.base_url),
         )
         self._connect_timeout = connect_timeout
         # Kept only in the headers of the httpx client, which never shows them.

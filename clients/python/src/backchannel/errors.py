@@ -295,8 +295,15 @@ class JobFailed(JobNotDone):
 
     Through ``backchannel agent``, ``error`` is ``{"status": <the handler's
     HTTP status>, "body": <its body>}`` (or ``{"message": ...}`` when the
-    handler could not be reached); :attr:`handler_status` and :attr:`body`
-    unpack it, and the message quotes the body's error message when it has one.
+    handler could not be reached); :attr:`handler_status`,
+    :attr:`handler_code` and :attr:`body` unpack it, and the message quotes
+    the body's error message when it has one.
+
+    With the castellum kit behind the agent, the status and the code tell the
+    failures apart: a handler's own "not found" is ``404`` with the handler's
+    code (``no_such_invitation``, or the default ``job_error``); a kind with no
+    handler is ``501 unknown_kind``; a ``404`` without a code is not the kit's
+    answer at all (the agent's forward URL points at a wrong path).
     """
 
     def __init__(self, job: Job) -> None:
@@ -312,6 +319,15 @@ class JobFailed(JobNotDone):
         """The HTTP status the agent's handler answered with, if the error says."""
         status = _get(self.job.error, "status")
         return status if isinstance(status, int) and not isinstance(status, bool) else None
+
+    @property
+    def handler_code(self) -> str | None:
+        """The code of the handler's failure: ``error.code`` of the body the
+        agent's handler answered with (the castellum kit's shape,
+        ``{"error": {"code", "message"}}``); ``None`` when the body has none
+        (not the kit's answer, or the handler was not reached)."""
+        code = _get(_get(self.body, "error"), "code")
+        return code if isinstance(code, str) else None
 
     @property
     def body(self) -> Json:

@@ -15,7 +15,7 @@ the repository's ``docs/sealed.md``::
     sealer = Sealer(signing_key="/etc/scheduler/seal.key",
                     recipients=["/etc/scheduler/castellum.pub"])
     with Client(url, token, sealer=sealer) as client:
-        found = client.call("contact.lookup", {"participant": "P-0042"}, timeout=10)
+        found = client.call("contact.lookup", {"participant": "P-0042"}, wait=10)
 
 The primitives come from ``cryptography`` (Ed25519, ChaCha20-Poly1305, HKDF,
 PEM keys) and ``pyhpke`` (the HPKE key schedule and its exporter); nothing
@@ -34,6 +34,7 @@ import os
 import re
 import secrets
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Union
@@ -52,6 +53,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pyhpke import AEADId, CipherSuite, KDFId, KEMId, KEMKey
 
+from ._deprecated import renamed
 from .errors import (
     ForeignAnswer,
     JobCancelled,
@@ -394,18 +396,28 @@ def _response_key(secret: bytes, enc: bytes, rn: bytes) -> tuple[bytes, bytes]:
 @dataclass(frozen=True)
 class SealedRequest:
     """A sealed request: the job's ``payload`` (:attr:`envelope`), its
-    ``idempotency_key`` (:attr:`ref`) and ``timeout``, and the handle that
-    opens the answer."""
+    ``idempotency_key`` (:attr:`ref`) and ``timeout`` (:attr:`job_timeout`),
+    and the handle that opens the answer."""
 
     envelope: dict[str, str]
     handle: AnswerHandle
     #: The job's timeout in seconds, which ``exp`` is bound to.
-    timeout: float
+    job_timeout: float
 
     @property
     def ref(self) -> str:
         """The request's ``ref``, sent as the job's ``idempotency_key``."""
         return self.handle.ref
+
+    @property
+    def timeout(self) -> float:
+        """The deprecated name of :attr:`job_timeout`."""
+        warnings.warn(
+            "SealedRequest.timeout is deprecated: use job_timeout",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.job_timeout
 
 
 @dataclass(frozen=True)
@@ -513,17 +525,22 @@ class Sealer:
         kind: str,
         payload: Json,
         *,
-        timeout: float,
+        job_timeout: float | None = None,
         recipient: str | None = None,
+        timeout: float | None = None,
     ) -> SealedRequest:
         """Seal ``payload`` (any JSON value) for a job of ``kind`` whose own
-        timeout is ``timeout`` seconds: ``exp`` is now + ``timeout`` (rounded
-        up to a whole second). ``recipient`` is a key id of :attr:`recipient_kids`
-        (the first when ``None``)."""
+        timeout is ``job_timeout`` seconds (required): ``exp`` is now +
+        ``job_timeout`` (rounded up to a whole second). ``recipient`` is a key
+        id of :attr:`recipient_kids` (the first when ``None``). ``timeout`` is
+        the deprecated name of ``job_timeout``."""
+        job_timeout = renamed("Sealer.seal", "timeout", "job_timeout", timeout, job_timeout)
+        if job_timeout is None:
+            raise TypeError("Sealer.seal() needs job_timeout= (the job's own timeout, in seconds)")
         return self._seal(
             kind,
             _json_bytes(payload),
-            timeout=timeout,
+            job_timeout=job_timeout,
             recipient=recipient,
             now=int(time.time()),
             ref=secrets.token_bytes(16),
@@ -535,15 +552,19 @@ class Sealer:
         kind: str,
         plaintext: bytes,
         *,
-        timeout: float,
+        job_timeout: float,
         recipient: str | None,
         now: int,
         ref: bytes,
         ephemeral_ikm: bytes | None,
     ) -> SealedRequest:
         """:meth:`seal` with its randomness and clock given (test vectors)."""
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-            raise ValueError("timeout must be more than 0 seconds")
+        if (
+            isinstance(job_timeout, bool)
+            or not isinstance(job_timeout, (int, float))
+            or not job_timeout > 0
+        ):
+            raise ValueError("job_timeout must be more than 0 seconds")
         if not isinstance(kind, str) or not kind:
             raise ValueError("kind must be a non-empty string")
         target = self._recipient(recipient)
@@ -557,7 +578,7 @@ class Sealer:
                 "kind": kind,
                 "ref": b64u(ref),
                 "iat": now,
-                "exp": now + math.ceil(timeout),
+                "exp": now + math.ceil(job_timeout),
             }
         )
         if len(header) > MAX_HEADER:
@@ -577,9 +598,9 @@ class Sealer:
             "sig": b64u(self._signing_key.sign(signed)),
         }
         handle = AnswerHandle(
-            ref=b64u(ref), kind=kind, enc=enc, secret=secret, exp=now + math.ceil(timeout)
+            ref=b64u(ref), kind=kind, enc=enc, secret=secret, exp=now + math.ceil(job_timeout)
         )
-        return SealedRequest(envelope=envelope, handle=handle, timeout=float(timeout))
+        return SealedRequest(envelope=envelope, handle=handle, job_timeout=float(job_timeout))
 
     def _recipient(self, kid: str | None) -> _Recipient:
         if kid is None:

@@ -4,7 +4,7 @@ Configure ``settings.BACKCHANNEL`` (see :mod:`backchannel.django.conf`), then::
 
     from backchannel.django import get_client
 
-    result = get_client().call("invitation.lookup", {"token": token}, timeout=5)
+    result = get_client().call("invitation.lookup", {"token": token}, wait=5)
 
 Add ``"backchannel.django"`` to ``INSTALLED_APPS`` for the settings check, the
 deploy check (``manage.py check --deploy``: broker reachable, listener

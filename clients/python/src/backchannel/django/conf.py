@@ -5,7 +5,7 @@ The scheduler (the submitter)::
     BACKCHANNEL = {
         "URL": "https://backchannel.example.org",
         "TOKEN_FILE": "/etc/scheduler/backchannel-token",   # or "TOKEN": "..."
-        "TIMEOUT": 10,          # seconds, the default deadline of one call (30)
+        "TIMEOUT": 10,          # seconds: how long a call waits by default (30)
         "MAX_WAIT": 50,         # seconds, the longest single waiting request (50)
         "VERIFY": True,         # TLS verification: True, False or a CA bundle path
         "SEAL": {               # optional: seal every call end to end (sealed/v1)
