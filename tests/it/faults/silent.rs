@@ -18,7 +18,7 @@ use crate::support::*;
 
 /// Set in the copy of the test that runs inside the namespace.
 const INSIDE: &str = "BACKCHANNEL_TEST_INSIDE_NETNS";
-const NAME: &str = "silent::silent_peers_are_let_go_within_three_heartbeats";
+const NAME: &str = "faults::silent::silent_peers_are_let_go_within_three_heartbeats";
 const HEARTBEAT: Duration = Duration::from_secs(2);
 /// The contract: three heartbeats plus a few seconds.
 const BOUND: Duration = Duration::from_secs(3 * 2 + 5);

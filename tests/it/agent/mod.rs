@@ -1,0 +1,3 @@
+//! `backchannel agent`: against a real broker and a real HTTP handler.
+
+mod stream;
