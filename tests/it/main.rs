@@ -11,7 +11,6 @@ mod support;
 
 mod agent;
 mod api;
-mod cluster;
 mod faults;
 mod ops;
 mod sql;

@@ -1,3 +1,7 @@
+//! `?wait=` on `POST /v1/jobs` and `GET /v1/jobs/{id}`: the job as it ends
+//! within the wait, `202` when the wait runs out, woken by an answer or a
+//! cancel.
+
 use serde_json::json;
 
 use crate::support::*;
@@ -79,32 +83,4 @@ async fn cancel_wakes_a_waiter() {
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["state"], "cancelled");
-}
-
-/// A repeated idempotency key answers the first job's true state: once its
-/// deadline has passed it is `expired`, even if nothing looked at it before.
-#[tokio::test]
-async fn a_repeated_key_of_a_job_past_its_deadline_answers_expired() {
-    let db = TestDb::new().await;
-    let bc = instance_with(quiet_settings(&db)).await;
-    let body = json!({"kind": "k", "timeout": 0.2, "idempotency_key": "once"});
-    let first = bc.submit(body.clone(), None).await;
-    assert_eq!(first.status, 202);
-    let sql = db.client().await;
-    assert!(
-        eventually(LONG, || async {
-            sql.query_one(
-                "SELECT deadline <= now() FROM backchannel.jobs WHERE idempotency_key = 'once'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get::<_, bool>(0)
-        })
-        .await
-    );
-    let again = bc.submit(body, None).await;
-    assert_eq!(again.status, 200, "{:?}", again.body);
-    assert_eq!(again.body["id"], first.body["id"]);
-    assert_eq!(again.body["state"], "expired");
 }

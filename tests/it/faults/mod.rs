@@ -6,4 +6,5 @@ mod database;
 mod group_commit;
 mod hangups;
 mod poison;
+mod processes;
 mod silent;

@@ -1,218 +1,11 @@
-//! Watching it run: the agent's health listener, `status --check` as a
-//! monitoring plugin, the access log and the request counts.
-
-use std::process::Command;
-use std::time::Duration;
+//! The logs: the access log by route template (and off when asked), JSON
+//! lines that carry the job id, and no personal data or token even at debug
+//! level for every crate.
 
 use serde_json::{Value, json};
 
-use crate::support::agent::*;
 use crate::support::procs::BrokerProcess;
 use crate::support::*;
-
-async fn get(http: &reqwest::Client, url: String) -> (u16, String) {
-    let response = http.get(url).send().await.expect("request");
-    let status = response.status().as_u16();
-    (status, response.text().await.unwrap_or_default())
-}
-
-/// The value of one sample line (`name{labels} value`) of an exposition.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|value| value.trim().parse().ok())
-}
-
-#[tokio::test]
-async fn the_agent_health_listener_follows_the_stream_and_counts_jobs() {
-    let db = TestDb::new().await;
-    let mut bc = instance(&db).await;
-    // Another listener holds the stream: the agent is told 409 and waits.
-    let holder = bc.stream(Some("somebody-else")).await.expect("stream");
-    let mut args = agent_args(&bc.base, None);
-    args.listener_id = Some("watched-agent".into());
-    args.health_bind = Some("127.0.0.1:0".parse().unwrap());
-    let mut agent = RunningAgent::start(args);
-    let health = format!("http://{}", agent.health.expect("a health listener"));
-    let http = reqwest::Client::new();
-
-    assert_eq!(get(&http, format!("{health}/healthz")).await.0, 200);
-    assert!(
-        agent.until(LONG, |s| s.busy >= 1).await,
-        "the agent was refused"
-    );
-    let (status, body) = get(&http, format!("{health}/readyz")).await;
-    assert_eq!(status, 503, "not ready before its stream opens: {body}");
-
-    drop(holder);
-    assert!(agent.until(Duration::from_secs(30), |s| s.connected).await);
-    assert_eq!(get(&http, format!("{health}/readyz")).await.0, 200);
-
-    let r = bc
-        .submit(json!({"kind": "watched", "payload": 7}), Some(30.0))
-        .await;
-    assert_eq!(r.body["state"], "done", "{:?}", r.body);
-    assert!(agent.until(LONG, |s| s.finished >= 1).await);
-    let (status, metrics) = get(&http, format!("{health}/metrics")).await;
-    assert_eq!(status, 200);
-    assert_eq!(
-        sample(&metrics, r#"backchannel_agent_jobs_total{outcome="done"}"#),
-        Some(1.0),
-        "{metrics}"
-    );
-    assert_eq!(
-        sample(&metrics, "backchannel_agent_handler_seconds_count"),
-        Some(1.0)
-    );
-    assert_eq!(sample(&metrics, "backchannel_agent_stream_up"), Some(1.0));
-    assert_eq!(
-        sample(&metrics, "backchannel_agent_stream_connects_total"),
-        Some(1.0)
-    );
-    assert!(
-        sample(
-            &metrics,
-            r#"backchannel_agent_stream_failures_total{reason="busy"}"#
-        ) >= Some(1.0)
-    );
-    assert_eq!(
-        sample(&metrics, "backchannel_agent_jobs_in_flight"),
-        Some(0.0)
-    );
-    assert!(sample(&metrics, "process_resident_memory_bytes") > Some(0.0));
-
-    bc.stop().await;
-    assert!(agent.until(LONG, |s| !s.connected).await, "the stream ends");
-    assert_eq!(get(&http, format!("{health}/readyz")).await.0, 503);
-    let (_, metrics) = get(&http, format!("{health}/metrics")).await;
-    assert_eq!(sample(&metrics, "backchannel_agent_stream_up"), Some(0.0));
-    // The broker ends the stream as it shuts down (`closed`; `read_error` if
-    // the connection went first): one disconnect either way.
-    let disconnects: f64 = ["closed", "read_error"]
-        .iter()
-        .filter_map(|reason| {
-            let series =
-                format!("backchannel_agent_stream_disconnects_total{{reason=\"{reason}\"}}");
-            sample(&metrics, &series)
-        })
-        .sum();
-    assert_eq!(disconnects, 1.0, "{metrics}");
-    assert_eq!(agent.status.borrow().disconnects, 1);
-    agent.stop().await;
-}
-
-/// `backchannel status --check` as a child process: its exit code and stdout.
-async fn check(base: &str, token: &str, extra: &[&str]) -> (i32, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_backchannel"));
-    command
-        .args(["status", "--check", "--server", base, "--timeout", "5"])
-        .args(extra)
-        .env("BACKCHANNEL_SUBMITTER_TOKEN", token)
-        .env("RUST_LOG", "off");
-    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert_eq!(stdout.lines().count(), 1, "one line: {stdout}");
-    (output.status.code().expect("an exit code"), stdout)
-}
-
-#[tokio::test]
-async fn status_check_exits_ok_warning_critical_and_unknown() {
-    let db = TestDb::new().await;
-    // No reaper: a pending job past its deadline stays pending (and unclaimed).
-    let bc = instance_with(quiet_settings(&db)).await;
-
-    let (code, line) = check(&bc.base, SUBMITTER, &[]).await;
-    assert_eq!(code, 2, "no listener is CRITICAL: {line}");
-    assert!(
-        line.starts_with("BACKCHANNEL CRITICAL - no listener"),
-        "{line}"
-    );
-
-    let sse = bc.stream(Some("castellum")).await.expect("stream");
-    let (code, line) = check(&bc.base, SUBMITTER, &[]).await;
-    assert_eq!(code, 0, "{line}");
-    assert!(
-        line.starts_with("BACKCHANNEL OK - listener castellum connected"),
-        "{line}"
-    );
-    assert!(
-        line.contains("| listener_connected=1;;1:;0;1 pending=0;;;0"),
-        "{line}"
-    );
-    drop(sse);
-    let held = || async {
-        bc.send(bc.http.get(bc.url("/v1/listener")).bearer_auth(SUBMITTER))
-            .await
-            .body["held"]
-            == true
-    };
-    assert!(
-        eventually(LONG, || async { !held().await }).await,
-        "the stream is gone before the next job"
-    );
-
-    // A job that nobody took before its deadline, then a listener again.
-    let id = bc
-        .submit(json!({"kind": "late", "timeout": 0.2}), None)
-        .await
-        .body["id"]
-        .as_i64()
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let _sse = bc
-        .stream_eventually(Some("castellum"), LONG)
-        .await
-        .expect("stream");
-    let (code, line) = check(
-        &bc.base,
-        SUBMITTER,
-        &["--warn-pending-age", "0.3", "--crit-pending-age", "3600"],
-    )
-    .await;
-    assert_eq!(
-        code, 1,
-        "a pending job older than the warning threshold: {line}"
-    );
-    assert!(
-        line.starts_with("BACKCHANNEL WARNING - oldest pending job"),
-        "{line}"
-    );
-    let (code, line) = check(
-        &bc.base,
-        SUBMITTER,
-        &[
-            "--warn-pending-age",
-            "0.1",
-            "--crit-pending-age",
-            "0.3",
-            "--json",
-        ],
-    )
-    .await;
-    assert_eq!(code, 2, "{line}");
-    let verdict: Value = serde_json::from_str(&line).expect("--json prints JSON");
-    assert_eq!(verdict["status"], "critical");
-    assert_eq!(verdict["exit_code"], 2);
-    assert_eq!(verdict["stats"]["jobs"]["pending"], 1, "{verdict}");
-    assert_eq!(verdict["listener"]["held"], true);
-    assert_eq!(bc.get(id, None).await.body["state"], "expired");
-
-    let (code, line) = check(&bc.base, "not-a-valid-token-at-all", &[]).await;
-    assert_eq!(code, 3, "a refused token is UNKNOWN: {line}");
-    assert!(
-        line.starts_with("BACKCHANNEL UNKNOWN - the broker refused the token"),
-        "{line}"
-    );
-    let nowhere = unreachable_url().await;
-    let (code, line) = check(nowhere.trim_end_matches("/backchannel/"), SUBMITTER, &[]).await;
-    assert_eq!(code, 3, "an unreachable broker is UNKNOWN: {line}");
-    assert!(
-        line.starts_with("BACKCHANNEL UNKNOWN - cannot reach"),
-        "{line}"
-    );
-}
 
 #[tokio::test]
 async fn requests_are_logged_by_route_template_and_counted() {
@@ -354,20 +147,193 @@ async fn the_access_log_can_be_turned_off() {
     );
 }
 
+/// A whole round trip, plus refused requests, at debug level for every crate
+/// (dependencies included) leaves no payload, result, error, idempotency key
+/// or token in the logs; ids, kinds and states are there.
 #[tokio::test]
-async fn the_oldest_pending_age_is_a_gauge() {
+async fn debug_logs_carry_no_payload_result_error_or_token() {
     let db = TestDb::new().await;
-    let bc = instance(&db).await;
-    let metrics = || async { bc.metrics().await };
+    let marker = uuid::Uuid::new_v4().simple().to_string();
+    let secret = |what: &str| format!("{what}-{marker}");
+    let submitter_token = secret("submitter-token");
+    let listener_token = secret("listener-token");
+    let submitters = format!("{SUBMITTER},{submitter_token}");
+    let listeners = format!("{LISTENER},{listener_token}");
+    let broker = BrokerProcess::spawn_logged(
+        &db.url,
+        &[
+            ("RUST_LOG", "debug"),
+            ("BACKCHANNEL_SUBMITTER_TOKENS", &submitters),
+            ("BACKCHANNEL_LISTENER_TOKENS", &listeners),
+        ],
+    )
+    .await;
+    let http = &broker.http;
+    let send = |request: reqwest::RequestBuilder| async move {
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        (status, body)
+    };
+
+    let response = http
+        .get(broker.url("/v1/stream"))
+        .bearer_auth(&listener_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut stream = Sse::new(response);
+
+    let submit = |payload: Value, key: String| {
+        http.post(broker.url("/v1/jobs"))
+            .bearer_auth(&submitter_token)
+            .json(&json!({"kind": "person.lookup", "payload": payload, "idempotency_key": key}))
+    };
+    let answer = |id: &Value, body: Value| {
+        http.post(broker.url(&format!("/v1/jobs/{id}/result")))
+            .bearer_auth(&listener_token)
+            .json(&body)
+    };
+
+    // One job answered with a result, one with an error.
+    let payload = json!({"name": secret("payload"), "nested": [{"email": secret("payload")}]});
+    let (status, first) = send(submit(payload.clone(), secret("key-1"))).await;
+    assert_eq!(status, 202, "{first}");
+    let (status, second) = send(submit(payload, secret("key-2"))).await;
+    assert_eq!(status, 202, "{second}");
+    for expected in [&first["id"], &second["id"]] {
+        let job = stream.next_job(LONG).await.expect("the job on the stream");
+        assert_eq!(&job["id"], expected);
+        assert_eq!(job["payload"]["name"], secret("payload"));
+    }
+    let (status, done) = send(answer(
+        &first["id"],
+        json!({"result": {"found": secret("result")}}),
+    ))
+    .await;
+    assert_eq!((status, done["state"].as_str()), (200, Some("done")));
+    let (status, failed) = send(answer(
+        &second["id"],
+        json!({"error": {"reason": secret("error")}}),
+    ))
+    .await;
+    assert_eq!((status, failed["state"].as_str()), (200, Some("failed")));
+    // A replay, and a different answer to an answered job.
+    send(answer(
+        &first["id"],
+        json!({"result": {"found": secret("result")}}),
+    ))
+    .await;
+    let (status, _) = send(answer(
+        &first["id"],
+        json!({"result": {"other": secret("result")}}),
+    ))
+    .await;
+    assert_eq!(status, 409);
+    let (status, read) = send(
+        http.get(broker.url(&format!("/v1/jobs/{}?wait=5", first["id"])))
+            .bearer_auth(&submitter_token),
+    )
+    .await;
     assert_eq!(
-        sample(&metrics().await, "backchannel_oldest_pending_age_seconds"),
-        Some(0.0)
+        (status, &read["result"]["found"]),
+        (200, &json!(secret("result")))
     );
-    bc.submit_job("waiting", json!(null)).await;
+
+    // Refused requests carrying secrets: an unknown token, malformed JSON,
+    // a payload the database could not store, an unknown field.
+    let (status, _) = send(
+        http.get(broker.url("/v1/jobs/1"))
+            .bearer_auth(secret("unknown-token")),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _) = send(
+        http.post(broker.url("/v1/jobs"))
+            .bearer_auth(&submitter_token)
+            .header("content-type", "application/json")
+            .body(format!(
+                r#"{{"kind": "x", "payload": "{}"#,
+                secret("payload")
+            )),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, _) = send(submit(
+        json!({"name": format!("{}\u{0}", secret("payload"))}),
+        secret("key-3"),
+    ))
+    .await;
+    assert_eq!(status, 400);
+    let (status, _) = send(
+        http.post(broker.url("/v1/jobs"))
+            .bearer_auth(&submitter_token)
+            .json(&json!({"kind": "x", secret("payload"): 1})),
+    )
+    .await;
+    assert_eq!(status, 400);
+
+    // Closing the stream logs a line after everything above: once it is read,
+    // so is every line written before it.
+    drop(stream);
+    assert!(
+        eventually(LONG, || async { logs(&broker).contains("stream closed") }).await,
+        "the broker logs the stream's end"
+    );
+
+    let logs = logs(&broker);
+    let leaked: Vec<&str> = logs.lines().filter(|l| l.contains(&marker)).collect();
+    assert!(
+        leaked.is_empty(),
+        "personal data or a token in the logs:\n{}",
+        leaked.join("\n")
+    );
+    // The logs are not empty: the job's life is there, by id and state, and
+    // dependencies log at debug level too.
+    assert!(logs.contains("job submitted"), "{logs}");
+    assert!(logs.contains("job answered"), "{logs}");
+    assert!(logs.contains("tokio_postgres"), "{logs}");
+}
+
+#[tokio::test]
+async fn json_logs_parse_and_carry_the_job_id() {
+    let db = TestDb::new().await;
+    let bc = BrokerProcess::spawn_logged(
+        &db.url,
+        &[
+            ("BACKCHANNEL_LOG_FORMAT", "json"),
+            ("RUST_LOG", "backchannel=debug"),
+        ],
+    )
+    .await;
+    let client = bc.client();
+    let mut sse = client.stream(None).await.expect("stream");
+    let id = client.submit_job("logged", json!({"x": 1})).await;
+    sse.next_job(LONG).await.expect("job");
+    assert_eq!(client.answer(id, json!({"result": 2})).await.status, 200);
+    let carries_id = |line: &Value| line["fields"]["job_id"] == id;
     assert!(
         eventually(LONG, || async {
-            sample(&metrics().await, "backchannel_oldest_pending_age_seconds") > Some(0.0)
+            let logs = bc.logs.lock().unwrap().clone();
+            let parsed: Vec<Value> = logs
+                .iter()
+                .map(|l| serde_json::from_str(l).expect("every log line is JSON"))
+                .collect();
+            ["job submitted", "job sent", "job answered"]
+                .iter()
+                .all(|m| {
+                    parsed
+                        .iter()
+                        .any(|l| carries_id(l) && l["fields"]["message"] == *m)
+                })
         })
-        .await
+        .await,
+        "submit, send and answer are logged with the job id: {:?}",
+        bc.logs.lock().unwrap()
     );
+}
+
+fn logs(broker: &BrokerProcess) -> String {
+    broker.logs.lock().unwrap().join("\n")
 }

@@ -2,6 +2,7 @@
 //! DBA's settings, TLS and PgBouncer in front of PostgreSQL, logs, metrics
 //! and what deploy/ builds on them.
 
+mod cli;
 mod dba_settings;
 mod deploy;
 mod logs;
@@ -11,3 +12,4 @@ mod privileges;
 mod rotation;
 mod startup;
 mod tls;
+mod views;
