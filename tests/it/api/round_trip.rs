@@ -105,11 +105,7 @@ async fn submit_on_one_stream_on_second_answer_on_third() {
     let mut sse = streamer.stream(None).await.expect("stream");
 
     for round in 0..3 {
-        let waiting = spawn_submit(
-            &submitter.base,
-            30.0,
-            json!({"kind": "cross", "payload": round}),
-        );
+        let waiting = submitter.spawn_submit(json!({"kind": "cross", "payload": round}), 30.0);
         let job = sse
             .next_job(LONG)
             .await
@@ -124,7 +120,7 @@ async fn submit_on_one_stream_on_second_answer_on_third() {
         let response = waiting.await.unwrap();
         let woke_after = answered_at.elapsed();
         assert_eq!(response.status(), 200);
-        let body: serde_json::Value = response.json().await.unwrap();
+        let body = response.body;
         assert_eq!(body["state"], "done");
         assert_eq!(body["result"], round);
         // Woken by NOTIFY, not by the end of its 30 s wait (a loose bound, not a benchmark).

@@ -9,10 +9,6 @@ use tokio_postgres::NoTls;
 use crate::support::procs::TempCluster;
 use crate::support::*;
 
-async fn ready(instance: &Instance) -> bool {
-    matches!(instance.http.get(instance.url("/readyz")).send().await, Ok(r) if r.status() == 200)
-}
-
 #[tokio::test]
 async fn all_backends_terminated_while_waiting_and_streaming() {
     let db = TestDb::new().await;
@@ -21,7 +17,7 @@ async fn all_backends_terminated_while_waiting_and_streaming() {
     let id = a.submit_job("fault", json!({"n": 1})).await;
     let mut sse = b.stream(None).await.expect("stream");
     assert_eq!(sse.next_job(LONG).await.expect("job")["id"], id);
-    let waiting = spawn_get(&a.base, id, 60.0);
+    let waiting = a.spawn_get(id, 60.0);
     assert!(a.waiting_eventually(1, LONG).await);
 
     let admin = db.client().await;
@@ -57,7 +53,7 @@ async fn all_backends_terminated_while_waiting_and_streaming() {
         .expect("waiter wakes")
         .unwrap();
     assert_eq!(response.status(), 200);
-    let body: serde_json::Value = response.json().await.unwrap();
+    let body = response.body;
     assert_eq!(body["result"], "after recovery");
 }
 

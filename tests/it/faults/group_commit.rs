@@ -37,10 +37,9 @@ async fn hold_key(db: &TestDb, key: &str) -> tokio_postgres::Client {
     client
 }
 
-async fn body(response: tokio::task::JoinHandle<reqwest::Response>) -> (u16, Value) {
+async fn body(response: Pending) -> (u16, Value) {
     let response = tokio::time::timeout(LONG, response).await.unwrap().unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
+    (response.status, response.body)
 }
 
 #[tokio::test]
@@ -53,11 +52,7 @@ async fn a_batch_with_a_key_twice_and_a_key_that_exists() {
     let existing_id = existing.body["id"].as_i64().unwrap();
 
     let held = hold_key(&db, "blocker").await;
-    let first = spawn_submit(
-        &bc.base,
-        0.0,
-        json!({"kind": "k", "idempotency_key": "blocker"}),
-    );
+    let first = bc.spawn_submit(json!({"kind": "k", "idempotency_key": "blocker"}), 0.0);
     assert!(eventually(LONG, || async { db.lock_waits().await == 1 }).await);
     let batch = [
         json!({"kind": "k", "idempotency_key": "twice", "payload": 1}),
@@ -67,7 +62,7 @@ async fn a_batch_with_a_key_twice_and_a_key_that_exists() {
     ];
     let sent: Vec<_> = batch
         .iter()
-        .map(|b| spawn_submit(&bc.base, 0.0, b.clone()))
+        .map(|b| bc.spawn_submit(b.clone(), 0.0))
         .collect();
     queued(&bc, "insert", 4.0).await;
     held.batch_execute("ROLLBACK").await.unwrap();
@@ -139,18 +134,7 @@ async fn a_batch_of_answers_keeps_each_outcome() {
     )
     .await
     .unwrap();
-    let answer = |id: i64, body: Value| {
-        let http = bc.http.clone();
-        let url = bc.url(&format!("/v1/jobs/{id}/result"));
-        tokio::spawn(async move {
-            http.post(url)
-                .bearer_auth(LISTENER)
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-        })
-    };
+    let answer = |id: i64, body: Value| bc.spawn(bc.answer_request(id, &body));
     let first = answer(blocker, json!({"result": "first"}));
     assert!(eventually(LONG, || async { db.lock_waits().await == 1 }).await);
     let one = answer(open, json!({"result": "one"}));
@@ -194,16 +178,12 @@ async fn a_batch_whose_connection_dies_fails_clearly_and_retries_create_once() {
     let bc = instance_with(quiet_settings(&db)).await;
     let first_hold = hold_key(&db, "first").await;
     let second_hold = hold_key(&db, "second").await;
-    let first = spawn_submit(
-        &bc.base,
-        0.0,
-        json!({"kind": "k", "idempotency_key": "first"}),
-    );
+    let first = bc.spawn_submit(json!({"kind": "k", "idempotency_key": "first"}), 0.0);
     assert!(eventually(LONG, || async { db.lock_waits().await == 1 }).await);
     let keys = ["second", "k1", "k2"];
     let batch: Vec<_> = keys
         .iter()
-        .map(|key| spawn_submit(&bc.base, 0.0, json!({"kind": "k", "idempotency_key": key})))
+        .map(|key| bc.spawn_submit(json!({"kind": "k", "idempotency_key": key}), 0.0))
         .collect();
     queued(&bc, "insert", 3.0).await;
     first_hold.batch_execute("ROLLBACK").await.unwrap();

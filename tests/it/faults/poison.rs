@@ -53,11 +53,7 @@ async fn poison_rows_fail_alone_and_the_stream_goes_on() {
     assert_eq!(bc.answer(far, json!({"result": "far"})).await.status, 200);
 
     // A normal job submitted afterwards flows through the same, open stream.
-    let waiting = spawn_submit(
-        &bc.base,
-        30.0,
-        json!({"kind": "normal", "payload": {"n": 1}}),
-    );
+    let waiting = bc.spawn_submit(json!({"kind": "normal", "payload": {"n": 1}}), 30.0);
     let job = next_job_except(&mut sse, &poisoned).await;
     assert_eq!(job["kind"], "normal");
     let id = job["id"].as_i64().unwrap();
@@ -67,15 +63,9 @@ async fn poison_rows_fail_alone_and_the_stream_goes_on() {
 
     for id in poisoned {
         // Read as text: the deep payload is deeper than the test's own parser takes.
-        let response = bc
-            .http
-            .get(bc.url(&format!("/v1/jobs/{id}?wait=10")))
-            .bearer_auth(SUBMITTER)
-            .send()
-            .await
-            .unwrap();
+        let response = bc.get(id, Some(10.0)).await;
         assert_eq!(response.status(), 200, "job {id}");
-        let text = response.text().await.unwrap();
+        let text = response.text;
         assert!(text.contains(r#""state":"failed""#), "job {id}");
         assert!(
             text.contains(r#""error":{"code": "undeliverable""#),
@@ -106,14 +96,8 @@ async fn a_deep_payload_reads_back_exactly() {
         .await
         .unwrap()
         .get(0);
-    let response = bc
-        .http
-        .get(bc.url(&format!("/v1/jobs/{id}")))
-        .bearer_auth(SUBMITTER)
-        .send()
-        .await
-        .unwrap();
+    let response = bc.get(id, None).await;
     assert_eq!(response.status(), 202);
-    let text = response.text().await.unwrap();
+    let text = response.text;
     assert!(text.contains(&nested(300)), "the payload as stored");
 }

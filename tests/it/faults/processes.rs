@@ -85,7 +85,7 @@ async fn sigterm_on_the_stream_holder_hands_over_at_once() {
     let mut sse = client.stream(None).await.expect("stream on the child");
     let id = client.submit_job("term", json!(null)).await;
     assert_eq!(sse.next_job(LONG).await.unwrap()["id"], id);
-    let waiting = spawn_get(&holder.base, id, 60.0);
+    let waiting = client.spawn_get(id, 60.0);
     // The waiter is registered once the child has read the row: wait for it to
     // be in flight (the child answers nothing until SIGTERM).
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -101,7 +101,7 @@ async fn sigterm_on_the_stream_holder_hands_over_at_once() {
         202,
         "a waiting request gets the job's current state"
     );
-    let body: serde_json::Value = response.json().await.unwrap();
+    let body = response.body;
     assert_eq!(body["state"], "delivered");
     let mut sse = other
         .stream_eventually(None, Duration::from_secs(2))

@@ -138,14 +138,7 @@ async fn submit_cli_prints_the_job_and_exits_by_state() {
     let db = TestDb::new().await;
     let bc = instance(&db).await;
     let sse = bc.stream(None).await.expect("stream");
-    let listener = echo_listener(
-        sse,
-        Instance {
-            running: None,
-            base: bc.base.clone(),
-            http: bc.http.clone(),
-        },
-    );
+    let listener = echo_listener(sse, Instance::at(&bc.base, bc.http.clone()));
     let base = bc.base.clone();
     let output = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_backchannel"))

@@ -169,11 +169,13 @@ async fn debug_logs_carry_no_payload_result_error_or_token() {
     )
     .await;
     let http = &broker.http;
-    let send = |request: reqwest::RequestBuilder| async move {
-        let response = request.send().await.expect("request");
-        let status = response.status().as_u16();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        (status, body)
+    let client = broker.client();
+    let send = |request: reqwest::RequestBuilder| {
+        let client = &client;
+        async move {
+            let reply = client.send(request).await;
+            (reply.status, reply.body)
+        }
     };
 
     let response = http

@@ -9,9 +9,9 @@ use crate::support::*;
 
 /// Every sample of the exposition, keyed by name and sorted labels.
 async fn scrape(bc: &Instance) -> HashMap<String, f64> {
-    let response = bc.http.get(bc.url("/metrics")).send().await.unwrap();
+    let response = bc.send(bc.http.get(bc.url("/metrics"))).await;
     assert_eq!(response.status(), 200);
-    let text = response.text().await.unwrap();
+    let text = response.text;
     let lines = text.lines().map(|l| Ok(l.to_owned()));
     let parsed = prometheus_parse::Scrape::parse(lines).expect("the exposition parses");
     let mut samples = HashMap::new();

@@ -15,10 +15,6 @@ use crate::support::pgbouncer::{self, PgBouncer};
 use crate::support::procs::TempCluster;
 use crate::support::*;
 
-async fn ready(instance: &Instance) -> bool {
-    matches!(instance.http.get(instance.url("/readyz")).send().await, Ok(r) if r.status() == 200)
-}
-
 #[tokio::test]
 async fn through_pgbouncer_in_transaction_mode() {
     if !pgbouncer::required() {
@@ -42,8 +38,8 @@ async fn through_pgbouncer_in_transaction_mode() {
     let mut sse = a.stream(None).await.expect("stream");
     let submits: Vec<_> = (0..16)
         .map(|n| {
-            let base = if n % 2 == 0 { &a.base } else { &b.base };
-            spawn_submit(base, 30.0, json!({"kind": "pooled", "payload": {"n": n}}))
+            let on = if n % 2 == 0 { &a } else { &b };
+            on.spawn_submit(json!({"kind": "pooled", "payload": {"n": n}}), 30.0)
         })
         .collect();
     for _ in 0..16 {
@@ -56,14 +52,14 @@ async fn through_pgbouncer_in_transaction_mode() {
     for (n, submit) in submits.into_iter().enumerate() {
         let response = tokio::time::timeout(LONG, submit).await.unwrap().unwrap();
         assert_eq!(response.status(), 200);
-        let body: serde_json::Value = response.json().await.unwrap();
+        let body = response.body;
         assert_eq!(body["result"], n);
     }
 
     // A wait on one instance, woken by an answer on the other.
     let id = a.submit_job("across", json!(null)).await;
     assert_eq!(sse.next_job(LONG).await.expect("job")["id"], id);
-    let waiting = spawn_get(&b.base, id, 30.0);
+    let waiting = b.spawn_get(id, 30.0);
     assert!(b.waiting_eventually(1, LONG).await);
     assert_eq!(a.answer(id, json!({"result": "across"})).await.status, 200);
     let response = tokio::time::timeout(LONG, waiting).await.unwrap().unwrap();
@@ -88,7 +84,7 @@ async fn through_pgbouncer_in_transaction_mode() {
         .expect("a stream again");
     let id = a.submit_job("after.restart", json!(null)).await;
     assert_eq!(sse.next_job(LONG).await.expect("job")["id"], id);
-    let waiting = spawn_get(&a.base, id, 30.0);
+    let waiting = a.spawn_get(id, 30.0);
     assert_eq!(b.answer(id, json!({"result": 2})).await.status, 200);
     let response = tokio::time::timeout(LONG, waiting).await.unwrap().unwrap();
     assert_eq!(response.status(), 200);

@@ -140,7 +140,7 @@ async fn serve_runs_with_only_the_documented_grants() {
 
     // A round trip.
     let mut old = a.stream(Some("castellum")).await.expect("stream");
-    let waiting = spawn_submit(&a.base, 30.0, json!({"kind": "least.privilege"}));
+    let waiting = a.spawn_submit(json!({"kind": "least.privilege"}), 30.0);
     let id = old.next_job(LONG).await.expect("job")["id"]
         .as_i64()
         .unwrap();

@@ -90,7 +90,7 @@ async fn tls_modes_carry_a_whole_round_trip() {
     // require: encrypted, certificate not checked.
     let bc = instance_with(tls.settings(&tls.url("127.0.0.1", "sslmode=require"))).await;
     let mut sse = bc.stream(None).await.expect("stream");
-    let waiting = spawn_submit(&bc.base, 30.0, json!({"kind": "tls", "payload": {"n": 1}}));
+    let waiting = bc.spawn_submit(json!({"kind": "tls", "payload": {"n": 1}}), 30.0);
     let job = sse.next_job(LONG).await.expect("the job arrives");
     assert_eq!(job["payload"]["n"], 1);
     let id = job["id"].as_i64().unwrap();
@@ -100,7 +100,7 @@ async fn tls_modes_carry_a_whole_round_trip() {
     );
     let done = tokio::time::timeout(LONG, waiting).await.unwrap().unwrap();
     assert_eq!(done.status(), 200);
-    let body: serde_json::Value = done.json().await.unwrap();
+    let body = done.body;
     assert_eq!(body["result"], "over tls");
 
     // Every connection of the broker (pool, LISTEN, stream lock) is encrypted.

@@ -135,16 +135,16 @@ async fn numbers_travel_exactly_whatever_their_size() {
     // Through HTTP, an integer beyond 64 bits and a long decimal stay as sent.
     let body = r#"{"kind": "big", "payload": [123456789012345678901234567890, 0.1000000000000000055511151231257827]}"#;
     let response = bc
-        .http
-        .post(bc.url("/v1/jobs"))
-        .bearer_auth(SUBMITTER)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+        .send(
+            bc.http
+                .post(bc.url("/v1/jobs"))
+                .bearer_auth(SUBMITTER)
+                .header("content-type", "application/json")
+                .body(body),
+        )
+        .await;
     assert_eq!(response.status(), 202);
-    let text = response.text().await.unwrap();
+    let text = response.text;
     assert!(text.contains("123456789012345678901234567890"), "{text}");
     let event = sse.next_event(LONG).await.expect("job");
     assert!(
