@@ -7,11 +7,8 @@ use serde_json::{Value, json};
 use crate::support::*;
 
 /// The value of one sample of the instance's `/metrics`.
-async fn metric(bc: &Instance, sample: &str) -> f64 {
-    let text = bc.metrics().await;
-    text.lines()
-        .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{sample} not in /metrics"))
+async fn metric(bc: &Instance, series: &str) -> f64 {
+    sample(&bc.metrics().await, series).unwrap_or_else(|| panic!("{series} not in /metrics"))
 }
 
 /// Wait until `n` requests of `kind` wait for the next batch.
@@ -126,14 +123,7 @@ async fn a_batch_of_answers_keeps_each_outcome() {
         .await
     );
 
-    let mut holder = db.client().await;
-    let lock = holder.transaction().await.unwrap();
-    lock.execute(
-        "SELECT 1 FROM backchannel.jobs WHERE id = $1 FOR UPDATE",
-        &[&blocker],
-    )
-    .await
-    .unwrap();
+    let lock = db.lock_row(blocker).await;
     let answer = |id: i64, body: Value| bc.spawn(bc.answer_request(id, &body));
     let first = answer(blocker, json!({"result": "first"}));
     assert!(eventually(LONG, || async { db.lock_waits().await == 1 }).await);
@@ -141,7 +131,7 @@ async fn a_batch_of_answers_keeps_each_outcome() {
     let other = answer(open, json!({"result": "other"}));
     let late = answer(expired, json!({"result": "late"}));
     queued(&bc, "finish", 3.0).await;
-    lock.rollback().await.unwrap();
+    lock.batch_execute("ROLLBACK").await.unwrap();
 
     assert_eq!(body(first).await.0, 200);
     let outcomes = [body(one).await, body(other).await];

@@ -42,14 +42,7 @@ async fn cut_off_while_the_row_is_locked(change: Change) {
     assert!(b.waiting_eventually(1, LONG).await);
     let mut done = Notifications::listen(&db.url, "backchannel_done").await;
 
-    let mut holder = db.client().await;
-    let lock = holder.transaction().await.unwrap();
-    lock.execute(
-        "SELECT 1 FROM backchannel.jobs WHERE id = $1 FOR UPDATE",
-        &[&id],
-    )
-    .await
-    .unwrap();
+    let lock = db.lock_row(id).await;
     let request = a.spawn(change.request(&a, id));
     assert!(
         eventually(LONG, || async { db.lock_waits().await >= 1 }).await,
@@ -57,7 +50,7 @@ async fn cut_off_while_the_row_is_locked(change: Change) {
     );
     request.abort();
     let _ = request.await;
-    lock.rollback().await.unwrap();
+    lock.batch_execute("ROLLBACK").await.unwrap();
 
     let response = tokio::time::timeout(LONG, waiting)
         .await
@@ -94,14 +87,7 @@ async fn an_answer_committed_during_shutdown_is_announced() {
     let waiting = b.spawn_get(id, 30.0);
     assert!(b.waiting_eventually(1, LONG).await);
 
-    let mut holder = db.client().await;
-    let lock = holder.transaction().await.unwrap();
-    lock.execute(
-        "SELECT 1 FROM backchannel.jobs WHERE id = $1 FOR UPDATE",
-        &[&id],
-    )
-    .await
-    .unwrap();
+    let lock = db.lock_row(id).await;
     let client = a.client();
     let answer = client.spawn(Change::Answer.request(&client, id));
     assert!(eventually(LONG, || async { db.lock_waits().await >= 1 }).await);
@@ -117,7 +103,7 @@ async fn an_answer_committed_during_shutdown_is_announced() {
         .await,
         "A stopped accepting"
     );
-    lock.rollback().await.unwrap();
+    lock.batch_execute("ROLLBACK").await.unwrap();
 
     let response = tokio::time::timeout(LONG, waiting)
         .await

@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use backchannel::app;
 use backchannel::config::Settings;
 use serde_json::json;
 
@@ -68,17 +67,6 @@ impl TlsCluster {
         let mut settings = Settings::new(url, &[SUBMITTER], &[LISTENER]);
         settings.pool_size = 2;
         settings
-    }
-
-    /// Start an instance that must fail; its message.
-    async fn refused(&self, settings: Settings) -> String {
-        match app::start(settings).await {
-            Ok(running) => {
-                running.stop().await;
-                panic!("the broker started");
-            }
-            Err(error) => format!("{error:#}"),
-        }
     }
 }
 
@@ -194,7 +182,7 @@ async fn tls_refusals_say_what_failed_and_never_the_password() {
         ),
     ];
     for (what, url, words) in cases {
-        let message = tls.refused(tls.settings(&url)).await;
+        let message = refused(tls.settings(&url)).await;
         for word in words {
             assert!(
                 message.contains(word),
@@ -213,7 +201,7 @@ async fn tls_refusals_say_what_failed_and_never_the_password() {
         "localhost",
         &format!("sslmode=verify-full&sslrootcert={other}"),
     ));
-    let message = tls.refused(settings).await;
+    let message = refused(settings).await;
     assert!(
         message.contains("BACKCHANNEL_DIRECT_DATABASE_URL"),
         "{message}"
@@ -271,7 +259,7 @@ async fn a_client_certificate_logs_in() {
         "postgres://bc_cert@localhost:{}/bc_cert?sslmode=verify-full&sslrootcert={ca}",
         tls.cluster.port
     );
-    let message = tls.refused(tls.settings(&without)).await;
+    let message = refused(tls.settings(&without)).await;
     assert!(message.contains("DATABASE_URL"), "{message}");
     assert!(message.contains("certificate"), "{message}");
 }

@@ -42,6 +42,17 @@ pub async fn instance_with(settings: Settings) -> Instance {
     instance
 }
 
+/// Start an instance that must refuse to start; its message, with its causes.
+pub async fn refused(settings: Settings) -> String {
+    match app::start(settings).await {
+        Ok(running) => {
+            running.stop().await;
+            panic!("the broker started");
+        }
+        Err(error) => format!("{error:#}"),
+    }
+}
+
 /// An instance that started, without waiting for `/readyz` to say 200.
 pub async fn instance_unready(settings: Settings) -> Instance {
     let running = app::start(settings).await.expect("start broker");
