@@ -1,3 +1,7 @@
+//! `POST /v1/jobs/{id}/result`: the first answer ends the job, the same one
+//! again is a replay, a different one a conflict; answers (and cancels) to
+//! jobs that ended otherwise or never were.
+
 use serde_json::json;
 
 use crate::support::*;
@@ -90,38 +94,6 @@ async fn an_answer_past_the_deadline_is_gone() {
     let r = bc.answer(id, json!({"result": 1})).await;
     assert_eq!(r.status, 410);
     assert_eq!(r.body["error"]["job"]["state"], "expired");
-}
-
-#[tokio::test]
-async fn idempotency_key_returns_the_first_job() {
-    let db = TestDb::new().await;
-    let bc = instance(&db).await;
-    let body = json!({"kind": "book", "payload": {"slot": 1}, "idempotency_key": "booking-77"});
-    let first = bc.submit(body.clone(), None).await;
-    assert_eq!(first.status, 202);
-    let second = bc.submit(body.clone(), None).await;
-    assert_eq!(second.status, 202);
-    assert_eq!(second.body["id"], first.body["id"]);
-    assert_eq!(db.count_jobs().await, 1);
-
-    let id = first.body["id"].as_i64().unwrap();
-    assert_eq!(bc.answer(id, json!({"result": "booked"})).await.status, 200);
-    // Terminal now: the repeat answers 200 with the first job's result.
-    let third = bc.submit(body, Some(5.0)).await;
-    assert_eq!(third.status, 200);
-    assert_eq!(third.body["result"], "booked");
-    assert_eq!(db.count_jobs().await, 1);
-
-    // Concurrent submits with one key create one job.
-    let body = json!({"kind": "book", "idempotency_key": "race"});
-    let replies =
-        futures_util::future::join_all((0..10).map(|_| bc.submit(body.clone(), None))).await;
-    let ids: std::collections::HashSet<_> = replies
-        .iter()
-        .map(|r| r.body["id"].as_i64().unwrap())
-        .collect();
-    assert_eq!(ids.len(), 1);
-    assert_eq!(db.count_jobs().await, 2);
 }
 
 #[tokio::test]

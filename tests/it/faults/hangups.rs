@@ -16,15 +16,8 @@ enum Change {
 impl Change {
     fn request(self, on: &Instance, id: i64) -> reqwest::RequestBuilder {
         match self {
-            Change::Answer => on
-                .http
-                .post(on.url(&format!("/v1/jobs/{id}/result")))
-                .bearer_auth(LISTENER)
-                .json(&json!({"result": "answered"})),
-            Change::Cancel => on
-                .http
-                .delete(on.url(&format!("/v1/jobs/{id}")))
-                .bearer_auth(SUBMITTER),
+            Change::Answer => on.answer_request(id, &json!({"result": "answered"})),
+            Change::Cancel => on.cancel_request(id),
         }
     }
 
@@ -45,33 +38,26 @@ async fn cut_off_while_the_row_is_locked(change: Change) {
     let a = instance_with(quiet_settings(&db)).await;
     let b = instance_with(quiet_settings(&db)).await;
     let id = a.submit_job("cut", json!(1)).await;
-    let waiting = spawn_get(&b.base, id, 30.0);
+    let waiting = b.spawn_get(id, 30.0);
     assert!(b.waiting_eventually(1, LONG).await);
     let mut done = Notifications::listen(&db.url, "backchannel_done").await;
 
-    let mut holder = db.client().await;
-    let lock = holder.transaction().await.unwrap();
-    lock.execute(
-        "SELECT 1 FROM backchannel.jobs WHERE id = $1 FOR UPDATE",
-        &[&id],
-    )
-    .await
-    .unwrap();
-    let request = tokio::spawn(change.request(&a, id).send());
+    let lock = db.lock_row(id).await;
+    let request = a.spawn(change.request(&a, id));
     assert!(
         eventually(LONG, || async { db.lock_waits().await >= 1 }).await,
         "the {change:?} statement waits for the row"
     );
     request.abort();
     let _ = request.await;
-    lock.rollback().await.unwrap();
+    lock.batch_execute("ROLLBACK").await.unwrap();
 
     let response = tokio::time::timeout(LONG, waiting)
         .await
         .expect("the waiter on B is woken")
         .unwrap();
     assert_eq!(response.status(), 200);
-    let job: serde_json::Value = response.json().await.unwrap();
+    let job = response.body;
     assert_eq!(job["state"], change.state());
     assert!(
         done.received(&id.to_string(), LONG).await,
@@ -98,18 +84,12 @@ async fn an_answer_committed_during_shutdown_is_announced() {
     let mut a = BrokerProcess::spawn(&db.url, &[]).await;
     let b = instance_with(quiet_settings(&db)).await;
     let id = b.submit_job("term", json!(1)).await;
-    let waiting = spawn_get(&b.base, id, 30.0);
+    let waiting = b.spawn_get(id, 30.0);
     assert!(b.waiting_eventually(1, LONG).await);
 
-    let mut holder = db.client().await;
-    let lock = holder.transaction().await.unwrap();
-    lock.execute(
-        "SELECT 1 FROM backchannel.jobs WHERE id = $1 FOR UPDATE",
-        &[&id],
-    )
-    .await
-    .unwrap();
-    let answer = tokio::spawn(Change::Answer.request(&a.client(), id).send());
+    let lock = db.lock_row(id).await;
+    let client = a.client();
+    let answer = client.spawn(Change::Answer.request(&client, id));
     assert!(eventually(LONG, || async { db.lock_waits().await >= 1 }).await);
     a.signal("TERM");
     // A has begun its shutdown: it accepts no new connections.
@@ -123,19 +103,18 @@ async fn an_answer_committed_during_shutdown_is_announced() {
         .await,
         "A stopped accepting"
     );
-    lock.rollback().await.unwrap();
+    lock.batch_execute("ROLLBACK").await.unwrap();
 
     let response = tokio::time::timeout(LONG, waiting)
         .await
         .expect("the waiter on B is woken")
         .unwrap();
     assert_eq!(response.status(), 200);
-    let job: serde_json::Value = response.json().await.unwrap();
+    let job = response.body;
     assert_eq!(job["state"], "done");
     let answered = tokio::time::timeout(LONG, answer)
         .await
         .expect("A finished the request it had")
-        .unwrap()
         .unwrap();
     assert_eq!(answered.status(), 200);
     assert!(a.exited(LONG).await, "A exits after draining");

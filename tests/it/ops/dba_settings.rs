@@ -60,7 +60,7 @@ async fn dedicated_sessions_outlive_the_dbas_timeouts() {
     // ...on the same sessions, and delivers a job submitted elsewhere.
     assert_eq!(pids(&db, "backchannel-session").await, stream_session);
     assert_eq!(pids(&db, "backchannel-listen").await, listen_sessions);
-    let waiting = spawn_submit(&b.base, 30.0, json!({"kind": "after.idle"}));
+    let waiting = b.spawn_submit(json!({"kind": "after.idle"}), 30.0);
     let id = sse.next_job(LONG).await.expect("delivered")["id"]
         .as_i64()
         .unwrap();

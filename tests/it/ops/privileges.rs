@@ -6,7 +6,6 @@
 use std::process::Command;
 use std::time::Duration;
 
-use backchannel::app;
 use backchannel::config::{MigrateMode, Settings};
 use serde_json::json;
 
@@ -33,20 +32,7 @@ impl Role {
 
 impl Drop for Role {
     fn drop(&mut self) {
-        let name = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let admin = connect(&admin_url()).await;
-                let _ = admin
-                    .batch_execute(&format!("DROP ROLE IF EXISTS {name}"))
-                    .await;
-            });
-        })
-        .join();
+        as_admin_on_drop(format!("DROP ROLE IF EXISTS {}", self.0));
     }
 }
 
@@ -70,16 +56,6 @@ fn migrate(url: &str, args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
-}
-
-async fn refused(settings: Settings) -> String {
-    match app::start(settings).await {
-        Ok(running) => {
-            running.stop().await;
-            panic!("the broker started");
-        }
-        Err(error) => format!("{error:#}"),
-    }
 }
 
 #[tokio::test]
@@ -140,7 +116,7 @@ async fn serve_runs_with_only_the_documented_grants() {
 
     // A round trip.
     let mut old = a.stream(Some("castellum")).await.expect("stream");
-    let waiting = spawn_submit(&a.base, 30.0, json!({"kind": "least.privilege"}));
+    let waiting = a.spawn_submit(json!({"kind": "least.privilege"}), 30.0);
     let id = old.next_job(LONG).await.expect("job")["id"]
         .as_i64()
         .unwrap();

@@ -93,10 +93,7 @@ async fn one_more_waiter_than_the_limit_gets_503_and_stores_nothing() {
     let bc = limited_instance(&db).await;
     let ids: Vec<i64> =
         futures_util::future::join_all((0..3).map(|i| bc.submit_job("w", json!(i)))).await;
-    let waiters: Vec<_> = ids
-        .iter()
-        .map(|&id| spawn_get(&bc.base, id, 30.0))
-        .collect();
+    let waiters: Vec<_> = ids.iter().map(|&id| bc.spawn_get(id, 30.0)).collect();
     let broker = bc.running().broker.clone();
     assert!(
         eventually(LONG, || {
@@ -150,7 +147,7 @@ async fn only_requests_that_would_wait_are_refused() {
     settings.max_waiting = 1;
     let bc = instance_with(settings).await;
     let open = bc.submit_job("open", json!(1)).await;
-    let waiter = spawn_get(&bc.base, open, 30.0);
+    let waiter = bc.spawn_get(open, 30.0);
     let broker = bc.running().broker.clone();
     assert!(
         eventually(LONG, || {

@@ -1,71 +1,9 @@
-//! Authentication and malformed input: clear errors, nothing stored.
+//! `POST /v1/jobs`: malformed input gets a clear error and stores nothing; an
+//! idempotency key answers with its first job, in that job's true state.
 
 use serde_json::json;
 
 use crate::support::*;
-
-#[tokio::test]
-async fn tokens_401_and_403_for_each_endpoint_family() {
-    let db = TestDb::new().await;
-    let bc = instance(&db).await;
-    let id = bc.submit_job("x", json!(null)).await;
-    let http = &bc.http;
-    let submitter_endpoints = vec![
-        http.post(bc.url("/v1/jobs")).json(&json!({"kind": "x"})),
-        http.get(bc.url(&format!("/v1/jobs/{id}"))),
-        http.delete(bc.url(&format!("/v1/jobs/{id}"))),
-    ];
-    let listener_endpoints = vec![
-        http.get(bc.url("/v1/stream")),
-        http.post(bc.url(&format!("/v1/jobs/{id}/result")))
-            .json(&json!({"result": 1})),
-    ];
-    for (endpoints, wrong_role) in [
-        (submitter_endpoints, LISTENER),
-        (listener_endpoints, SUBMITTER),
-    ] {
-        for request in endpoints {
-            let none = bc.send(request.try_clone().unwrap()).await;
-            assert_eq!(none.status, 401, "{:?}", none.body);
-            assert_eq!(none.code(), "unauthorized");
-            assert!(
-                none.headers["www-authenticate"]
-                    .to_str()
-                    .unwrap()
-                    .starts_with("Bearer")
-            );
-            let bad = bc
-                .send(
-                    request
-                        .try_clone()
-                        .unwrap()
-                        .bearer_auth("not-a-valid-token-at-all"),
-                )
-                .await;
-            assert_eq!(bad.status, 401);
-            let basic = bc
-                .send(
-                    request
-                        .try_clone()
-                        .unwrap()
-                        .basic_auth("user", Some(SUBMITTER)),
-                )
-                .await;
-            assert_eq!(basic.status, 401);
-            let other = bc.send(request.bearer_auth(wrong_role)).await;
-            assert_eq!(other.status, 403, "{:?}", other.body);
-            assert_eq!(other.code(), "forbidden");
-        }
-    }
-    // Nothing changed: one job, still pending.
-    assert_eq!(db.count_jobs().await, 1);
-    assert_eq!(bc.get(id, None).await.body["state"], "pending");
-    // The error never echoes a token.
-    let r = bc
-        .send(http.get(bc.url("/v1/stream")).bearer_auth(SUBMITTER))
-        .await;
-    assert!(!r.body.to_string().contains(SUBMITTER));
-}
 
 #[tokio::test]
 async fn malformed_submits_are_refused_and_store_nothing() {
@@ -257,33 +195,61 @@ async fn malformed_submits_are_refused_and_store_nothing() {
 }
 
 #[tokio::test]
-async fn routes_ids_and_methods() {
+async fn idempotency_key_returns_the_first_job() {
     let db = TestDb::new().await;
     let bc = instance(&db).await;
-    let r = bc
-        .send(bc.http.get(bc.url("/nope")).bearer_auth(SUBMITTER))
-        .await;
-    assert_eq!(r.status, 404);
-    assert_eq!(r.code(), "not_found");
-    let r = bc
-        .send(bc.http.put(bc.url("/v1/jobs")).bearer_auth(SUBMITTER))
-        .await;
-    assert_eq!(r.status, 405);
-    assert_eq!(r.code(), "method_not_allowed");
-    for bad in ["abc", "-1", "0", "1.5", "99999999999999999999999", "%20"] {
-        let r = bc
-            .send(
-                bc.http
-                    .get(bc.url(&format!("/v1/jobs/{bad}")))
-                    .bearer_auth(SUBMITTER),
+    let body = json!({"kind": "book", "payload": {"slot": 1}, "idempotency_key": "booking-77"});
+    let first = bc.submit(body.clone(), None).await;
+    assert_eq!(first.status, 202);
+    let second = bc.submit(body.clone(), None).await;
+    assert_eq!(second.status, 202);
+    assert_eq!(second.body["id"], first.body["id"]);
+    assert_eq!(db.count_jobs().await, 1);
+
+    let id = first.body["id"].as_i64().unwrap();
+    assert_eq!(bc.answer(id, json!({"result": "booked"})).await.status, 200);
+    // Terminal now: the repeat answers 200 with the first job's result.
+    let third = bc.submit(body, Some(5.0)).await;
+    assert_eq!(third.status, 200);
+    assert_eq!(third.body["result"], "booked");
+    assert_eq!(db.count_jobs().await, 1);
+
+    // Concurrent submits with one key create one job.
+    let body = json!({"kind": "book", "idempotency_key": "race"});
+    let replies =
+        futures_util::future::join_all((0..10).map(|_| bc.submit(body.clone(), None))).await;
+    let ids: std::collections::HashSet<_> = replies
+        .iter()
+        .map(|r| r.body["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(db.count_jobs().await, 2);
+}
+
+/// A repeated idempotency key answers the first job's true state: once its
+/// deadline has passed it is `expired`, even if nothing looked at it before.
+#[tokio::test]
+async fn a_repeated_key_of_a_job_past_its_deadline_answers_expired() {
+    let db = TestDb::new().await;
+    let bc = instance_with(quiet_settings(&db)).await;
+    let body = json!({"kind": "k", "timeout": 0.2, "idempotency_key": "once"});
+    let first = bc.submit(body.clone(), None).await;
+    assert_eq!(first.status, 202);
+    let sql = db.client().await;
+    assert!(
+        eventually(LONG, || async {
+            sql.query_one(
+                "SELECT deadline <= now() FROM backchannel.jobs WHERE idempotency_key = 'once'",
+                &[],
             )
-            .await;
-        assert_eq!(r.status, 400, "{bad}: {:?}", r.body);
-        assert_eq!(r.code(), "invalid_id");
-    }
-    let r = bc.send(bc.http.get(bc.url("/healthz"))).await;
-    assert_eq!(r.status, 200);
-    let r = bc.send(bc.http.get(bc.url("/readyz"))).await;
-    assert_eq!(r.status, 200);
-    assert_eq!(r.headers["x-content-type-options"], "nosniff");
+            .await
+            .unwrap()
+            .get::<_, bool>(0)
+        })
+        .await
+    );
+    let again = bc.submit(body, None).await;
+    assert_eq!(again.status, 200, "{:?}", again.body);
+    assert_eq!(again.body["id"], first.body["id"]);
+    assert_eq!(again.body["state"], "expired");
 }

@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use backchannel::app;
 use backchannel::config::Settings;
 use serde_json::json;
 
@@ -69,17 +68,6 @@ impl TlsCluster {
         settings.pool_size = 2;
         settings
     }
-
-    /// Start an instance that must fail; its message.
-    async fn refused(&self, settings: Settings) -> String {
-        match app::start(settings).await {
-            Ok(running) => {
-                running.stop().await;
-                panic!("the broker started");
-            }
-            Err(error) => format!("{error:#}"),
-        }
-    }
 }
 
 #[tokio::test]
@@ -90,7 +78,7 @@ async fn tls_modes_carry_a_whole_round_trip() {
     // require: encrypted, certificate not checked.
     let bc = instance_with(tls.settings(&tls.url("127.0.0.1", "sslmode=require"))).await;
     let mut sse = bc.stream(None).await.expect("stream");
-    let waiting = spawn_submit(&bc.base, 30.0, json!({"kind": "tls", "payload": {"n": 1}}));
+    let waiting = bc.spawn_submit(json!({"kind": "tls", "payload": {"n": 1}}), 30.0);
     let job = sse.next_job(LONG).await.expect("the job arrives");
     assert_eq!(job["payload"]["n"], 1);
     let id = job["id"].as_i64().unwrap();
@@ -100,7 +88,7 @@ async fn tls_modes_carry_a_whole_round_trip() {
     );
     let done = tokio::time::timeout(LONG, waiting).await.unwrap().unwrap();
     assert_eq!(done.status(), 200);
-    let body: serde_json::Value = done.json().await.unwrap();
+    let body = done.body;
     assert_eq!(body["result"], "over tls");
 
     // Every connection of the broker (pool, LISTEN, stream lock) is encrypted.
@@ -194,7 +182,7 @@ async fn tls_refusals_say_what_failed_and_never_the_password() {
         ),
     ];
     for (what, url, words) in cases {
-        let message = tls.refused(tls.settings(&url)).await;
+        let message = refused(tls.settings(&url)).await;
         for word in words {
             assert!(
                 message.contains(word),
@@ -213,7 +201,7 @@ async fn tls_refusals_say_what_failed_and_never_the_password() {
         "localhost",
         &format!("sslmode=verify-full&sslrootcert={other}"),
     ));
-    let message = tls.refused(settings).await;
+    let message = refused(settings).await;
     assert!(
         message.contains("BACKCHANNEL_DIRECT_DATABASE_URL"),
         "{message}"
@@ -271,7 +259,7 @@ async fn a_client_certificate_logs_in() {
         "postgres://bc_cert@localhost:{}/bc_cert?sslmode=verify-full&sslrootcert={ca}",
         tls.cluster.port
     );
-    let message = tls.refused(tls.settings(&without)).await;
+    let message = refused(tls.settings(&without)).await;
     assert!(message.contains("DATABASE_URL"), "{message}");
     assert!(message.contains("certificate"), "{message}");
 }

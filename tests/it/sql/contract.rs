@@ -1,7 +1,9 @@
-//! The SQL contract: apps sharing the database may skip HTTP.
+//! The SQL contract: apps sharing the database may skip HTTP. What HTTP
+//! refuses, `backchannel.submit` refuses at the door.
 
 use futures_util::StreamExt;
 use serde_json::json;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use crate::support::*;
@@ -133,16 +135,16 @@ async fn numbers_travel_exactly_whatever_their_size() {
     // Through HTTP, an integer beyond 64 bits and a long decimal stay as sent.
     let body = r#"{"kind": "big", "payload": [123456789012345678901234567890, 0.1000000000000000055511151231257827]}"#;
     let response = bc
-        .http
-        .post(bc.url("/v1/jobs"))
-        .bearer_auth(SUBMITTER)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+        .send(
+            bc.http
+                .post(bc.url("/v1/jobs"))
+                .bearer_auth(SUBMITTER)
+                .header("content-type", "application/json")
+                .body(body),
+        )
+        .await;
     assert_eq!(response.status(), 202);
-    let text = response.text().await.unwrap();
+    let text = response.text;
     assert!(text.contains("123456789012345678901234567890"), "{text}");
     let event = sse.next_event(LONG).await.expect("job");
     assert!(
@@ -153,34 +155,60 @@ async fn numbers_travel_exactly_whatever_their_size() {
     );
 }
 
-/// Claiming changes state, attempts and stream_id, none of them in an index:
-/// PostgreSQL can update the row heap-only, without an entry in any index
-/// (the stream claims every job once; an index on `state` would undo this).
 #[tokio::test]
-async fn claiming_a_job_is_a_heap_only_update() {
+async fn the_sql_api_refuses_at_the_door_what_http_refuses() {
     let db = TestDb::new().await;
     let _bc = instance(&db).await;
-    let mut sql = db.client().await;
-    let tx = sql.transaction().await.unwrap();
-    tx.query_one(
-        "SELECT backchannel.submit('t.hot', '{}', interval '1 minute')",
-        &[],
+    let sql = db.client().await;
+    let big_string = format!("\"{}\"", "x".repeat(1_100_000));
+    let cases: [(&str, String, &str, SqlState); 5] = [
+        (
+            "deep nesting",
+            nested(200),
+            "60 s",
+            SqlState::PROGRAM_LIMIT_EXCEEDED,
+        ),
+        (
+            "a far deadline",
+            "1".into(),
+            "270000 years",
+            SqlState::INVALID_PARAMETER_VALUE,
+        ),
+        (
+            "a timeout past the maximum",
+            "1".into(),
+            "2 hours",
+            SqlState::INVALID_PARAMETER_VALUE,
+        ),
+        (
+            "an oversize payload",
+            big_string,
+            "60 s",
+            SqlState::PROGRAM_LIMIT_EXCEEDED,
+        ),
+        (
+            "a 5001-digit number",
+            "[1e5000]".into(),
+            "60 s",
+            SqlState::NUMERIC_VALUE_OUT_OF_RANGE,
+        ),
+    ];
+    for (what, payload, timeout, code) in cases {
+        let error = sql
+            .query_one(
+                "SELECT backchannel.submit('poison', $1::text::jsonb, $2::text::interval)",
+                &[&payload, &timeout],
+            )
+            .await
+            .expect_err(what);
+        assert_eq!(error.code(), Some(&code), "{what}: {error:?}");
+    }
+    // Just within every limit: accepted.
+    sql.query_one(
+        "SELECT backchannel.submit('fine', $1::text::jsonb, interval '1 hour')",
+        &[&nested(127)],
     )
     .await
-    .unwrap();
-    let claimed = tx
-        .query(backchannel::store::queries::CLAIM_JOBS, &[&7_i64, &32_i64])
-        .await
-        .unwrap();
-    assert_eq!(claimed.len(), 1);
-    let row = tx
-        .query_one(
-            "SELECT pg_stat_get_xact_tuples_updated('backchannel.jobs'::regclass),
-                    pg_stat_get_xact_tuples_hot_updated('backchannel.jobs'::regclass)",
-            &[],
-        )
-        .await
-        .unwrap();
-    let (updated, heap_only): (i64, i64) = (row.get(0), row.get(1));
-    assert_eq!((updated, heap_only), (1, 1), "the claim was not heap-only");
+    .expect("127 deep is fine");
+    assert_eq!(db.count_jobs().await, 1);
 }

@@ -7,11 +7,8 @@ use serde_json::{Value, json};
 use crate::support::*;
 
 /// The value of one sample of the instance's `/metrics`.
-async fn metric(bc: &Instance, sample: &str) -> f64 {
-    let text = bc.metrics().await;
-    text.lines()
-        .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{sample} not in /metrics"))
+async fn metric(bc: &Instance, series: &str) -> f64 {
+    sample(&bc.metrics().await, series).unwrap_or_else(|| panic!("{series} not in /metrics"))
 }
 
 /// Wait until `n` requests of `kind` wait for the next batch.
@@ -37,10 +34,9 @@ async fn hold_key(db: &TestDb, key: &str) -> tokio_postgres::Client {
     client
 }
 
-async fn body(response: tokio::task::JoinHandle<reqwest::Response>) -> (u16, Value) {
+async fn body(response: Pending) -> (u16, Value) {
     let response = tokio::time::timeout(LONG, response).await.unwrap().unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
+    (response.status, response.body)
 }
 
 #[tokio::test]
@@ -53,11 +49,7 @@ async fn a_batch_with_a_key_twice_and_a_key_that_exists() {
     let existing_id = existing.body["id"].as_i64().unwrap();
 
     let held = hold_key(&db, "blocker").await;
-    let first = spawn_submit(
-        &bc.base,
-        0.0,
-        json!({"kind": "k", "idempotency_key": "blocker"}),
-    );
+    let first = bc.spawn_submit(json!({"kind": "k", "idempotency_key": "blocker"}), 0.0);
     assert!(eventually(LONG, || async { db.lock_waits().await == 1 }).await);
     let batch = [
         json!({"kind": "k", "idempotency_key": "twice", "payload": 1}),
@@ -67,7 +59,7 @@ async fn a_batch_with_a_key_twice_and_a_key_that_exists() {
     ];
     let sent: Vec<_> = batch
         .iter()
-        .map(|b| spawn_submit(&bc.base, 0.0, b.clone()))
+        .map(|b| bc.spawn_submit(b.clone(), 0.0))
         .collect();
     queued(&bc, "insert", 4.0).await;
     held.batch_execute("ROLLBACK").await.unwrap();
@@ -131,33 +123,15 @@ async fn a_batch_of_answers_keeps_each_outcome() {
         .await
     );
 
-    let mut holder = db.client().await;
-    let lock = holder.transaction().await.unwrap();
-    lock.execute(
-        "SELECT 1 FROM backchannel.jobs WHERE id = $1 FOR UPDATE",
-        &[&blocker],
-    )
-    .await
-    .unwrap();
-    let answer = |id: i64, body: Value| {
-        let http = bc.http.clone();
-        let url = bc.url(&format!("/v1/jobs/{id}/result"));
-        tokio::spawn(async move {
-            http.post(url)
-                .bearer_auth(LISTENER)
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-        })
-    };
+    let lock = db.lock_row(blocker).await;
+    let answer = |id: i64, body: Value| bc.spawn(bc.answer_request(id, &body));
     let first = answer(blocker, json!({"result": "first"}));
     assert!(eventually(LONG, || async { db.lock_waits().await == 1 }).await);
     let one = answer(open, json!({"result": "one"}));
     let other = answer(open, json!({"result": "other"}));
     let late = answer(expired, json!({"result": "late"}));
     queued(&bc, "finish", 3.0).await;
-    lock.rollback().await.unwrap();
+    lock.batch_execute("ROLLBACK").await.unwrap();
 
     assert_eq!(body(first).await.0, 200);
     let outcomes = [body(one).await, body(other).await];
@@ -194,16 +168,12 @@ async fn a_batch_whose_connection_dies_fails_clearly_and_retries_create_once() {
     let bc = instance_with(quiet_settings(&db)).await;
     let first_hold = hold_key(&db, "first").await;
     let second_hold = hold_key(&db, "second").await;
-    let first = spawn_submit(
-        &bc.base,
-        0.0,
-        json!({"kind": "k", "idempotency_key": "first"}),
-    );
+    let first = bc.spawn_submit(json!({"kind": "k", "idempotency_key": "first"}), 0.0);
     assert!(eventually(LONG, || async { db.lock_waits().await == 1 }).await);
     let keys = ["second", "k1", "k2"];
     let batch: Vec<_> = keys
         .iter()
-        .map(|key| spawn_submit(&bc.base, 0.0, json!({"kind": "k", "idempotency_key": key})))
+        .map(|key| bc.spawn_submit(json!({"kind": "k", "idempotency_key": key}), 0.0))
         .collect();
     queued(&bc, "insert", 3.0).await;
     first_hold.batch_execute("ROLLBACK").await.unwrap();

@@ -21,16 +21,8 @@ async fn three_hundred_waiters_cost_no_queries_and_no_connections() {
         .pool_max_idle_per_host(0)
         .build()
         .unwrap();
-    let waits: Vec<_> = ids
-        .iter()
-        .map(|id| {
-            let request = http
-                .get(bc.url(&format!("/v1/jobs/{id}?wait=30")))
-                .bearer_auth(SUBMITTER)
-                .send();
-            tokio::spawn(request)
-        })
-        .collect();
+    let waiters = Instance::at(&bc.base, http);
+    let waits: Vec<_> = ids.iter().map(|id| waiters.spawn_get(*id, 30.0)).collect();
     assert!(
         bc.waiting_eventually(300, LONG * 3).await,
         "300 requests wait"
@@ -90,7 +82,7 @@ async fn three_hundred_waiters_cost_no_queries_and_no_connections() {
         assert_eq!(bc.cancel(*id).await.status, 200);
     }
     for wait in waits {
-        let response = wait.await.unwrap().unwrap();
+        let response = wait.await.unwrap();
         assert_eq!(response.status(), 200);
     }
 }

@@ -58,40 +58,22 @@ fn path(p: &Path) -> &str {
 }
 
 async fn stats_status(bc: &BrokerProcess, token: &str) -> u16 {
-    bc.http
-        .get(bc.url("/v1/stats"))
-        .bearer_auth(token)
-        .send()
+    let client = bc.client();
+    client
+        .send(client.http.get(client.url("/v1/stats")).bearer_auth(token))
         .await
-        .unwrap()
-        .status()
-        .as_u16()
+        .status
 }
 
 async fn open_stream(bc: &BrokerProcess, token: &str, id: &str) -> Result<Sse, u16> {
-    let response = bc
-        .http
-        .get(bc.url("/v1/stream"))
-        .bearer_auth(token)
-        .header("X-Listener-Id", id)
-        .send()
+    bc.client()
+        .stream_as(token, Some(id))
         .await
-        .unwrap();
-    match response.status().as_u16() {
-        200 => Ok(Sse::new(response)),
-        status => Err(status),
-    }
+        .map_err(|r| r.status)
 }
 
 async fn scrape(bc: &BrokerProcess) -> String {
-    bc.http
-        .get(bc.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    bc.client().metrics().await
 }
 
 #[tokio::test]

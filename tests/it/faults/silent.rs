@@ -18,7 +18,7 @@ use crate::support::*;
 
 /// Set in the copy of the test that runs inside the namespace.
 const INSIDE: &str = "BACKCHANNEL_TEST_INSIDE_NETNS";
-const NAME: &str = "silent::silent_peers_are_let_go_within_three_heartbeats";
+const NAME: &str = "faults::silent::silent_peers_are_let_go_within_three_heartbeats";
 const HEARTBEAT: Duration = Duration::from_secs(2);
 /// The contract: three heartbeats plus a few seconds.
 const BOUND: Duration = Duration::from_secs(3 * 2 + 5);
@@ -82,11 +82,7 @@ async fn inside_the_namespace() {
     let mut held = Sse::new(holder);
     assert!(held.next_event(LONG).await.is_some(), "the stream opened");
     let id = bc.submit_job("silent", json!(1)).await;
-    let waiting = client_from(SUBMITTER_HOST)
-        .get(bc.url(&format!("/v1/jobs/{id}?wait=600")))
-        .bearer_auth(SUBMITTER)
-        .send();
-    let waiting = tokio::spawn(waiting);
+    let waiting = Instance::at(&bc.base, client_from(SUBMITTER_HOST)).spawn_get(id, 600.0);
     assert!(bc.waiting_eventually(1, LONG).await);
 
     // Both hosts vanish: every packet from and to them is dropped.
