@@ -7,6 +7,7 @@ mod answers;
 mod cluster;
 mod dba_settings;
 mod deploy;
+mod docs;
 mod faults;
 mod fuzzed;
 mod group;
