@@ -11,6 +11,7 @@ mod support;
 
 mod agent;
 mod api;
+mod docs;
 mod faults;
 mod ops;
 mod sql;
