@@ -4,6 +4,9 @@
 #
 #   scripts/deb-check.sh target/debian/backchannel_<version>_<arch>.deb
 #
+# 0. lintian (Debian's own check) on the .deb: any error or warning fails,
+#    unless deploy/debian/lintian-overrides overrides it with a comment that
+#    says why; an override that no longer matches fails too;
 # 1. dpkg -i; the installed binary's --version;
 # 2. systemd-analyze verify on both units (works without systemd as PID 1)
 #    and their exposure score (systemd-analyze security --offline);
@@ -44,12 +47,41 @@ command -v systemd-analyze >/dev/null || {
   apt-get install -y -qq systemd >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq systemd >/dev/null; }
 }
 
+command -v lintian >/dev/null || {
+  say "installing lintian"
+  apt-get install -y -qq lintian >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq lintian >/dev/null; }
+}
+
+say "lintian $(lintian --version | grep -o '[0-9][0-9.]*' | head -n 1)"
+# Every override carries a comment (the lines starting with # right above it)
+# that says why.
+overrides=$(dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/share/lintian/overrides/backchannel 2>/dev/null) \
+  || fail "the package has no usr/share/lintian/overrides/backchannel"
+unexplained=$(awk '/^#/ { why = 1; next } /^[[:space:]]*$/ { why = 0; next } !why { print }' <<<"$overrides")
+[ -z "$unexplained" ] || fail "lintian overrides without a comment that says why: $unexplained"
+# Errors and warnings fail (exit 2); overridden tags show as O: lines but do
+# not fail; an override that matches nothing is reported as unused-override.
+lintian_out=$work/lintian.txt
+# (As root lintian says so on stderr; that line is dropped.)
+status=0
+lintian --fail-on error,warning --display-info --show-overrides "$deb" >"$lintian_out" 2>&1 || status=$?
+sed -i '/^running with root privileges is not recommended!$/d' "$lintian_out"
+[ "$status" = 0 ] || { cat "$lintian_out" >&2; fail "lintian found errors or warnings (above; exit $status)"; }
+if grep -Eq 'unused-override|mismatched-override' "$lintian_out"; then
+  cat "$lintian_out" >&2; fail "a lintian override matches nothing (above)"
+fi
+sed 's/^/deb-check:   /' "$lintian_out"
+say "  lintian: no errors, no warnings but the overridden ones"
+
 say "installing $(basename "$deb") ($(du -h "$deb" | cut -f1))"
 dpkg -i "$deb" >/dev/null
 version=$(/usr/bin/backchannel --version)
 expected=$(dpkg-deb -f "$deb" Version)
 [ "$version" = "backchannel $expected" ] || fail "--version says '$version', the package is $expected"
 say "installed: $version"
+# The package ships no md5sums (cargo-deb writes none); dpkg records them at
+# unpack, and every installed file must match.
+dpkg --verify backchannel || fail "dpkg --verify: installed files differ from the package"
 
 say "systemd-analyze verify"
 units=(/usr/lib/systemd/system/backchannel.service /usr/lib/systemd/system/backchannel-agent.service)
