@@ -7,7 +7,8 @@
 # 0. lintian (Debian's own check) on the .deb: any error or warning fails,
 #    unless deploy/debian/lintian-overrides overrides it with a comment that
 #    says why; an override that no longer matches fails too; the
-#    changelog's latest entry is the package's version;
+#    changelog's latest entry is the package's version; the copyright file
+#    has LICENSE's notice and text;
 # 1. dpkg -i; the installed binary's --version;
 # 2. systemd-analyze verify on both units (works without systemd as PID 1)
 #    and their exposure score (systemd-analyze security --offline);
@@ -85,6 +86,17 @@ changelog_version=$(dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/share/doc/bac
   | sed -n '1s/^backchannel (\([^)]*\)).*/\1/p')
 [ "$changelog_version" = "$(dpkg-deb -f "$deb" Version)" ] \
   || fail "the changelog's latest entry is '$changelog_version', the package is $(dpkg-deb -f "$deb" Version): add an entry to deploy/debian/changelog"
+
+# The copyright file (deploy/debian/copyright) says what LICENSE says: the
+# same notice and the same MIT text.
+copyright=$(dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/share/doc/backchannel/copyright)
+license=$(dirname "$0")/../LICENSE
+notice=$(sed -n 's/^Copyright (c) //p' "$license")
+grep -qx "Copyright: $notice" <<<"$copyright" || fail "the copyright file does not say 'Copyright: $notice' as LICENSE does"
+# The stand-alone License: MIT paragraph, its continuation lines unindented.
+licence_text=$(awk '/^License: MIT$/ { n++; next } n == 2 && /^ / { print }' <<<"$copyright" | sed 's/^ //; s/^\.$//')
+[ "$licence_text" = "$(sed -n '/^Permission/,$p' "$license")" ] \
+  || fail "the licence text in deploy/debian/copyright differs from LICENSE"
 
 say "installing $(basename "$deb") ($(du -h "$deb" | cut -f1))"
 dpkg -i "$deb" >/dev/null
