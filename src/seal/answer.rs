@@ -246,6 +246,12 @@ impl Responder {
             .expect("ChaCha20-Poly1305 seals any answer a job can hold");
         Ok(AnswerEnvelope { h, rn: *rn, ct }.to_value())
     }
+
+    /// The exported response secret (for the vector test).
+    #[cfg(test)]
+    pub(crate) fn secret(&self) -> &[u8; 32] {
+        &self.secret
+    }
 }
 
 impl fmt::Debug for Responder {

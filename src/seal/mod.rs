@@ -71,6 +71,9 @@ mod refusal;
 mod replay;
 mod request;
 
+#[cfg(test)]
+mod tests;
+
 pub use answer::{AnswerError, AnswerKey, AnswerKeyError, Responder};
 pub use door::{Door, DoorCode, DoorRefusal};
 pub use envelope::{AnswerHeader, Form, RequestHeader, form};
