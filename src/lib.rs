@@ -34,6 +34,7 @@ pub mod manual;
 pub mod metrics;
 pub mod preflight;
 pub mod process;
+pub mod seal;
 pub mod store;
 pub mod telemetry;
 pub mod wake;
