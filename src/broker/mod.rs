@@ -28,9 +28,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Settings, StatementMode, WakeMode};
 use crate::job::Job;
-use crate::metrics::Metrics;
 use crate::store::connect::OwnBackends;
 use crate::store::{BatchSizes, Store, StoreError};
+use crate::telemetry::metrics::Metrics;
 use crate::wake::{Hub, Notifier, listen};
 
 pub use status::{ListenerStatus, Stats};
@@ -109,8 +109,8 @@ impl Broker {
     ) -> Arc<Broker> {
         let metrics = Metrics::new();
         let sizes = BatchSizes {
-            insert: metrics.batch("insert"),
-            finish: metrics.batch("finish"),
+            insert: metrics.database.batch("insert"),
+            finish: metrics.database.batch("finish"),
         };
         let unnamed = settings.statements == StatementMode::Unnamed;
         Arc::new(Broker {
@@ -250,7 +250,7 @@ impl Broker {
     /// A job ended by a statement that sent its `backchannel_done` itself (in
     /// the same commit): wake the local waiters, count it.
     fn ended_here(&self, job: &Job) {
-        self.metrics.finished(job);
+        self.metrics.jobs.ended(job);
         self.hub.wake_job(job.id, Some(job));
     }
 

@@ -16,8 +16,8 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use super::{Broker, BrokerError};
 use crate::job::JobEvent;
 use crate::json;
-use crate::metrics::Metrics;
 use crate::store::{Claimed, StoreError, StreamSession};
+use crate::telemetry::metrics::Metrics;
 use crate::wake::StreamWaker;
 
 /// Jobs claimed per statement.
@@ -69,14 +69,14 @@ struct ConnectedGauge(Arc<Metrics>);
 
 impl ConnectedGauge {
     fn new(metrics: Arc<Metrics>) -> ConnectedGauge {
-        metrics.stream_connected.inc();
+        metrics.stream.connected.inc();
         ConnectedGauge(metrics)
     }
 }
 
 impl Drop for ConnectedGauge {
     fn drop(&mut self) {
-        self.0.stream_connected.dec();
+        self.0.stream.connected.dec();
     }
 }
 
@@ -113,9 +113,9 @@ impl Broker {
             return Err(self.busy());
         };
         if takeover.is_some() {
-            self.metrics.stream_takeovers.inc();
+            self.metrics.stream.takeovers.inc();
         }
-        self.metrics.stream_connects.inc();
+        self.metrics.stream.connects.inc();
         let waker = self.hub.attach_stream();
         let connected = ConnectedGauge::new(self.metrics.clone());
         tracing::info!(
@@ -171,7 +171,7 @@ impl Broker {
     }
 
     fn busy(&self) -> BrokerError {
-        self.metrics.stream_conflicts.inc();
+        self.metrics.stream.conflicts.inc();
         BrokerError::ListenerBusy
     }
 
@@ -201,7 +201,7 @@ impl Broker {
             };
         }
         send!(StreamItem::Retry(RETRY));
-        let claims = self.metrics.batch("claim");
+        let claims = self.metrics.database.batch("claim");
         let mut heartbeat = interval_at(Instant::now() + period, period);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
@@ -275,7 +275,7 @@ impl Broker {
             .await;
         match ended {
             Ok(Some(job)) => {
-                self.metrics.jobs_undeliverable.inc();
+                self.metrics.jobs.undeliverable.inc();
                 self.finished(&job)
             }
             Ok(None) => {}

@@ -55,7 +55,7 @@ impl Broker {
         let (job, created) = self.store.insert(new, notified).await?;
         if created {
             tracing::info!(job_id = job.id, kind = %job.kind, "job submitted");
-            self.metrics.jobs_submitted.inc();
+            self.metrics.jobs.submitted.inc();
             if !notified {
                 self.wake_stream();
             }

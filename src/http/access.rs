@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use warp::http::{Method, Request, Response, StatusCode};
 
 use super::documented;
-use crate::metrics::{Metrics, ReasonLabel, RequestLabels};
+use crate::telemetry::metrics::{Metrics, ReasonLabel, RequestLabels};
 
 /// The route of a request whose path fits no documented route.
 pub const UNMATCHED: &str = "(unmatched)";
@@ -86,7 +86,8 @@ impl Entry {
 
     fn count(&self, line: &Line, status: StatusCode, code: Option<&ErrorCode>) {
         self.metrics
-            .http_requests
+            .http
+            .requests
             .get_or_create(&RequestLabels {
                 method: line.method,
                 route: line.route,
@@ -96,7 +97,8 @@ impl Entry {
         if status.is_client_error() {
             let reason = code.map_or("other", |c| c.0);
             self.metrics
-                .http_refused
+                .http
+                .refused
                 .get_or_create(&ReasonLabel { reason })
                 .inc();
         }

@@ -15,7 +15,7 @@ use warp::http::{HeaderMap, StatusCode, header};
 
 use super::error::ApiError;
 use crate::config::{ConfigError, Settings};
-use crate::metrics::{Metrics, ResultLabel};
+use crate::telemetry::metrics::{Metrics, ResultLabel};
 
 /// Shortest token accepted: a guessable token is no token.
 pub const MIN_TOKEN_LEN: usize = 16;
@@ -256,11 +256,19 @@ impl LiveTokens {
                     listener_tokens = listeners,
                     "tokens reloaded"
                 );
-                metrics.token_reloads.get_or_create(&label("applied")).inc();
+                metrics
+                    .http
+                    .token_reloads
+                    .get_or_create(&label("applied"))
+                    .inc();
             }
             Err(error) => {
                 tracing::error!(%error, "tokens not reloaded; the tokens in force stay");
-                metrics.token_reloads.get_or_create(&label("refused")).inc();
+                metrics
+                    .http
+                    .token_reloads
+                    .get_or_create(&label("refused"))
+                    .inc();
             }
         }
         let tokens = result?;

@@ -35,7 +35,6 @@ use crate::job::{Answer, Job, NewJob};
 
 pub use connect::{Session, Target};
 pub use error::StoreError;
-pub use queries::{CHANNEL_DONE, CHANNEL_NEW};
 pub use stream_session::{Claimed, StreamSession};
 
 use batch::Batcher;

@@ -7,6 +7,8 @@
 
 use tokio_postgres::types::Type;
 
+use crate::job::{CHANNEL_DONE, channel_done, channel_new};
+
 /// A statement of the query pool: its text and its parameters' types.
 #[derive(Debug, Clone, Copy)]
 pub struct Sql {
@@ -34,21 +36,6 @@ macro_rules! job_columns {
         )
     };
 }
-
-/// The channel that wakes the stream holder: a new job may be waiting.
-macro_rules! channel_new {
-    () => {
-        "backchannel_new"
-    };
-}
-/// The channel carrying the id of every job that reached a terminal state.
-macro_rules! channel_done {
-    () => {
-        "backchannel_done"
-    };
-}
-pub const CHANNEL_NEW: &str = channel_new!();
-pub const CHANNEL_DONE: &str = channel_done!();
 
 /// Namespace of the broker's advisory locks (the first key of the two-key form).
 pub const LOCK_NAMESPACE: i32 = 0x6263_0001;

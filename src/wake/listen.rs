@@ -13,10 +13,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::Hub;
 use crate::backoff::Backoff;
-use crate::metrics::Metrics;
+use crate::job::{CHANNEL_DONE, CHANNEL_NEW};
+use crate::store::Target;
 use crate::store::connect::OwnBackends;
 use crate::store::queries::DEDICATED_SESSION_SETUP;
-use crate::store::{CHANNEL_DONE, CHANNEL_NEW, Target};
+use crate::telemetry::metrics::Metrics;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -118,9 +119,9 @@ async fn listen_once(
 fn dispatch(hub: &Hub, metrics: &Metrics, channel: &str, payload: &str, ours: bool) {
     match channel {
         CHANNEL_DONE => match payload.parse::<i64>() {
-            Ok(_) if ours => metrics.received(CHANNEL_DONE),
+            Ok(_) if ours => metrics.wake.received(CHANNEL_DONE),
             Ok(id) => {
-                metrics.received(CHANNEL_DONE);
+                metrics.wake.received(CHANNEL_DONE);
                 hub.ended_elsewhere(id)
             }
             Err(_) => tracing::debug!(
@@ -129,7 +130,7 @@ fn dispatch(hub: &Hub, metrics: &Metrics, channel: &str, payload: &str, ours: bo
             ),
         },
         CHANNEL_NEW => {
-            metrics.received(CHANNEL_NEW);
+            metrics.wake.received(CHANNEL_NEW);
             hub.wake_stream()
         }
         _ => {}

@@ -30,7 +30,7 @@ pub struct MigrateArgs {
 }
 
 /// Run `backchannel migrate` with `args`; what to print on success.
-pub async fn migrate(args: MigrateArgs) -> anyhow::Result<String> {
+pub async fn run(args: MigrateArgs) -> anyhow::Result<String> {
     if args.print && args.all {
         return Ok(store::migrate::script(&[], true).unwrap_or_default());
     }

@@ -1,4 +1,5 @@
-//! One broker instance: start it, run it, shut it down.
+//! Starting one broker instance: settings, preflight, the broker and its
+//! background loops, the HTTP server.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,25 +8,20 @@ use anyhow::Context;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::preflight;
 use crate::broker::Broker;
 use crate::config::{Settings, StatementMode};
 use crate::http::{self, access::AccessLog, auth::LiveTokens};
-use crate::preflight;
 use crate::store::connect::OwnBackends;
 
 /// A running instance: its address, its broker, and the handle to stop it.
 pub struct Running {
     pub addr: SocketAddr,
     pub broker: Arc<Broker>,
-    shutdown: CancellationToken,
-    task: JoinHandle<()>,
-    background: Vec<JoinHandle<()>>,
+    pub(super) shutdown: CancellationToken,
+    pub(super) task: JoinHandle<()>,
+    pub(super) background: Vec<JoinHandle<()>>,
 }
-
-/// How long the background tasks get to finish (flush notifications) after the server stopped.
-const BACKGROUND_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
-
-pub use crate::preflight::migrate;
 
 fn instance_name(settings: &Settings) -> String {
     if let Some(id) = &settings.instance_id {
@@ -121,34 +117,4 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         task,
         background,
     })
-}
-
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-}
-
-impl Running {
-    /// Begin a graceful shutdown: stop accepting, end the stream, answer waiters.
-    pub fn shutdown(&self) {
-        self.shutdown.cancel();
-    }
-
-    /// Wait until the server has stopped (after `shutdown`).
-    pub async fn wait(self) {
-        let _ = self.task.await;
-        let background = futures_util::future::join_all(self.background);
-        let _ = tokio::time::timeout(BACKGROUND_GRACE, background).await;
-    }
-
-    /// Shut down and wait.
-    pub async fn stop(self) {
-        self.shutdown();
-        self.wait().await;
-    }
 }
