@@ -301,13 +301,6 @@ impl Settings {
         }
         Ok(())
     }
-
-    /// The statement that applies `synchronous_commit` to a new session, if set.
-    pub fn session_setup(&self) -> Option<String> {
-        self.synchronous_commit
-            .as_ref()
-            .map(|value| format!("SET synchronous_commit TO {value}"))
-    }
 }
 
 #[cfg(test)]
@@ -370,16 +363,5 @@ mod tests {
         assert!(seconds("inf").is_ok_and(|d| d == Duration::MAX));
         assert_eq!(seconds("1e300"), Ok(Duration::MAX));
         assert!(seconds("soon").is_err());
-    }
-
-    #[test]
-    fn session_setup_only_when_asked() {
-        let mut s = valid();
-        assert_eq!(s.session_setup(), None);
-        s.synchronous_commit = Some("off".into());
-        assert_eq!(
-            s.session_setup().as_deref(),
-            Some("SET synchronous_commit TO off")
-        );
     }
 }

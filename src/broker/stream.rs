@@ -99,10 +99,9 @@ impl Broker {
                 _ => return Err(self.busy()),
             }
         }
-        let setup = self.settings.session_setup();
         let session = StreamSession::open(
             &self.session_config,
-            setup.as_deref(),
+            self.settings.synchronous_commit.as_deref(),
             self.store.counter(),
             takeover,
             listener_id.as_deref(),

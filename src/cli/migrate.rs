@@ -52,9 +52,7 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<String> {
     }
     if let Some(role) = &args.grant {
         let session = connect(&target).await?;
-        session
-            .client
-            .batch_execute(&store::migrate::grants(role))
+        store::migrate::grant(&session.client, role)
             .await
             .map_err(|e| {
                 anyhow::anyhow!(

@@ -1,22 +1,19 @@
-//! The instance's LISTEN connection: one dedicated session (never pooled),
-//! driven with `poll_message`, feeding the hub. Reconnects with backoff and
-//! jitter; after every (re)connect the waiters are re-checked against the table
-//! and the stream re-claims, because notifications sent while it was away are gone.
+//! Keeping the instance's LISTEN session up ([`ListenSession`], in the
+//! store) and dispatching what it hears into the hub. Reconnects with backoff
+//! and jitter; after every (re)connect the waiters are re-checked against the
+//! table and the stream re-claims, because notifications sent while it was
+//! away are gone.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use futures_util::stream;
-use tokio_postgres::AsyncMessage;
 use tokio_util::sync::CancellationToken;
 
 use super::Hub;
 use crate::backoff::Backoff;
 use crate::job::{CHANNEL_DONE, CHANNEL_NEW};
-use crate::store::Target;
 use crate::store::connect::OwnBackends;
-use crate::store::queries::DEDICATED_SESSION_SETUP;
+use crate::store::{ListenSession, Target};
 use crate::telemetry::metrics::Metrics;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -65,54 +62,30 @@ pub async fn run(
     hub.set_listening(false);
 }
 
-/// One connection's life: connect, LISTEN, dispatch until it dies.
+/// One session's life: connect and LISTEN (dispatching from then on), then
+/// wait until it dies.
 async fn listen_once(
     target: &Target,
     hub: &Arc<Hub>,
     metrics: &Arc<Metrics>,
     own: &Option<OwnBackends>,
 ) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = target.connect().await?;
-    let (dead_tx, mut dead_rx) = tokio::sync::oneshot::channel();
-    let dispatch_hub = hub.clone();
-    let dispatch_metrics = metrics.clone();
-    let own = own.clone();
-    let driver = tokio::spawn(async move {
-        let mut messages = stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(message) = messages.next().await {
-            match message {
-                Ok(AsyncMessage::Notification(n)) => {
-                    let ours = own.as_ref().is_some_and(|o| o.contains(n.process_id()));
-                    dispatch(
-                        &dispatch_hub,
-                        &dispatch_metrics,
-                        n.channel(),
-                        n.payload(),
-                        ours,
-                    )
-                }
-                Ok(_) => {}
-                Err(error) => {
-                    let _ = dead_tx.send(Some(error));
-                    return;
-                }
-            }
-        }
-        let _ = dead_tx.send(None);
-    });
-    let _abort = AbortOnDrop(driver);
-    client
-        .batch_execute(&format!(
-            "LISTEN {CHANNEL_NEW}; LISTEN {CHANNEL_DONE}; {DEDICATED_SESSION_SETUP};"
-        ))
-        .await?;
+    let (dispatch_hub, dispatch_metrics, own) = (hub.clone(), metrics.clone(), own.clone());
+    let session = ListenSession::open(target, move |heard| {
+        let ours = own.as_ref().is_some_and(|o| o.contains(heard.sender));
+        dispatch(
+            &dispatch_hub,
+            &dispatch_metrics,
+            heard.channel,
+            heard.payload,
+            ours,
+        )
+    })
+    .await?;
     hub.set_listening(true);
     tracing::info!("LISTEN connection up");
     hub.listen_restored();
-    match (&mut dead_rx).await {
-        Ok(Some(error)) => Err(error),
-        _ => Ok(()),
-    }
+    session.ended().await
 }
 
 /// `ours`: sent by one of this instance's pooled backends.
@@ -134,13 +107,5 @@ fn dispatch(hub: &Hub, metrics: &Metrics, channel: &str, payload: &str, ours: bo
             hub.wake_stream()
         }
         _ => {}
-    }
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }

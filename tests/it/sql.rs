@@ -169,7 +169,10 @@ async fn claiming_a_job_is_a_heap_only_update() {
     .await
     .unwrap();
     let claimed = tx
-        .query(backchannel::store::queries::CLAIM_JOBS, &[&7_i64, &32_i64])
+        .query(
+            backchannel::store::sql::stream::CLAIM_JOBS,
+            &[&7_i64, &32_i64],
+        )
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);

@@ -3,7 +3,7 @@
 //! when it prepares them (used when they are prepared, the default): the two
 //! modes send the same thing.
 
-use backchannel::store::queries::POOLED;
+use backchannel::store::sql::POOLED;
 
 use crate::support::*;
 
