@@ -26,6 +26,21 @@ pub const CHANNEL_NEW: &str = channel_new!();
 /// `NOTIFY backchannel_done, '<id>'`: job `<id>` reached a terminal state.
 pub const CHANNEL_DONE: &str = channel_done!();
 
+/// How a new job reaches the stream, decided once per insert by the hub
+/// ([`crate::wake::Hub::new_job_wake`]) and carried down to the insert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NewJobWake {
+    /// Poll mode: nothing is sent; the stream finds the job on its next poll.
+    Polled,
+    /// The stream is held in this process: woken directly once the job is
+    /// stored (by the notifier's `NOTIFY backchannel_new` instead, should the
+    /// stream have left this process meanwhile).
+    Local,
+    /// The stream is held by another instance, or by none yet:
+    /// `NOTIFY backchannel_new` leaves inside the insert's own commit.
+    InCommit,
+}
+
 /// Where a job is in its life. The last four are terminal: never left again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

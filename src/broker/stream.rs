@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior, interval_at};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::{Broker, BrokerError};
+use super::{Broker, BrokerError, DoneNotice};
 use crate::job::JobEvent;
 use crate::json;
 use crate::store::{Claimed, StoreError, StreamSession};
@@ -275,7 +275,7 @@ impl Broker {
         match ended {
             Ok(Some(job)) => {
                 self.metrics.jobs.undeliverable.inc();
-                self.finished(&job)
+                self.announce_end(&job, DoneNotice::ByNotifier)
             }
             Ok(None) => {}
             Err(error) => {

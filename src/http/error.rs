@@ -161,8 +161,11 @@ impl From<BrokerError> for ApiError {
             BrokerError::InvalidValue(what) => {
                 ApiError::bad_request("invalid_value", format!("{what}; nothing was stored"))
             }
-            BrokerError::Unavailable(error) if error.is_read_only() => {
-                tracing::warn!(%error, "database read-only");
+            BrokerError::Unavailable {
+                read_only: true,
+                message,
+            } => {
+                tracing::warn!(error = %message, "database read-only");
                 let mut e = ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "database_read_only",
@@ -171,8 +174,11 @@ impl From<BrokerError> for ApiError {
                 e.retry_after = Some(1);
                 e
             }
-            BrokerError::Unavailable(error) => {
-                tracing::warn!(%error, "database unavailable");
+            BrokerError::Unavailable {
+                read_only: false,
+                message,
+            } => {
+                tracing::warn!(error = %message, "database unavailable");
                 ApiError::unavailable("the database is unreachable; try again shortly")
             }
             BrokerError::Internal(_) => ApiError::new(

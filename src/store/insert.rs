@@ -13,26 +13,27 @@ use super::pooled::Pooled;
 use super::rows::{column, flag, flag_id, job_at};
 use super::sql::jobs::{FIND_KEY, INSERT_JOBS};
 use super::{Store, StoreError, gone};
-use crate::job::{Job, NewJob};
+use crate::job::{Job, NewJob, NewJobWake};
 
 /// How often a request whose key's job is not yet visible is tried again (a
 /// concurrent transaction committed it after this statement's snapshot).
 const TRIES: usize = 3;
 
-/// One insert: the job, and whether its commit should wake a stream held by
-/// another instance (`NOTIFY backchannel_new`).
+/// One insert: the job, and how it reaches the stream
+/// ([`NewJobWake::InCommit`]: its commit sends `NOTIFY backchannel_new`).
 pub struct Insert {
     pub new: NewJob,
-    pub notify_new: bool,
+    pub wake: NewJobWake,
 }
 
 impl Store {
     /// Insert a job; with an idempotency key already used, return that job.
     /// The flag is true when this call created the job. Inserts that arrive
     /// while one is in flight are stored together (group commit). With
-    /// `notify_new`, the commit also sends `NOTIFY backchannel_new`.
-    pub async fn insert(&self, new: NewJob, notify_new: bool) -> Result<(Job, bool), StoreError> {
-        let insert = Insert { new, notify_new };
+    /// `wake` [`NewJobWake::InCommit`], the commit also sends
+    /// `NOTIFY backchannel_new` (once for the whole batch).
+    pub async fn insert(&self, new: NewJob, wake: NewJobWake) -> Result<(Job, bool), StoreError> {
+        let insert = Insert { new, wake };
         self.inserts
             .call(insert)
             .await
@@ -111,7 +112,7 @@ async fn insert_rows(
         .iter()
         .map(|&i| batch[i].new.idempotency_key.as_deref())
         .collect();
-    let notify = which.iter().any(|&i| batch[i].notify_new);
+    let notify = which.iter().any(|&i| batch[i].wake == NewJobWake::InCommit);
     let rows = db
         .all(INSERT_JOBS, &[&kinds, &payloads, &seconds, &keys, &notify])
         .await?;

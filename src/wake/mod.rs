@@ -9,4 +9,5 @@ pub mod listen;
 pub mod notify;
 
 pub use hub::{Hub, StreamWaker, WaitPermit, Waiter};
+pub use listen::Dispatch;
 pub use notify::Notifier;

@@ -22,7 +22,8 @@ pub const FIND_KEY: Sql = Sql {
 /// request without a row (its key's job was committed by a concurrent
 /// transaction after this statement's snapshot) is tried again.
 ///
-/// With `$5`, the insert also sends `NOTIFY backchannel_new` (once: PostgreSQL
+/// With `$5` (a batch with a [`NewJobWake::InCommit`](crate::job::NewJobWake)
+/// request), the insert also sends `NOTIFY backchannel_new` (once: PostgreSQL
 /// folds identical notifications of a transaction into one) in the same
 /// commit, for a stream held by another instance: no transaction of its own,
 /// no wait for the notifier.
