@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use warp::http::{Method, Request, Response, StatusCode};
 
 use super::documented;
+use super::error::ErrorCode;
 use crate::telemetry::metrics::{Metrics, ReasonLabel, RequestLabels};
 
 /// The route of a request whose path fits no documented route.
@@ -27,11 +28,6 @@ pub const UNMATCHED: &str = "(unmatched)";
 /// Status recorded for a request whose client left before it was answered
 /// (nginx's convention; no response was sent).
 pub const CLIENT_GONE: u16 = 499;
-
-/// The error code of an error answer, attached to the response by
-/// [`ApiError`](super::error::ApiError), read here for the refusal counts.
-#[derive(Debug, Clone, Copy)]
-pub struct ErrorCode(pub &'static str);
 
 /// The access log and request counts of one instance.
 #[derive(Clone)]
