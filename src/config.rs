@@ -231,9 +231,9 @@ impl Settings {
         settings
     }
 
-    /// Refuse settings that cannot work, with a message naming the setting.
-    /// (The tokens are checked where they are read: `http::auth::Tokens`.)
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// Durations: those that must be positive are, and none is longer than
+    /// [`MAX_SECONDS`].
+    fn validate_durations(&self) -> Result<(), ConfigError> {
         let positive = [
             ("BACKCHANNEL_HEARTBEAT", self.heartbeat),
             ("BACKCHANNEL_DEFAULT_TIMEOUT", self.default_timeout),
@@ -262,6 +262,13 @@ impl Settings {
                 )));
             }
         }
+        Ok(())
+    }
+
+    /// Refuse settings that cannot work, with a message naming the setting.
+    /// (The tokens are checked where they are read: `http::auth::Tokens`.)
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_durations()?;
         if self.default_timeout > self.max_timeout {
             return Err(ConfigError(
                 "BACKCHANNEL_DEFAULT_TIMEOUT must not exceed BACKCHANNEL_MAX_TIMEOUT".into(),

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -47,18 +48,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let tokens = LiveTokens::load(&settings)?;
     let (pooled, direct) = preflight::targets(&settings)?;
     preflight::check_database(&direct, settings.migrate).await?;
-
-    // Which notifications came from this instance is told by the sending
-    // backend's pid: only when the pool talks to PostgreSQL itself (no
-    // direct URL of its own, or the same one). Behind a pooler (another
-    // direct URL, or unnamed statements) a server connection serves every
-    // client in turn.
-    let pool_is_direct = settings
-        .direct_database_url
-        .as_deref()
-        .is_none_or(|url| url == settings.database_url);
-    let own = (pool_is_direct && settings.statements == StatementMode::Prepared)
-        .then(OwnBackends::default);
+    let own = own_backends(&settings);
     let pool = preflight::pool(&pooled, &settings, own.clone()).await?;
     let shutdown = CancellationToken::new();
     let settings = Arc::new(settings);
@@ -76,12 +66,44 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("cannot listen on {}", settings.bind))?;
     let addr = listener.local_addr()?;
-    let reload = tokens.clone().reload_on_hangup(
-        settings.clone(),
-        broker.metrics().clone(),
-        shutdown.clone(),
-    );
+    let metrics = broker.metrics().clone();
+    let reload = tokens
+        .clone()
+        .reload_on_hangup(settings.clone(), metrics, shutdown.clone());
     tokio::spawn(reload);
+    let task = tokio::spawn(serve(listener, &broker, tokens, shutdown.clone()));
+    tracing::info!(%addr, instance = %broker.instance(), wake = ?settings.wake, "backchannel listening");
+    Ok(Running {
+        addr,
+        broker,
+        shutdown,
+        task,
+        background,
+    })
+}
+
+/// Which notifications came from this instance is told by the sending
+/// backend's pid: only when the pool talks to PostgreSQL itself (no direct
+/// URL of its own, or the same one). Behind a pooler (another direct URL, or
+/// unnamed statements) a server connection serves every client in turn.
+fn own_backends(settings: &Settings) -> Option<OwnBackends> {
+    let pool_is_direct = settings
+        .direct_database_url
+        .as_deref()
+        .is_none_or(|url| url == settings.database_url);
+    (pool_is_direct && settings.statements == StatementMode::Prepared).then(OwnBackends::default)
+}
+
+/// The HTTP server until shutdown and its grace period; then the state
+/// changes the requests started are let finish, and the last notifications
+/// leave.
+fn serve(
+    listener: TcpListener,
+    broker: &Arc<Broker>,
+    tokens: LiveTokens,
+    shutdown: CancellationToken,
+) -> impl Future<Output = ()> + use<> {
+    let settings = broker.settings();
     let routes = http::routes(broker.clone(), tokens);
     let access = AccessLog::new(settings.access_log, broker.metrics().clone());
     let peers = http::serve::PeerBound {
@@ -96,25 +118,16 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         shutdown.clone(),
     );
     let grace = settings.shutdown_grace;
-    let signal = shutdown.clone();
     let draining = broker.clone();
-    let task = tokio::spawn(async move {
+    async move {
         tokio::select! {
             _ = server => {}
-            _ = async { signal.cancelled().await; tokio::time::sleep(grace).await } => {
+            _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
                 tracing::warn!("shutdown grace period over; closing remaining connections");
             }
         }
         // The requests are done. State changes they started may still wait
         // for the database; once they are, the last notifications leave.
         draining.finish(grace).await;
-    });
-    tracing::info!(%addr, instance = %broker.instance(), wake = ?settings.wake, "backchannel listening");
-    Ok(Running {
-        addr,
-        broker,
-        shutdown,
-        task,
-        background,
-    })
+    }
 }
