@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::{BoolishValueParser, PossibleValue, TypedValueParser};
 use clap::{Args, FromArgMatches, ValueEnum};
 
 /// How waiters and the stream learn that something changed.
@@ -171,16 +172,42 @@ pub struct Settings {
     pub shutdown_grace: Duration,
 
     /// One log line per request (method, route, status, duration, bytes): on or off.
-    #[arg(long, env = "BACKCHANNEL_ACCESS_LOG", default_value = "on", value_parser = on_off)]
+    #[arg(long, env = "BACKCHANNEL_ACCESS_LOG", default_value = "on", value_parser = switch())]
     pub access_log: bool,
 }
 
-/// `on` or `off` (also true/false, yes/no, 1/0).
-fn on_off(text: &str) -> Result<bool, String> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "on" | "true" | "yes" | "1" => Ok(true),
-        "off" | "false" | "no" | "0" => Ok(false),
-        _ => Err("must be on or off".into()),
+/// The words a boolean setting takes, shown in `--help`: any case,
+/// surrounding blanks ignored (also `y`/`n` and `t`/`f`, as clap's boolish
+/// parser reads them).
+pub const SWITCH_WORDS: [&str; 8] = ["on", "off", "true", "false", "yes", "no", "1", "0"];
+
+/// The one parser of every boolean setting, of `serve` and of `agent`
+/// (`BACKCHANNEL_ACCESS_LOG`, `BACKCHANNEL_ECHO`, ...): clap's
+/// [`BoolishValueParser`](clap::builder::BoolishValueParser) after trimming
+/// blanks, listing [`SWITCH_WORDS`].
+pub fn switch() -> Switch {
+    Switch
+}
+
+/// See [`switch`].
+#[derive(Debug, Clone, Copy)]
+pub struct Switch;
+
+impl TypedValueParser for Switch {
+    type Value = bool;
+
+    fn parse_ref(
+        &self,
+        command: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<bool, clap::Error> {
+        let trimmed = value.to_str().map(str::trim).map(std::ffi::OsStr::new);
+        BoolishValueParser::new().parse_ref(command, arg, trimmed.unwrap_or(value))
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        Some(Box::new(SWITCH_WORDS.into_iter().map(PossibleValue::new)))
     }
 }
 

@@ -83,7 +83,7 @@ pub struct AgentArgs {
     pub forward: Option<String>,
 
     /// Answer every job with its own payload instead of forwarding it.
-    #[arg(long, env = "BACKCHANNEL_ECHO")]
+    #[arg(long, env = "BACKCHANNEL_ECHO", value_parser = crate::config::switch())]
     pub echo: bool,
 
     /// The header that carries the shared secret on every forwarded request

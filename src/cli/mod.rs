@@ -123,3 +123,36 @@ fn bench(args: Vec<OsString>) -> anyhow::Error {
     let error = std::process::Command::new(&program).args(args).exec();
     anyhow::Error::new(error).context(format!("cannot run {}", program.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::builder::ValueParser;
+
+    use super::*;
+    use crate::config::SWITCH_WORDS;
+
+    /// Every boolean setting with a variable, of every subcommand, is read by
+    /// the one parser of `config::switch` (which lists `SWITCH_WORDS`).
+    #[test]
+    fn every_boolean_variable_takes_the_same_words() {
+        let boolean = ValueParser::bool().type_id();
+        let mut seen = Vec::new();
+        for command in Cli::command().get_subcommands() {
+            for arg in command.get_arguments() {
+                if arg.get_env().is_none() || arg.get_value_parser().type_id() != boolean {
+                    continue;
+                }
+                let words: Vec<String> = arg
+                    .get_possible_values()
+                    .iter()
+                    .map(|value| value.get_name().to_owned())
+                    .collect();
+                assert_eq!(words, SWITCH_WORDS, "{:?}", arg.get_env());
+                seen.push(arg.get_env().unwrap().to_string_lossy().into_owned());
+            }
+        }
+        for variable in ["BACKCHANNEL_ACCESS_LOG", "BACKCHANNEL_ECHO"] {
+            assert!(seen.iter().any(|v| v == variable), "{variable}: {seen:?}");
+        }
+    }
+}

@@ -16,6 +16,7 @@ mod input;
 mod limits;
 mod openapi;
 mod ops;
+mod papercuts;
 mod pgbouncer;
 mod poison;
 mod privileges;
