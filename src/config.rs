@@ -183,7 +183,7 @@ pub const SWITCH_WORDS: [&str; 8] = ["on", "off", "true", "false", "yes", "no", 
 
 /// The one parser of every boolean setting, of `serve` and of `agent`
 /// (`BACKCHANNEL_ACCESS_LOG`, `BACKCHANNEL_ECHO`, ...): clap's
-/// [`BoolishValueParser`](clap::builder::BoolishValueParser) after trimming
+/// [`BoolishValueParser`] after trimming
 /// blanks, listing [`SWITCH_WORDS`].
 pub fn switch() -> Switch {
     Switch

@@ -5,18 +5,75 @@
 //! instances wake each other with LISTEN/NOTIFY, and a session advisory lock
 //! keeps exactly one listener stream open across the cluster.
 //!
-//! - [`app`]: one instance (`serve`), started after its preflight, run and shut down;
-//! - [`cli`]: the command line (`submit`, `status`, `migrate`, the manual) and its dispatch;
-//! - [`config`]: `serve`'s settings;
-//! - [`job`]: the contract's job;
-//! - [`json`]: what JSON may be stored and sent;
-//! - [`http`]: the edge (routes, handlers, tokens, bodies, errors);
+//! # Modules
+//!
+//! - [`app`]: one instance (`serve`): its preflight, start and shutdown;
+//! - [`cli`]: the command line, its dispatch, and the small subcommands
+//!   (`submit`, `status`, `migrate`, the manual);
+//! - [`config`]: `serve`'s settings (a leaf: it imports nothing of the crate);
+//! - [`http`]: the edge (routes, handlers, tokens, bodies, errors, the access log);
 //! - [`broker`]: the domain, one file per step of a job's life;
-//! - [`wake`]: who waits for what, LISTEN in, NOTIFY out;
+//! - [`wake`]: who waits for what here, LISTEN in, NOTIFY out;
 //! - [`store`]: every database call and every SQL statement;
-//! - [`agent`]: the listener side as a ready program;
-//! - [`telemetry`]: logging, metrics and the process's own resources;
+//! - [`agent`]: the listener side as a ready program (`agent`);
+//! - [`telemetry`]: logging, metrics, the process's own resources;
+//! - [`job`]: the contract's job, and the notification channels;
+//! - [`json`]: what JSON may be stored and sent;
 //! - [`backoff`]: waiting before the next attempt (every reconnecting loop).
+//!
+//! Imports run one way, down: `app → http → broker → wake → store` (a layer
+//! may skip down: `app`'s preflight uses `store`); `telemetry` is recorded
+//! into by every layer and reads only `job`; `job`, `json`, `config` and
+//! `backoff` are leaves anyone may use. `cli` runs `app`, `agent` and (for
+//! `migrate`) `store`; `agent` talks HTTP, with the leaves and `telemetry` only.
+//!
+//! # Where things are
+//!
+//! ```text
+//! src/main.rs          the program: parse, set up logging, run (cli::Cli::run)
+//! src/lib.rs           this map
+//! src/config.rs        serve's settings, one flag and one variable each; the boolean parser
+//! src/job.rs           Job, JobState, NewJob, Answer, JobEvent; CHANNEL_NEW, CHANNEL_DONE; NewJobWake
+//! src/json.rs          the rules for stored and sent JSON (depth, size, numbers, U+0000)
+//! src/backoff.rs       exponential, jittered, capped delays
+//! src/app/             serve: preflight.rs (URLs, sessions, schema, rights; migrate),
+//!                      start.rs (pool, broker, loops, HTTP server), shutdown.rs (signals, stop)
+//! src/cli/             mod.rs (the Cli enum and dispatch), submit.rs, status.rs, check.rs
+//!                      (status --check verdicts), api.rs (what submit and status share),
+//!                      migrate.rs, manual.rs (man pages, completions)
+//! src/http/            routes.rs (one filter per route), handlers.rs, input.rs (validation),
+//!                      body.rs, error.rs (the error body, recover), documented.rs (ROUTES and
+//!                      the gate), access.rs (access log, request counts), openapi.rs, serve.rs
+//!                      (the accept loop)
+//! src/http/auth/       tokens.rs (files, rules, constant-time check), reload.rs (SIGHUP),
+//!                      filter.rs (the filters of the two roles, Grant)
+//! src/broker/          mod.rs (Broker, BrokerError, settle), submit.rs, wait.rs, stream.rs,
+//!                      answer.rs, cancel.rs, reaper.rs, recheck.rs, ended_elsewhere.rs,
+//!                      announce.rs (how a new job and an end are announced), readiness.rs,
+//!                      status.rs (listener, stats, /metrics gauges)
+//! src/wake/            hub.rs (waiters, the local stream, NewJobWake decided), listen.rs
+//!                      (the LISTEN loop and its dispatch), notify.rs (coalesced NOTIFYs)
+//! src/store/           mod.rs (Store, the group-commit queues), one file per operation:
+//!                      insert.rs, finish.rs, read.rs, notify.rs, reap.rs, status.rs, health.rs;
+//!                      batch.rs (the generic Batcher), pooled.rs (prepared or unnamed),
+//!                      rows.rs, error.rs, pooler.rs; connect.rs (targets, the pool, sessions
+//!                      and their set-up), probe.rs, stream_session.rs, listen_session.rs,
+//!                      migrate.rs, schema.rs
+//! src/store/sql/       every statement, by what it touches: jobs.rs, stream.rs, channels.rs,
+//!                      maintenance.rs, status.rs, session.rs, schema.rs (Sql, POOLED in mod.rs)
+//! src/store/tls/       mod.rs (sslmode, libpq's rules), conninfo.rs, verify.rs, explain.rs
+//! src/agent/           mod.rs (Agent, the reconnect loop), args.rs, stream.rs, sse.rs, jobs.rs,
+//!                      forward.rs, answer.rs, status.rs, metrics.rs, health.rs
+//! src/telemetry/       logging.rs, metrics.rs (the broker's, by area), registry.rs (shared
+//!                      with the agent: build_info, the process collector), process.rs
+//! sql/                 the numbered migrations and grants.sql
+//! tests/it/            the integration tests (one binary; support/ is the harness)
+//! bench/               backchannel-bench, the load test (its own crate)
+//! clients/python/      the Python client and the Django sides
+//! docs/                PROTOCOL.md, openapi.yaml, deploy.md, postgres.md
+//! deploy/              the Debian package's units and env files, Prometheus rules, Grafana
+//! scripts/             what make and CI run (PostgreSQL, test tools, demo, fuzz, deb check)
+//! ```
 
 pub mod agent;
 pub mod app;

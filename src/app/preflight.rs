@@ -52,7 +52,7 @@ async fn dedicated(target: &Target) -> anyhow::Result<Session> {
 }
 
 /// On one direct session: refuse to start when it would not be a session (see
-/// [`check_sessions`]), and bring the schema to what this build needs or
+/// `check_sessions`), and bring the schema to what this build needs or
 /// refuse (`BACKCHANNEL_MIGRATE`).
 pub async fn check_database(target: &Target, mode: MigrateMode) -> anyhow::Result<()> {
     let mut session = dedicated(&target.named("backchannel-check")).await?;

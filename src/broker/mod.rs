@@ -3,10 +3,10 @@
 //! - [`submit`](Broker::submit), then [`wait`](Broker::get) for its end;
 //! - the [`stream`](Broker::open_stream) sends it to the listener;
 //! - the listener's [`answer`](Broker::answer), or the submitter's
-//!   [`cancel`](Broker::cancel), or the deadline ([`reaper`]) ends it;
+//!   [`cancel`](Broker::cancel), or the deadline (`reaper`) ends it;
 //! - an end in another instance reaches the waiters here through
-//!   [`ended_elsewhere`], with the periodic [`recheck`] as the safety net;
-//! - [`announce`]: how a new job reaches the stream, and how an end reaches
+//!   `ended_elsewhere`, with the periodic `recheck` as the safety net;
+//! - `announce`: how a new job reaches the stream, and how an end reaches
 //!   the waiters here and the other instances.
 
 mod announce;

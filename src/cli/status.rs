@@ -1,5 +1,5 @@
 //! `backchannel status`: who holds the stream and how many jobs are where;
-//! with `--check`, a monitoring plugin ([`check`](super::check)).
+//! with `--check`, a monitoring plugin ([`check`]).
 
 use std::time::Duration;
 

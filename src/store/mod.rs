@@ -2,8 +2,8 @@
 //! see SQL.
 //!
 //! - [`Store`]: the statements run on the query pool, one file per
-//!   operation: [`insert`] and [`finish`] (in groups, over the generic
-//!   [`batch`] queue), [`read`], [`notify`], [`reap`], [`status`], [`health`];
+//!   operation: `insert` and `finish` (in groups, over the generic
+//!   `batch` queue), `read`, `notify`, `reap`, `status`, `health`;
 //! - [`StreamSession`]: the stream's own session, its advisory lock and claim;
 //! - [`ListenSession`]: the instance's LISTEN session;
 //! - [`connect`]: where connections go (with [`tls`]), the pool, dedicated

@@ -13,7 +13,7 @@ use crate::telemetry::metrics::{Metrics, ResultLabel};
 
 /// The token set in force. Every request is checked against the current set;
 /// [`reload`](LiveTokens::reload) replaces it (on SIGHUP), and a stream ends
-/// when the token it was opened with is no longer in it ([`Grant::revoked`]).
+/// when the token it was opened with is no longer in it ([`Grant::revoked`](super::Grant::revoked)).
 #[derive(Clone)]
 pub struct LiveTokens(Arc<watch::Sender<Arc<Tokens>>>);
 
