@@ -4,6 +4,11 @@
 #
 #   scripts/deb-check.sh target/debian/backchannel_<version>_<arch>.deb
 #
+# 0. lintian (Debian's own check) on the .deb: any error or warning fails,
+#    unless deploy/debian/lintian-overrides overrides it with a comment that
+#    says why; an override that no longer matches fails too; the
+#    changelog's latest entry is the package's version; the copyright file
+#    has LICENSE's notice and text;
 # 1. dpkg -i; the installed binary's --version;
 # 2. systemd-analyze verify on both units (works without systemd as PID 1)
 #    and their exposure score (systemd-analyze security --offline);
@@ -44,12 +49,64 @@ command -v systemd-analyze >/dev/null || {
   apt-get install -y -qq systemd >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq systemd >/dev/null; }
 }
 
+command -v lintian >/dev/null || {
+  say "installing lintian"
+  apt-get install -y -qq lintian >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq lintian >/dev/null; }
+}
+
+say "lintian $(lintian --version | grep -o '[0-9][0-9.]*' | head -n 1)"
+# Every override carries a comment (the lines starting with # right above it)
+# that says why.
+overrides=$(dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/share/lintian/overrides/backchannel 2>/dev/null) \
+  || fail "the package has no usr/share/lintian/overrides/backchannel"
+unexplained=$(awk '/^#/ { why = 1; next } /^[[:space:]]*$/ { why = 0; next } !why { print }' <<<"$overrides")
+[ -z "$unexplained" ] || fail "lintian overrides without a comment that says why: $unexplained"
+# Errors and warnings fail, unless overridden; an override that matches
+# nothing (unused-override, mismatched-override) fails too. The overridden
+# tags are shown (O:, with their reasons as N: lines), so lintian's exit status
+# cannot tell (--show-overrides makes them count for --fail-on): it runs with
+# --fail-on none (a status other than 0 is lintian itself failing) and its
+# output is read instead.
+lintian_out=$work/lintian.txt
+lintian --fail-on none --display-info --show-overrides "$deb" >"$lintian_out" 2>&1 \
+  || { cat "$lintian_out" >&2; fail "lintian did not run"; }
+# (As root lintian says so; that line is dropped.)
+sed -i '/^running with root privileges is not recommended!$/d' "$lintian_out"
+if grep -Eq '^[EW]: |unused-override|mismatched-override' "$lintian_out"; then
+  cat "$lintian_out" >&2
+  fail "lintian: errors, warnings or an override that matches nothing (above)"
+fi
+sed 's/^/deb-check:   /' "$lintian_out"
+say "  lintian: no errors, no warnings but the overridden ones"
+
+# lintian does not compare the changelog with the package: the top entry of
+# deploy/debian/changelog must name the version (a new Cargo version needs a
+# new entry).
+changelog_version=$(dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/share/doc/backchannel/changelog.gz | gzip -dc \
+  | sed -n '1s/^backchannel (\([^)]*\)).*/\1/p')
+[ "$changelog_version" = "$(dpkg-deb -f "$deb" Version)" ] \
+  || fail "the changelog's latest entry is '$changelog_version', the package is $(dpkg-deb -f "$deb" Version): add an entry to deploy/debian/changelog"
+
+# The copyright file (deploy/debian/copyright) says what LICENSE says: the
+# same notice and the same MIT text.
+copyright=$(dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/share/doc/backchannel/copyright)
+license=$(dirname "$0")/../LICENSE
+notice=$(sed -n 's/^Copyright (c) //p' "$license")
+grep -qx "Copyright: $notice" <<<"$copyright" || fail "the copyright file does not say 'Copyright: $notice' as LICENSE does"
+# The stand-alone License: MIT paragraph, its continuation lines unindented.
+licence_text=$(awk '/^License: MIT$/ { n++; next } n == 2 && /^ / { print }' <<<"$copyright" | sed 's/^ //; s/^\.$//')
+[ "$licence_text" = "$(sed -n '/^Permission/,$p' "$license")" ] \
+  || fail "the licence text in deploy/debian/copyright differs from LICENSE"
+
 say "installing $(basename "$deb") ($(du -h "$deb" | cut -f1))"
 dpkg -i "$deb" >/dev/null
 version=$(/usr/bin/backchannel --version)
 expected=$(dpkg-deb -f "$deb" Version)
 [ "$version" = "backchannel $expected" ] || fail "--version says '$version', the package is $expected"
 say "installed: $version"
+# The package ships no md5sums (cargo-deb writes none); dpkg records them at
+# unpack, and every installed file must match.
+dpkg --verify backchannel || fail "dpkg --verify: installed files differ from the package"
 
 say "systemd-analyze verify"
 units=(/usr/lib/systemd/system/backchannel.service /usr/lib/systemd/system/backchannel-agent.service)

@@ -1,5 +1,8 @@
 //! The OpenAPI document: `docs/openapi.yaml`, built into the binary and served
 //! as JSON at `/openapi.json`, with this instance's own limits filled in.
+//!
+//! `build.rs` converts the YAML to JSON at build time, so that the binary
+//! carries no YAML parser (see there why).
 
 use bytes::Bytes;
 use serde_json::Value;
@@ -11,6 +14,9 @@ use crate::config::Settings;
 /// The document as written in the repository.
 pub const SOURCE: &str = include_str!("../../docs/openapi.yaml");
 
+/// The document as JSON, converted by `build.rs`.
+const JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.json"));
+
 /// Where the document states the largest `timeout` and `wait`.
 const MAX_TIMEOUT_AT: [&str; 2] = [
     "/components/parameters/Wait/schema/maximum",
@@ -20,7 +26,7 @@ const MAX_TIMEOUT_AT: [&str; 2] = [
 /// The document as JSON, with `settings`' maximum for `timeout` and `wait`.
 pub fn document(settings: &Settings) -> Value {
     let mut document: Value =
-        serde_norway::from_str(SOURCE).expect("docs/openapi.yaml is valid YAML (tested)");
+        serde_json::from_str(JSON).expect("build.rs wrote valid JSON (tested)");
     for pointer in MAX_TIMEOUT_AT {
         if let Some(maximum) = document.pointer_mut(pointer) {
             *maximum = serde_json::json!(settings.max_timeout.as_secs_f64());

@@ -1,33 +1,17 @@
 //! Integration tests: a real PostgreSQL, one fresh database per test.
+//!
+//! Grouped by what they specify: `api/` the HTTP contract (docs/PROTOCOL.md,
+//! docs/openapi.yaml), `sql/` the SQL contract and the broker's own
+//! statements, `agent/` the `backchannel agent` program, `ops/` running it
+//! (start-up, settings, logs, metrics, the command line, PostgreSQL set-ups),
+//! `faults/` what survives what. Helpers in `support/`; requests are sent
+//! through `support::Instance`.
 
 mod support;
 
 mod agent;
-mod answers;
-mod cluster;
-mod dba_settings;
-mod deploy;
+mod api;
+mod docs;
 mod faults;
-mod fuzzed;
-mod group;
-mod hangups;
-mod idle;
-mod input;
-mod limits;
-mod openapi;
 mod ops;
-mod papercuts;
-mod pgbouncer;
-mod poison;
-mod privileges;
-mod rotation;
-mod roundtrip;
-mod security;
-mod silent;
 mod sql;
-mod startup;
-mod statements;
-mod stream;
-mod tls;
-mod waiting;
-mod watching;

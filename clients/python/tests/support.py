@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,6 +25,9 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 REPO = Path(__file__).resolve().parents[3]
 SUBMITTER_TOKEN = "py-submitter-" + secrets.token_hex(8)
@@ -225,7 +229,7 @@ class Agent:
         token_file.write_text(LISTENER_TOKEN + "\n")
         env = clean_env(
             BACKCHANNEL_SERVER=broker.url,
-            BACKCHANNEL_TOKEN_FILE=str(token_file),
+            BACKCHANNEL_LISTENER_TOKEN_FILE=str(token_file),
             BACKCHANNEL_LISTENER_ID=f"python-tests-{number}",
             BACKCHANNEL_SHUTDOWN_GRACE="2",
         )
@@ -429,3 +433,46 @@ class Recorder:
 
     def statuses(self) -> list[int | None]:
         return [exchange.status for exchange in self.exchanges]
+
+
+# Key files ------------------------------------------------------------------------------
+
+
+def write(path: Path, text: str, mode: int = 0o600) -> Path:
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def openssl_keys(directory: Path, name: str) -> tuple[Path, Path, Path]:
+    """(scheduler's Ed25519 private key, castellum's X25519 public key, its
+    private key), made by openssl when it is there, else in the same PEM forms."""
+    signing, private, public = (
+        directory / f"{name}-signing.key",
+        directory / f"{name}-castellum.key",
+        directory / f"{name}-castellum.pub",
+    )
+    if shutil.which("openssl"):
+        for args in (
+            ["genpkey", "-algorithm", "ed25519", "-out", str(signing)],
+            ["genpkey", "-algorithm", "X25519", "-out", str(private)],
+            ["pkey", "-in", str(private), "-pubout", "-out", str(public)],
+        ):
+            subprocess.run(["openssl", *args], check=True, capture_output=True)
+        signing.chmod(0o600)
+        return signing, public, private
+    pkcs8 = (serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8)
+    key = X25519PrivateKey.generate()
+    write(
+        signing,
+        Ed25519PrivateKey.generate().private_bytes(*pkcs8, serialization.NoEncryption()).decode(),
+    )
+    write(private, key.private_bytes(*pkcs8, serialization.NoEncryption()).decode())
+    write(
+        public,
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode(),
+        0o644,
+    )
+    return signing, public, private

@@ -38,9 +38,49 @@ def test_a_submit_ends_done(broker, start_agent, connect):
         assert moment is not None and moment.tzinfo is not None
         assert abs(moment - datetime.now(timezone.utc)) < timedelta(minutes=5)
 
-    assert client.call("echo.test", {"n": 2}, timeout=10) == {"n": 2}
+    assert client.call("echo.test", {"n": 2}, wait=10) == {"n": 2}
     assert client.get(job.id) == job
-    assert client.wait(job, timeout=1) is job  # already terminal: nothing to ask
+    assert client.wait(job, wait=1) is job  # already terminal: nothing to ask
+
+
+def test_job_timeout_is_the_jobs_and_wait_the_callers(broker, start_agent, connect):
+    start_agent(broker)
+    client = connect(broker.url)
+    job = client.submit("echo.names", {"n": 1}, job_timeout=7, wait=10)
+    assert job.deadline - job.created_at == timedelta(seconds=7), "job_timeout: the job's own"
+    assert job.state is JobState.DONE
+    assert client.wait(job.id, wait=5) == job
+    assert client.call("echo.names", {"n": 2}, 10, job_timeout=9) == {"n": 2}, "wait, positional"
+
+
+def test_the_old_timeout_keywords_still_work_with_a_warning(broker, start_agent, connect):
+    client = connect(broker.url)
+    sync = isinstance(client, Client)
+    # No listener yet: the old name of the caller's wait is the caller's wait,
+    # not the job's timeout.
+    started = time.monotonic()
+    old = pytest.warns(DeprecationWarning, match=r"\.call\(timeout=\) is deprecated: use wait=")
+    with old, pytest.raises(JobStillOpen) as raised:
+        client.call("slow.old", None, timeout=0.5, job_timeout=60)
+    assert time.monotonic() - started < 0.5 + LATE
+    assert raised.value.job.deadline - raised.value.job.created_at == timedelta(seconds=60)
+
+    start_agent(broker)
+    with pytest.warns(
+        DeprecationWarning, match=r"\.submit\(timeout=\) is deprecated: use job_timeout="
+    ) as warned:
+        job = client.submit("echo.old", {"n": 1}, timeout=7, wait=10)
+    assert job.deadline - job.created_at == timedelta(seconds=7), "still the job's own timeout"
+    if sync:
+        assert warned[0].filename == __file__, "the warning points at the caller's line"
+    with pytest.warns(DeprecationWarning, match=r"\.call\(timeout=\) is deprecated: use wait="):
+        assert client.call("echo.old", {"n": 2}, timeout=10) == {"n": 2}
+    with pytest.warns(DeprecationWarning, match=r"\.wait\(timeout=\) is deprecated: use wait="):
+        assert client.wait(job.id, timeout=5) == job
+    with pytest.raises(TypeError, match="not both"):
+        client.call("echo.old", None, wait=1, timeout=1)
+    with pytest.raises(TypeError, match="not both"):
+        client.submit("echo.old", None, job_timeout=1, timeout=1)
 
 
 def test_a_202_is_followed_until_the_job_ends(broker, connect):
@@ -55,7 +95,7 @@ def test_a_202_is_followed_until_the_job_ends(broker, connect):
     # runs out long before the call's deadline.
     client = connect(broker.url, recorder=recorder, max_wait=0.5)
 
-    assert client.call("follow.test", {"x": 1}, timeout=20) == {"answered": "after the first wait"}
+    assert client.call("follow.test", {"x": 1}, wait=20) == {"answered": "after the first wait"}
 
     submit, *rest = recorder.exchanges
     assert (submit.method, submit.status) == ("POST", 202)
@@ -78,7 +118,7 @@ def test_the_callers_deadline_is_kept_when_the_job_outlives_it(broker, connect):
 
     started = time.monotonic()
     with pytest.raises(JobStillOpen) as raised:
-        client.call("slow.test", None, timeout=1.0, job_timeout=60)
+        client.call("slow.test", None, wait=1.0, job_timeout=60)
     elapsed = time.monotonic() - started
     assert elapsed < 1.0 + LATE, "returned at the caller's deadline"
     job = raised.value.job
@@ -90,7 +130,7 @@ def test_the_callers_deadline_is_kept_when_the_job_outlives_it(broker, connect):
     # wait() keeps its own deadline the same way, and the job is still there.
     started = time.monotonic()
     with pytest.raises(JobStillOpen):
-        client.wait(job.id, timeout=0.8)
+        client.wait(job.id, wait=0.8)
     assert time.monotonic() - started < 0.8 + LATE
     assert client.get(job.id).state is JobState.PENDING
 
@@ -101,7 +141,7 @@ def test_a_job_nobody_answers_expires_with_the_call(broker, connect):
     client = connect(broker.url)
     started = time.monotonic()
     with pytest.raises(JobExpired) as raised:
-        client.call("nobody.test", {"n": 1}, timeout=1.0)
+        client.call("nobody.test", {"n": 1}, wait=1.0)
     assert time.monotonic() - started < 1.0 + LATE
     assert raised.value.job.state is JobState.EXPIRED
 
@@ -178,7 +218,7 @@ def test_the_async_client_runs_calls_side_by_side(broker, start_agent):
     async def calls() -> list[object]:
         async with AsyncClient(broker.url, SUBMITTER_TOKEN) as client:
             return await asyncio.gather(
-                *(client.call("echo.many", {"n": n}, timeout=10) for n in range(10))
+                *(client.call("echo.many", {"n": n}, wait=10) for n in range(10))
             )
 
     assert asyncio.run(calls()) == [{"n": n} for n in range(10)]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import secrets
 import subprocess
 import sys
@@ -29,7 +30,16 @@ from django.test import override_settings
 
 from backchannel import Client, JobFailed, JobState
 from backchannel.models import parse_time
-from support import SUBMITTER_TOKEN, Broker, Process, clean_env, free_port, wait_until
+from support import (
+    LISTENER_TOKEN,
+    SUBMITTER_TOKEN,
+    Broker,
+    Process,
+    clean_env,
+    free_port,
+    openssl_keys,
+    wait_until,
+)
 
 PROJECT = Path(__file__).parent / "django_project"
 
@@ -122,7 +132,7 @@ def test_what_castellum_raises_reaches_the_submitter(
     start_agent(broker, forward=castellum.job_url, secret=castellum.secret)
     with Client(broker.url, SUBMITTER_TOKEN) as client:
         with pytest.raises(JobFailed) as refused:
-            client.call("invitation.lookup", {"token": "nobody"}, timeout=10)
+            client.call("invitation.lookup", {"token": "nobody"}, wait=10)
         assert refused.value.handler_status == 404
         assert refused.value.body == {
             "error": {
@@ -134,7 +144,7 @@ def test_what_castellum_raises_reaches_the_submitter(
         assert refused.value.message == "the handler answered 404: no such invitation"
 
         with pytest.raises(JobFailed) as crashed:
-            client.call("castellum.crash", None, timeout=10)
+            client.call("castellum.crash", None, wait=10)
         assert crashed.value.handler_status == 500
         assert crashed.value.body == {
             "error": {"code": "internal", "message": "the handler failed"}
@@ -143,12 +153,68 @@ def test_what_castellum_raises_reaches_the_submitter(
         assert "participants.db" in castellum.process.output(), "castellum logged it"
 
         with pytest.raises(JobFailed) as unknown:
-            client.call("nobody.handles.this", None, timeout=10)
-        assert unknown.value.handler_status == 404
+            client.call("nobody.handles.this", None, wait=10)
+        assert unknown.value.handler_status == 501
         assert unknown.value.body["error"]["code"] == "unknown_kind"
 
-        clock = client.call("castellum.clock", None, timeout=10)
+        clock = client.call("castellum.clock", None, wait=10)
         assert parse_time(clock["deadline"]) - parse_time(clock["now"]) < timedelta(seconds=10)
+
+
+def test_a_handlers_not_found_no_handler_and_a_wrong_url_are_told_apart(
+    scheduler: Broker, start_broker: Any, start_agent: Any, castellum: Castellum
+) -> None:
+    start_agent(scheduler, forward=castellum.job_url, secret=castellum.secret)
+    browser = DjangoClient()
+    with Client(scheduler.url, SUBMITTER_TOKEN) as client:
+        with pytest.raises(JobFailed) as own:
+            client.call("participant.lookup", {"id": "P-9"}, wait=10)
+        assert (own.value.handler_status, own.value.handler_code) == (404, "no_such_participant")
+        with pytest.raises(JobFailed) as no_handler:
+            client.call("nobody.handles.this", None, wait=10)
+        assert (no_handler.value.handler_status, no_handler.value.handler_code) == (
+            501,
+            "unknown_kind",
+        )
+    assert browser.get("/invitations/nobody").status_code == 404, "the handler's own not found"
+
+    # The agent's forward URL with a trailing slash: Django's own 404 page.
+    lost = start_broker()
+    start_agent(lost, forward=castellum.job_url + "/", secret=castellum.secret)
+    with Client(lost.url, SUBMITTER_TOKEN) as client, pytest.raises(JobFailed) as wrong_url:
+        client.call("participant.lookup", {"id": "P-9"}, wait=10)
+    assert (wrong_url.value.handler_status, wrong_url.value.handler_code) == (404, None)
+    assert isinstance(wrong_url.value.body, str), "a page, not the kit's JSON"
+    with override_settings(BACKCHANNEL={"URL": lost.url, "TOKEN": SUBMITTER_TOKEN}):
+        response = browser.get("/invitations/abc")
+    assert response.status_code == 502, "not 'no such invitation'"
+
+
+def test_a_wrong_token_is_not_a_slow_castellum(
+    broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    browser = DjangoClient()
+    wrong = "not-the-token-" + "w" * 16
+    for token, status in [(wrong, "401 unauthorized"), (LISTENER_TOKEN, "403 forbidden")]:
+        caplog.clear()
+        with override_settings(BACKCHANNEL={"URL": broker.url, "TOKEN": token, "TIMEOUT": 10}):
+            response = browser.get("/invitations/abc")
+        assert response.status_code == 500, "a configuration error, not 'no answer in time'"
+        assert response.json() == {"detail": "the backchannel refused this site's request"}
+        [logged] = [r for r in caplog.records if r.name == "backchannel"]
+        assert logged.levelno == logging.ERROR and status in logged.getMessage()
+        assert token not in logged.getMessage()
+
+    # No listener at all: that one is "no answer in time".
+    with override_settings(BACKCHANNEL={"URL": broker.url, "TOKEN": SUBMITTER_TOKEN}):
+        response = browser.get("/invitations/abc")
+    assert response.status_code == 504
+    # And no broker at all: unavailable (retried until the wait ran out).
+    with override_settings(
+        BACKCHANNEL={"URL": f"http://127.0.0.1:{free_port()}", "TOKEN": SUBMITTER_TOKEN}
+    ):
+        response = browser.get("/invitations/abc")
+    assert response.status_code == 503
 
 
 @pytest.mark.parametrize(
@@ -199,7 +265,22 @@ def test_the_castellum_view_over_http(castellum: Castellum) -> None:
         and "X-Backchannel-Deadline" in missing.json()["error"]["message"]
     )
     unknown = post({**good, "X-Backchannel-Kind": "nobody.handles.this"})
-    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "unknown_kind"
+    assert unknown.status_code == 501 and unknown.json()["error"]["code"] == "unknown_kind"
+
+    # Every answer of the kit says so; a page the kit did not write does not.
+    answers = [post(good), *(post(h) for h in (job_headers,)), wrong_method, missing, unknown]
+    answers.append(post({**good, "X-Backchannel-Kind": "participant.lookup"}, b'{"id": "P-9"}'))
+    assert [a.status_code for a in answers] == [200, 403, 405, 400, 501, 404]
+    for answer in answers:
+        assert answer.headers["X-Backchannel-Kit"] == "1", answer.status_code
+        assert answer.headers["Content-Type"] == "application/json"
+    not_the_kit = httpx.post(castellum.job_url + "/", headers=good, content=b"{}", timeout=5)
+    assert not_the_kit.status_code == 404 and "X-Backchannel-Kit" not in not_the_kit.headers
+
+    # A body over Django's DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) is the kit's 413.
+    large = post(good, b'{"token": "' + b"a" * 3_000_000 + b'"}')
+    assert large.status_code == 413 and large.headers["X-Backchannel-Kit"] == "1"
+    assert large.json()["error"]["code"] == "payload_too_large"
 
 
 def test_the_status_command(scheduler: Broker, start_agent: Any) -> None:
@@ -222,6 +303,53 @@ def test_the_status_command(scheduler: Broker, start_agent: Any) -> None:
             call_command("backchannel_status", "--timeout", "0.5", stdout=out)
         assert unreachable.value.returncode == 2
         assert "x" * 20 not in out.getvalue() + str(unreachable.value)
+
+
+def test_the_status_command_from_the_command_line(
+    broker: Broker, start_agent: Any, tmp_path: Path
+) -> None:
+    token_file = tmp_path / "scheduler.token"
+    token_file.write_text(SUBMITTER_TOKEN + "\n")
+
+    def status(url: str = broker.url) -> subprocess.CompletedProcess[str]:
+        env = clean_env(
+            DJANGO_SETTINGS_MODULE="scheduler_site.settings",
+            PYTHONPATH=str(PROJECT),
+            SCHEDULER_BROKER_URL=url,
+            SCHEDULER_TOKEN_FILE=str(token_file),
+        )
+        command = [sys.executable, "-m", "django", "backchannel_status", "--timeout", "2"]
+        return subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+
+    # No listener: one clear line first, exit 1, nothing that looks like a crash.
+    none = status()
+    assert none.returncode == 1, none
+    assert none.stdout.splitlines()[0] == (
+        f"no listener: the broker at {broker.url} answers, but no `backchannel agent` holds "
+        "its stream; jobs wait until one connects"
+    )
+    assert none.stderr == "", "no CommandError line, no traceback"
+
+    start_agent(broker)
+    ok = status()
+    assert ok.returncode == 0 and ok.stderr == ""
+    assert ok.stdout.startswith(f"ok: the broker at {broker.url} answers, and listener python-")
+
+    unreachable = status(f"http://127.0.0.1:{free_port()}")
+    assert unreachable.returncode == 2
+    assert unreachable.stdout.startswith("unusable: the broker at http://127.0.0.1:")
+    assert "Traceback" not in unreachable.stderr and "CommandError" not in unreachable.stderr
+
+    token_file.write_text("not-the-token-" + "z" * 16)
+    refused = status()
+    assert refused.returncode == 2 and "401 unauthorized" in refused.stdout.splitlines()[0]
+    assert "Traceback" not in refused.stderr and "CommandError" not in refused.stderr
+    assert "z" * 16 not in refused.stdout + refused.stderr
+
+    token_file.unlink()
+    unreadable = status()
+    assert unreadable.returncode == 2 and unreadable.stdout.startswith("unusable: settings.")
+    assert "Traceback" not in unreadable.stderr and "CommandError" not in unreadable.stderr
 
 
 def test_the_checks(scheduler: Broker, start_agent: Any) -> None:
@@ -318,3 +446,57 @@ def test_secrets_and_tokens_in_the_settings(tmp_path: Path) -> None:
         with pytest.raises(ImproperlyConfigured) as raised:
             scheduler_config()
         assert token not in str(raised.value)
+
+
+def test_sealing_settings_and_their_checks(tmp_path: Path) -> None:
+    from backchannel.django import get_client
+    from backchannel.django.conf import scheduler_config
+
+    signing, public, private = openssl_keys(tmp_path, "django")
+    base = {"URL": "http://127.0.0.1:9", "TOKEN": "t" * 20}
+
+    def ids(seal: Any) -> list[tuple[str, str]]:
+        with override_settings(BACKCHANNEL={**base, "SEAL": seal}):
+            return [(m.id, m.msg) for m in run_checks(tags=["backchannel"])]
+
+    good = {"SIGNING_KEY_FILE": str(signing), "RECIPIENT_FILES": [str(public)]}
+    assert ids(good) == []
+    with override_settings(BACKCHANNEL={**base, "SEAL": good}):
+        sealer = get_client().sealer
+        assert sealer is not None and sealer.channel == "default"
+        assert sealer is scheduler_config().sealer, "the keys are read once"
+        assert len(sealer.recipient_kids) == 1 and len(sealer.signer_kid) == 16
+        out = io.StringIO()
+        with pytest.raises(CommandError):  # no broker at that URL
+            call_command("backchannel_status", "--timeout", "0.5", stdout=out)
+        assert (
+            f"sealing   to castellum key {sealer.recipient_kids[0]} (also listed: none), "
+            f"signed by {sealer.signer_kid}, channel default"
+        ) in out.getvalue()
+    with override_settings(BACKCHANNEL=base):
+        assert get_client().sealer is None
+
+    signing.chmod(0o640)
+    [(check_id, message)] = ids(good)
+    assert check_id == "backchannel.W003"
+    assert str(signing) in message and "readable by its group (mode 0640)" in message
+    signing.chmod(0o644)
+    assert "its group and others" in ids(good)[0][1]
+    signing.chmod(0o600)
+
+    missing = str(tmp_path / "nowhere.key")
+    refused = [
+        ({**good, "SIGNING_KEY_FILE": missing}, f"cannot read the signing key {missing}"),
+        ({**good, "SIGNING_KEY_FILE": str(private)}, "holds an X25519 private key, not an Ed25519"),
+        ({**good, "RECIPIENT_FILES": [str(private)]}, "give the scheduler castellum's public key"),
+        ({**good, "RECIPIENT_FILES": [str(signing)]}, "holds an Ed25519 private key"),
+        ({**good, "RECIPIENT_FILES": str(public)}, "must be a list of paths"),
+        ({**good, "RECIPIENT_FILES": []}, "must be a list of paths"),
+        ({"RECIPIENT_FILES": [str(public)]}, "SIGNING_KEY_FILE"),
+        ({**good, "CHANEL": "x"}, "unknown keys ['CHANEL']"),
+        ("/etc/keys", "must be a dict"),
+    ]
+    for seal, expected in refused:
+        [(check_id, message)] = ids(seal)
+        assert check_id == "backchannel.E001" and expected in message, (seal, message)
+        assert "BEGIN" not in message

@@ -4,6 +4,7 @@ client cannot send by construction (see test_unit.py for the whole table)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 
@@ -68,7 +69,7 @@ def test_400_invalid_field(client: Client) -> None:
     assert (error.status, error.code) == (400, "invalid_field")
     assert "kind" in error.message and error.job is None
     with pytest.raises(InvalidField, match="timeout"):
-        client.submit("too.long", timeout=10**6)
+        client.submit("too.long", job_timeout=10**6)
 
 
 def test_401_unauthorized(shared_broker: Broker) -> None:
@@ -177,3 +178,65 @@ def test_every_exception_is_a_backchannel_error() -> None:
         value = getattr(backchannel, name)
         if isinstance(value, type) and issubclass(value, Exception):
             assert issubclass(value, BackchannelError), name
+
+
+def test_what_no_retry_mends_is_logged_without_the_token(
+    shared_broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="backchannel")
+    wrong = "not-a-known-token-" + "y" * 16
+
+    seen: list[logging.LogRecord] = []
+
+    def records() -> list[logging.LogRecord]:
+        found = [r for r in caplog.records if r.name == "backchannel"]
+        caplog.clear()
+        seen.extend(found)
+        return found
+
+    with Client(shared_broker.url, wrong) as client, pytest.raises(Unauthorized):
+        client.submit("wrong.token")
+    [unauthorized] = records()
+    assert unauthorized.levelno == logging.ERROR
+    assert unauthorized.getMessage().startswith(
+        f"POST {shared_broker.url}/v1/jobs: refused with 401"
+    )
+    assert "the broker does not know this token" in unauthorized.getMessage()
+
+    with Client(shared_broker.url, LISTENER_TOKEN) as client, pytest.raises(Forbidden):
+        client.submit("wrong.role")
+    [forbidden] = records()
+    assert forbidden.levelno == logging.ERROR and "403 forbidden" in forbidden.getMessage()
+    assert "of the other role" in forbidden.getMessage()
+
+    prefixed = shared_broker.url.replace("http://", "http://someone:password@") + "/no/prefix"
+    with Client(prefixed, SUBMITTER_TOKEN) as client, pytest.raises(NotFound):
+        client.submit("wrong.url")
+    [lost] = records()
+    assert lost.levelno == logging.ERROR and "check the broker's URL" in lost.getMessage()
+    assert f"{shared_broker.url}/no/prefix/v1/jobs" in lost.getMessage()
+    assert "password" not in lost.getMessage()
+
+    with Client(shared_broker.url, SUBMITTER_TOKEN) as client:
+        with pytest.raises(InvalidField):
+            client.submit("not a kind!")
+        assert [r.levelno for r in records()] == [logging.ERROR]
+        # Answers about a job's state are the caller's to handle: INFO at most.
+        with pytest.raises(NotFound):
+            client.get(10**15)
+        job = client.submit("cancelled.twice.quietly")
+        client.cancel(job)
+        client.cancel(job)
+        assert [r.levelno for r in records()] == [logging.INFO, logging.INFO]
+
+    unreachable = f"http://127.0.0.1:{free_port()}"
+    with Client(unreachable, SUBMITTER_TOKEN, timeout=0.5) as client, pytest.raises(TransportError):
+        client.stats()
+    *retries, gave_up = records()
+    assert gave_up.levelno == logging.WARNING and "giving up after" in gave_up.getMessage()
+    assert all(r.levelno == logging.DEBUG for r in retries)
+
+    assert len(seen) >= 8
+    for record in seen:
+        assert wrong not in record.getMessage() and SUBMITTER_TOKEN not in record.getMessage()
+        assert LISTENER_TOKEN not in record.getMessage()

@@ -22,7 +22,14 @@ from backchannel import (
     Stats,
 )
 from backchannel.errors import _BY_STATUS, error_from_response, exception_for
-from backchannel.handlers import Dispatcher, JobContext, JobError, decode_payload, secret_matches
+from backchannel.handlers import (
+    Dispatcher,
+    JobContext,
+    JobError,
+    Reply,
+    decode_payload,
+    secret_matches,
+)
 from backchannel.models import parse_time
 from support import REPO
 
@@ -163,6 +170,30 @@ def test_job_failed_describes_what_the_handler_said() -> None:
     assert failed("plain").message == "the job failed" and failed("plain").handler_status is None
 
 
+def test_job_failed_tells_the_three_not_founds_apart() -> None:
+    def failed(error: object) -> JobFailed:
+        return JobFailed(Job.from_json({**JOB, "state": "failed", "result": None, "error": error}))
+
+    def body(status: int, code: str, message: str) -> dict[str, object]:
+        return {"status": status, "body": {"error": {"code": code, "message": message}}}
+
+    own = failed(body(404, "no_such_invitation", "no such invitation"))
+    assert (own.handler_status, own.handler_code) == (404, "no_such_invitation")
+    assert own.message == "the handler answered 404: no such invitation"
+    no_handler = failed(body(501, "unknown_kind", "no handler for kind 'x'"))
+    assert (no_handler.handler_status, no_handler.handler_code) == (501, "unknown_kind")
+    wrong_url = failed({"status": 404, "body": "<h1>Not Found</h1>"})
+    assert (wrong_url.handler_status, wrong_url.handler_code) == (404, None)
+    for error in [
+        {"message": "the handler is unreachable"},
+        {"status": 404, "body": {"detail": "not found"}},
+        {"status": 404, "body": {"error": {"code": 7}}},
+        "plain",
+        None,
+    ]:
+        assert failed(error).handler_code is None, error
+
+
 def test_the_token_is_checked_and_never_shown() -> None:
     for bad in ["", "with space", "new\nline"]:
         with pytest.raises(ValueError) as raised:
@@ -223,7 +254,7 @@ def test_the_dispatcher_runs_the_handler_of_the_kind() -> None:
         crashed.status == 500 and b"secret" not in crashed.body and b"Traceback" not in crashed.body
     )
     unknown = jobs.dispatch(context("nobody.handles"), None)
-    assert unknown.status == 404 and json.loads(unknown.body)["error"]["code"] == "unknown_kind"
+    assert unknown.status == 501 and json.loads(unknown.body)["error"]["code"] == "unknown_kind"
     unserialisable = Dispatcher()
     unserialisable.register("odd", lambda payload, job: object())
     assert unserialisable.dispatch(context("odd"), None).status == 500
@@ -238,6 +269,38 @@ def test_registering_is_checked() -> None:
         jobs.register("not a kind", lambda payload, job: None)
     with pytest.raises(ValueError, match="4xx or 5xx"):
         JobError("done?", status=200)
+    for code in ["", "with space", "x" * 101, "ünï"]:
+        with pytest.raises(ValueError, match="not an error code"):
+            JobError("no", code=code)
+    for code in ["unknown_kind", "forbidden", "internal", "bad_request"]:
+        with pytest.raises(ValueError, match="the kit's own"):
+            JobError("no", status=404, code=code)
+
+
+def test_every_failure_of_the_kit_has_a_code_and_every_answer_its_header() -> None:
+    jobs = Dispatcher()
+
+    @jobs.handler("invitation.lookup")
+    def lookup(payload: object, job: JobContext) -> object:
+        if payload is None:
+            raise JobError("no such invitation", status=404, code="no_such_invitation")
+        return {"name": "Ada"}
+
+    replies = {
+        "done": jobs.dispatch(context(), {"token": "abc"}),
+        "own not found": jobs.dispatch(context(), None),
+        "no handler": jobs.dispatch(context("nobody.handles"), None),
+        "kit's error": Reply.error(403, "forbidden", "missing or wrong shared secret"),
+    }
+    for name, reply in replies.items():
+        assert reply.headers() == {
+            "Content-Type": "application/json",
+            "X-Backchannel-Kit": "1",
+        }, name
+    own, none = (json.loads(replies[name].body) for name in ("own not found", "no handler"))
+    assert replies["own not found"].status == 404
+    assert own == {"error": {"code": "no_such_invitation", "message": "no such invitation"}}
+    assert replies["no handler"].status == 501 and none["error"]["code"] == "unknown_kind"
 
 
 def test_the_job_context_comes_from_the_agents_headers() -> None:
@@ -271,3 +334,21 @@ def test_secrets_and_payloads() -> None:
     assert decode_payload(b"") is None and decode_payload(b'{"a": 1}') == {"a": 1}
     with pytest.raises(ValueError, match="JSON"):
         decode_payload(b"{not json")
+
+
+def test_the_brokers_seal_gate_codes_have_their_classes() -> None:
+    # BACKCHANNEL_REQUIRE_SEALED / BACKCHANNEL_SEAL_SIGNERS refuse a submit with
+    # these (issue 21); each is its status's class and a SealError.
+    from backchannel import NotSealed, SealedHeaderMismatch, SealError, UntrustedSigner
+    from backchannel.errors import BadRequest, Forbidden
+
+    for status, code, cls, base in [
+        (400, "not_sealed", NotSealed, BadRequest),
+        (400, "seal_mismatch", SealedHeaderMismatch, BadRequest),
+        (403, "seal_bad_signature", UntrustedSigner, Forbidden),
+    ]:
+        assert exception_for(status, code) is cls
+        assert issubclass(cls, base) and issubclass(cls, SealError)
+        body = {"error": {"code": code, "message": "refused at the door"}}
+        error = error_from_response(httpx.Response(status, json=body))
+        assert type(error) is cls and error.status == status and error.code == code

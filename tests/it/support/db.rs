@@ -49,7 +49,6 @@ impl TestDb {
         TestDb { name, url }
     }
 
-    /// A plain connection to the test database (for assertions and SQL clients).
     /// Sessions of this database waiting for a lock right now.
     pub async fn lock_waits(&self) -> i64 {
         self.client()
@@ -64,6 +63,20 @@ impl TestDb {
             .get(0)
     }
 
+    /// Another session locks job `id`'s row (`FOR UPDATE`) and holds it until
+    /// it sends `ROLLBACK`: a statement on that row waits.
+    pub async fn lock_row(&self, id: i64) -> tokio_postgres::Client {
+        let client = self.client().await;
+        client
+            .batch_execute(&format!(
+                "BEGIN; SELECT 1 FROM backchannel.jobs WHERE id = {id} FOR UPDATE"
+            ))
+            .await
+            .unwrap();
+        client
+    }
+
+    /// A plain connection to the test database (for assertions and SQL clients).
     pub async fn client(&self) -> tokio_postgres::Client {
         connect(&self.url).await
     }
@@ -92,23 +105,30 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let name = self.name.clone();
-        let dropper = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                if let Ok((client, conn)) = tokio_postgres::connect(&admin_url(), NoTls).await {
-                    tokio::spawn(conn);
-                    let _ = client
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
-                }
-            });
-        });
-        let _ = dropper.join();
+        as_admin_on_drop(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
     }
+}
+
+/// Run `statement` as the admin user from a `Drop` (which may run inside the
+/// test's runtime): on a thread and runtime of its own, waiting for it, and
+/// ignoring failure (the cleanup of a test that already failed).
+pub fn as_admin_on_drop(statement: String) {
+    let dropper = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            if let Ok((client, conn)) = tokio_postgres::connect(&admin_url(), NoTls).await {
+                tokio::spawn(conn);
+                let _ = client.batch_execute(&statement).await;
+            }
+        });
+    });
+    let _ = dropper.join();
 }
 
 pub async fn connect(url: &str) -> tokio_postgres::Client {

@@ -42,15 +42,23 @@ pub async fn instance_with(settings: Settings) -> Instance {
     instance
 }
 
+/// Start an instance that must refuse to start; its message, with its causes.
+pub async fn refused(settings: Settings) -> String {
+    match app::start(settings).await {
+        Ok(running) => {
+            running.stop().await;
+            panic!("the broker started");
+        }
+        Err(error) => format!("{error:#}"),
+    }
+}
+
 /// An instance that started, without waiting for `/readyz` to say 200.
 pub async fn instance_unready(settings: Settings) -> Instance {
     let running = app::start(settings).await.expect("start broker");
-    let base = format!("http://{}", running.addr);
-    Instance {
-        running: Some(running),
-        base,
-        http: reqwest::Client::new(),
-    }
+    let mut instance = Instance::at(&format!("http://{}", running.addr), reqwest::Client::new());
+    instance.running = Some(running);
+    instance
 }
 
 /// A response reduced to what tests look at.
@@ -58,28 +66,60 @@ pub async fn instance_unready(settings: Settings) -> Instance {
 pub struct Reply {
     pub status: u16,
     pub headers: reqwest::header::HeaderMap,
+    /// The body as JSON; a body that is not JSON (or nests deeper than the
+    /// parser goes) as one JSON string.
     pub body: Value,
+    /// The body as sent, for what parsing would change (long digits, depth).
+    pub text: String,
 }
 
 impl Reply {
     pub fn code(&self) -> &str {
         self.body["error"]["code"].as_str().unwrap_or("")
     }
+
+    /// The status, as reqwest's `Response::status` spells it.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
 }
+
+/// A request sent on a task of its own: await it for its `Reply`.
+pub type Pending = tokio::task::JoinHandle<Reply>;
 
 async fn reply(response: reqwest::Response) -> Reply {
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let text = response.text().await.expect("body");
-    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.clone()));
     Reply {
         status,
         headers,
         body,
+        text,
     }
 }
 
+/// Whether the instance answers `/readyz` with 200 right now.
+pub async fn ready(instance: &Instance) -> bool {
+    matches!(instance.http.get(instance.url("/readyz")).send().await, Ok(r) if r.status() == 200)
+}
+
+/// Requests are sent one way: build one (`*_request`, or `http` with `url`
+/// for anything else), then `send` it and await the reply, or `spawn` it and
+/// await the reply later. `submit`, `get`, `cancel`, `answer` and
+/// `spawn_submit`, `spawn_get` say both at once.
 impl Instance {
+    /// A client of an instance at `base`: another process, or this one from a
+    /// task of its own or through a client of the test's own.
+    pub fn at(base: &str, http: reqwest::Client) -> Instance {
+        Instance {
+            running: None,
+            base: base.to_owned(),
+            http,
+        }
+    }
+
     pub fn running(&self) -> &Running {
         self.running.as_ref().expect("instance is running")
     }
@@ -92,10 +132,8 @@ impl Instance {
 
     pub async fn wait_ready(&self) {
         for _ in 0..200 {
-            if let Ok(r) = self.http.get(format!("{}/readyz", self.base)).send().await {
-                if r.status() == 200 {
-                    return;
-                }
+            if ready(self).await {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -117,28 +155,61 @@ impl Instance {
 
     /// The text of this instance's `/metrics`.
     pub async fn metrics(&self) -> String {
-        self.http
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        self.send(self.http.get(self.url("/metrics"))).await.text
     }
 
+    /// Send `request` and wait for the reply.
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
         reply(request.send().await.expect("request")).await
     }
 
-    /// POST /v1/jobs with `body` as submitter.
-    pub async fn submit(&self, body: Value, wait: Option<f64>) -> Reply {
+    /// Send `request` on a task of its own (a waiting request, one to be cut
+    /// off, several at once): await the handle for the reply.
+    pub fn spawn(&self, request: reqwest::RequestBuilder) -> Pending {
+        tokio::spawn(async move { reply(request.send().await.expect("request")).await })
+    }
+
+    /// `POST /v1/jobs[?wait=]` with `body`, as submitter.
+    pub fn submit_request(&self, body: &Value, wait: Option<f64>) -> reqwest::RequestBuilder {
         let mut url = self.url("/v1/jobs");
         if let Some(wait) = wait {
             url = format!("{url}?wait={wait}");
         }
-        self.send(self.http.post(url).bearer_auth(SUBMITTER).json(&body))
-            .await
+        self.http.post(url).bearer_auth(SUBMITTER).json(body)
+    }
+
+    /// `GET /v1/jobs/{id}[?wait=]`, as submitter.
+    pub fn get_request(&self, id: i64, wait: Option<f64>) -> reqwest::RequestBuilder {
+        let mut url = self.url(&format!("/v1/jobs/{id}"));
+        if let Some(wait) = wait {
+            url = format!("{url}?wait={wait}");
+        }
+        self.http.get(url).bearer_auth(SUBMITTER)
+    }
+
+    /// `DELETE /v1/jobs/{id}`, as submitter.
+    pub fn cancel_request(&self, id: i64) -> reqwest::RequestBuilder {
+        self.http
+            .delete(self.url(&format!("/v1/jobs/{id}")))
+            .bearer_auth(SUBMITTER)
+    }
+
+    /// `POST /v1/jobs/{id}/result` with `body`, as listener.
+    pub fn answer_request(&self, id: i64, body: &Value) -> reqwest::RequestBuilder {
+        self.http
+            .post(self.url(&format!("/v1/jobs/{id}/result")))
+            .bearer_auth(LISTENER)
+            .json(body)
+    }
+
+    /// POST /v1/jobs with `body` as submitter.
+    pub async fn submit(&self, body: Value, wait: Option<f64>) -> Reply {
+        self.send(self.submit_request(&body, wait)).await
+    }
+
+    /// `POST /v1/jobs?wait=...` with `body`, sent in the background.
+    pub fn spawn_submit(&self, body: Value, wait: f64) -> Pending {
+        self.spawn(self.submit_request(&body, Some(wait)))
     }
 
     /// Submit a job of `kind` with `payload`; returns its id (asserts 202).
@@ -151,35 +222,30 @@ impl Instance {
     }
 
     pub async fn get(&self, id: i64, wait: Option<f64>) -> Reply {
-        let mut url = self.url(&format!("/v1/jobs/{id}"));
-        if let Some(wait) = wait {
-            url = format!("{url}?wait={wait}");
-        }
-        self.send(self.http.get(url).bearer_auth(SUBMITTER)).await
+        self.send(self.get_request(id, wait)).await
+    }
+
+    /// `GET /v1/jobs/{id}?wait=...` sent in the background.
+    pub fn spawn_get(&self, id: i64, wait: f64) -> Pending {
+        self.spawn(self.get_request(id, Some(wait)))
     }
 
     pub async fn cancel(&self, id: i64) -> Reply {
-        self.send(
-            self.http
-                .delete(self.url(&format!("/v1/jobs/{id}")))
-                .bearer_auth(SUBMITTER),
-        )
-        .await
+        self.send(self.cancel_request(id)).await
     }
 
     pub async fn answer(&self, id: i64, body: Value) -> Reply {
-        self.send(
-            self.http
-                .post(self.url(&format!("/v1/jobs/{id}/result")))
-                .bearer_auth(LISTENER)
-                .json(&body),
-        )
-        .await
+        self.send(self.answer_request(id, &body)).await
     }
 
     /// Open the stream; `Ok` with the SSE reader on 200, `Err` with the reply otherwise.
     pub async fn stream(&self, listener_id: Option<&str>) -> Result<Sse, Reply> {
-        let mut request = self.http.get(self.url("/v1/stream")).bearer_auth(LISTENER);
+        self.stream_as(LISTENER, listener_id).await
+    }
+
+    /// Open the stream with `token`; as `stream`.
+    pub async fn stream_as(&self, token: &str, listener_id: Option<&str>) -> Result<Sse, Reply> {
+        let mut request = self.http.get(self.url("/v1/stream")).bearer_auth(token);
         if let Some(id) = listener_id {
             request = request.header("X-Listener-Id", id);
         }
@@ -189,9 +255,7 @@ impl Instance {
         }
         Ok(Sse::new(response))
     }
-}
 
-impl Instance {
     /// Open the stream, retrying while it is busy, for up to `timeout`.
     pub async fn stream_eventually(
         &self,

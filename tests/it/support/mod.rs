@@ -1,9 +1,9 @@
 #![allow(dead_code)]
 //! Test harness: a fresh database per test (`db`), broker instances bound to
-//! port 0 with a small HTTP client (`instance`), an SSE reader over the
-//! agent's parser (`sse`), real processes and clusters (`procs`), a real
-//! PgBouncer (`pgbouncer`), certificates (`pki`), and what the agent tests
-//! run against (`agent`).
+//! port 0 and the one way tests send them requests (`instance`), an SSE
+//! reader over the agent's parser (`sse`), real processes and clusters
+//! (`procs`), a real PgBouncer (`pgbouncer`), certificates (`pki`), and what
+//! the agent tests run against (`agent`).
 
 pub mod agent;
 mod db;
@@ -14,8 +14,6 @@ pub mod procs;
 mod sse;
 
 use std::time::Duration;
-
-use serde_json::Value;
 
 pub use db::*;
 pub use instance::*;
@@ -42,36 +40,17 @@ where
     }
 }
 
+/// Arrays nested `depth` deep around a 1.
+pub fn nested(depth: usize) -> String {
+    format!("{}1{}", "[".repeat(depth), "]".repeat(depth))
+}
+
+/// The value of one sample line (`name{labels} value`) of an exposition.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}
+
 pub const SECOND: Duration = Duration::from_secs(1);
 pub const LONG: Duration = Duration::from_secs(10);
-
-/// `GET /v1/jobs/{id}?wait=...` sent in the background.
-pub fn spawn_get(base: &str, id: i64, wait: f64) -> tokio::task::JoinHandle<reqwest::Response> {
-    let url = format!("{base}/v1/jobs/{id}?wait={wait}");
-    tokio::spawn(async move {
-        reqwest::Client::new()
-            .get(url)
-            .bearer_auth(SUBMITTER)
-            .send()
-            .await
-            .unwrap()
-    })
-}
-
-/// `POST /v1/jobs?wait=...` with `body`, sent in the background.
-pub fn spawn_submit(
-    base: &str,
-    wait: f64,
-    body: Value,
-) -> tokio::task::JoinHandle<reqwest::Response> {
-    let url = format!("{base}/v1/jobs?wait={wait}");
-    tokio::spawn(async move {
-        reqwest::Client::new()
-            .post(url)
-            .bearer_auth(SUBMITTER)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-    })
-}

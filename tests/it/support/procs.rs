@@ -74,11 +74,9 @@ impl BrokerProcess {
             http: reqwest::Client::new(),
             logs,
         };
-        let ready = eventually(Duration::from_secs(20), || async {
-            matches!(process.http.get(process.url("/readyz")).send().await, Ok(r) if r.status() == 200)
-        })
-        .await;
-        assert!(ready, "broker process on port {port} never became ready");
+        let client = process.client();
+        let up = eventually(Duration::from_secs(20), || ready(&client)).await;
+        assert!(up, "broker process on port {port} never became ready");
         process
     }
 
@@ -88,11 +86,7 @@ impl BrokerProcess {
 
     /// The same client API as an in-process instance.
     pub fn client(&self) -> Instance {
-        Instance {
-            running: None,
-            base: self.base.clone(),
-            http: self.http.clone(),
-        }
+        Instance::at(&self.base, self.http.clone())
     }
 
     pub fn signal(&self, signal: &str) {

@@ -8,6 +8,8 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use super::LONG;
+
 /// One item of the stream, as the tests look at it.
 #[derive(Debug, Clone, Default)]
 pub struct SseEvent {
@@ -107,6 +109,16 @@ impl Sse {
                 Ok(Some(_)) => continue,
                 Err(_) => return false,
             }
+        }
+    }
+}
+
+/// The stream's next job event that is not one of `skip`; panics if none comes.
+pub async fn next_job_except(sse: &mut Sse, skip: &[i64]) -> Value {
+    loop {
+        let job = sse.next_job(LONG).await.expect("the stream goes on");
+        if !skip.contains(&job["id"].as_i64().unwrap()) {
+            return job;
         }
     }
 }

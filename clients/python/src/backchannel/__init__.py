@@ -5,13 +5,15 @@ Submit a job and wait for its result::
     from backchannel import Client
 
     with Client("https://backchannel.example.org", token) as client:
-        answer = client.call("invitation.lookup", {"token": "abc"}, timeout=10)
+        answer = client.call("invitation.lookup", {"token": "abc"}, wait=10)
 
 :class:`Client` (blocking) and :class:`AsyncClient` (asyncio) have the same
 methods and follow the same rules; the exceptions are in
 :mod:`backchannel.errors` and re-exported here. Django integrations live in
 :mod:`backchannel.django` (the submitter) and :mod:`backchannel.django.castellum`
-(the listener's handlers behind ``backchannel agent``).
+(the listener's handlers behind ``backchannel agent``). Sealed jobs (payload
+and answer end to end, unreadable by the broker) are :mod:`backchannel.sealed`:
+``Client(url, token, sealer=Sealer(...))``.
 """
 
 from ._plan import RetryPolicy
@@ -30,6 +32,7 @@ from .errors import (
     DatabaseReadOnly,
     DatabaseUnavailable,
     Forbidden,
+    ForeignAnswer,
     GatewayTimeout,
     Gone,
     InternalError,
@@ -50,8 +53,19 @@ from .errors import (
     MissingHeader,
     NotFound,
     NotReady,
+    NotSealed,
     PayloadTooLarge,
     RequestTimeout,
+    SealBadSignature,
+    SealedHeaderMismatch,
+    SealError,
+    SealExpired,
+    SealMalformed,
+    SealMismatch,
+    SealRefused,
+    SealReplay,
+    SealRequired,
+    SealUnknownKey,
     ShuttingDown,
     TooManyRequests,
     TooManyWaiting,
@@ -61,12 +75,15 @@ from .errors import (
     UnexpectedResponse,
     UnknownField,
     UnsupportedMediaType,
+    UntrustedSigner,
 )
 from .models import Job, JobState, Json, Listener, Stats
+from .sealed import AnswerHandle, SealedJob, SealedRequest, Sealer
 
 __all__ = [
     "AlreadyAnswered",
     "AlreadyTerminal",
+    "AnswerHandle",
     "ApiError",
     "AsyncClient",
     "BackchannelError",
@@ -78,6 +95,7 @@ __all__ = [
     "DatabaseReadOnly",
     "DatabaseUnavailable",
     "Forbidden",
+    "ForeignAnswer",
     "GatewayTimeout",
     "Gone",
     "InternalError",
@@ -102,9 +120,23 @@ __all__ = [
     "MissingHeader",
     "NotFound",
     "NotReady",
+    "NotSealed",
     "PayloadTooLarge",
     "RequestTimeout",
     "RetryPolicy",
+    "SealBadSignature",
+    "SealError",
+    "SealExpired",
+    "SealMalformed",
+    "SealMismatch",
+    "SealRefused",
+    "SealReplay",
+    "SealRequired",
+    "SealUnknownKey",
+    "SealedHeaderMismatch",
+    "SealedJob",
+    "SealedRequest",
+    "Sealer",
     "ShuttingDown",
     "Stats",
     "TooManyRequests",
@@ -115,5 +147,6 @@ __all__ = [
     "UnexpectedResponse",
     "UnknownField",
     "UnsupportedMediaType",
+    "UntrustedSigner",
     "__version__",
 ]

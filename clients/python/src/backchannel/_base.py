@@ -8,8 +8,9 @@ from typing import Any, Union
 
 import httpx
 
-from ._plan import Operations, Options, RetryPolicy, Send
+from ._plan import Operations, Options, RetryPolicy, Send, public_url
 from ._version import __version__
+from .sealed import Sealer
 
 #: Shortest timeout handed to httpx (it takes 0 as "no time at all").
 _MIN_TIMEOUT = 0.001
@@ -47,18 +48,28 @@ class ClientBase:
         max_wait: float,
         connect_timeout: float,
         retry: RetryPolicy | None,
+        sealer: Sealer | None,
     ) -> None:
         if not str(base_url).startswith(("http://", "https://")):
             raise ValueError("base_url must be an http:// or https:// URL")
         if not connect_timeout > 0:
             raise ValueError("connect_timeout must be more than 0 seconds")
+        if sealer is not None and not isinstance(sealer, Sealer):
+            raise TypeError("sealer must be a backchannel.sealed.Sealer")
         self.base_url = str(base_url)
         self._ops = Operations(
-            Options(timeout=timeout, max_wait=max_wait, retry=retry or RetryPolicy())
+            Options(timeout=timeout, max_wait=max_wait, retry=retry or RetryPolicy()),
+            sealer,
+            broker=public_url(self.base_url),
         )
         self._connect_timeout = connect_timeout
         # Kept only in the headers of the httpx client, which never shows them.
         self._auth_headers = {"Authorization": f"Bearer {check_token(token)}"}
+
+    @property
+    def sealer(self) -> Sealer | None:
+        """The sealer of :meth:`call` and :meth:`submit_sealed`, if any."""
+        return self._ops.sealer
 
     @property
     def timeout(self) -> float:

@@ -14,36 +14,57 @@ The rules of the contract live here:
 * a submit always carries an idempotency key, the same one on every retry, so
   a retried submit never creates a second job;
 * a ``202`` is followed with ``GET /v1/jobs/{id}?wait=...`` until the job ends
-  or the caller's deadline comes; each wait is bounded by the time left.
+  or the caller's deadline comes; each wait is bounded by the time left;
+* with a :class:`~backchannel.sealed.Sealer`, a payload is sealed once per
+  call (retries send the same bytes) and its ``ref`` is the idempotency key;
+* what no retry can mend is logged on the logger ``backchannel`` (see
+  :func:`log_refusal`), and so is giving up on a retried request: a wrong
+  token must not pass for a slow listener.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 import uuid
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, Union
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from .errors import (
     AlreadyTerminal,
+    ApiError,
     BackchannelError,
+    Conflict,
+    Forbidden,
+    Gone,
+    InternalError,
     JobCancelled,
     JobExpired,
     JobFailed,
     JobStillOpen,
+    NotFound,
     TransportError,
+    Unauthorized,
     UnexpectedResponse,
+    UntrustedSigner,
     error_from_response,
     retry_after,
 )
 from .models import Job, JobState, Json, Listener, Stats
+from .sealed import DEFAULT_JOB_TIMEOUT, AnswerHandle, SealedJob, Sealer
 
 T = TypeVar("T")
+
+#: The client's logger. Its records name the request (method and URL, without
+#: user info or query) and quote the broker's error message, never a header:
+#: no record holds the token.
+logger = logging.getLogger("backchannel")
 
 #: Seconds kept back from the time left when asking the broker to wait, so that
 #: its answer (``202`` when the wait runs out) arrives before the caller's
@@ -118,7 +139,9 @@ class Deadline:
 
     def __init__(self, seconds: float) -> None:
         if not seconds > 0:
-            raise ValueError("a timeout must be more than 0 seconds")
+            raise ValueError(
+                "the time to wait (wait, or the client's timeout) must be more than 0 seconds"
+            )
         self.at = time.monotonic() + seconds
 
     def remaining(self) -> float:
@@ -147,8 +170,58 @@ def _can_retry(exc: httpx.TransportError) -> bool:
     return not isinstance(exc, (httpx.UnsupportedProtocol, httpx.LocalProtocolError))
 
 
+def public_url(url: str) -> str:
+    """``url`` as it may be logged: without user info, query or fragment."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        netloc = f"{host}:{parts.port}" if parts.port is not None else host
+    except ValueError:
+        return "(the broker)"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _target(request: Send, broker: str) -> str:
+    where = f"{broker.rstrip('/')}/{request.path}" if broker else request.path
+    return f"{request.method} {where}"
+
+
+def log_refusal(request: Send, failure: ApiError, broker: str = "") -> None:
+    """Log an error answer that no retry can mend, on the logger ``backchannel``.
+
+    ``ERROR`` for what says the client's set-up or the caller's request is
+    wrong (``401``: an unknown token; ``403``: a token of the other role;
+    ``400``s; a ``404`` that is not "no such job", i.e. a wrong URL; ``405``,
+    ``413``, ``415``; ``500``: a fault in the broker; any status the contract
+    does not give). ``INFO`` for answers about a job's state, which the caller
+    handles (``404 not_found`` on a job, ``409``, ``410``).
+    """
+    job_route = request.path.startswith("v1/jobs/")
+    if isinstance(failure, (Conflict, Gone)) or (
+        isinstance(failure, NotFound) and failure.code == "not_found" and job_route
+    ):
+        logger.info("%s: %s", _target(request, broker), failure)
+        return
+    hint = ""
+    if isinstance(failure, Unauthorized):
+        hint = "the broker does not know this token: check the token, or the file it was read from"
+    elif isinstance(failure, Forbidden) and not isinstance(failure, UntrustedSigner):
+        hint = (
+            "the token is valid but of the other role (a listener token where a submitter "
+            "token is needed, or the reverse)"
+        )
+    elif isinstance(failure, NotFound):
+        hint = "no such endpoint: check the broker's URL and its path prefix"
+    elif isinstance(failure, InternalError):
+        hint = "a fault in the broker: its log has the cause"
+    logger.error(
+        "%s: refused with %s%s", _target(request, broker), failure, f" ({hint})" if hint else ""
+    )
+
+
 def exchange(
-    build: Callable[[float], Send], deadline: Deadline, policy: RetryPolicy
+    build: Callable[[float], Send], deadline: Deadline, policy: RetryPolicy, broker: str = ""
 ) -> Plan[httpx.Response]:
     """One logical request, retried until it gets a final answer.
 
@@ -156,18 +229,23 @@ def exchange(
     waiting request asks for less as time passes). Returns the first 2xx
     response; raises the mapped :class:`ApiError` for an error answer, or the
     last failure when no retry is left or the next one would end past the
-    deadline.
+    deadline. ``broker`` (the base URL, as :func:`public_url` gives it) is
+    for the log records: a refusal no retry can mend is logged
+    (:func:`log_refusal`), and so is giving up on a retried request
+    (``WARNING``).
     """
     attempt = 0
     while True:
         attempt += 1
         failure: BackchannelError
+        request = build(deadline.remaining())
         try:
-            response = yield from _send(build(deadline.remaining()))
+            response = yield from _send(request)
         except httpx.TransportError as exc:
             failure = _transport_error(exc)
             failure.__cause__ = exc
             if not _can_retry(exc):
+                logger.error("%s: %s", _target(request, broker), failure)
                 raise failure from exc
             pause = policy.pause(attempt)
         else:
@@ -175,10 +253,19 @@ def exchange(
                 return response
             failure = error_from_response(response)
             if not failure.retryable:
+                log_refusal(request, failure, broker)
                 raise failure
             pause = retry_after(response) or policy.pause(attempt)
         if attempt >= policy.attempts or pause >= deadline.remaining():
+            logger.warning(
+                "%s: giving up after %d %s: %s",
+                _target(request, broker),
+                attempt,
+                "try" if attempt == 1 else "tries",
+                failure,
+            )
             raise failure
+        logger.debug("%s: %s; trying again in %.2f s", _target(request, broker), failure, pause)
         yield from _pause(pause)
 
 
@@ -186,10 +273,18 @@ def _json(response: httpx.Response, parse: Callable[[Any], T]) -> T:
     try:
         return parse(response.json())
     except (KeyError, TypeError, ValueError) as exc:
-        raise UnexpectedResponse(
+        failure = UnexpectedResponse(
             f"the broker's answer does not follow the contract ({type(exc).__name__}: {exc})",
             status=response.status_code,
-        ) from exc
+        )
+        request = response.request
+        logger.error(
+            "%s %s: %s (is this the broker's URL?)",
+            request.method,
+            public_url(str(request.url)),
+            failure,
+        )
+        raise failure from exc
 
 
 def _encode(body: Mapping[str, Json]) -> bytes:
@@ -211,13 +306,24 @@ def job_id(job: int | Job) -> int:
 
 
 class Operations:
-    """The plans of every client operation, for one set of options."""
+    """The plans of every client operation, for one set of options (and the
+    sealer, if the client seals)."""
 
-    def __init__(self, options: Options) -> None:
+    def __init__(self, options: Options, sealer: Sealer | None = None, broker: str = "") -> None:
         self.options = options
+        self.sealer = sealer
+        #: The broker's URL as the log records show it (:func:`public_url`).
+        self.broker = broker
 
-    def deadline(self, timeout: float | None) -> Deadline:
-        return Deadline(self.options.timeout if timeout is None else timeout)
+    def _sealer(self) -> Sealer:
+        if self.sealer is None:
+            raise ValueError("this client has no sealer: Client(..., sealer=Sealer(...))")
+        return self.sealer
+
+    def deadline(self, seconds: float | None) -> Deadline:
+        """The caller's deadline, ``seconds`` from now (the client's
+        ``timeout`` when ``None``)."""
+        return Deadline(self.options.timeout if seconds is None else seconds)
 
     # The wait rules -----------------------------------------------------------
 
@@ -233,7 +339,7 @@ class Operations:
         def build(left: float) -> Send:
             return Send(method, path, {}, content, timeout=left)
 
-        return (yield from exchange(build, deadline, self.options.retry))
+        return (yield from exchange(build, deadline, self.options.retry, self.broker))
 
     # Submitting and waiting ---------------------------------------------------
 
@@ -242,30 +348,31 @@ class Operations:
         kind: str,
         payload: Json,
         *,
-        timeout: float | None,
+        job_timeout: float | None,
         idempotency_key: str | None,
         until: float,
         deadline: Deadline,
     ) -> Plan[Job]:
         """``POST /v1/jobs``, waiting at the broker until ``until`` at most.
 
-        Every retry carries the same idempotency key (one is made when the
-        caller gives none), so a submit retried after a lost response answers
-        with the job the first one stored.
+        ``job_timeout`` is the body's ``timeout``. Every retry carries the
+        same idempotency key (one is made when the caller gives none), so a
+        submit retried after a lost response answers with the job the first
+        one stored.
         """
-        if timeout is not None and not timeout > 0:
-            raise ValueError("timeout must be more than 0 seconds")
+        if job_timeout is not None and not job_timeout > 0:
+            raise ValueError("job_timeout must be more than 0 seconds")
         key = idempotency_key if idempotency_key is not None else str(uuid.uuid4())
         body: dict[str, Json] = {"kind": kind, "payload": payload, "idempotency_key": key}
-        if timeout is not None:
-            body["timeout"] = timeout
+        if job_timeout is not None:
+            body["timeout"] = job_timeout
         content = _encode(body)
 
         def build(left: float) -> Send:
             params = _wait_params(self._wait_for(until, deadline))
             return Send("POST", "v1/jobs", params, content, timeout=left)
 
-        response = yield from exchange(build, deadline, self.options.retry)
+        response = yield from exchange(build, deadline, self.options.retry, self.broker)
         return _json(response, Job.from_json)
 
     def get(self, job: int | Job, *, until: float, deadline: Deadline) -> Plan[Job]:
@@ -275,7 +382,7 @@ class Operations:
         def build(left: float) -> Send:
             return Send("GET", path, _wait_params(self._wait_for(until, deadline)), None, left)
 
-        response = yield from exchange(build, deadline, self.options.retry)
+        response = yield from exchange(build, deadline, self.options.retry, self.broker)
         return _json(response, Job.from_json)
 
     def read(self, job: int | Job) -> Plan[Job]:
@@ -316,7 +423,7 @@ class Operations:
         kind: str,
         payload: Json,
         *,
-        timeout: float | None,
+        job_timeout: float | None,
         wait: float,
         idempotency_key: str | None,
     ) -> Plan[Job]:
@@ -324,6 +431,13 @@ class Operations:
 
         Retries run within ``max(wait, client timeout)``.
         """
+        if self.sealer is not None:
+            # A plain submit from a sealing client would send the payload in
+            # clear, or seal it with no handle to open the answer: neither.
+            raise ValueError(
+                "this client seals: submit with submit_sealed(), which returns the "
+                "handle that opens the answer"
+            )
         if wait < 0:
             raise ValueError("wait must be 0 or more seconds")
         deadline = Deadline(max(wait, self.options.timeout))
@@ -331,16 +445,47 @@ class Operations:
         job = yield from self.submit(
             kind,
             payload,
-            timeout=timeout,
+            job_timeout=job_timeout,
             idempotency_key=idempotency_key,
             until=until,
             deadline=deadline,
         )
         return (yield from self.follow(job, until=until, deadline=deadline))
 
-    def wait(self, job: int | Job, timeout: float | None) -> Plan[Job]:
+    def submit_sealed(
+        self, kind: str, payload: Json, *, job_timeout: float | None, wait: float
+    ) -> Plan[SealedJob]:
+        """:meth:`Client.submit_sealed`: seal, submit with ``ref`` as the
+        idempotency key, wait up to ``wait``; the job and its bound handle."""
+        sealer = self._sealer()
+        if wait < 0:
+            raise ValueError("wait must be 0 or more seconds")
+        sealed = sealer.seal(
+            kind, payload, job_timeout=DEFAULT_JOB_TIMEOUT if job_timeout is None else job_timeout
+        )
+        deadline = Deadline(max(wait, self.options.timeout))
+        until = time.monotonic() + wait
+        job = yield from self.submit(
+            kind,
+            sealed.envelope,
+            job_timeout=sealed.job_timeout,
+            idempotency_key=sealed.ref,
+            until=until,
+            deadline=deadline,
+        )
+        job = yield from self.follow(job, until=until, deadline=deadline)
+        return SealedJob(job=job, handle=sealed.handle.for_job(job.id))
+
+    def fetch(self, handle: AnswerHandle, wait: float | None) -> Plan[Json]:
+        """:meth:`Client.fetch`: wait for the handle's job, open its answer."""
+        if handle.job is None:
+            raise ValueError("this handle was never submitted (it has no job id)")
+        job = yield from self.wait(handle.job, wait)
+        return handle.open(job)
+
+    def wait(self, job: int | Job, wait: float | None) -> Plan[Job]:
         """:meth:`Client.wait`: the terminal job, or :class:`JobStillOpen`."""
-        deadline = self.deadline(timeout)
+        deadline = self.deadline(wait)
         if isinstance(job, Job):
             current = job
         else:
@@ -355,24 +500,36 @@ class Operations:
         kind: str,
         payload: Json,
         *,
-        timeout: float | None,
+        wait: float | None,
         job_timeout: float | None,
         idempotency_key: str | None,
     ) -> Plan[Json]:
-        """:meth:`Client.call`: submit, wait until the deadline, return the result."""
-        deadline = self.deadline(timeout)
+        """:meth:`Client.call`: submit, wait until the deadline, return the result.
+
+        With a sealer: the payload is sealed (``exp`` bound to the job's
+        timeout), ``ref`` is the idempotency key, and the answer is opened.
+        """
+        deadline = self.deadline(wait)
         if job_timeout is None:
             seconds = deadline.remaining()
             job_timeout = max(seconds - EXPIRY_MARGIN, seconds / 2)
+        handle: AnswerHandle | None = None
+        if self.sealer is not None:
+            if idempotency_key is not None:
+                raise ValueError("a sealed call's idempotency key is its ref: give none")
+            sealed = self.sealer.seal(kind, payload, job_timeout=job_timeout)
+            payload, idempotency_key, handle = sealed.envelope, sealed.ref, sealed.handle
         job = yield from self.submit(
             kind,
             payload,
-            timeout=job_timeout,
+            job_timeout=job_timeout,
             idempotency_key=idempotency_key,
             until=deadline.at,
             deadline=deadline,
         )
         job = yield from self.follow(job, until=deadline.at, deadline=deadline)
+        if handle is not None:
+            return handle.for_job(job.id).open(job)
         return outcome(job)
 
     # The rest -----------------------------------------------------------------

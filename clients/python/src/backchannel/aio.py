@@ -9,8 +9,10 @@ from typing import TypeVar, cast
 import httpx
 
 from ._base import ClientBase, Verify, tls
+from ._deprecated import renamed
 from ._plan import Pause, Plan, RetryPolicy
 from .models import Job, Json, Listener, Stats
+from .sealed import AnswerHandle, SealedJob, Sealer
 
 T = TypeVar("T")
 
@@ -22,11 +24,12 @@ class AsyncClient(ClientBase):
     ``base_url`` is the broker's URL (a path prefix is kept); ``token`` a
     submitter token (a listener token for :meth:`answer`). ``timeout`` is the
     default deadline of one operation in seconds: no method runs longer,
-    retries included, unless told otherwise (:meth:`submit` with a longer
-    ``wait``). ``max_wait`` is the longest single waiting request (longer waits
+    retries included, unless told otherwise (a ``wait`` given to a method).
+    ``max_wait`` is the longest single waiting request (longer waits
     are a series of them; keep it under the read timeout of any proxy in
     front of the broker). ``transport`` is passed to ``httpx.Client``; ``verify`` is
-    ``True``, ``False``, a CA bundle path or an ``ssl.SSLContext``.
+    ``True``, ``False``, a CA bundle path or an ``ssl.SSLContext``. ``sealer``
+    seals :meth:`call` and :meth:`submit_sealed` (see :mod:`backchannel.sealed`).
 
     Use it as an async context manager, or await :meth:`aclose`.
     """
@@ -42,6 +45,7 @@ class AsyncClient(ClientBase):
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         verify: Verify = True,
+        sealer: Sealer | None = None,
     ) -> None:
         super().__init__(
             base_url,
@@ -50,6 +54,7 @@ class AsyncClient(ClientBase):
             max_wait=max_wait,
             connect_timeout=connect_timeout,
             retry=retry,
+            sealer=sealer,
         )
         self._http = httpx.AsyncClient(
             transport=transport, verify=tls(verify), **self._httpx_args()
@@ -78,40 +83,72 @@ class AsyncClient(ClientBase):
         kind: str,
         payload: Json = None,
         *,
-        timeout: float | None = None,
+        job_timeout: float | None = None,
         wait: float = 0,
         idempotency_key: str | None = None,
+        timeout: float | None = None,
     ) -> Job:
         """Like :meth:`backchannel.Client.submit`."""
+        job_timeout = renamed("AsyncClient.submit", "timeout", "job_timeout", timeout, job_timeout)
         return await self._run(
             self._ops.submit_and_follow(
-                kind, payload, timeout=timeout, wait=wait, idempotency_key=idempotency_key
+                kind, payload, job_timeout=job_timeout, wait=wait, idempotency_key=idempotency_key
             )
         )
+
+    async def submit_sealed(
+        self,
+        kind: str,
+        payload: Json = None,
+        *,
+        job_timeout: float | None = None,
+        wait: float = 0,
+        timeout: float | None = None,
+    ) -> SealedJob:
+        """Like :meth:`backchannel.Client.submit_sealed`."""
+        job_timeout = renamed(
+            "AsyncClient.submit_sealed", "timeout", "job_timeout", timeout, job_timeout
+        )
+        return await self._run(
+            self._ops.submit_sealed(kind, payload, job_timeout=job_timeout, wait=wait)
+        )
+
+    async def fetch(
+        self, handle: AnswerHandle, wait: float | None = None, *, timeout: float | None = None
+    ) -> Json:
+        """Like :meth:`backchannel.Client.fetch`."""
+        wait = renamed("AsyncClient.fetch", "timeout", "wait", timeout, wait)
+        return await self._run(self._ops.fetch(handle, wait))
 
     async def get(self, job: int | Job) -> Job:
         """Like :meth:`backchannel.Client.get`."""
         return await self._run(self._ops.read(job))
 
-    async def wait(self, job: int | Job, timeout: float | None = None) -> Job:
+    async def wait(
+        self, job: int | Job, wait: float | None = None, *, timeout: float | None = None
+    ) -> Job:
         """Like :meth:`backchannel.Client.wait`."""
-        return await self._run(self._ops.wait(job, timeout))
+        wait = renamed("AsyncClient.wait", "timeout", "wait", timeout, wait)
+        return await self._run(self._ops.wait(job, wait))
 
     async def call(
         self,
         kind: str,
         payload: Json = None,
-        timeout: float | None = None,
+        wait: float | None = None,
         *,
         job_timeout: float | None = None,
         idempotency_key: str | None = None,
+        timeout: float | None = None,
     ) -> Json:
-        """Like :meth:`backchannel.Client.call`."""
+        """Like :meth:`backchannel.Client.call` (without holding a thread
+        while it waits)."""
+        wait = renamed("AsyncClient.call", "timeout", "wait", timeout, wait)
         return await self._run(
             self._ops.call(
                 kind,
                 payload,
-                timeout=timeout,
+                wait=wait,
                 job_timeout=job_timeout,
                 idempotency_key=idempotency_key,
             )

@@ -17,6 +17,13 @@ Three families:
   :class:`JobFailed`, :class:`JobExpired`, was :class:`JobCancelled`, or was
   :class:`JobStillOpen` at the caller's deadline.
 
+Sealed jobs (:mod:`backchannel.sealed`) add :class:`SealError`, the base of
+everything sealing raises: :class:`SealRefused` (castellum's agent refused the
+sealed request: one subclass per ``seal_*`` code, each a :class:`JobFailed`),
+:class:`ForeignAnswer` (an answer that is not castellum's), and the broker's
+own refusals of a submit that is not sealed as it requires
+(:class:`NotSealed`, :class:`SealedHeaderMismatch`, :class:`UntrustedSigner`).
+
 Messages come from the broker's error bodies or from this module, never from
 the request: no exception carries the token.
 """
@@ -195,6 +202,30 @@ class UnsupportedMediaType(ApiError):
     """``415 unsupported_media_type``."""
 
 
+class SealError(BackchannelError):
+    """Base of every error about sealed jobs (``sealed/v1``): castellum's
+    refusals (:class:`SealRefused`), answers that are not castellum's
+    (:class:`ForeignAnswer`) and the broker's refusals of a submit that is not
+    sealed as it requires. Carries no key material and no plain payload."""
+
+
+class NotSealed(BadRequest, SealError):
+    """``400 not_sealed``: the broker requires sealed payloads
+    (``BACKCHANNEL_REQUIRE_SEALED``) and this one is not a well-formed
+    ``sealed/v1`` request. Nothing was stored."""
+
+
+class SealedHeaderMismatch(BadRequest, SealError):
+    """``400 seal_mismatch``: the broker found that the sealed header's kind
+    differs from the job's kind. Nothing was stored."""
+
+
+class UntrustedSigner(Forbidden, SealError):
+    """``403 seal_bad_signature``: the broker checks the signature at the door
+    (``BACKCHANNEL_SEAL_SIGNERS``) and this signer is not one it trusts, or the
+    signature does not verify. Nothing was stored."""
+
+
 class TooManyRequests(ApiError):
     """``429`` (from a proxy or rate limiter in front of the broker)."""
 
@@ -264,8 +295,15 @@ class JobFailed(JobNotDone):
 
     Through ``backchannel agent``, ``error`` is ``{"status": <the handler's
     HTTP status>, "body": <its body>}`` (or ``{"message": ...}`` when the
-    handler could not be reached); :attr:`handler_status` and :attr:`body`
-    unpack it, and the message quotes the body's error message when it has one.
+    handler could not be reached); :attr:`handler_status`,
+    :attr:`handler_code` and :attr:`body` unpack it, and the message quotes
+    the body's error message when it has one.
+
+    With the castellum kit behind the agent, the status and the code tell the
+    failures apart: a handler's own "not found" is ``404`` with the handler's
+    code (``no_such_invitation``, or the default ``job_error``); a kind with no
+    handler is ``501 unknown_kind``; a ``404`` without a code is not the kit's
+    answer at all (the agent's forward URL points at a wrong path).
     """
 
     def __init__(self, job: Job) -> None:
@@ -281,6 +319,15 @@ class JobFailed(JobNotDone):
         """The HTTP status the agent's handler answered with, if the error says."""
         status = _get(self.job.error, "status")
         return status if isinstance(status, int) and not isinstance(status, bool) else None
+
+    @property
+    def handler_code(self) -> str | None:
+        """The code of the handler's failure: ``error.code`` of the body the
+        agent's handler answered with (the castellum kit's shape,
+        ``{"error": {"code", "message"}}``); ``None`` when the body has none
+        (not the kit's answer, or the handler was not reached)."""
+        code = _get(_get(self.body, "error"), "code")
+        return code if isinstance(code, str) else None
 
     @property
     def body(self) -> Json:
@@ -315,6 +362,93 @@ class JobStillOpen(JobNotDone):
             code="still_open",
             job=job,
         )
+
+
+# Sealed jobs: castellum's refusals and answers that are not castellum's ------------
+
+
+class SealRefused(JobFailed, SealError):
+    """Castellum's agent refused the sealed request and never called its
+    handler: the job is ``failed`` with the plain error ``{"code": "seal_...",
+    "message": ...}`` (``error``). ``code`` is that refusal code; each code
+    has its own subclass. A code this client does not know raises this class.
+
+    A refusal is plain (the agent seals answers only to requests it could
+    open), so the broker could fake one: it carries no data, only a failure.
+    """
+
+    def __init__(self, job: Job) -> None:
+        code = _get(job.error, "code")
+        detail = _get(job.error, "message")
+        code = code if isinstance(code, str) else "seal_refused"
+        message = f"castellum refused the sealed request ({code})"
+        if isinstance(detail, str) and detail:
+            message = f"{message}: {detail}"
+        JobNotDone.__init__(self, message, code=code, job=job)
+
+
+class SealMalformed(SealRefused):
+    """``seal_malformed``: the envelope or its header is not well formed, its
+    version or suite unknown, or the HPKE open failed."""
+
+
+class SealBadSignature(SealRefused):
+    """``seal_bad_signature``: the signer is not pinned at castellum, or the
+    signature does not verify."""
+
+
+class SealMismatch(SealRefused):
+    """``seal_mismatch``: the header names another channel, or another kind than the job's."""
+
+
+class SealExpired(SealRefused):
+    """``seal_expired``: castellum got the request after its ``exp`` (plus 60 s)."""
+
+
+class SealUnknownKey(SealRefused):
+    """``seal_unknown_key``: the request is sealed to a recipient key castellum
+    does not hold (a retired key, or another castellum's)."""
+
+
+class SealReplay(SealRefused):
+    """``seal_replay``: the same sealed request was seen before under another job id."""
+
+
+class SealRequired(SealRefused):
+    """``seal_required``: castellum's agent requires sealed payloads and got a plain one."""
+
+
+#: Castellum's refusal codes (SEALED.md), one class each.
+REFUSALS: dict[str, type[SealRefused]] = {
+    "seal_malformed": SealMalformed,
+    "seal_bad_signature": SealBadSignature,
+    "seal_mismatch": SealMismatch,
+    "seal_expired": SealExpired,
+    "seal_unknown_key": SealUnknownKey,
+    "seal_replay": SealReplay,
+    "seal_required": SealRequired,
+}
+
+
+def refusal_for(job: Job) -> SealRefused | None:
+    """The refusal a ``failed`` job's plain error is, if it is one: an object
+    whose ``code`` starts with ``seal_``."""
+    code = _get(job.error, "code")
+    if not isinstance(code, str) or not code.startswith("seal_"):
+        return None
+    return REFUSALS.get(code, SealRefused)(job)
+
+
+class ForeignAnswer(SealError):
+    """The answer to a sealed request is not castellum's: it is not sealed (and
+    not a refusal), it does not open with the request's handle, or its sealed
+    header names another job, ``ref`` or outcome. Whoever wrote it (the broker,
+    its database, a listener token) could not read the request: nothing in it
+    is trusted, and the result is withheld. ``job`` is the job as stored.
+    """
+
+    def __init__(self, reason: str, *, job: Job | None = None) -> None:
+        super().__init__(f"the answer is not castellum's: {reason}", code="foreign_answer", job=job)
 
 
 def _get(value: Json, key: str) -> Json:
@@ -364,6 +498,9 @@ _BY_CODE: dict[str, type[ApiError]] = {
     "listener_busy": ListenerBusy,
     "gone": Gone,
     "payload_too_large": PayloadTooLarge,
+    "not_sealed": NotSealed,
+    "seal_mismatch": SealedHeaderMismatch,
+    "seal_bad_signature": UntrustedSigner,
     "unsupported_media_type": UnsupportedMediaType,
     "internal": InternalError,
     "database_unavailable": DatabaseUnavailable,

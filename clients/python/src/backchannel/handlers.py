@@ -12,6 +12,19 @@ This module holds what a handler endpoint needs whatever serves it: a
 read from the headers, :class:`JobError` for a handler to fail a job on
 purpose, and :func:`secret_matches`. :mod:`backchannel.django.castellum` makes
 a Django view of it.
+
+The kit's contract, whatever serves it:
+
+* every answer, success or failure, carries ``X-Backchannel-Kit: 1``
+  (:data:`KIT_HEADER`), so that the agent can tell the kit's answers from
+  those of anything else at its forward URL (a web server's own ``404`` page
+  for a mistyped path);
+* every failure body is ``{"error": {"code": <code>, "message": <text>}}``
+  (``"details"`` too when a :class:`JobError` gives some): the code says who
+  failed and why. The kit's own codes (:data:`KIT_CODES`) are reserved, so a
+  handler's code is never mistaken for one of them;
+* a kind with no handler answers ``501 unknown_kind`` (never ``404``: that
+  status belongs to the handlers' own "not found").
 """
 
 from __future__ import annotations
@@ -37,7 +50,31 @@ DEADLINE_HEADER = "X-Backchannel-Deadline"
 #: The agent's default ``--forward-header``.
 DEFAULT_SECRET_HEADER = "X-Backchannel-Secret"
 
+#: The header on every answer of the kit, and its value (the version of the
+#: kit's contract): the agent recognises the kit's answers by it.
+KIT_HEADER = "X-Backchannel-Kit"
+KIT_VERSION = "1"
+
+#: The status of a job whose kind has no handler: castellum does not
+#: implement it (yet). Not ``404``, which is the handlers' own "not found",
+#: nor ``422``, :class:`JobError`'s default.
+UNKNOWN_KIND_STATUS = 501
+
+#: The codes of the kit's own failures, which a :class:`JobError` may not use.
+KIT_CODES = frozenset(
+    {
+        "forbidden",  # 403: no shared secret, or a wrong one
+        "method_not_allowed",  # 405: not a POST
+        "bad_request",  # 400: the job's headers or body are not what the agent sends
+        "payload_too_large",  # 413: over the framework's body limit
+        "unknown_kind",  # 501: no handler for the kind
+        "internal",  # 500: the handler raised something else than a JobError
+        "misconfigured",  # 500: the endpoint's own settings are wrong
+    }
+)
+
 _KIND = re.compile(r"[A-Za-z0-9._:-]{1,200}")
+_CODE = re.compile(r"[A-Za-z0-9._:-]{1,100}")
 
 
 @dataclass(frozen=True)
@@ -98,15 +135,28 @@ class JobError(Exception):
     The endpoint answers ``status`` (default ``422``: understood, but cannot
     be done) with ``{"error": {"code": code, "message": message, "details":
     {...}}}`` (``details`` only when given as keyword arguments, JSON values).
-    Through the agent the submitter finds that body in ``job.error["body"]``
-    (and :class:`backchannel.JobFailed` quotes the message).
+    Through the agent the submitter finds that body in ``job.error["body"]``:
+    :class:`backchannel.JobFailed` has the status as ``handler_status``, the
+    code as ``handler_code`` and quotes the message.
+
+    ``code`` is for the submitter's program: give each failure it must tell
+    apart a code of its own (``JobError("no such invitation", status=404,
+    code="no_such_invitation")``); the default is ``job_error``. A code is 1 to
+    100 of ``A-Z a-z 0-9 . _ : -``, and not one of the kit's own
+    (:data:`KIT_CODES`, e.g. ``unknown_kind``).
     """
 
     def __init__(
         self, message: str, *, status: int = 422, code: str = "job_error", **details: Json
     ) -> None:
-        if not 400 <= status <= 599:
+        if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
             raise ValueError("a JobError's status must be 4xx or 5xx (a 2xx would mean done)")
+        if not isinstance(code, str) or not _CODE.fullmatch(code):
+            raise ValueError(f"not an error code: {code!r} (1 to 100 of A-Z a-z 0-9 . _ : -)")
+        if code in KIT_CODES:
+            raise ValueError(
+                f"the code {code!r} is the kit's own; give the handler's failure another"
+            )
         super().__init__(message)
         self.message = message
         self.status = status
@@ -129,7 +179,8 @@ H = TypeVar("H", bound=Handler)
 
 @dataclass(frozen=True)
 class Reply:
-    """What the endpoint answers: a status and a JSON body (already encoded)."""
+    """What the endpoint answers: a status and a JSON body (already encoded),
+    with :meth:`headers`."""
 
     status: int
     body: bytes
@@ -137,6 +188,11 @@ class Reply:
     @classmethod
     def error(cls, status: int, code: str, message: str) -> Reply:
         return cls(status, _dumps({"error": {"code": code, "message": message}}))
+
+    def headers(self) -> dict[str, str]:
+        """The headers of every answer of the kit (``Content-Type`` and
+        :data:`KIT_HEADER`); an endpoint adds them all."""
+        return {"Content-Type": "application/json", KIT_HEADER: KIT_VERSION}
 
 
 def _dumps(value: Json, encoder: type[json.JSONEncoder] = json.JSONEncoder) -> bytes:
@@ -190,12 +246,15 @@ class Dispatcher:
     ) -> Reply:
         """Run the handler of ``job.kind`` and turn what it did into a reply:
         its return value as ``200``; a :class:`JobError` as its status and
-        body; an unknown kind as ``404``; anything else it raises as a generic
-        ``500`` (logged here with its traceback, never sent)."""
+        body; an unknown kind as ``501 unknown_kind``; anything else it raises
+        as a generic ``500 internal`` (logged here with its traceback, never
+        sent)."""
         function = self._handlers.get(job.kind)
         if function is None:
             logger.warning("no handler for kind %s (job %s)", job.kind, job.id)
-            return Reply.error(404, "unknown_kind", f"no handler for kind {job.kind!r}")
+            return Reply.error(
+                UNKNOWN_KIND_STATUS, "unknown_kind", f"no handler for kind {job.kind!r}"
+            )
         try:
             return Reply(200, _dumps(function(payload, job), encoder))
         except JobError as exc:

@@ -4,11 +4,12 @@ Configure ``settings.BACKCHANNEL`` (see :mod:`backchannel.django.conf`), then::
 
     from backchannel.django import get_client
 
-    result = get_client().call("invitation.lookup", {"token": token}, timeout=5)
+    result = get_client().call("invitation.lookup", {"token": token}, wait=5)
 
 Add ``"backchannel.django"`` to ``INSTALLED_APPS`` for the settings check, the
 deploy check (``manage.py check --deploy``: broker reachable, listener
-connected) and ``manage.py backchannel_status``.
+connected) and ``manage.py backchannel_status``. With ``BACKCHANNEL["SEAL"]``
+every client built here seals its calls (:mod:`backchannel.sealed`).
 
 Importing this package needs Django; the rest of ``backchannel`` does not.
 The castellum side is :mod:`backchannel.django.castellum`.
@@ -33,6 +34,7 @@ def _options(config: SchedulerConfig, overrides: dict[str, Any]) -> dict[str, An
         "timeout": config.timeout,
         "max_wait": config.max_wait,
         "verify": config.verify,
+        "sealer": config.sealer,
         **overrides,
     }
 

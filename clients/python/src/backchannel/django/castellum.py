@@ -9,7 +9,7 @@
     def lookup(payload, job):
         invitation = Invitation.objects.filter(token=payload["token"]).first()
         if invitation is None:
-            raise JobError("no such invitation", status=404)
+            raise JobError("no such invitation", status=404, code="no_such_invitation")
         return {"name": invitation.name}
 
     # castellum/urls.py
@@ -25,24 +25,27 @@ The view (CSRF-exempt: the agent sends no cookie):
    ``403`` (compared in constant time; the secret is never echoed or logged);
 2. takes ``POST`` only (``405`` otherwise);
 3. reads the job's headers and JSON payload (``400`` if they are not what the
-   agent sends);
-4. runs the handler registered for ``X-Backchannel-Kind`` (``404`` if none)
-   with the payload and a :class:`JobContext`, and answers ``200`` with its
-   return value as JSON (Django's encoder: dates, decimals and UUIDs work);
+   agent sends, ``413`` if the body is over ``DATA_UPLOAD_MAX_MEMORY_SIZE``);
+4. runs the handler registered for ``X-Backchannel-Kind`` (``501
+   unknown_kind`` if none) with the payload and a :class:`JobContext`, and
+   answers ``200`` with its return value as JSON (Django's encoder: dates,
+   decimals and UUIDs work);
 5. turns a :class:`JobError` into its status and body, and any other exception
    into a generic ``500`` (logged with its traceback, which is never sent).
 
 Through the agent, a ``200`` makes the job ``done`` with that result; anything
 else makes it ``failed`` with ``error = {"status": <status>, "body": <body>}``.
-Every error body is ``{"error": {"code": ..., "message": ...}}``.
+Every error body is ``{"error": {"code": ..., "message": ...}}``, and every
+answer of the view, success or failure, carries ``X-Backchannel-Kit: 1`` (see
+:mod:`backchannel.handlers`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, RequestDataTooBig
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -79,9 +82,10 @@ handler = handlers.handler
 View = Callable[[HttpRequest], HttpResponse]
 
 
-def _respond(reply: Reply, **headers: str) -> HttpResponse:
-    response = HttpResponse(reply.body, status=reply.status, content_type="application/json")
-    for name, value in headers.items():
+def _respond(reply: Reply, extra: Mapping[str, str] | None = None) -> HttpResponse:
+    """The reply with the kit's headers (and ``extra`` ones)."""
+    response = HttpResponse(reply.body, status=reply.status)
+    for name, value in {**reply.headers(), **(extra or {})}.items():
         response[name] = value
     return response
 
@@ -93,28 +97,46 @@ def job_view_for(dispatcher: Dispatcher) -> View:
     @csrf_exempt
     def job_view(request: HttpRequest) -> HttpResponse:
         try:
-            config = castellum_config()
-        except ImproperlyConfigured as exc:
-            logger.error("refusing every job: %s", exc)
-            return _respond(Reply.error(500, "misconfigured", "the job endpoint is not configured"))
-        if not secret_matches(config.secret, request.headers.get(config.header)):
-            logger.warning(
-                "refused a request without the right %s header (job id %r)",
-                config.header,
-                request.headers.get(JOB_ID_HEADER),
-            )
-            return _respond(Reply.error(403, "forbidden", "missing or wrong shared secret"))
-        if request.method != "POST":
-            reply = Reply.error(405, "method_not_allowed", "the agent POSTs jobs here")
-            return _respond(reply, Allow="POST")
-        try:
-            job = JobContext.from_headers(request.headers)
-            payload = decode_payload(request.body)
-        except BadJobRequest as exc:
-            return _respond(Reply.error(400, "bad_request", str(exc)))
-        return _respond(dispatcher.dispatch(job, payload, encoder=DjangoJSONEncoder))
+            return _respond(*_answer(dispatcher, request))
+        except Exception:
+            # Whatever happens, the agent gets the kit's answer (with its
+            # header), and the traceback stays in the log.
+            logger.exception("the job endpoint failed")
+            return _respond(Reply.error(500, "internal", "the job endpoint failed"))
 
     return job_view
+
+
+def _answer(dispatcher: Dispatcher, request: HttpRequest) -> tuple[Reply, dict[str, str]]:
+    """The reply to one request, and the headers it adds to the kit's."""
+    try:
+        config = castellum_config()
+    except ImproperlyConfigured as exc:
+        logger.error("refusing every job: %s", exc)
+        return Reply.error(500, "misconfigured", "the job endpoint is not configured"), {}
+    if not secret_matches(config.secret, request.headers.get(config.header)):
+        logger.warning(
+            "refused a request without the right %s header (job id %r)",
+            config.header,
+            request.headers.get(JOB_ID_HEADER),
+        )
+        return Reply.error(403, "forbidden", "missing or wrong shared secret"), {}
+    if request.method != "POST":
+        reply = Reply.error(405, "method_not_allowed", "the agent POSTs jobs here")
+        return reply, {"Allow": "POST"}
+    try:
+        job = JobContext.from_headers(request.headers)
+        payload = decode_payload(request.body)
+    except BadJobRequest as exc:
+        return Reply.error(400, "bad_request", str(exc)), {}
+    except RequestDataTooBig:
+        logger.warning(
+            "refused job %s: its payload is over DATA_UPLOAD_MAX_MEMORY_SIZE",
+            request.headers.get(JOB_ID_HEADER),
+        )
+        message = "the payload is over castellum's DATA_UPLOAD_MAX_MEMORY_SIZE"
+        return Reply.error(413, "payload_too_large", message), {}
+    return dispatcher.dispatch(job, payload, encoder=DjangoJSONEncoder), {}
 
 
 #: The view serving :data:`handlers`; point the agent's ``--forward`` at it.

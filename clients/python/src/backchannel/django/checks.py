@@ -3,6 +3,9 @@
 * ``backchannel.E001`` (every run): ``settings.BACKCHANNEL`` is wrong.
 * ``backchannel.E002`` (every run): ``settings.BACKCHANNEL_CASTELLUM`` is wrong.
 * ``backchannel.W001`` (every run): neither is set.
+* ``backchannel.W003`` (every run): the signing key of ``BACKCHANNEL["SEAL"]``
+  is readable by its group or by others. (Missing, unreadable or wrong key
+  files are ``backchannel.E001``.)
 * ``backchannel.E003`` (``check --deploy``): the broker is unreachable or
   refuses the token.
 * ``backchannel.W002`` (``check --deploy``): no listener holds the stream, so
@@ -11,6 +14,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,9 +44,13 @@ def check_settings(
     ):
         if is_configured(setting):
             try:
-                read()
+                config = read()
             except ImproperlyConfigured as exc:
                 messages.append(Error(str(exc), id=check_id))
+                continue
+            signing_key = getattr(config, "signing_key_file", None)
+            if signing_key is not None:
+                messages.extend(_check_private_key(signing_key))
     if not (is_configured(SCHEDULER_SETTING) or is_configured(CASTELLUM_SETTING)):
         messages.append(
             Warning(
@@ -51,6 +60,27 @@ def check_settings(
             )
         )
     return messages
+
+
+def _check_private_key(path: str) -> list[CheckMessage]:
+    """A warning when a private key file is readable by its group or others."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return []  # it was read a moment ago; a race is not worth a message
+    readers = [
+        who for bit, who in ((stat.S_IRGRP, "its group"), (stat.S_IROTH, "others")) if mode & bit
+    ]
+    if not readers:
+        return []
+    return [
+        Warning(
+            f"the signing key {path} of settings.{SCHEDULER_SETTING}['SEAL'] is readable by "
+            f"{' and '.join(readers)} (mode {mode:04o})",
+            hint=f"Whoever reads it can sign jobs that castellum runs: chmod 600 {path}",
+            id="backchannel.W003",
+        )
+    ]
 
 
 def check_broker(

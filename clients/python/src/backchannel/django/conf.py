@@ -5,9 +5,14 @@ The scheduler (the submitter)::
     BACKCHANNEL = {
         "URL": "https://backchannel.example.org",
         "TOKEN_FILE": "/etc/scheduler/backchannel-token",   # or "TOKEN": "..."
-        "TIMEOUT": 10,          # seconds, the default deadline of one call (30)
+        "TIMEOUT": 10,          # seconds: how long a call waits by default (30)
         "MAX_WAIT": 50,         # seconds, the longest single waiting request (50)
         "VERIFY": True,         # TLS verification: True, False or a CA bundle path
+        "SEAL": {               # optional: seal every call end to end (sealed/v1)
+            "SIGNING_KEY_FILE": "/etc/scheduler/seal-signing.key",   # Ed25519 private key
+            "RECIPIENT_FILES": ["/etc/scheduler/castellum.pub"],      # X25519 public keys
+            "CHANNEL": "default",                                    # optional
+        },
     }
 
 Castellum (the handlers behind ``backchannel agent``)::
@@ -34,6 +39,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
 from ..handlers import DEFAULT_SECRET_HEADER
+from ..sealed import DEFAULT_CHANNEL, KeyFileError, Sealer
 
 SCHEDULER_SETTING = "BACKCHANNEL"
 CASTELLUM_SETTING = "BACKCHANNEL_CASTELLUM"
@@ -48,6 +54,10 @@ class SchedulerConfig:
     timeout: float = 30.0
     max_wait: float = 50.0
     verify: bool | str = True
+    #: ``SEAL``, read: the sealer every client of the settings seals with.
+    sealer: Sealer | None = field(default=None, repr=False)
+    #: The path of the signing key (for the permission check).
+    signing_key_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -116,11 +126,54 @@ def _seconds(setting: str, section: Mapping[str, Any], key: str, default: float)
     return float(value)
 
 
+SEAL_KEYS = {"SIGNING_KEY_FILE", "RECIPIENT_FILES", "CHANNEL"}
+
+
+def _seal(section: Mapping[str, Any]) -> tuple[Sealer, str] | None:
+    """``BACKCHANNEL["SEAL"]``: the sealer built from its key files (read now),
+    and the signing key's path."""
+    seal = section.get("SEAL")
+    if seal is None:
+        return None
+    where = f"settings.{SCHEDULER_SETTING}['SEAL']"
+    if not isinstance(seal, Mapping):
+        raise ImproperlyConfigured(f"{where} must be a dict")
+    unknown = sorted(set(seal) - SEAL_KEYS)
+    if unknown:
+        raise ImproperlyConfigured(
+            f"{where} has unknown keys {unknown}; allowed: {sorted(SEAL_KEYS)}"
+        )
+    signing = seal.get("SIGNING_KEY_FILE")
+    if not isinstance(signing, str) or not signing:
+        raise ImproperlyConfigured(
+            f"{where}['SIGNING_KEY_FILE'] must be the path of the scheduler's Ed25519 private key"
+        )
+    recipients = seal.get("RECIPIENT_FILES")
+    if (
+        not isinstance(recipients, (list, tuple))
+        or not recipients
+        or not all(isinstance(path, str) and path for path in recipients)
+    ):
+        raise ImproperlyConfigured(
+            f"{where}['RECIPIENT_FILES'] must be a list of paths of castellum's X25519 public "
+            "keys (the first seals)"
+        )
+    channel = seal.get("CHANNEL", DEFAULT_CHANNEL)
+    if not isinstance(channel, str) or not channel:
+        raise ImproperlyConfigured(f"{where}['CHANNEL'] must be a non-empty string")
+    try:
+        sealer = Sealer(signing_key=signing, recipients=list(recipients), channel=channel)
+    except (KeyFileError, ValueError) as exc:
+        raise ImproperlyConfigured(f"{where}: {exc}") from None
+    return sealer, signing
+
+
 @functools.cache
 def scheduler_config() -> SchedulerConfig:
-    """``settings.BACKCHANNEL``, checked (cached)."""
+    """``settings.BACKCHANNEL``, checked (cached); the ``SEAL`` key files are read here."""
     section = _section(
-        SCHEDULER_SETTING, {"URL", "TOKEN", "TOKEN_FILE", "TIMEOUT", "MAX_WAIT", "VERIFY"}
+        SCHEDULER_SETTING,
+        {"URL", "TOKEN", "TOKEN_FILE", "TIMEOUT", "MAX_WAIT", "VERIFY", "SEAL"},
     )
     url = section.get("URL")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
@@ -132,12 +185,16 @@ def scheduler_config() -> SchedulerConfig:
         raise ImproperlyConfigured(
             f"settings.{SCHEDULER_SETTING}['VERIFY'] must be True, False or a CA bundle path"
         )
+    token = read_secret(SCHEDULER_SETTING, section, "TOKEN")
+    seal = _seal(section)
     return SchedulerConfig(
         url=url,
-        token=read_secret(SCHEDULER_SETTING, section, "TOKEN"),
+        token=token,
         timeout=_seconds(SCHEDULER_SETTING, section, "TIMEOUT", 30.0),
         max_wait=_seconds(SCHEDULER_SETTING, section, "MAX_WAIT", 50.0),
         verify=verify,
+        sealer=None if seal is None else seal[0],
+        signing_key_file=None if seal is None else seal[1],
     )
 
 

@@ -23,6 +23,12 @@ def lookup(payload: dict[str, str], job: JobContext) -> dict[str, Any]:
     }
 
 
+@handler("participant.lookup")
+def participant(payload: dict[str, str], job: JobContext) -> dict[str, Any]:
+    # A "not found" with a code of its own, for the submitter's program.
+    raise JobError("no such participant", status=404, code="no_such_participant")
+
+
 @handler("castellum.crash")
 def crash(payload: Any, job: JobContext) -> Any:
     raise RuntimeError("internal detail that must stay inside: /srv/castellum/participants.db")

@@ -1,0 +1,5 @@
+//! `backchannel agent`: against a real broker and a real HTTP handler.
+
+mod forward;
+mod health;
+mod stream;

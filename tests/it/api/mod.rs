@@ -1,0 +1,13 @@
+//! The HTTP contract: docs/PROTOCOL.md and docs/openapi.yaml, endpoint by
+//! endpoint, as a client sees it.
+
+mod answer;
+mod errors;
+mod idle;
+mod limits;
+mod openapi;
+mod payload;
+mod round_trip;
+mod stream;
+mod submit;
+mod wait;

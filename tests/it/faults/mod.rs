@@ -1,0 +1,10 @@
+//! What survives what: the database or a broker process going away, clients
+//! that hang up or vanish, bad rows, and group commit under contention and
+//! failure. Nothing is mocked.
+
+mod database;
+mod group_commit;
+mod hangups;
+mod poison;
+mod processes;
+mod silent;

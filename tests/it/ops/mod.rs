@@ -1,0 +1,15 @@
+//! Running it: start-up and settings, token rotation, least privilege, the
+//! DBA's settings, TLS and PgBouncer in front of PostgreSQL, logs, metrics
+//! and what deploy/ builds on them.
+
+mod cli;
+mod dba_settings;
+mod deploy;
+mod logs;
+mod metrics;
+mod pgbouncer;
+mod privileges;
+mod rotation;
+mod startup;
+mod tls;
+mod views;
