@@ -67,11 +67,13 @@
 //! src/telemetry/       logging.rs, metrics.rs (the broker's, by area), registry.rs (shared
 //!                      with the agent: build_info, the process collector), process.rs
 //! sql/                 the numbered migrations and grants.sql
-//! tests/it/            the integration tests (one binary; support/ is the harness)
-//! bench/               backchannel-bench, the load test (its own crate)
+//! build.rs             docs/openapi.yaml converted to the JSON served at /openapi.json
+//! tests/it/            the integration tests, one binary, by what they specify: api/, sql/,
+//!                      agent/, ops/, faults/, docs.rs; support/ is the harness
+//! bench/               backchannel-bench, the load test (its own crate; README.md: the numbers)
 //! clients/python/      the Python client and the Django sides
-//! docs/                PROTOCOL.md, openapi.yaml, deploy.md, postgres.md
-//! deploy/              the Debian package's units and env files, Prometheus rules, Grafana
+//! docs/                the pages (README.md is their index), PROTOCOL.md, openapi.yaml
+//! deploy/              the Debian package's files (debian/), Prometheus rules, Grafana
 //! scripts/             what make and CI run (PostgreSQL, test tools, demo, fuzz, deb check)
 //! ```
 
