@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::{BoolishValueParser, PossibleValue, TypedValueParser};
 use clap::{Args, FromArgMatches, ValueEnum};
 
 /// How waiters and the stream learn that something changed.
@@ -171,16 +172,42 @@ pub struct Settings {
     pub shutdown_grace: Duration,
 
     /// One log line per request (method, route, status, duration, bytes): on or off.
-    #[arg(long, env = "BACKCHANNEL_ACCESS_LOG", default_value = "on", value_parser = on_off)]
+    #[arg(long, env = "BACKCHANNEL_ACCESS_LOG", default_value = "on", value_parser = switch())]
     pub access_log: bool,
 }
 
-/// `on` or `off` (also true/false, yes/no, 1/0).
-fn on_off(text: &str) -> Result<bool, String> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "on" | "true" | "yes" | "1" => Ok(true),
-        "off" | "false" | "no" | "0" => Ok(false),
-        _ => Err("must be on or off".into()),
+/// The words a boolean setting takes, shown in `--help`: any case,
+/// surrounding blanks ignored (also `y`/`n` and `t`/`f`, as clap's boolish
+/// parser reads them).
+pub const SWITCH_WORDS: [&str; 8] = ["on", "off", "true", "false", "yes", "no", "1", "0"];
+
+/// The one parser of every boolean setting, of `serve` and of `agent`
+/// (`BACKCHANNEL_ACCESS_LOG`, `BACKCHANNEL_ECHO`, ...): clap's
+/// [`BoolishValueParser`] after trimming
+/// blanks, listing [`SWITCH_WORDS`].
+pub fn switch() -> Switch {
+    Switch
+}
+
+/// See [`switch`].
+#[derive(Debug, Clone, Copy)]
+pub struct Switch;
+
+impl TypedValueParser for Switch {
+    type Value = bool;
+
+    fn parse_ref(
+        &self,
+        command: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<bool, clap::Error> {
+        let trimmed = value.to_str().map(str::trim).map(std::ffi::OsStr::new);
+        BoolishValueParser::new().parse_ref(command, arg, trimmed.unwrap_or(value))
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        Some(Box::new(SWITCH_WORDS.into_iter().map(PossibleValue::new)))
     }
 }
 
@@ -231,9 +258,9 @@ impl Settings {
         settings
     }
 
-    /// Refuse settings that cannot work, with a message naming the setting.
-    /// (The tokens are checked where they are read: `http::auth::Tokens`.)
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// Durations: those that must be positive are, and none is longer than
+    /// [`MAX_SECONDS`].
+    fn validate_durations(&self) -> Result<(), ConfigError> {
         let positive = [
             ("BACKCHANNEL_HEARTBEAT", self.heartbeat),
             ("BACKCHANNEL_DEFAULT_TIMEOUT", self.default_timeout),
@@ -262,6 +289,13 @@ impl Settings {
                 )));
             }
         }
+        Ok(())
+    }
+
+    /// Refuse settings that cannot work, with a message naming the setting.
+    /// (The tokens are checked where they are read: `http::auth::Tokens`.)
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_durations()?;
         if self.default_timeout > self.max_timeout {
             return Err(ConfigError(
                 "BACKCHANNEL_DEFAULT_TIMEOUT must not exceed BACKCHANNEL_MAX_TIMEOUT".into(),
@@ -300,13 +334,6 @@ impl Settings {
             ));
         }
         Ok(())
-    }
-
-    /// The statement that applies `synchronous_commit` to a new session, if set.
-    pub fn session_setup(&self) -> Option<String> {
-        self.synchronous_commit
-            .as_ref()
-            .map(|value| format!("SET synchronous_commit TO {value}"))
     }
 }
 
@@ -370,16 +397,5 @@ mod tests {
         assert!(seconds("inf").is_ok_and(|d| d == Duration::MAX));
         assert_eq!(seconds("1e300"), Ok(Duration::MAX));
         assert!(seconds("soon").is_err());
-    }
-
-    #[test]
-    fn session_setup_only_when_asked() {
-        let mut s = valid();
-        assert_eq!(s.session_setup(), None);
-        s.synchronous_commit = Some("off".into());
-        assert_eq!(
-            s.session_setup().as_deref(),
-            Some("SET synchronous_commit TO off")
-        );
     }
 }

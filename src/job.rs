@@ -1,10 +1,45 @@
-//! The job as the contract shows it: its states, a new job, an answer, and
-//! what the stream sends.
+//! The job as the contract shows it: its states, a new job, an answer, what
+//! the stream sends, and the two notification channels SQL clients may LISTEN on.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 use serde_json::value::RawValue;
+
+/// The channel that wakes the stream holder: a new job may be waiting. (A
+/// macro as well, so that the store's statements can spell it in their text.)
+macro_rules! channel_new {
+    () => {
+        "backchannel_new"
+    };
+}
+/// The channel carrying the id of every job that reached a terminal state.
+macro_rules! channel_done {
+    () => {
+        "backchannel_done"
+    };
+}
+pub(crate) use {channel_done, channel_new};
+
+/// `NOTIFY backchannel_new, ''`: a new job may be waiting for the stream.
+pub const CHANNEL_NEW: &str = channel_new!();
+/// `NOTIFY backchannel_done, '<id>'`: job `<id>` reached a terminal state.
+pub const CHANNEL_DONE: &str = channel_done!();
+
+/// How a new job reaches the stream, decided once per insert by the hub
+/// ([`crate::wake::Hub::new_job_wake`]) and carried down to the insert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NewJobWake {
+    /// Poll mode: nothing is sent; the stream finds the job on its next poll.
+    Polled,
+    /// The stream is held in this process: woken directly once the job is
+    /// stored (by the notifier's `NOTIFY backchannel_new` instead, should the
+    /// stream have left this process meanwhile).
+    Local,
+    /// The stream is held by another instance, or by none yet:
+    /// `NOTIFY backchannel_new` leaves inside the insert's own commit.
+    InCommit,
+}
 
 /// Where a job is in its life. The last four are terminal: never left again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

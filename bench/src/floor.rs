@@ -26,7 +26,7 @@ use super::load::{self, LoadOutcome, Window};
 const SUBMIT: &str = "SELECT backchannel.submit('bench.echo', $1::jsonb, interval '30 seconds')";
 /// The floor claims with the broker's own claim statement and stream-session
 /// settings: it gets every advantage the broker has on the database side.
-use backchannel::store::queries::{CLAIM_JOBS, STREAM_SESSION_SETUP};
+use backchannel::store::sql::stream::{CLAIM_JOBS, STREAM_SESSION_SETUP};
 /// The floor's one stream, and the jobs it claims per statement (the broker's batch).
 const STREAM_ID: i64 = 1;
 const CLAIM_BATCH: i64 = 32;

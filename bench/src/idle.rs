@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::brokers::Cluster;
 use super::holder::{Held, Holder, PER_PROCESS};
-use super::pg::Scratch;
+use super::pg::{Sampled, Scratch};
 use super::plan::Plan;
 use super::{mib, procfs};
 
@@ -67,6 +67,26 @@ pub struct Idle {
     pub autovacuum: bool,
 }
 
+/// What one idle scenario's window measured.
+struct Window {
+    /// Transactions of the scratch database when it opened.
+    start: i64,
+    /// Transactions when it closed.
+    end: i64,
+    seconds: f64,
+    /// Connections, the most seen during the window.
+    connections: i64,
+}
+
+/// The brokers' resident memory (KiB): the largest now and at peak, and how
+/// much all of them grew over their baselines.
+struct Memory {
+    rss: u64,
+    peak: u64,
+    grown: u64,
+    baseline: u64,
+}
+
 pub async fn run(
     plan: &Plan,
     scratch: &Scratch,
@@ -77,24 +97,128 @@ pub async fn run(
     let before = scratch.quiesce().await?;
     let stop_sampler = CancellationToken::new();
     let sampler = scratch.sampler(stop_sampler.clone()).await?;
-    let spec = super::brokers::BrokerSpec {
-        wake,
-        ..plan.broker.clone()
-    };
     // One instance and one holder per PER_PROCESS requests: each waiting
     // request is a socket in both.
     let instances = waiting.div_ceil(PER_PROCESS).max(1);
     let _backlog = (waiting > 10_000).then(|| procfs::PacketBacklog::raise(PACKET_BACKLOG));
+    let spec = super::brokers::BrokerSpec {
+        wake,
+        ..plan.broker.clone()
+    };
     let cluster = Cluster::start(&spec, instances).await?;
-    let urls = cluster.urls();
-    let pids = cluster.pids();
-    let baselines: Vec<u64> = pids
-        .iter()
-        .map(|&pid| procfs::rss_kib(pid).map_or(0, |(rss, _)| rss))
-        .collect();
+    let (pids, baselines) = baselines(&cluster);
 
     let ramp_started = Instant::now();
     let rate = plan.idle_ramp_per_sec / instances;
+    let mut holders = spawn_holders(&cluster.urls(), waiting, rate)?;
+    // Let the requests land (every job stored, then every backend idle at
+    // once: an instant with all of them idle happens mid-ramp too).
+    let give_up = Duration::from_secs(120);
+    if let Err(error) = scratch.stored(waiting, give_up).await {
+        stop_sampler.cancel();
+        return Err(ramp_failed(error, holders, cluster).await);
+    }
+    let ramp_seconds = ramp_started.elapsed().as_secs_f64();
+    settle(plan, scratch, wake, give_up).await?;
+    let window = window(plan, scratch, wake).await?;
+    let memory = memory(&pids, &baselines);
+
+    // Close the holders first: the requests are answered at the brokers' stop.
+    for holder in &mut holders {
+        holder.close().await;
+    }
+    cluster.stop().await?;
+    let held = collect(holders, Duration::from_secs(60)).await;
+    stop_sampler.cancel();
+    let sampled = sampler.finish().await?;
+    scratch.quiesce().await?;
+    let setup = window.start - before;
+    let measured = Measured {
+        window,
+        memory,
+        held,
+        sampled,
+        setup,
+        ramp_seconds,
+    };
+    Ok(Idle::of(plan, wake, waiting, instances, measured))
+}
+
+/// Everything one idle scenario measured.
+struct Measured {
+    window: Window,
+    memory: Memory,
+    held: Held,
+    sampled: Sampled,
+    /// Transactions to get the requests waiting.
+    setup: i64,
+    ramp_seconds: f64,
+}
+
+impl Idle {
+    /// The row of a scenario of `waiting` requests on `instances` brokers.
+    fn of(plan: &Plan, wake: WakeMode, waiting: usize, instances: usize, m: Measured) -> Idle {
+        let transactions = m.window.end - m.window.start;
+        let per_request = |total: f64| total / waiting.max(1) as f64;
+        Idle {
+            wake: match wake {
+                WakeMode::Notify => "notify".into(),
+                WakeMode::Poll => "poll".into(),
+            },
+            approximate: wake == WakeMode::Poll,
+            waiting,
+            instances,
+            pool_size: plan.broker.pool_size,
+            window_seconds: m.window.seconds,
+            transactions,
+            transactions_per_sec: transactions as f64 / m.window.seconds,
+            setup_transactions_per_request: per_request(m.setup as f64),
+            peak_connections: m.sampled.peak,
+            window_connections: m.window.connections,
+            rss_mib: mib(m.memory.rss),
+            rss_peak_mib: mib(m.memory.peak),
+            baseline_rss_mib: mib(m.memory.baseline),
+            kib_per_waiting: per_request(m.memory.grown as f64),
+            errors: m.held.errors_of(waiting),
+            first_error: m.held.first_error.or_else(|| {
+                (m.held.early > 0).then(|| format!("{} requests ended early", m.held.early))
+            }),
+            ramp_seconds: m.ramp_seconds,
+            autovacuum: m.sampled.autovacuum,
+        }
+    }
+}
+
+/// The brokers' pids, and their resident memory (KiB) once started, before any request.
+fn baselines(cluster: &Cluster) -> (Vec<u32>, Vec<u64>) {
+    let pids = cluster.pids();
+    let baselines = pids
+        .iter()
+        .map(|&pid| procfs::rss_kib(pid).map_or(0, |(rss, _)| rss))
+        .collect();
+    (pids, baselines)
+}
+
+/// The requests did not all land: stop, and say why (the holders know what
+/// the brokers answered).
+async fn ramp_failed(
+    error: anyhow::Error,
+    holders: Vec<Holder>,
+    cluster: Cluster,
+) -> anyhow::Error {
+    let first = collect(holders, Duration::from_secs(10)).await.first_error;
+    if let Err(stopping) = cluster.stop().await {
+        return stopping;
+    }
+    match first {
+        Some(why) => error.context(format!("the first refused request: {why}")),
+        None => error,
+    }
+}
+
+/// One holder per instance, each holding its share of `waiting` requests.
+fn spawn_holders(urls: &[String], waiting: usize, rate: usize) -> anyhow::Result<Vec<Holder>> {
+    let instances = urls.len();
     let mut holders = Vec::with_capacity(instances);
     for (i, url) in urls.iter().enumerate() {
         let share = waiting / instances + usize::from(i < waiting % instances);
@@ -117,33 +241,23 @@ pub async fn run(
             offset,
         )?);
     }
+    Ok(holders)
+}
 
-    // Settle: let the requests land (every job stored, then every backend idle
-    // at once: an instant with all of them idle happens mid-ramp too), take
-    // autovacuum's reason to visit away, then wait `settle` so that backends
-    // used only during the ramp have reported their work (PostgreSQL 15 flushes
-    // an idle backend's counters within 10 s). The broker's own periodic work
-    // (a reaper tick per second, a safety re-check every 5 s while requests
-    // wait) never lets the database go fully quiet, and belongs in the window:
-    // the target counts background tasks. A polling broker is never quiet
-    // either: give it two seconds (busy backends report at least once a second).
-    let give_up = Duration::from_secs(120);
-    if let Err(error) = scratch.stored(waiting, give_up).await {
-        // Say why: the holders know what the brokers answered.
-        let mut first = None;
-        for mut holder in holders {
-            holder.close().await;
-            let held = holder.report(Duration::from_secs(10)).await;
-            first = first.or(held.first_error);
-        }
-        cluster.stop().await?;
-        stop_sampler.cancel();
-        match first {
-            Some(why) => return Err(error.context(format!("the first refused request: {why}"))),
-            None => return Err(error),
-        }
-    }
-    let ramp_seconds = ramp_started.elapsed().as_secs_f64();
+/// Once every request is stored: take autovacuum's reason to visit away,
+/// then wait `settle` so that backends used only during the ramp have
+/// reported their work (PostgreSQL 15 flushes an idle backend's counters
+/// within 10 s). The broker's own periodic work (a reaper tick per second, a
+/// safety re-check every 5 s while requests wait) never lets the database go
+/// fully quiet, and belongs in the window: the target counts background
+/// tasks. A polling broker is never quiet either: give it two seconds (busy
+/// backends report at least once a second).
+async fn settle(
+    plan: &Plan,
+    scratch: &Scratch,
+    wake: WakeMode,
+    give_up: Duration,
+) -> anyhow::Result<()> {
     match wake {
         WakeMode::Notify => {
             scratch.quiet(0.0, give_up).await?;
@@ -155,12 +269,16 @@ pub async fn run(
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
     }
-    let window_start = scratch.transactions().await?;
-    let setup = window_start - before;
-    let mut window_connections = 0;
+    Ok(())
+}
+
+/// The measuring window: its transactions and connections.
+async fn window(plan: &Plan, scratch: &Scratch, wake: WakeMode) -> anyhow::Result<Window> {
+    let start = scratch.transactions().await?;
+    let mut connections = 0;
     let opened = Instant::now();
     while opened.elapsed() < plan.idle_window {
-        window_connections = window_connections.max(scratch.connections().await?);
+        connections = connections.max(scratch.connections().await?);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Count what the window's work reported: wait as long as before the
@@ -175,26 +293,47 @@ pub async fn run(
         WakeMode::Poll => Duration::from_secs(2),
     })
     .await;
-    let window_end = scratch.transactions().await?;
-    let window_seconds = opened.elapsed().as_secs_f64();
-    let mut rss = 0;
-    let mut rss_peak = 0;
-    let mut grown = 0;
-    for (&pid, baseline) in pids.iter().zip(&baselines) {
-        let (now, peak) = procfs::rss_kib(pid).unwrap_or((0, 0));
-        rss = rss.max(now);
-        rss_peak = rss_peak.max(peak);
-        grown += now.saturating_sub(*baseline);
-    }
-    let baseline = baselines.iter().copied().max().unwrap_or(0);
+    let end = scratch.transactions().await?;
+    Ok(Window {
+        start,
+        end,
+        seconds: opened.elapsed().as_secs_f64(),
+        connections,
+    })
+}
 
-    for holder in &mut holders {
-        holder.close().await;
+/// The brokers' memory now, against their `baselines`.
+fn memory(pids: &[u32], baselines: &[u64]) -> Memory {
+    let mut memory = Memory {
+        rss: 0,
+        peak: 0,
+        grown: 0,
+        baseline: baselines.iter().copied().max().unwrap_or(0),
+    };
+    for (&pid, baseline) in pids.iter().zip(baselines) {
+        let (now, peak) = procfs::rss_kib(pid).unwrap_or((0, 0));
+        memory.rss = memory.rss.max(now);
+        memory.peak = memory.peak.max(peak);
+        memory.grown += now.saturating_sub(*baseline);
     }
-    cluster.stop().await?;
+    memory
+}
+
+impl Held {
+    /// Errors among `waiting` requests: a request that reported nothing
+    /// counts as one too.
+    fn errors_of(&self, waiting: usize) -> u64 {
+        let unreported = (waiting as u64).saturating_sub(self.accepted + self.errors);
+        self.errors + unreported
+    }
+}
+
+/// Close every holder and add up what they report (waiting up to `patience` each).
+async fn collect(holders: Vec<Holder>, patience: Duration) -> Held {
     let mut held = Held::default();
-    for holder in holders {
-        let h = holder.report(Duration::from_secs(60)).await;
+    for mut holder in holders {
+        holder.close().await;
+        let h = holder.report(patience).await;
         held.accepted += h.accepted;
         held.early += h.early;
         held.errors += h.errors;
@@ -202,37 +341,5 @@ pub async fn run(
             held.first_error = h.first_error;
         }
     }
-    stop_sampler.cancel();
-    let sampled = sampler.finish().await?;
-    scratch.quiesce().await?;
-    let transactions = window_end - window_start;
-    // A request that reported nothing counts as an error too.
-    let unreported = (waiting as u64).saturating_sub(held.accepted + held.errors);
-    let errors = held.errors + unreported;
-    Ok(Idle {
-        wake: match wake {
-            WakeMode::Notify => "notify".into(),
-            WakeMode::Poll => "poll".into(),
-        },
-        approximate: wake == WakeMode::Poll,
-        waiting,
-        instances,
-        pool_size: plan.broker.pool_size,
-        window_seconds,
-        transactions,
-        transactions_per_sec: transactions as f64 / window_seconds,
-        setup_transactions_per_request: setup as f64 / waiting.max(1) as f64,
-        peak_connections: sampled.peak,
-        window_connections,
-        rss_mib: mib(rss),
-        rss_peak_mib: mib(rss_peak),
-        baseline_rss_mib: mib(baseline),
-        kib_per_waiting: grown as f64 / waiting.max(1) as f64,
-        errors,
-        first_error: held
-            .first_error
-            .or_else(|| (held.early > 0).then(|| format!("{} requests ended early", held.early))),
-        ramp_seconds,
-        autovacuum: sampled.autovacuum,
-    })
+    held
 }

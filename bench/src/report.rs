@@ -70,8 +70,21 @@ impl Report {
     }
 
     pub fn markdown(&self) -> String {
-        let m = &self.meta;
         let mut out = String::new();
+        self.heading(&mut out);
+        self.round_trip_table(&mut out);
+        self.batch_table(&mut out);
+        self.idle_table(&mut out);
+        self.target_table(&mut out);
+        self.notes(&mut out);
+        out.push_str(&self.ratio_line());
+        out.push('\n');
+        out
+    }
+
+    /// The title, and how and where the run happened.
+    fn heading(&self, out: &mut String) {
+        let m = &self.meta;
         let load = |l: Option<f64>| l.map_or("?".into(), |l| format!("{l:.2}"));
         let _ = writeln!(
             out,
@@ -94,6 +107,10 @@ impl Report {
             m.pool_size,
             m.total_secs,
         );
+    }
+
+    /// One row per round-trip scenario.
+    fn round_trip_table(&self, out: &mut String) {
         if !self.round_trips.is_empty() {
             out.push_str(
                 "| wake | instances | c | round trips/s | p50 ms | p90 ms | p99 ms | max ms \
@@ -126,6 +143,10 @@ impl Report {
             }
             out.push('\n');
         }
+    }
+
+    /// Jobs per transaction of each notify scenario that reported them.
+    fn batch_table(&self, out: &mut String) {
         let batched: Vec<_> = self
             .round_trips
             .iter()
@@ -151,6 +172,10 @@ impl Report {
             }
             out.push('\n');
         }
+    }
+
+    /// One row per idle scenario.
+    fn idle_table(&self, out: &mut String) {
         if !self.idle.is_empty() {
             out.push_str(
                 "| idle: wake | waiting | tx/s | tx in window | peak conns | broker RSS MiB (peak) | KiB per waiting request | errors | setup tx/request |\n",
@@ -176,6 +201,10 @@ impl Report {
             }
             out.push('\n');
         }
+    }
+
+    /// Every target with what was measured and its verdict.
+    fn target_table(&self, out: &mut String) {
         out.push_str("| target | measured | result |\n| --- | --- | --- |\n");
         for c in &self.targets {
             let _ = writeln!(
@@ -187,6 +216,10 @@ impl Report {
             );
         }
         out.push('\n');
+    }
+
+    /// Autovacuum seen, and the first error of each scenario that had one.
+    fn notes(&self, out: &mut String) {
         let errors: Vec<String> = self
             .round_trips
             .iter()
@@ -227,9 +260,6 @@ impl Report {
             }
             out.push('\n');
         }
-        out.push_str(&self.ratio_line());
-        out.push('\n');
-        out
     }
 
     /// Write report.md, report.json and latency.svg into `dir`.

@@ -79,185 +79,46 @@ pub fn thousands(value: f64) -> String {
     out
 }
 
+/// `a / b`, for ratios of measurements (never a division by zero).
+fn ratio(a: f64, b: f64) -> f64 {
+    a / b.max(f64::MIN_POSITIVE)
+}
+
+/// The scenarios the targets read: the broker in notify mode on one
+/// instance and on the cluster, and the raw SQL floor.
+struct Measured<'a> {
+    rts: &'a [RoundTrips],
+    cluster_size: usize,
+}
+
+impl<'a> Measured<'a> {
+    fn notify(&self, c: usize) -> Option<&'a RoundTrips> {
+        find(self.rts, "notify", 1, c)
+    }
+
+    fn cluster(&self, c: usize) -> Option<&'a RoundTrips> {
+        find(self.rts, "notify", self.cluster_size, c)
+    }
+
+    fn floor(&self, c: usize) -> Option<&'a RoundTrips> {
+        find(self.rts, "raw-sql", 0, c)
+    }
+}
+
 /// Every target of the issue, in its order. `cluster_size` is the multi-instance count.
 pub fn evaluate(rts: &[RoundTrips], idle: &[Idle], cluster_size: usize) -> Vec<Check> {
-    let mut checks = Vec::new();
     // The targets are about the broker as designed; poll idle is the comparison.
     let idle: Vec<Idle> = idle
         .iter()
         .filter(|i| i.wake == "notify")
         .cloned()
         .collect();
-    let idle = idle.as_slice();
-    let notify = |c| find(rts, "notify", 1, c);
-    let floor = |c| find(rts, "raw-sql", 0, c);
-
-    checks.push(check(
-        "c=1 p50 <= 2 ms (notify, 1 instance)",
-        notify(1).map(|r| {
-            let p50 = r.latency.p50_ms;
-            (format!("{p50:.2} ms"), r.latency.count > 0 && p50 <= 2.0)
-        }),
-    ));
-    checks.push(check(
-        "c=64 >= 3,000 round trips/s (notify, 1 instance)",
-        notify(64).map(|r| {
-            let rate = r.round_trips_per_sec;
-            (format!("{}/s", thousands(rate)), rate >= 3000.0)
-        }),
-    ));
-    checks.push(check(
-        "c=64 >= 2x the raw SQL floor",
-        notify(64).zip(floor(64)).map(|(b, f)| {
-            let ratio = b.round_trips_per_sec / f.round_trips_per_sec.max(f64::MIN_POSITIVE);
-            (
-                format!(
-                    "{ratio:.2}x ({} vs {}/s)",
-                    thousands(b.round_trips_per_sec),
-                    thousands(f.round_trips_per_sec)
-                ),
-                ratio >= 2.0,
-            )
-        }),
-    ));
-    checks.push(check(
-        format!("{cluster_size} instances >= 0.8x 1 instance (c=64)"),
-        notify(64)
-            .zip(find(rts, "notify", cluster_size, 64))
-            .map(|(one, many)| {
-                let ratio =
-                    many.round_trips_per_sec / one.round_trips_per_sec.max(f64::MIN_POSITIVE);
-                (
-                    format!(
-                        "{ratio:.2}x ({} vs {}/s)",
-                        thousands(many.round_trips_per_sec),
-                        thousands(one.round_trips_per_sec)
-                    ),
-                    ratio >= 0.8,
-                )
-            }),
-    ));
-    checks.push(check(
-        "p50 ratio poll/notify >= 20 (c=1)",
-        p50_ratio(rts).map(|ratio| (format!("{ratio:.1}"), ratio >= 20.0)),
-    ));
-
-    let idle_at = |n: usize| idle.iter().find(|i| i.waiting == n);
-    checks.push(check(
-        "idle: <= 2 transactions/s per instance, not growing with waiters",
-        (!idle.is_empty()).then(|| {
-            let measured: Vec<String> = idle
-                .iter()
-                .map(|i| format!("{} at {}", idle_rate(i), thousands(i.waiting as f64)))
-                .collect();
-            let met = idle
-                .iter()
-                .all(|i| i.transactions_per_sec / i.instances as f64 <= 2.0);
-            (measured.join(", "), met)
-        }),
-    ));
-    checks.push(check(
-        "idle 1,000 waiting: <= pool size + 2 connections per instance",
-        idle_at(1000).map(|i| {
-            let limit = (i.pool_size + 2) * i.instances;
-            (
-                format!("{} (limit {limit})", i.peak_connections),
-                i.peak_connections <= limit as i64,
-            )
-        }),
-    ));
-    checks.push(check(
-        "idle 1,000 waiting: broker RSS <= 64 MiB",
-        idle_at(1000).map(|i| (format!("{:.1} MiB", i.rss_mib), i.rss_mib <= 64.0)),
-    ));
-    checks.push(check(
-        "idle 10,000 waiting: broker RSS <= 256 MiB",
-        idle_at(10_000).map(|i| (format!("{:.1} MiB", i.rss_mib), i.rss_mib <= 256.0)),
-    ));
-    checks.push(check(
-        "idle 10,000 waiting: no errors",
-        idle_at(10_000).map(|i| (format!("{} errors", i.errors), i.errors == 0)),
-    ));
+    let measured = Measured { rts, cluster_size };
+    let mut checks = round_trip_checks(&measured);
+    checks.extend(idle_checks(&idle));
     // Group commit (issue 16).
-    checks.push(check(
-        "c=64 >= 4x the raw SQL floor (notify, 1 instance)",
-        notify(64).zip(floor(64)).map(|(b, f)| {
-            let ratio = b.round_trips_per_sec / f.round_trips_per_sec.max(f64::MIN_POSITIVE);
-            (format!("{ratio:.2}x"), ratio >= 4.0)
-        }),
-    ));
-    checks.push(check(
-        "c=64 <= 1.0 transactions per round trip (notify, 1 instance)",
-        notify(64).map(|r| {
-            let tx = r.transactions_per_round_trip;
-            (format!("{tx:.2}"), tx <= 1.0)
-        }),
-    ));
-    checks.push(check(
-        "c=1 p50 <= the raw SQL floor's c=1 p50",
-        notify(1).zip(floor(1)).map(|(b, f)| {
-            (
-                format!("{:.2} ms vs {:.2} ms", b.latency.p50_ms, f.latency.p50_ms),
-                b.latency.count > 0 && b.latency.p50_ms <= f.latency.p50_ms,
-            )
-        }),
-    ));
-    checks.push(check(
-        "c=1 p99 <= 2x its own p50 (notify, 1 instance)",
-        notify(1).map(|r| {
-            let ratio = r.latency.p99_ms / r.latency.p50_ms.max(f64::MIN_POSITIVE);
-            (
-                format!("{:.2} ms = {ratio:.2}x p50", r.latency.p99_ms),
-                r.latency.count > 0 && ratio <= 2.0,
-            )
-        }),
-    ));
-    checks.push(check(
-        format!(
-            "{cluster_size} instances: transactions per round trip <= 1.2x one instance's (c=64)"
-        ),
-        notify(64)
-            .zip(find(rts, "notify", cluster_size, 64))
-            .map(|(one, many)| {
-                let ratio = many.transactions_per_round_trip
-                    / one.transactions_per_round_trip.max(f64::MIN_POSITIVE);
-                (
-                    format!(
-                        "{ratio:.2}x ({:.2} vs {:.2})",
-                        many.transactions_per_round_trip, one.transactions_per_round_trip
-                    ),
-                    ratio <= 1.2,
-                )
-            }),
-    ));
-    checks.push(check(
-        format!("{cluster_size} instances >= 0.9x 1 instance's round trips/s (c=64)"),
-        notify(64)
-            .zip(find(rts, "notify", cluster_size, 64))
-            .map(|(one, many)| {
-                let ratio =
-                    many.round_trips_per_sec / one.round_trips_per_sec.max(f64::MIN_POSITIVE);
-                (format!("{ratio:.2}x"), ratio >= 0.9)
-            }),
-    ));
-    checks.push(check(
-        "idle 10,000 waiting: <= 10 KiB RSS per waiting request over the idle baseline",
-        idle_at(10_000).map(|i| {
-            (
-                format!("{:.1} KiB", i.kib_per_waiting),
-                i.kib_per_waiting <= 10.0,
-            )
-        }),
-    ));
-    checks.push(check(
-        "idle 50,000 waiting: <= 2 transactions/s per instance, no errors",
-        idle_at(50_000).map(|i| {
-            (
-                format!("{}, {} errors", idle_rate(i), i.errors),
-                i.transactions_per_sec / i.instances as f64 <= 2.0 && i.errors == 0,
-            )
-        }),
-    ));
+    checks.extend(group_commit_checks(&measured));
+    checks.extend(group_commit_idle_checks(&idle));
     checks.push(check(
         "every round trip answered (no errors in any scenario)",
         (!rts.is_empty() || !idle.is_empty()).then(|| {
@@ -267,6 +128,176 @@ pub fn evaluate(rts: &[RoundTrips], idle: &[Idle], cluster_size: usize) -> Vec<C
         }),
     ));
     checks
+}
+
+/// Latency and throughput of one instance, the floor and the cluster.
+fn round_trip_checks(m: &Measured) -> Vec<Check> {
+    let cluster_size = m.cluster_size;
+    vec![
+        check(
+            "c=1 p50 <= 2 ms (notify, 1 instance)",
+            m.notify(1).map(|r| {
+                let p50 = r.latency.p50_ms;
+                (format!("{p50:.2} ms"), r.latency.count > 0 && p50 <= 2.0)
+            }),
+        ),
+        check(
+            "c=64 >= 3,000 round trips/s (notify, 1 instance)",
+            m.notify(64).map(|r| {
+                let rate = r.round_trips_per_sec;
+                (format!("{}/s", thousands(rate)), rate >= 3000.0)
+            }),
+        ),
+        check(
+            "c=64 >= 2x the raw SQL floor",
+            m.notify(64).zip(m.floor(64)).map(|(b, f)| {
+                let (b, f) = (b.round_trips_per_sec, f.round_trips_per_sec);
+                let ratio = ratio(b, f);
+                let text = format!("{ratio:.2}x ({} vs {}/s)", thousands(b), thousands(f));
+                (text, ratio >= 2.0)
+            }),
+        ),
+        check(
+            format!("{cluster_size} instances >= 0.8x 1 instance (c=64)"),
+            m.notify(64).zip(m.cluster(64)).map(|(one, many)| {
+                let (one, many) = (one.round_trips_per_sec, many.round_trips_per_sec);
+                let ratio = ratio(many, one);
+                let text = format!("{ratio:.2}x ({} vs {}/s)", thousands(many), thousands(one));
+                (text, ratio >= 0.8)
+            }),
+        ),
+        check(
+            "p50 ratio poll/notify >= 20 (c=1)",
+            p50_ratio(m.rts).map(|ratio| (format!("{ratio:.1}"), ratio >= 20.0)),
+        ),
+    ]
+}
+
+/// What waiting costs (notify mode).
+fn idle_checks(idle: &[Idle]) -> Vec<Check> {
+    let idle_at = |n: usize| idle.iter().find(|i| i.waiting == n);
+    vec![
+        check(
+            "idle: <= 2 transactions/s per instance, not growing with waiters",
+            (!idle.is_empty()).then(|| {
+                let measured: Vec<String> = idle
+                    .iter()
+                    .map(|i| format!("{} at {}", idle_rate(i), thousands(i.waiting as f64)))
+                    .collect();
+                let met = idle
+                    .iter()
+                    .all(|i| i.transactions_per_sec / i.instances as f64 <= 2.0);
+                (measured.join(", "), met)
+            }),
+        ),
+        check(
+            "idle 1,000 waiting: <= pool size + 2 connections per instance",
+            idle_at(1000).map(|i| {
+                let limit = (i.pool_size + 2) * i.instances;
+                (
+                    format!("{} (limit {limit})", i.peak_connections),
+                    i.peak_connections <= limit as i64,
+                )
+            }),
+        ),
+        check(
+            "idle 1,000 waiting: broker RSS <= 64 MiB",
+            idle_at(1000).map(|i| (format!("{:.1} MiB", i.rss_mib), i.rss_mib <= 64.0)),
+        ),
+        check(
+            "idle 10,000 waiting: broker RSS <= 256 MiB",
+            idle_at(10_000).map(|i| (format!("{:.1} MiB", i.rss_mib), i.rss_mib <= 256.0)),
+        ),
+        check(
+            "idle 10,000 waiting: no errors",
+            idle_at(10_000).map(|i| (format!("{} errors", i.errors), i.errors == 0)),
+        ),
+    ]
+}
+
+/// Group commit's round-trip targets (issue 16).
+fn group_commit_checks(m: &Measured) -> Vec<Check> {
+    let cluster_size = m.cluster_size;
+    vec![
+        check(
+            "c=64 >= 4x the raw SQL floor (notify, 1 instance)",
+            m.notify(64).zip(m.floor(64)).map(|(b, f)| {
+                let ratio = ratio(b.round_trips_per_sec, f.round_trips_per_sec);
+                (format!("{ratio:.2}x"), ratio >= 4.0)
+            }),
+        ),
+        check(
+            "c=64 <= 1.0 transactions per round trip (notify, 1 instance)",
+            m.notify(64).map(|r| {
+                let tx = r.transactions_per_round_trip;
+                (format!("{tx:.2}"), tx <= 1.0)
+            }),
+        ),
+        check(
+            "c=1 p50 <= the raw SQL floor's c=1 p50",
+            m.notify(1).zip(m.floor(1)).map(|(b, f)| {
+                (
+                    format!("{:.2} ms vs {:.2} ms", b.latency.p50_ms, f.latency.p50_ms),
+                    b.latency.count > 0 && b.latency.p50_ms <= f.latency.p50_ms,
+                )
+            }),
+        ),
+        check(
+            "c=1 p99 <= 2x its own p50 (notify, 1 instance)",
+            m.notify(1).map(|r| {
+                let ratio = ratio(r.latency.p99_ms, r.latency.p50_ms);
+                (
+                    format!("{:.2} ms = {ratio:.2}x p50", r.latency.p99_ms),
+                    r.latency.count > 0 && ratio <= 2.0,
+                )
+            }),
+        ),
+        check(
+            format!(
+                "{cluster_size} instances: transactions per round trip <= 1.2x one instance's (c=64)"
+            ),
+            m.notify(64).zip(m.cluster(64)).map(|(one, many)| {
+                let (one, many) = (
+                    one.transactions_per_round_trip,
+                    many.transactions_per_round_trip,
+                );
+                let ratio = ratio(many, one);
+                (format!("{ratio:.2}x ({many:.2} vs {one:.2})"), ratio <= 1.2)
+            }),
+        ),
+        check(
+            format!("{cluster_size} instances >= 0.9x 1 instance's round trips/s (c=64)"),
+            m.notify(64).zip(m.cluster(64)).map(|(one, many)| {
+                let ratio = ratio(many.round_trips_per_sec, one.round_trips_per_sec);
+                (format!("{ratio:.2}x"), ratio >= 0.9)
+            }),
+        ),
+    ]
+}
+
+/// Group commit's idle targets (issue 16).
+fn group_commit_idle_checks(idle: &[Idle]) -> Vec<Check> {
+    let idle_at = |n: usize| idle.iter().find(|i| i.waiting == n);
+    vec![
+        check(
+            "idle 10,000 waiting: <= 10 KiB RSS per waiting request over the idle baseline",
+            idle_at(10_000).map(|i| {
+                (
+                    format!("{:.1} KiB", i.kib_per_waiting),
+                    i.kib_per_waiting <= 10.0,
+                )
+            }),
+        ),
+        check(
+            "idle 50,000 waiting: <= 2 transactions/s per instance, no errors",
+            idle_at(50_000).map(|i| {
+                (
+                    format!("{}, {} errors", idle_rate(i), i.errors),
+                    i.transactions_per_sec / i.instances as f64 <= 2.0 && i.errors == 0,
+                )
+            }),
+        ),
+    ]
 }
 
 /// A made-up scenario result for the tests of the pure parts.

@@ -83,7 +83,7 @@ pub struct AgentArgs {
     pub forward: Option<String>,
 
     /// Answer every job with its own payload instead of forwarding it.
-    #[arg(long, env = "BACKCHANNEL_ECHO")]
+    #[arg(long, env = "BACKCHANNEL_ECHO", value_parser = crate::config::switch())]
     pub echo: bool,
 
     /// The header that carries the shared secret on every forwarded request
@@ -172,98 +172,30 @@ const MAX_CONCURRENCY: usize = 10_000;
 const MAX_LISTENER_ID: usize = 200;
 
 impl Config {
+    /// Check `args`; every refusal names the setting, never a secret.
     pub fn from_args(args: AgentArgs) -> Result<Config, AgentError> {
-        let bad = |message: String| AgentError::Config(message);
-        let mut server = http_url("BACKCHANNEL_SERVER", &args.server)?;
-        if !server.path().ends_with('/') {
-            let path = format!("{}/", server.path());
-            server.set_path(&path);
-        }
+        let server = server_url(&args.server)?;
         let deprecated = args.token.is_none() && args.token_file.is_none();
-        let (token, token_file, names) = if deprecated {
+        let (token, deprecated_token_variable) = if deprecated {
             let names = ("BACKCHANNEL_TOKEN", "BACKCHANNEL_TOKEN_FILE");
-            (args.deprecated_token, args.deprecated_token_file, names)
+            let given = args.deprecated_token.is_some() || args.deprecated_token_file.is_some();
+            let token = listener_token(args.deprecated_token, args.deprecated_token_file, names)?;
+            (token, given)
         } else {
             let names = (
                 "BACKCHANNEL_LISTENER_TOKEN",
                 "BACKCHANNEL_LISTENER_TOKEN_FILE",
             );
-            (args.token, args.token_file, names)
+            (listener_token(args.token, args.token_file, names)?, false)
         };
-        let deprecated_token_variable = deprecated && (token.is_some() || token_file.is_some());
-        let token = match (token, token_file) {
-            (Some(_), Some(_)) => {
-                return Err(bad(format!(
-                    "give the token once: {} or {}, not both",
-                    names.0, names.1
-                )));
-            }
-            (Some(token), None) => token,
-            (None, Some(path)) => {
-                let text = std::fs::read_to_string(&path).map_err(|e| {
-                    bad(format!("{}: cannot read {}: {e}", names.1, path.display()))
-                })?;
-                Secret(text.trim().to_owned())
-            }
-            (None, None) => {
-                return Err(bad(
-                    "a listener token is required: BACKCHANNEL_LISTENER_TOKEN or BACKCHANNEL_LISTENER_TOKEN_FILE"
-                        .into(),
-                ));
-            }
-        };
-        if token.expose().trim().is_empty() || token.expose().trim() != token.expose() {
-            return Err(bad(
-                "the listener token is empty or has surrounding spaces".into()
-            ));
-        }
-        let target = match (args.forward, args.echo) {
-            (Some(_), true) => {
-                return Err(bad(
-                    "BACKCHANNEL_FORWARD and BACKCHANNEL_ECHO exclude each other".into(),
-                ));
-            }
-            (Some(url), false) => Target::Forward(
-                http_url("BACKCHANNEL_FORWARD", &url)?,
-                forward_secret(&args.forward_header, args.forward_header_file.as_deref())?,
-            ),
-            (None, true) if args.forward_header_file.is_some() => {
-                return Err(bad(
-                    "BACKCHANNEL_FORWARD_HEADER_FILE needs BACKCHANNEL_FORWARD: an echoing agent forwards nothing".into(),
-                ));
-            }
-            (None, true) => Target::Echo,
-            (None, false) => {
-                return Err(bad(
-                    "say where jobs go: BACKCHANNEL_FORWARD=<url>, or BACKCHANNEL_ECHO=true".into(),
-                ));
-            }
-        };
-        let listener_id = args.listener_id.unwrap_or_else(default_listener_id);
-        let listener_id = listener_id.trim().to_owned();
-        if listener_id.is_empty()
-            || listener_id.chars().count() > MAX_LISTENER_ID
-            || listener_id.chars().any(char::is_control)
-        {
-            return Err(bad(format!(
-                "BACKCHANNEL_LISTENER_ID must be 1 to {MAX_LISTENER_ID} printable characters"
-            )));
-        }
-        if !(1..=MAX_CONCURRENCY).contains(&args.concurrency) {
-            return Err(bad(format!(
-                "BACKCHANNEL_CONCURRENCY must be 1 to {MAX_CONCURRENCY}"
-            )));
-        }
-        if !(args.heartbeat.is_finite() && args.heartbeat > 0.0) {
-            return Err(bad(
-                "BACKCHANNEL_HEARTBEAT must be a positive number of seconds".into(),
-            ));
-        }
-        if !(args.shutdown_grace.is_finite() && args.shutdown_grace >= 0.0) {
-            return Err(bad(
-                "BACKCHANNEL_SHUTDOWN_GRACE must be a number of seconds, 0 or more".into(),
-            ));
-        }
+        let target = target(
+            args.forward,
+            args.echo,
+            &args.forward_header,
+            args.forward_header_file.as_deref(),
+        )?;
+        let listener_id = listener_id(args.listener_id)?;
+        check_numbers(args.concurrency, args.heartbeat, args.shutdown_grace)?;
         Ok(Config {
             server,
             token,
@@ -290,6 +222,118 @@ impl Config {
     }
 }
 
+fn bad(message: String) -> AgentError {
+    AgentError::Config(message)
+}
+
+/// The broker's base URL, ending in `/` (so that a path prefix is kept).
+fn server_url(text: &str) -> Result<Url, AgentError> {
+    let mut server = http_url("BACKCHANNEL_SERVER", text)?;
+    if !server.path().ends_with('/') {
+        let path = format!("{}/", server.path());
+        server.set_path(&path);
+    }
+    Ok(server)
+}
+
+/// The listener token, given once: as a value or in a file (`names`: the
+/// variables of the two, for the messages).
+fn listener_token(
+    token: Option<Secret>,
+    file: Option<PathBuf>,
+    names: (&str, &str),
+) -> Result<Secret, AgentError> {
+    let token = match (token, file) {
+        (Some(_), Some(_)) => {
+            return Err(bad(format!(
+                "give the token once: {} or {}, not both",
+                names.0, names.1
+            )));
+        }
+        (Some(token), None) => token,
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| bad(format!("{}: cannot read {}: {e}", names.1, path.display())))?;
+            Secret(text.trim().to_owned())
+        }
+        (None, None) => {
+            return Err(bad(
+                "a listener token is required: BACKCHANNEL_LISTENER_TOKEN or BACKCHANNEL_LISTENER_TOKEN_FILE"
+                    .into(),
+            ));
+        }
+    };
+    if token.expose().trim().is_empty() || token.expose().trim() != token.expose() {
+        return Err(bad(
+            "the listener token is empty or has surrounding spaces".into()
+        ));
+    }
+    Ok(token)
+}
+
+/// Where answers come from: exactly one of forward and echo.
+fn target(
+    forward: Option<String>,
+    echo: bool,
+    header: &str,
+    header_file: Option<&Path>,
+) -> Result<Target, AgentError> {
+    match (forward, echo) {
+        (Some(_), true) => Err(bad(
+            "BACKCHANNEL_FORWARD and BACKCHANNEL_ECHO exclude each other".into(),
+        )),
+        (Some(url), false) => Ok(Target::Forward(
+            http_url("BACKCHANNEL_FORWARD", &url)?,
+            forward_secret(header, header_file)?,
+        )),
+        (None, true) if header_file.is_some() => Err(bad(
+            "BACKCHANNEL_FORWARD_HEADER_FILE needs BACKCHANNEL_FORWARD: an echoing agent forwards nothing".into(),
+        )),
+        (None, true) => Ok(Target::Echo),
+        (None, false) => Err(bad(
+            "say where jobs go: BACKCHANNEL_FORWARD=<url>, or BACKCHANNEL_ECHO=true".into(),
+        )),
+    }
+}
+
+/// The listener id given, or the host's default; 1 to 200 printable characters.
+fn listener_id(given: Option<String>) -> Result<String, AgentError> {
+    let listener_id = given.unwrap_or_else(default_listener_id);
+    let listener_id = listener_id.trim().to_owned();
+    if listener_id.is_empty()
+        || listener_id.chars().count() > MAX_LISTENER_ID
+        || listener_id.chars().any(char::is_control)
+    {
+        return Err(bad(format!(
+            "BACKCHANNEL_LISTENER_ID must be 1 to {MAX_LISTENER_ID} printable characters"
+        )));
+    }
+    Ok(listener_id)
+}
+
+fn check_numbers(
+    concurrency: usize,
+    heartbeat: f64,
+    shutdown_grace: f64,
+) -> Result<(), AgentError> {
+    if !(1..=MAX_CONCURRENCY).contains(&concurrency) {
+        return Err(bad(format!(
+            "BACKCHANNEL_CONCURRENCY must be 1 to {MAX_CONCURRENCY}"
+        )));
+    }
+    if !(heartbeat.is_finite() && heartbeat > 0.0) {
+        return Err(bad(
+            "BACKCHANNEL_HEARTBEAT must be a positive number of seconds".into(),
+        ));
+    }
+    if !(shutdown_grace.is_finite() && shutdown_grace >= 0.0) {
+        return Err(bad(
+            "BACKCHANNEL_SHUTDOWN_GRACE must be a number of seconds, 0 or more".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The shared secret for the handler: a valid header name and the value read
 /// from `file`. Messages name the variable and the file, never the value.
 fn forward_secret(
@@ -299,7 +343,6 @@ fn forward_secret(
     let Some(path) = file else {
         return Ok(None);
     };
-    let bad = |message: String| AgentError::Config(message);
     let header = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
         bad(format!(
             "BACKCHANNEL_FORWARD_HEADER is not a valid header name: {name:?}"

@@ -69,8 +69,8 @@ impl Reporter {
             s.connected = true;
             s.connections += 1;
         });
-        self.metrics.stream_up.set(1);
-        self.metrics.stream_connects.inc();
+        self.metrics.stream.up.set(1);
+        self.metrics.stream.connects.inc();
     }
 
     /// The open stream ended, for `reason`; nothing if none was open.
@@ -84,9 +84,10 @@ impl Reporter {
             }
         });
         if was_open {
-            self.metrics.stream_up.set(0);
+            self.metrics.stream.up.set(0);
             self.metrics
-                .stream_disconnects
+                .stream
+                .disconnects
                 .get_or_create(&ReasonLabel { reason })
                 .inc();
         }
@@ -98,29 +99,33 @@ impl Reporter {
             self.update(|s| s.busy += 1);
         }
         self.metrics
-            .stream_failures
+            .stream
+            .failures
             .get_or_create(&ReasonLabel { reason })
             .inc();
     }
 
     pub fn repeat(&self) {
         self.update(|s| s.repeats += 1);
-        self.metrics.job_repeats.inc();
+        self.metrics.jobs.repeats.inc();
     }
 
     pub fn job_started(&self) {
         self.update(|s| s.started += 1);
-        self.metrics.jobs_in_flight.inc();
+        self.metrics.jobs.in_flight.inc();
     }
 
     /// The handler (or the echo) answered after `took`.
     pub fn handled(&self, took: Duration) {
-        self.metrics.handler_seconds.observe(took.as_secs_f64());
+        self.metrics
+            .jobs
+            .handler_seconds
+            .observe(took.as_secs_f64());
     }
 
     pub fn answer_retry(&self) {
         self.update(|s| s.answer_retries += 1);
-        self.metrics.answer_retries.inc();
+        self.metrics.jobs.answer_retries.inc();
     }
 
     /// A job ended with `outcome`; `answered`: the broker took its answer.
@@ -131,9 +136,10 @@ impl Reporter {
                 s.answered += 1;
             }
         });
-        self.metrics.jobs_in_flight.dec();
+        self.metrics.jobs.in_flight.dec();
         self.metrics
             .jobs
+            .outcomes
             .get_or_create(&OutcomeLabel { outcome })
             .inc();
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tracing::Instrument;
 
-use super::{Broker, BrokerError, unsettled};
+use super::{Broker, BrokerError, DoneNotice, unsettled};
 use crate::job::{Answer, Job, JobState};
 
 impl Broker {
@@ -22,7 +22,7 @@ impl Broker {
         for _ in 0..2 {
             if let Some(job) = self.store.answer(id, &answer).await? {
                 tracing::info!(job_id = id, state = job.state.as_str(), "job answered");
-                self.ended_here(&job);
+                self.announce_end(&job, DoneNotice::SentInCommit);
                 return Ok(job);
             }
             match self.read_now(id).await? {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tracing::Instrument;
 
-use super::{Broker, BrokerError, unsettled};
+use super::{Broker, BrokerError, DoneNotice, unsettled};
 use crate::job::Job;
 
 impl Broker {
@@ -20,7 +20,7 @@ impl Broker {
         for _ in 0..2 {
             if let Some(job) = self.store.cancel(id).await? {
                 tracing::info!(job_id = id, "job cancelled");
-                self.ended_here(&job);
+                self.announce_end(&job, DoneNotice::SentInCommit);
                 return Ok(job);
             }
             match self.read_now(id).await? {

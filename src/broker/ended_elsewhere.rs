@@ -1,11 +1,13 @@
 //! How a job ended on another instance reaches its waiters here: the LISTEN
-//! session hears its `backchannel_done` notification, the hub queues its id
-//! when someone here waits for it, and this loop reads every queued job in one
-//! plain read per batch and hands each to its waiters. While one batch is
-//! read, the next gathers.
+//! session hears its `backchannel_done` notification and, when someone here
+//! waits for it ([`Hub::heard_ended`](crate::wake::Hub::heard_ended)), queues
+//! its id here; this loop reads every queued job in one plain read per batch
+//! and hands each to its waiters. While one batch is read, the next gathers.
 
 use std::collections::HashSet;
 use std::sync::Arc;
+
+use tokio::sync::mpsc;
 
 use super::Broker;
 use super::recheck::CHUNK;
@@ -39,18 +41,22 @@ impl Broker {
     }
 }
 
-/// Run until shutdown: fetch what other instances ended for waiters here.
-pub(super) async fn run(broker: Arc<Broker>) {
+/// Run until shutdown: fetch what other instances ended for waiters here,
+/// as `queue` brings their ids.
+pub(super) async fn run(broker: Arc<Broker>, mut queue: mpsc::UnboundedReceiver<i64>) {
+    let mut ids = Vec::new();
     loop {
         tokio::select! {
-            _ = broker.hub.ended_elsewhere_queued() => {}
+            taken = queue.recv_many(&mut ids, usize::MAX) => if taken == 0 {
+                return;
+            },
             _ = broker.shutdown.cancelled() => return,
         }
-        let mut ids = broker.hub.take_ended_elsewhere();
         ids.sort_unstable();
         ids.dedup();
         for chunk in ids.chunks(CHUNK) {
             broker.fetch_ended_elsewhere(chunk).await;
         }
+        ids.clear();
     }
 }

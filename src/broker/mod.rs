@@ -3,10 +3,13 @@
 //! - [`submit`](Broker::submit), then [`wait`](Broker::get) for its end;
 //! - the [`stream`](Broker::open_stream) sends it to the listener;
 //! - the listener's [`answer`](Broker::answer), or the submitter's
-//!   [`cancel`](Broker::cancel), or the deadline ([`reaper`]) ends it;
+//!   [`cancel`](Broker::cancel), or the deadline (`reaper`) ends it;
 //! - an end in another instance reaches the waiters here through
-//!   [`ended_elsewhere`], with the periodic [`recheck`] as the safety net.
+//!   `ended_elsewhere`, with the periodic `recheck` as the safety net;
+//! - `announce`: how a new job reaches the stream, and how an end reaches
+//!   the waiters here and the other instances.
 
+mod announce;
 mod answer;
 mod cancel;
 mod ended_elsewhere;
@@ -22,17 +25,19 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Settings, StatementMode, WakeMode};
 use crate::job::Job;
-use crate::metrics::Metrics;
 use crate::store::connect::OwnBackends;
 use crate::store::{BatchSizes, Store, StoreError};
-use crate::wake::{Hub, Notifier, listen};
+use crate::telemetry::metrics::Metrics;
+use crate::wake::{Dispatch, Hub, Notifier, listen};
 
+use announce::DoneNotice;
 pub use status::{ListenerStatus, Stats};
 pub use stream::{JobStream, RETRY as STREAM_RETRY, StreamItem};
 
@@ -55,12 +60,15 @@ pub enum BrokerError {
     /// The database refused a value the client sent.
     #[error("{0}")]
     InvalidValue(&'static str),
-    /// The database cannot be reached now; worth retrying shortly.
-    #[error(transparent)]
-    Unavailable(StoreError),
+    /// The database cannot be reached now, or takes no writes now
+    /// (`read_only`: a standby, or read-only by setting); worth retrying
+    /// shortly. `message` says why, for the log (never the data).
+    #[error("{message}")]
+    Unavailable { read_only: bool, message: String },
     /// The database refused a statement: a fault of the broker or the schema.
-    #[error(transparent)]
-    Database(StoreError),
+    /// Described by SQLSTATE and the objects named, never by the data.
+    #[error("{0}")]
+    Database(String),
     /// A state change did not finish (its task panicked).
     #[error("internal error: {0}")]
     Internal(String),
@@ -69,9 +77,14 @@ pub enum BrokerError {
 impl From<StoreError> for BrokerError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::Unavailable(_) | StoreError::ReadOnly => BrokerError::Unavailable(error),
+            StoreError::Unavailable(_) | StoreError::ReadOnly => BrokerError::Unavailable {
+                read_only: error.is_read_only(),
+                message: error.to_string(),
+            },
             StoreError::InvalidValue(what) => BrokerError::InvalidValue(what),
-            StoreError::Query(_) | StoreError::Undecodable(_) => BrokerError::Database(error),
+            StoreError::Query(_) | StoreError::Undecodable(_) => {
+                BrokerError::Database(error.to_string())
+            }
         }
     }
 }
@@ -109,13 +122,13 @@ impl Broker {
     ) -> Arc<Broker> {
         let metrics = Metrics::new();
         let sizes = BatchSizes {
-            insert: metrics.batch("insert"),
-            finish: metrics.batch("finish"),
+            insert: metrics.database.batch("insert"),
+            finish: metrics.database.batch("finish"),
         };
         let unnamed = settings.statements == StatementMode::Unnamed;
         Arc::new(Broker {
             store: Arc::new(Store::new(pool, sizes, unnamed)),
-            hub: Hub::new(settings.max_waiting),
+            hub: Hub::new(settings.max_waiting, settings.wake),
             notifier: Notifier::new(),
             settings,
             metrics: Arc::new(metrics),
@@ -143,15 +156,17 @@ impl Broker {
             tokio::spawn(reaper::run(self.clone())),
         ];
         if self.polling().is_none() {
-            loops.push(tokio::spawn(listen::run(
-                listen_config,
-                self.hub.clone(),
-                self.metrics.clone(),
-                self.own.clone(),
-                self.shutdown.clone(),
-            )));
+            let (ended_elsewhere, queued) = mpsc::unbounded_channel();
+            let dispatch = Dispatch {
+                hub: self.hub.clone(),
+                metrics: self.metrics.clone(),
+                own: self.own.clone(),
+                ended_elsewhere,
+            };
+            let shutdown = self.shutdown.clone();
+            loops.push(tokio::spawn(listen::run(listen_config, dispatch, shutdown)));
             loops.push(tokio::spawn(recheck::run(self.clone())));
-            loops.push(tokio::spawn(ended_elsewhere::run(self.clone())));
+            loops.push(tokio::spawn(ended_elsewhere::run(self.clone(), queued)));
         }
         loops
     }
@@ -235,40 +250,14 @@ impl Broker {
         };
         if read.expired_now {
             tracing::info!(job_id = id, "job expired");
-            self.finished(&read.job);
+            self.announce_end(&read.job, DoneNotice::ByNotifier);
         }
         Ok(Some(read.job))
     }
 
-    /// A job reached a terminal state in this process: wake local waiters with
-    /// the job itself, and tell other instances (and SQL clients) by NOTIFY.
-    fn finished(&self, job: &Job) {
-        self.ended_here(job);
-        self.notifier.done(job.id);
-    }
-
-    /// A job ended by a statement that sent its `backchannel_done` itself (in
-    /// the same commit): wake the local waiters, count it.
-    fn ended_here(&self, job: &Job) {
-        self.metrics.finished(job);
-        self.hub.wake_job(job.id, Some(job));
-    }
-
-    /// A job was created: wake the stream in this process directly, or by one
-    /// coalesced NOTIFY when the stream lives elsewhere (or nowhere yet).
-    fn wake_stream(&self) {
-        if self.polling().is_some() {
-            return;
-        }
-        if self.hub.has_local_stream() {
-            self.hub.wake_stream();
-        } else {
-            self.notifier.new_job();
-        }
-    }
-
     /// The poll interval in poll mode (the sleep-polling baseline), else `None`.
-    /// The only place the two wake modes differ.
+    /// With the hub's [`NewJobWake::Polled`](crate::job::NewJobWake::Polled),
+    /// the only places the two wake modes differ.
     fn polling(&self) -> Option<Duration> {
         match self.settings.wake {
             WakeMode::Poll => Some(self.settings.poll_interval),
@@ -292,5 +281,5 @@ impl Broker {
 
 /// A database problem that no retry inside the broker resolved.
 fn unsettled(what: &str) -> BrokerError {
-    BrokerError::Unavailable(StoreError::Unavailable(format!("{what} did not settle")))
+    StoreError::Unavailable(format!("{what} did not settle")).into()
 }

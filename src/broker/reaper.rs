@@ -28,7 +28,7 @@ pub(super) async fn run(broker: Arc<Broker>) {
                 for id in &reaped.expired {
                     broker.hub.wake_job(*id, None);
                 }
-                broker.metrics.reaped(&reaped.ages, reaped.deleted);
+                broker.metrics.jobs.reaped(&reaped.ages, reaped.deleted);
                 if !reaped.expired.is_empty() || reaped.deleted > 0 {
                     tracing::info!(
                         expired = reaped.expired.len(),

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use super::Broker;
+use super::{Broker, DoneNotice};
 
 /// Ids read per statement: one statement for every waiter of an instance
 /// (up to the default BACKCHANNEL_MAX_WAITING), so the cost does not grow
@@ -23,7 +23,7 @@ impl Broker {
                 Ok(jobs) => {
                     for read in jobs {
                         if read.expired_now {
-                            self.finished(&read.job);
+                            self.announce_end(&read.job, DoneNotice::ByNotifier);
                         } else if read.job.is_terminal() {
                             self.hub.wake_job(read.job.id, Some(&read.job));
                         }

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::{Broker, BrokerError};
 use crate::job::format_time;
-use crate::metrics::BatchLabel;
+use crate::telemetry::metrics::BatchLabel;
 
 /// `GET /v1/listener`: the stream holder anywhere in the cluster.
 #[derive(Debug, Serialize)]
@@ -80,16 +80,20 @@ impl Broker {
     /// The metrics text, with the scrape-time gauges refreshed.
     pub async fn metrics_text(&self) -> String {
         let m = &self.metrics;
-        m.requests_waiting.set(self.hub.waiting() as i64);
-        m.listen_connected.set(i64::from(self.hub.is_listening()));
+        m.jobs.requests_waiting.set(self.hub.waiting() as i64);
+        m.wake
+            .listen_connected
+            .set(i64::from(self.hub.is_listening()));
         let pool = self.store.pool().status();
-        m.pool_size.set(pool.size as i64);
-        m.pool_in_use
+        m.database.pool_size.set(pool.size as i64);
+        m.database
+            .pool_in_use
             .set(pool.size.saturating_sub(pool.available) as i64);
-        m.pool_waiting.set(pool.waiting as i64);
+        m.database.pool_waiting.set(pool.waiting as i64);
         let (inserts, finishes) = self.store.queued();
         for (kind, queued) in [("insert", inserts), ("finish", finishes)] {
-            m.batch_queued
+            m.database
+                .batch_queued
                 .get_or_create(&BatchLabel { kind })
                 .set(queued as i64);
         }
@@ -98,7 +102,7 @@ impl Broker {
             self.store.notification_queue_usage(),
         );
         if let Ok(Ok(usage)) = usage.await {
-            m.notification_queue_usage.set(usage);
+            m.wake.notification_queue_usage.set(usage);
         }
         // One more query per scrape; its success doubles as the database check of `ready`.
         let oldest = tokio::time::timeout(
@@ -106,7 +110,7 @@ impl Broker {
             self.store.oldest_pending_age(),
         );
         let database = if let Ok(Ok(age)) = oldest.await {
-            m.oldest_pending_age_seconds.set(age.unwrap_or(0.0));
+            m.jobs.oldest_pending_age_seconds.set(age.unwrap_or(0.0));
             true
         } else {
             false

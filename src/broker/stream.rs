@@ -13,11 +13,11 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior, interval_at};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::{Broker, BrokerError};
+use super::{Broker, BrokerError, DoneNotice};
 use crate::job::JobEvent;
 use crate::json;
-use crate::metrics::Metrics;
 use crate::store::{Claimed, StoreError, StreamSession};
+use crate::telemetry::metrics::Metrics;
 use crate::wake::StreamWaker;
 
 /// Jobs claimed per statement.
@@ -69,14 +69,14 @@ struct ConnectedGauge(Arc<Metrics>);
 
 impl ConnectedGauge {
     fn new(metrics: Arc<Metrics>) -> ConnectedGauge {
-        metrics.stream_connected.inc();
+        metrics.stream.connected.inc();
         ConnectedGauge(metrics)
     }
 }
 
 impl Drop for ConnectedGauge {
     fn drop(&mut self) {
-        self.0.stream_connected.dec();
+        self.0.stream.connected.dec();
     }
 }
 
@@ -99,10 +99,9 @@ impl Broker {
                 _ => return Err(self.busy()),
             }
         }
-        let setup = self.settings.session_setup();
         let session = StreamSession::open(
             &self.session_config,
-            setup.as_deref(),
+            self.settings.synchronous_commit.as_deref(),
             self.store.counter(),
             takeover,
             listener_id.as_deref(),
@@ -113,9 +112,9 @@ impl Broker {
             return Err(self.busy());
         };
         if takeover.is_some() {
-            self.metrics.stream_takeovers.inc();
+            self.metrics.stream.takeovers.inc();
         }
-        self.metrics.stream_connects.inc();
+        self.metrics.stream.connects.inc();
         let waker = self.hub.attach_stream();
         let connected = ConnectedGauge::new(self.metrics.clone());
         tracing::info!(
@@ -171,7 +170,7 @@ impl Broker {
     }
 
     fn busy(&self) -> BrokerError {
-        self.metrics.stream_conflicts.inc();
+        self.metrics.stream.conflicts.inc();
         BrokerError::ListenerBusy
     }
 
@@ -201,7 +200,7 @@ impl Broker {
             };
         }
         send!(StreamItem::Retry(RETRY));
-        let claims = self.metrics.batch("claim");
+        let claims = self.metrics.database.batch("claim");
         let mut heartbeat = interval_at(Instant::now() + period, period);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
@@ -275,8 +274,8 @@ impl Broker {
             .await;
         match ended {
             Ok(Some(job)) => {
-                self.metrics.jobs_undeliverable.inc();
-                self.finished(&job)
+                self.metrics.jobs.undeliverable.inc();
+                self.announce_end(&job, DoneNotice::ByNotifier)
             }
             Ok(None) => {}
             Err(error) => {

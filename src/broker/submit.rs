@@ -51,14 +51,12 @@ impl Broker {
     async fn store_job(&self, new: NewJob) -> Result<(Job, bool), BrokerError> {
         // A stream held elsewhere is woken by a NOTIFY in the insert's own
         // commit; one held here, directly.
-        let notified = self.polling().is_none() && !self.hub.has_local_stream();
-        let (job, created) = self.store.insert(new, notified).await?;
+        let wake = self.hub.new_job_wake();
+        let (job, created) = self.store.insert(new, wake).await?;
         if created {
             tracing::info!(job_id = job.id, kind = %job.kind, "job submitted");
-            self.metrics.jobs_submitted.inc();
-            if !notified {
-                self.wake_stream();
-            }
+            self.metrics.jobs.submitted.inc();
+            self.announce_new(wake);
             return Ok((job, true));
         }
         // A repeat of the key answers the first job's true state: one whose

@@ -19,7 +19,8 @@ use tokio::time::Instant;
 use warp::http::{Method, Request, Response, StatusCode};
 
 use super::documented;
-use crate::metrics::{Metrics, ReasonLabel, RequestLabels};
+use super::error::ErrorCode;
+use crate::telemetry::metrics::{Metrics, ReasonLabel, RequestLabels};
 
 /// The route of a request whose path fits no documented route.
 pub const UNMATCHED: &str = "(unmatched)";
@@ -27,11 +28,6 @@ pub const UNMATCHED: &str = "(unmatched)";
 /// Status recorded for a request whose client left before it was answered
 /// (nginx's convention; no response was sent).
 pub const CLIENT_GONE: u16 = 499;
-
-/// The error code of an error answer, attached to the response by
-/// [`ApiError`](super::error::ApiError), read here for the refusal counts.
-#[derive(Debug, Clone, Copy)]
-pub struct ErrorCode(pub &'static str);
 
 /// The access log and request counts of one instance.
 #[derive(Clone)]
@@ -86,7 +82,8 @@ impl Entry {
 
     fn count(&self, line: &Line, status: StatusCode, code: Option<&ErrorCode>) {
         self.metrics
-            .http_requests
+            .http
+            .requests
             .get_or_create(&RequestLabels {
                 method: line.method,
                 route: line.route,
@@ -96,7 +93,8 @@ impl Entry {
         if status.is_client_error() {
             let reason = code.map_or("other", |c| c.0);
             self.metrics
-                .http_refused
+                .http
+                .refused
                 .get_or_create(&ReasonLabel { reason })
                 .inc();
         }

@@ -10,6 +10,11 @@ use warp::{Rejection, Reply};
 use crate::broker::BrokerError;
 use crate::job::Job;
 
+/// The error code of an error answer, attached to the response (an
+/// extension) so that the access log counts refusals by reason.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
+
 /// `{"error": {"code", "message", "job"?}}` with its status and headers.
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -48,14 +53,28 @@ impl ApiError {
         self
     }
 
+    /// Ask the client to try again after `seconds`.
+    pub fn retry_after(mut self, seconds: u64) -> ApiError {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// A 503 worth retrying in a second.
+    pub fn retry_soon(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message).retry_after(1)
+    }
+
     pub fn unavailable(message: impl Into<String>) -> ApiError {
-        let mut e = ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "database_unavailable",
-            message,
-        );
-        e.retry_after = Some(1);
-        e
+        ApiError::retry_soon("database_unavailable", message)
+    }
+
+    /// A 500 that says nothing of its cause (logged where it is known).
+    pub fn internal() -> ApiError {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
     }
 }
 
@@ -83,9 +102,7 @@ impl Reply for ApiError {
         };
         let mut response =
             warp::reply::with_status(warp::reply::json(&body), self.status).into_response();
-        response
-            .extensions_mut()
-            .insert(super::access::ErrorCode(self.code));
+        response.extensions_mut().insert(ErrorCode(self.code));
         let headers = response.headers_mut();
         if let Some(seconds) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
@@ -109,85 +126,61 @@ impl Reply for ApiError {
 
 impl From<BrokerError> for ApiError {
     fn from(error: BrokerError) -> ApiError {
+        use StatusCode as S;
         match error {
             BrokerError::NotFound => {
-                ApiError::new(StatusCode::NOT_FOUND, "not_found", "no job with this id")
+                ApiError::new(S::NOT_FOUND, "not_found", "no job with this id")
             }
-            BrokerError::AlreadyTerminal(job) => ApiError::new(
-                StatusCode::CONFLICT,
-                "already_terminal",
-                format!("the job is already {}", job.state.as_str()),
-            )
-            .with_job(*job),
-            BrokerError::AlreadyAnswered(job) => ApiError::new(
-                StatusCode::CONFLICT,
-                "already_answered",
-                "the job was already answered with a different answer",
-            )
-            .with_job(*job),
-            BrokerError::Gone(job) => ApiError::new(
-                StatusCode::GONE,
-                "gone",
-                format!("the job is {} and takes no answer", job.state.as_str()),
-            )
-            .with_job(*job),
+            BrokerError::AlreadyTerminal(job) => {
+                let message = format!("the job is already {}", job.state.as_str());
+                ApiError::new(S::CONFLICT, "already_terminal", message).with_job(*job)
+            }
+            BrokerError::AlreadyAnswered(job) => {
+                let message = "the job was already answered with a different answer";
+                ApiError::new(S::CONFLICT, "already_answered", message).with_job(*job)
+            }
+            BrokerError::Gone(job) => {
+                let message = format!("the job is {} and takes no answer", job.state.as_str());
+                ApiError::new(S::GONE, "gone", message).with_job(*job)
+            }
             BrokerError::ListenerBusy => {
-                let mut e = ApiError::new(
-                    StatusCode::CONFLICT,
-                    "listener_busy",
-                    "another listener holds the stream",
-                );
-                e.retry_after = Some(crate::broker::STREAM_RETRY.as_secs().max(1));
-                e
+                let message = "another listener holds the stream";
+                ApiError::new(S::CONFLICT, "listener_busy", message)
+                    .retry_after(crate::broker::STREAM_RETRY.as_secs().max(1))
             }
-            BrokerError::ShuttingDown => {
-                let mut e = ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "shutting_down",
-                    "this instance is shutting down; try another",
-                );
-                e.retry_after = Some(1);
-                e
-            }
-            BrokerError::TooManyWaiting => {
-                let mut e = ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "too_many_waiting",
-                    "too many requests are waiting on this instance; retry, or submit without wait and poll",
-                );
-                e.retry_after = Some(1);
-                e
-            }
+            BrokerError::ShuttingDown => ApiError::retry_soon(
+                "shutting_down",
+                "this instance is shutting down; try another",
+            ),
+            BrokerError::TooManyWaiting => ApiError::retry_soon(
+                "too_many_waiting",
+                "too many requests are waiting on this instance; retry, or submit without wait and poll",
+            ),
             BrokerError::InvalidValue(what) => {
                 ApiError::bad_request("invalid_value", format!("{what}; nothing was stored"))
             }
-            BrokerError::Unavailable(error) if error.is_read_only() => {
-                tracing::warn!(%error, "database read-only");
-                let mut e = ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
+            BrokerError::Unavailable {
+                read_only: true,
+                message,
+            } => {
+                tracing::warn!(error = %message, "database read-only");
+                ApiError::retry_soon(
                     "database_read_only",
                     "the database is read-only now (a standby, or read-only by setting); try again shortly",
-                );
-                e.retry_after = Some(1);
-                e
+                )
             }
-            BrokerError::Unavailable(error) => {
-                tracing::warn!(%error, "database unavailable");
+            BrokerError::Unavailable {
+                read_only: false,
+                message,
+            } => {
+                tracing::warn!(error = %message, "database unavailable");
                 ApiError::unavailable("the database is unreachable; try again shortly")
             }
-            BrokerError::Internal(_) => ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error",
-            ),
-            BrokerError::Database(error) => {
+            BrokerError::Internal(_) => ApiError::internal(),
+            BrokerError::Database(message) => {
                 // Shown by SQLSTATE and the objects named, never the data.
-                tracing::error!(%error, "database error");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error",
-                )
+                tracing::error!(error = %message, "database error");
+                ApiError::internal()
             }
         }
     }
@@ -235,11 +228,7 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
         )
     } else {
         tracing::error!(?rejection, "unhandled rejection");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error",
-        )
+        ApiError::internal()
     };
     Ok(error.into_response())
 }

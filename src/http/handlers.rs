@@ -127,10 +127,6 @@ pub async fn healthz() -> Result<Response, Rejection> {
 pub async fn readyz(broker: Arc<Broker>) -> Result<Response, Rejection> {
     match broker.readiness().await {
         Ok(()) => Ok(warp::reply::json(&serde_json::json!({"status": "ready"})).into_response()),
-        Err(reason) => {
-            let mut error = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", reason);
-            error.retry_after = Some(1);
-            Ok(error.into_response())
-        }
+        Err(reason) => Ok(ApiError::retry_soon("not_ready", reason).into_response()),
     }
 }

@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::StoreError;
+
 /// The most requests one batch carries (one statement's arrays).
 pub const MAX_BATCH: usize = 512;
 
@@ -75,6 +77,23 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
             return None;
         }
         output.await.ok()
+    }
+}
+
+/// Every request of `which` without an outcome yet gets `error` (the first
+/// the error itself, the others its description: their outcome is the same).
+pub fn fail<T>(which: &[usize], error: StoreError, outcomes: &mut [Option<Result<T, StoreError>>]) {
+    let text = error.to_string();
+    let mut error = Some(error);
+    for &i in which {
+        if outcomes[i].is_some() {
+            continue;
+        }
+        let this = match error.take() {
+            Some(error) => error,
+            None => StoreError::Unavailable(text.clone()),
+        };
+        outcomes[i] = Some(Err(this));
     }
 }
 

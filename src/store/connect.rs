@@ -1,6 +1,7 @@
 //! Connections: where they go ([`Target`]: a connection string with its TLS),
 //! the query pool, and the dedicated sessions (LISTEN, the stream lock,
-//! migrations, the start-up checks).
+//! migrations, the start-up checks), with what each kind of session sets
+//! when it starts ([`pool_setup`], [`Session::set_up_dedicated`]).
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -15,6 +16,9 @@ use tokio_postgres::{Client, Config, Connection, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_util::sync::CancellationToken;
 
+use super::sql::session::{
+    BACKEND_PID, DEDICATED_SESSION_SETUP, POOLED_SESSION_SETUP, synchronous_commit,
+};
 use super::tls::{self, SslMode, TlsParams};
 
 /// How long a new connection may take before it counts as unreachable.
@@ -139,7 +143,7 @@ pub fn pool(target: &Target, size: usize, setup: Option<String>, own: Option<Own
                 }
                 if let Some(own) = own {
                     let row = client
-                        .query_one(super::queries::BACKEND_PID, &[])
+                        .query_one(BACKEND_PID, &[])
                         .await
                         .map_err(HookError::Backend)?;
                     own.add(row.try_get(0).map_err(HookError::Backend)?);
@@ -158,6 +162,27 @@ pub fn pool(target: &Target, size: usize, setup: Option<String>, own: Option<Own
         .runtime(Runtime::Tokio1)
         .build()
         .expect("pool builder with a runtime cannot fail")
+}
+
+/// What runs once on every new pooled connection: the settings of a pooled
+/// session and `synchronous_commit` if set; nothing with `unnamed` (behind a
+/// transaction pooler, a SET would reach other clients).
+pub fn pool_setup(unnamed: bool, synchronous: Option<&str>) -> Option<String> {
+    if unnamed {
+        return None;
+    }
+    let mut setup = POOLED_SESSION_SETUP.to_owned();
+    if let Some(more) = session_setup(synchronous) {
+        setup.push_str("; ");
+        setup.push_str(&more);
+    }
+    Some(setup)
+}
+
+/// The statement that applies `synchronous_commit` (a value the settings
+/// accepted) to a new session, if set.
+pub fn session_setup(synchronous: Option<&str>) -> Option<String> {
+    synchronous.map(synchronous_commit)
 }
 
 /// The backends of this instance's pooled connections, by process id: a
@@ -232,6 +257,12 @@ impl Session {
         })
     }
 
+    /// Give this session the settings of every dedicated session: it sits
+    /// idle for hours by design, and bounds its own statements.
+    pub async fn set_up_dedicated(&self) -> Result<(), tokio_postgres::Error> {
+        self.client.batch_execute(DEDICATED_SESSION_SETUP).await
+    }
+
     /// Resolves when the connection is gone (closed by us, the server or the network).
     pub async fn closed(&self) {
         self.gone.cancelled().await
@@ -262,6 +293,16 @@ mod tests {
         assert!(own.contains(1000) && own.contains(999 + OWN_BACKENDS as i32));
         own.clear();
         assert!(!own.contains(1000));
+    }
+
+    #[test]
+    fn session_setup_only_when_asked() {
+        assert_eq!(session_setup(None), None);
+        assert_eq!(
+            session_setup(Some("off")).as_deref(),
+            Some("SET synchronous_commit TO off")
+        );
+        assert_eq!(pool_setup(true, Some("off")), None);
     }
 
     fn refusal(url: &str) -> String {

@@ -1,7 +1,8 @@
-//! Whether the database takes writes: the readiness check.
+//! Whether the database answers and takes writes: the readiness checks.
 
 use super::rows::column;
-use super::{Store, StoreError, queries};
+use super::sql::status::{PING, READ_ONLY};
+use super::{Store, StoreError};
 
 impl Store {
     /// Why the database would refuse writes, if it would: a hot standby (in
@@ -9,7 +10,7 @@ impl Store {
     /// database or role with `default_transaction_read_only = on`. `None`:
     /// it answers and takes writes.
     pub async fn read_only(&self) -> Result<Option<&'static str>, StoreError> {
-        let row = self.db.one(queries::READ_ONLY, &[]).await?;
+        let row = self.db.one(READ_ONLY, &[]).await?;
         let row = row.ok_or_else(|| StoreError::Unavailable("no row".into()))?;
         Ok(if column::<bool>(&row, 0)? {
             Some("the database is a standby in recovery (read-only)")
@@ -18,5 +19,11 @@ impl Store {
         } else {
             None
         })
+    }
+
+    /// The database answers a trivial query.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.db.one(PING, &[]).await?;
+        Ok(())
     }
 }

@@ -9,7 +9,10 @@
 
 use tokio_postgres::Client;
 
-use super::queries::{LOCK_MIGRATE, LOCK_NAMESPACE};
+use super::sql::schema::{
+    APPLIED, CREATE_LEDGER, CREATE_SCHEMA, LEDGER_EXISTS, MIGRATE_LOCK, RECORD, SCHEMA_EXISTS,
+};
+use super::sql::{LOCK_MIGRATE, LOCK_NAMESPACE};
 
 /// The migrations, in order: (version, name, SQL).
 pub const MIGRATIONS: &[(i32, &str, &str)] = &[
@@ -39,30 +42,12 @@ pub fn latest() -> i32 {
     MIGRATIONS.last().map_or(0, |(version, _, _)| *version)
 }
 
-/// Whether the schema exists (creating it needs CREATE on the database;
-/// a DBA may instead create it for the owner: `CREATE SCHEMA backchannel
-/// AUTHORIZATION owner`).
-const SCHEMA_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace
-    WHERE nspname = 'backchannel')";
-const CREATE_SCHEMA: &str = "CREATE SCHEMA IF NOT EXISTS backchannel";
-/// Where the applied migrations are recorded.
-const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS backchannel.schema_migrations (
-    version    integer     PRIMARY KEY,
-    name       text        NOT NULL,
-    applied_at timestamptz NOT NULL DEFAULT now()
-)";
-const APPLIED: &str = "SELECT version FROM backchannel.schema_migrations";
-const RECORD: &str = "INSERT INTO backchannel.schema_migrations (version, name) VALUES ($1, $2)";
-
 /// Apply every pending migration; returns the versions applied by this call.
 pub async fn run(client: &mut Client) -> Result<Vec<i32>, tokio_postgres::Error> {
     let tx = client.transaction().await?;
     // Transaction-scoped: released at commit, never left behind on a session.
-    tx.execute(
-        "SELECT pg_advisory_xact_lock($1, $2)",
-        &[&LOCK_NAMESPACE, &LOCK_MIGRATE],
-    )
-    .await?;
+    tx.execute(MIGRATE_LOCK, &[&LOCK_NAMESPACE, &LOCK_MIGRATE])
+        .await?;
     let exists: bool = tx.query_one(SCHEMA_EXISTS, &[]).await?.get(0);
     if !exists {
         tx.batch_execute(CREATE_SCHEMA).await?;
@@ -90,10 +75,7 @@ pub async fn run(client: &mut Client) -> Result<Vec<i32>, tokio_postgres::Error>
 
 /// The versions recorded as applied; empty when the schema is not there.
 pub async fn applied(client: &Client) -> Result<Vec<i32>, tokio_postgres::Error> {
-    let ledger: bool = client
-        .query_one(super::queries::LEDGER_EXISTS, &[])
-        .await?
-        .get(0);
+    let ledger: bool = client.query_one(LEDGER_EXISTS, &[]).await?.get(0);
     if !ledger {
         return Ok(Vec::new());
     }
@@ -144,6 +126,11 @@ pub fn script(applied: &[i32], all: bool) -> Option<String> {
 pub fn grants(role: &str) -> String {
     let quoted = format!("\"{}\"", role.replace('"', "\"\""));
     GRANTS.replace(":\"role\"", &quoted)
+}
+
+/// Grant `role` the rights of `sql/grants.sql` (run as the schema's owner).
+pub async fn grant(client: &Client, role: &str) -> Result<(), tokio_postgres::Error> {
+    client.batch_execute(&grants(role)).await
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use deadpool_postgres::{Object, Pool};
 use tokio_postgres::Row;
 use tokio_postgres::types::{ToSql, Type};
 
-use super::queries::Sql;
+use super::sql::Sql;
 use super::{Counter, StoreError, pooler};
 
 pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];

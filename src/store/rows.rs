@@ -2,7 +2,7 @@
 //! written by another application through SQL, so nothing here panics: a
 //! value that cannot be read is an error naming the job and the column. JSON
 //! columns are taken as their stored text (no depth limit, numbers exact);
-//! the timestamps come clamped to what RFC 3339 can write (`queries`).
+//! the timestamps come clamped to what RFC 3339 can write (`sql::job_columns!`).
 
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
@@ -32,12 +32,12 @@ fn optional_json(row: &Row, index: usize) -> Result<Option<Box<RawValue>>, Store
     Ok(column::<Option<Json<Box<RawValue>>>>(row, index)?.map(|j| j.0))
 }
 
-/// A job from a row with the columns of `queries::job_columns!`.
+/// A job from a row with the columns of `sql::job_columns!`.
 pub fn job_from_row(row: &Row) -> Result<Job, StoreError> {
     job_at(row, 0)
 }
 
-/// A job from the columns of `queries::job_columns!` starting at `at`.
+/// A job from the columns of `sql::job_columns!` starting at `at`.
 pub fn job_at(row: &Row, at: usize) -> Result<Job, StoreError> {
     let state: &str = column(row, at + 2)?;
     let state = JobState::parse(state).ok_or_else(|| {

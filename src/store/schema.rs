@@ -6,7 +6,7 @@
 use tokio_postgres::Client;
 
 use super::migrate;
-use super::queries::{CURRENT_ROLE, LEDGER_EXISTS, RUNTIME_RIGHTS};
+use super::sql::schema::{CURRENT_ROLE, LEDGER_EXISTS, RUNTIME_RIGHTS};
 
 /// The schema's version as the broker's role sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

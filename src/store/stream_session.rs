@@ -7,8 +7,14 @@ use std::time::Duration;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Row, Statement};
 
-use super::queries::{self, LOCK_NAMESPACE, LOCK_STREAM};
+use super::connect::session_setup;
 use super::rows::event_from_row;
+use super::sql::session::DEDICATED_SESSION_SETUP;
+use super::sql::stream::{
+    CLAIM_JOBS, NO_STATEMENT_TIMEOUT, REGISTER_HOLDER, RELEASE_HOLDER, STREAM_SESSION_SETUP,
+    TERMINATE_BACKEND, TRY_STREAM_LOCK, WAIT_STREAM_LOCK, takeover_timeout,
+};
+use super::sql::{LOCK_NAMESPACE, LOCK_STREAM};
 use super::{Counter, Session, StoreError, Target};
 use crate::job::JobEvent;
 
@@ -33,35 +39,34 @@ pub struct StreamSession {
 }
 
 impl StreamSession {
-    /// Connect a session of its own and take the stream lock. When the lock is
-    /// held by `takeover` (a backend pid: the same listener's stale stream),
-    /// end that backend's session and wait for its lock. `None`: busy.
+    /// Connect a session of its own (with `synchronous_commit` if set) and
+    /// take the stream lock. When the lock is held by `takeover` (a backend
+    /// pid: the same listener's stale stream), end that backend's session and
+    /// wait for its lock. `None`: busy.
     pub async fn open(
         target: &Target,
-        setup: Option<&str>,
+        synchronous: Option<&str>,
         statements: Counter,
         takeover: Option<i32>,
         listener_id: Option<&str>,
         instance: &str,
     ) -> Result<Option<StreamSession>, StoreError> {
         let session = Session::connect(target).await?;
-        if let Some(setup) = setup {
+        if let Some(setup) = session_setup(synchronous) {
             statements.add();
-            session.client.batch_execute(setup).await?;
+            session.client.batch_execute(&setup).await?;
         }
         statements.add();
         session
             .client
             .batch_execute(&format!(
-                "{}; {}",
-                queries::DEDICATED_SESSION_SETUP,
-                queries::STREAM_SESSION_SETUP
+                "{DEDICATED_SESSION_SETUP}; {STREAM_SESSION_SETUP}"
             ))
             .await?;
         statements.add();
         let mut locked: bool = session
             .client
-            .query_one(queries::TRY_STREAM_LOCK, &[&LOCK_NAMESPACE, &LOCK_STREAM])
+            .query_one(TRY_STREAM_LOCK, &[&LOCK_NAMESPACE, &LOCK_STREAM])
             .await?
             .get(0);
         if let (false, Some(pid)) = (locked, takeover) {
@@ -70,10 +75,7 @@ impl StreamSession {
                 "taking the stream over from the same listener's stale session"
             );
             statements.add();
-            session
-                .client
-                .query_one(queries::TERMINATE_BACKEND, &[&pid])
-                .await?;
+            session.client.query_one(TERMINATE_BACKEND, &[&pid]).await?;
             locked = wait_lock(&session, &statements).await?;
         }
         if !locked {
@@ -82,11 +84,11 @@ impl StreamSession {
         statements.add();
         let row: Row = session
             .client
-            .query_one(queries::REGISTER_HOLDER, &[&listener_id, &instance])
+            .query_one(REGISTER_HOLDER, &[&listener_id, &instance])
             .await?;
         let stream_id = super::rows::column(&row, 0)?;
         statements.add();
-        let claim = session.client.prepare(queries::CLAIM_JOBS).await?;
+        let claim = session.client.prepare(CLAIM_JOBS).await?;
         Ok(Some(StreamSession {
             session,
             claim,
@@ -132,7 +134,7 @@ impl StreamSession {
     pub async fn close(self) {
         if !self.session.client.is_closed() {
             self.statements.add();
-            let release = self.session.client.execute(queries::RELEASE_HOLDER, &[]);
+            let release = self.session.client.execute(RELEASE_HOLDER, &[]);
             let _ = tokio::time::timeout(RELEASE_TIMEOUT, release).await;
         }
     }
@@ -143,17 +145,14 @@ async fn wait_lock(session: &Session, statements: &Counter) -> Result<bool, Stor
     let client = &session.client;
     statements.add();
     client
-        .batch_execute(&format!(
-            "SET statement_timeout = {}",
-            TAKEOVER_WAIT.as_millis()
-        ))
+        .batch_execute(&takeover_timeout(TAKEOVER_WAIT))
         .await?;
     statements.add();
     let outcome = client
-        .query_one(queries::WAIT_STREAM_LOCK, &[&LOCK_NAMESPACE, &LOCK_STREAM])
+        .query_one(WAIT_STREAM_LOCK, &[&LOCK_NAMESPACE, &LOCK_STREAM])
         .await;
     statements.add();
-    client.batch_execute("SET statement_timeout = 0").await?;
+    client.batch_execute(NO_STATEMENT_TIMEOUT).await?;
     match outcome {
         Ok(_) => Ok(true),
         Err(e) if e.code() == Some(&SqlState::QUERY_CANCELED) => Ok(false),

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-use crate::job::Job;
+use crate::config::WakeMode;
+use crate::job::{Job, NewJobWake};
 
 /// One job's waiters share a slot: a notifier and, for answers given in this
 /// process, the terminal job itself (so the waiter need not read it back).
@@ -49,18 +50,17 @@ pub struct Hub {
     listening: AtomicBool,
     waiting: AtomicUsize,
     max_waiting: usize,
-    /// Jobs another instance ended that have waiters here, to be read in one
-    /// statement by the broker's fetcher (`take_ended_elsewhere`).
-    ended_elsewhere: Mutex<Vec<i64>>,
-    /// Signalled when `ended_elsewhere` gains an id.
-    fetch: Notify,
+    /// Poll mode: the stream finds new jobs by polling; nothing wakes it.
+    polled: bool,
 }
 
 impl Hub {
-    /// A hub that lets at most `max_waiting` requests wait at once.
-    pub fn new(max_waiting: usize) -> Arc<Hub> {
+    /// A hub that lets at most `max_waiting` requests wait at once; `wake`
+    /// says whether the stream is woken (notify) or polls.
+    pub fn new(max_waiting: usize, wake: WakeMode) -> Arc<Hub> {
         Arc::new(Hub {
             max_waiting,
+            polled: wake == WakeMode::Poll,
             ..Hub::default()
         })
     }
@@ -161,22 +161,14 @@ impl Hub {
         }
     }
 
-    /// Job `id` ended in another process (its notification arrived). Remembered
-    /// at once; when someone here waits for it, it is queued for the fetcher,
-    /// which reads every queued job in one statement and hands each to its
-    /// waiters (instead of each waiter reading its own row).
-    pub fn ended_elsewhere(&self, id: i64) {
+    /// Job `id` ended in another process (its notification arrived):
+    /// remembered at once. True when someone here waits for it: the caller
+    /// then has it read back and handed to its waiters
+    /// ([`crate::broker`]'s `ended_elsewhere` step reads every such job in one
+    /// statement, instead of each waiter reading its own row).
+    pub fn heard_ended(&self, id: i64) -> bool {
         self.remember(id);
-        if self.slots.lock().expect("hub lock").contains_key(&id) {
-            self.ended_elsewhere.lock().expect("hub lock").push(id);
-            self.fetch.notify_one();
-        }
-    }
-
-    /// Resolves when `ended_elsewhere` queued ids (a wake-up is kept if no
-    /// one waits at that moment).
-    pub async fn ended_elsewhere_queued(&self) {
-        self.fetch.notified().await
+        self.slots.lock().expect("hub lock").contains_key(&id)
     }
 
     /// Resolves after LISTEN (re)connected: notifications may have been lost.
@@ -184,16 +176,11 @@ impl Hub {
         self.reconnected.notified().await
     }
 
-    /// The ids queued by `ended_elsewhere` since the last call.
-    pub fn take_ended_elsewhere(&self) -> Vec<i64> {
-        std::mem::take(&mut *self.ended_elsewhere.lock().expect("hub lock"))
-    }
-
     /// LISTEN is (back) up: re-check the waiters and wake the stream, since
     /// anything notified while it was down was missed.
     pub fn listen_restored(&self) {
         self.reconnected.notify_one();
-        self.wake_stream();
+        let _ = self.wake_stream();
     }
 
     /// Attach the local stream's waker; the returned guard detaches it.
@@ -208,16 +195,28 @@ impl Hub {
         }
     }
 
-    /// True when the stream is held in this process (no NOTIFY needed to reach it).
-    pub fn has_local_stream(&self) -> bool {
-        self.stream.lock().expect("hub lock").is_some()
+    /// How a job about to be stored should reach the stream: the one place
+    /// that decides it (see [`NewJobWake`]).
+    pub fn new_job_wake(&self) -> NewJobWake {
+        if self.polled {
+            NewJobWake::Polled
+        } else if self.stream.lock().expect("hub lock").is_some() {
+            NewJobWake::Local
+        } else {
+            NewJobWake::InCommit
+        }
     }
 
-    /// Tell the local stream, if any, that new jobs may be waiting. The wake is
-    /// kept as a permit if the stream is busy, so it cannot be missed.
-    pub fn wake_stream(&self) {
-        if let Some((_, notify)) = &*self.stream.lock().expect("hub lock") {
-            notify.notify_one();
+    /// Tell the local stream, if any, that new jobs may be waiting; false
+    /// when there is none here. The wake is kept as a permit if the stream is
+    /// busy, so it cannot be missed.
+    pub fn wake_stream(&self) -> bool {
+        match &*self.stream.lock().expect("hub lock") {
+            Some((_, notify)) => {
+                notify.notify_one();
+                true
+            }
+            None => false,
         }
     }
 
@@ -298,7 +297,7 @@ mod tests {
 
     #[test]
     fn woken_since_sees_wakes_after_the_mark_only() {
-        let hub = Hub::new(10);
+        let hub = Hub::new(10, WakeMode::Notify);
         hub.set_listening(true);
         hub.wake_job(1, None);
         let mark = hub.mark();
@@ -313,7 +312,7 @@ mod tests {
 
     #[test]
     fn woken_since_is_conservative_once_the_history_moved_on() {
-        let hub = Hub::new(10);
+        let hub = Hub::new(10, WakeMode::Notify);
         hub.set_listening(true);
         let mark = hub.mark();
         for id in 0..(HISTORY as i64 + 10) {
@@ -327,7 +326,7 @@ mod tests {
 
     #[test]
     fn woken_since_is_conservative_when_listen_is_or_was_down() {
-        let hub = Hub::new(10);
+        let hub = Hub::new(10, WakeMode::Notify);
         let mark = hub.mark();
         assert!(
             hub.woken_since(mark, 1),
@@ -343,7 +342,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_registered_waiter_is_notified_and_handed_the_job() {
-        let hub = Hub::new(10);
+        let hub = Hub::new(10, WakeMode::Notify);
         let waiter = hub.register(5);
         let notified = waiter.slot().notify.notified();
         hub.wake_job(5, None);
@@ -353,7 +352,7 @@ mod tests {
 
     #[test]
     fn permits_are_limited_and_returned() {
-        let hub = Hub::new(2);
+        let hub = Hub::new(2, WakeMode::Notify);
         let a = hub.reserve().unwrap();
         let _b = hub.reserve().unwrap();
         assert!(hub.reserve().is_none());

@@ -1,42 +1,45 @@
-//! The instance's LISTEN connection: one dedicated session (never pooled),
-//! driven with `poll_message`, feeding the hub. Reconnects with backoff and
-//! jitter; after every (re)connect the waiters are re-checked against the table
-//! and the stream re-claims, because notifications sent while it was away are gone.
+//! Keeping the instance's LISTEN session up ([`ListenSession`], in the
+//! store) and dispatching what it hears. Reconnects with backoff and jitter;
+//! after every (re)connect the waiters are re-checked against the table and
+//! the stream re-claims, because notifications sent while it was away are gone.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use futures_util::stream;
-use tokio_postgres::AsyncMessage;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Hub;
 use crate::backoff::Backoff;
-use crate::metrics::Metrics;
+use crate::job::{CHANNEL_DONE, CHANNEL_NEW};
 use crate::store::connect::OwnBackends;
-use crate::store::queries::DEDICATED_SESSION_SETUP;
-use crate::store::{CHANNEL_DONE, CHANNEL_NEW, Target};
+use crate::store::{Heard, ListenSession, Target};
+use crate::telemetry::metrics::Metrics;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
+/// Where what the LISTEN session hears goes.
+#[derive(Clone)]
+pub struct Dispatch {
+    pub hub: Arc<Hub>,
+    pub metrics: Arc<Metrics>,
+    /// The instance's own pooled backends. A job one of them ended was
+    /// handed to its local waiters when the statement returned; its
+    /// `backchannel_done` needs no reading back here.
+    pub own: Option<OwnBackends>,
+    /// Jobs another instance ended that have waiters here, queued for the
+    /// broker, which reads them back in batches and hands each to its waiters.
+    pub ended_elsewhere: mpsc::UnboundedSender<i64>,
+}
+
 /// Run until `shutdown`: keep one LISTEN session up and dispatch what it hears.
-///
-/// `own`: the instance's own pooled backends. A job one of them ended was
-/// handed to its local waiters when the statement returned; its
-/// `backchannel_done` needs no reading back here.
-pub async fn run(
-    target: Target,
-    hub: Arc<Hub>,
-    metrics: Arc<Metrics>,
-    own: Option<OwnBackends>,
-    shutdown: CancellationToken,
-) {
+pub async fn run(target: Target, dispatch: Dispatch, shutdown: CancellationToken) {
+    let hub = dispatch.hub.clone();
     let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     loop {
         let outcome = tokio::select! {
-            outcome = listen_once(&target, &hub, &metrics, &own) => outcome,
+            outcome = listen_once(&target, &dispatch) => outcome,
             _ = shutdown.cancelled() => break,
         };
         // A connection that came up resets the backoff; failing to connect grows it.
@@ -46,7 +49,7 @@ pub async fn run(
         hub.set_listening(false);
         // The session is gone, perhaps with the server: pids heard before
         // may belong to someone else once the server restarts.
-        if let Some(own) = &own {
+        if let Some(own) = &dispatch.own {
             own.clear();
         }
         match outcome {
@@ -64,82 +67,47 @@ pub async fn run(
     hub.set_listening(false);
 }
 
-/// One connection's life: connect, LISTEN, dispatch until it dies.
-async fn listen_once(
-    target: &Target,
-    hub: &Arc<Hub>,
-    metrics: &Arc<Metrics>,
-    own: &Option<OwnBackends>,
-) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = target.connect().await?;
-    let (dead_tx, mut dead_rx) = tokio::sync::oneshot::channel();
-    let dispatch_hub = hub.clone();
-    let dispatch_metrics = metrics.clone();
-    let own = own.clone();
-    let driver = tokio::spawn(async move {
-        let mut messages = stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(message) = messages.next().await {
-            match message {
-                Ok(AsyncMessage::Notification(n)) => {
-                    let ours = own.as_ref().is_some_and(|o| o.contains(n.process_id()));
-                    dispatch(
-                        &dispatch_hub,
-                        &dispatch_metrics,
-                        n.channel(),
-                        n.payload(),
-                        ours,
-                    )
-                }
-                Ok(_) => {}
-                Err(error) => {
-                    let _ = dead_tx.send(Some(error));
-                    return;
-                }
-            }
-        }
-        let _ = dead_tx.send(None);
-    });
-    let _abort = AbortOnDrop(driver);
-    client
-        .batch_execute(&format!(
-            "LISTEN {CHANNEL_NEW}; LISTEN {CHANNEL_DONE}; {DEDICATED_SESSION_SETUP};"
-        ))
-        .await?;
-    hub.set_listening(true);
+/// One session's life: connect and LISTEN (dispatching from then on), then
+/// wait until it dies.
+async fn listen_once(target: &Target, dispatch: &Dispatch) -> Result<(), tokio_postgres::Error> {
+    let heard = dispatch.clone();
+    let session =
+        ListenSession::open(target, move |notification| heard.heard(notification)).await?;
+    dispatch.hub.set_listening(true);
     tracing::info!("LISTEN connection up");
-    hub.listen_restored();
-    match (&mut dead_rx).await {
-        Ok(Some(error)) => Err(error),
-        _ => Ok(()),
-    }
+    dispatch.hub.listen_restored();
+    session.ended().await
 }
 
-/// `ours`: sent by one of this instance's pooled backends.
-fn dispatch(hub: &Hub, metrics: &Metrics, channel: &str, payload: &str, ours: bool) {
-    match channel {
-        CHANNEL_DONE => match payload.parse::<i64>() {
-            Ok(_) if ours => metrics.received(CHANNEL_DONE),
-            Ok(id) => {
-                metrics.received(CHANNEL_DONE);
-                hub.ended_elsewhere(id)
+impl Dispatch {
+    /// One notification: a job ended (wake its waiters here, unless this
+    /// instance ended it itself), or a new job may be waiting (wake the stream).
+    fn heard(&self, heard: Heard<'_>) {
+        match heard.channel {
+            CHANNEL_DONE => match heard.payload.parse::<i64>() {
+                Ok(_) if self.ours(heard.sender) => self.metrics.wake.received(CHANNEL_DONE),
+                Ok(id) => {
+                    self.metrics.wake.received(CHANNEL_DONE);
+                    if self.hub.heard_ended(id) {
+                        // The receiver is gone only while the instance stops.
+                        let _ = self.ended_elsewhere.send(id);
+                    }
+                }
+                Err(_) => tracing::debug!(
+                    payload_len = heard.payload.len(),
+                    "ignored malformed done notification"
+                ),
+            },
+            CHANNEL_NEW => {
+                self.metrics.wake.received(CHANNEL_NEW);
+                let _ = self.hub.wake_stream();
             }
-            Err(_) => tracing::debug!(
-                payload_len = payload.len(),
-                "ignored malformed done notification"
-            ),
-        },
-        CHANNEL_NEW => {
-            metrics.received(CHANNEL_NEW);
-            hub.wake_stream()
+            _ => {}
         }
-        _ => {}
     }
-}
 
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
+    /// Sent by one of this instance's pooled backends.
+    fn ours(&self, sender: i32) -> bool {
+        self.own.as_ref().is_some_and(|own| own.contains(sender))
     }
 }

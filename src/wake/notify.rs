@@ -11,8 +11,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::telemetry::metrics::Metrics;
 
 /// Most ids carried over after failures; beyond it the oldest are dropped
 /// (waiters then rely on their own deadline timer and the safety re-check).
@@ -102,7 +102,7 @@ impl Notifier {
                 }
                 self.kick.notify_one();
             } else {
-                metrics.notifications_sent.inc_by(count);
+                metrics.wake.notifications_sent.inc_by(count);
             }
         }
         let batch = self.take();

@@ -4,7 +4,7 @@
 //! prepares them (used when they are prepared, the default): the two modes
 //! send the same thing. And claiming a job updates no index.
 
-use backchannel::store::queries::POOLED;
+use backchannel::store::sql::POOLED;
 
 use crate::support::*;
 
@@ -38,7 +38,10 @@ async fn claiming_a_job_is_a_heap_only_update() {
     .await
     .unwrap();
     let claimed = tx
-        .query(backchannel::store::queries::CLAIM_JOBS, &[&7_i64, &32_i64])
+        .query(
+            backchannel::store::sql::stream::CLAIM_JOBS,
+            &[&7_i64, &32_i64],
+        )
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);

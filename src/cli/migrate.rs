@@ -30,7 +30,7 @@ pub struct MigrateArgs {
 }
 
 /// Run `backchannel migrate` with `args`; what to print on success.
-pub async fn migrate(args: MigrateArgs) -> anyhow::Result<String> {
+pub async fn run(args: MigrateArgs) -> anyhow::Result<String> {
     if args.print && args.all {
         return Ok(store::migrate::script(&[], true).unwrap_or_default());
     }
@@ -52,9 +52,7 @@ pub async fn migrate(args: MigrateArgs) -> anyhow::Result<String> {
     }
     if let Some(role) = &args.grant {
         let session = connect(&target).await?;
-        session
-            .client
-            .batch_execute(&store::migrate::grants(role))
+        store::migrate::grant(&session.client, role)
             .await
             .map_err(|e| {
                 anyhow::anyhow!(

@@ -45,15 +45,14 @@ async fn dedicated(target: &Target) -> anyhow::Result<Session> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot connect: {}", target.explain(&e)))?;
     session
-        .client
-        .batch_execute(store::queries::DEDICATED_SESSION_SETUP)
+        .set_up_dedicated()
         .await
         .map_err(|e| anyhow::anyhow!("{}: {}", target.variable(), target.explain(&e)))?;
     Ok(session)
 }
 
 /// On one direct session: refuse to start when it would not be a session (see
-/// [`check_sessions`]), and bring the schema to what this build needs or
+/// `check_sessions`), and bring the schema to what this build needs or
 /// refuse (`BACKCHANNEL_MIGRATE`).
 pub async fn check_database(target: &Target, mode: MigrateMode) -> anyhow::Result<()> {
     let mut session = dedicated(&target.named("backchannel-check")).await?;
@@ -136,24 +135,12 @@ pub async fn pool(
     settings: &Settings,
     own: Option<connect::OwnBackends>,
 ) -> anyhow::Result<Pool> {
-    let pool = connect::pool(target, settings.pool_size, pool_setup(settings), own);
+    let unnamed = settings.statements == StatementMode::Unnamed;
+    let setup = connect::pool_setup(unnamed, settings.synchronous_commit.as_deref());
+    let pool = connect::pool(target, settings.pool_size, setup, own);
     drop(pool.get().await.map_err(|e| match &e {
         PoolError::Backend(e) => anyhow::anyhow!("cannot connect: {}", target.explain(e)),
         other => anyhow::anyhow!("cannot connect with DATABASE_URL: {other}"),
     })?);
     Ok(pool)
-}
-
-/// What runs once on every new pooled connection: nothing behind a
-/// transaction pooler (a SET there would reach other clients).
-fn pool_setup(settings: &Settings) -> Option<String> {
-    if settings.statements == StatementMode::Unnamed {
-        return None;
-    }
-    let mut setup = store::queries::POOLED_SESSION_SETUP.to_owned();
-    if let Some(more) = settings.session_setup() {
-        setup.push_str("; ");
-        setup.push_str(&more);
-    }
-    Some(setup)
 }

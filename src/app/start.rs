@@ -1,31 +1,28 @@
-//! One broker instance: start it, run it, shut it down.
+//! Starting one broker instance: settings, preflight, the broker and its
+//! background loops, the HTTP server.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::preflight;
 use crate::broker::Broker;
 use crate::config::{Settings, StatementMode};
 use crate::http::{self, access::AccessLog, auth::LiveTokens};
-use crate::preflight;
 use crate::store::connect::OwnBackends;
 
 /// A running instance: its address, its broker, and the handle to stop it.
 pub struct Running {
     pub addr: SocketAddr,
     pub broker: Arc<Broker>,
-    shutdown: CancellationToken,
-    task: JoinHandle<()>,
-    background: Vec<JoinHandle<()>>,
+    pub(super) shutdown: CancellationToken,
+    pub(super) task: JoinHandle<()>,
+    pub(super) background: Vec<JoinHandle<()>>,
 }
-
-/// How long the background tasks get to finish (flush notifications) after the server stopped.
-const BACKGROUND_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
-
-pub use crate::preflight::migrate;
 
 fn instance_name(settings: &Settings) -> String {
     if let Some(id) = &settings.instance_id {
@@ -51,18 +48,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let tokens = LiveTokens::load(&settings)?;
     let (pooled, direct) = preflight::targets(&settings)?;
     preflight::check_database(&direct, settings.migrate).await?;
-
-    // Which notifications came from this instance is told by the sending
-    // backend's pid: only when the pool talks to PostgreSQL itself (no
-    // direct URL of its own, or the same one). Behind a pooler (another
-    // direct URL, or unnamed statements) a server connection serves every
-    // client in turn.
-    let pool_is_direct = settings
-        .direct_database_url
-        .as_deref()
-        .is_none_or(|url| url == settings.database_url);
-    let own = (pool_is_direct && settings.statements == StatementMode::Prepared)
-        .then(OwnBackends::default);
+    let own = own_backends(&settings);
     let pool = preflight::pool(&pooled, &settings, own.clone()).await?;
     let shutdown = CancellationToken::new();
     let settings = Arc::new(settings);
@@ -80,12 +66,44 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("cannot listen on {}", settings.bind))?;
     let addr = listener.local_addr()?;
-    let reload = tokens.clone().reload_on_hangup(
-        settings.clone(),
-        broker.metrics().clone(),
-        shutdown.clone(),
-    );
+    let metrics = broker.metrics().clone();
+    let reload = tokens
+        .clone()
+        .reload_on_hangup(settings.clone(), metrics, shutdown.clone());
     tokio::spawn(reload);
+    let task = tokio::spawn(serve(listener, &broker, tokens, shutdown.clone()));
+    tracing::info!(%addr, instance = %broker.instance(), wake = ?settings.wake, "backchannel listening");
+    Ok(Running {
+        addr,
+        broker,
+        shutdown,
+        task,
+        background,
+    })
+}
+
+/// Which notifications came from this instance is told by the sending
+/// backend's pid: only when the pool talks to PostgreSQL itself (no direct
+/// URL of its own, or the same one). Behind a pooler (another direct URL, or
+/// unnamed statements) a server connection serves every client in turn.
+fn own_backends(settings: &Settings) -> Option<OwnBackends> {
+    let pool_is_direct = settings
+        .direct_database_url
+        .as_deref()
+        .is_none_or(|url| url == settings.database_url);
+    (pool_is_direct && settings.statements == StatementMode::Prepared).then(OwnBackends::default)
+}
+
+/// The HTTP server until shutdown and its grace period; then the state
+/// changes the requests started are let finish, and the last notifications
+/// leave.
+fn serve(
+    listener: TcpListener,
+    broker: &Arc<Broker>,
+    tokens: LiveTokens,
+    shutdown: CancellationToken,
+) -> impl Future<Output = ()> + use<> {
+    let settings = broker.settings();
     let routes = http::routes(broker.clone(), tokens);
     let access = AccessLog::new(settings.access_log, broker.metrics().clone());
     let peers = http::serve::PeerBound {
@@ -100,55 +118,16 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         shutdown.clone(),
     );
     let grace = settings.shutdown_grace;
-    let signal = shutdown.clone();
     let draining = broker.clone();
-    let task = tokio::spawn(async move {
+    async move {
         tokio::select! {
             _ = server => {}
-            _ = async { signal.cancelled().await; tokio::time::sleep(grace).await } => {
+            _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
                 tracing::warn!("shutdown grace period over; closing remaining connections");
             }
         }
         // The requests are done. State changes they started may still wait
         // for the database; once they are, the last notifications leave.
         draining.finish(grace).await;
-    });
-    tracing::info!(%addr, instance = %broker.instance(), wake = ?settings.wake, "backchannel listening");
-    Ok(Running {
-        addr,
-        broker,
-        shutdown,
-        task,
-        background,
-    })
-}
-
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-}
-
-impl Running {
-    /// Begin a graceful shutdown: stop accepting, end the stream, answer waiters.
-    pub fn shutdown(&self) {
-        self.shutdown.cancel();
-    }
-
-    /// Wait until the server has stopped (after `shutdown`).
-    pub async fn wait(self) {
-        let _ = self.task.await;
-        let background = futures_util::future::join_all(self.background);
-        let _ = tokio::time::timeout(BACKGROUND_GRACE, background).await;
-    }
-
-    /// Shut down and wait.
-    pub async fn stop(self) {
-        self.shutdown();
-        self.wait().await;
     }
 }

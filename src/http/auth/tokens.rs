@@ -1,39 +1,19 @@
-//! Bearer tokens of the two roles: where they come from (the variables and
-//! the token files), the rules they must follow, the check of each request,
-//! in constant time, and the set in force, which SIGHUP replaces by reading
-//! the token files again. Tokens are never logged.
+//! The configured tokens: where they come from (the variables and the token
+//! files), the rules they must follow, and the check of a request's bearer
+//! token against them, in constant time. Tokens are never logged.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
-use warp::Filter;
 use warp::http::{HeaderMap, StatusCode, header};
 
-use super::error::ApiError;
+use super::Role;
 use crate::config::{ConfigError, Settings};
-use crate::metrics::{Metrics, ResultLabel};
+use crate::http::error::ApiError;
 
 /// Shortest token accepted: a guessable token is no token.
 pub const MIN_TOKEN_LEN: usize = 16;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Submitter,
-    Listener,
-}
-
-impl Role {
-    fn name(self) -> &'static str {
-        match self {
-            Role::Submitter => "submitter",
-            Role::Listener => "listener",
-        }
-    }
-}
 
 /// The configured tokens, kept as SHA-256 digests: comparing digests of equal
 /// length in constant time reveals neither the tokens nor their lengths.
@@ -99,7 +79,7 @@ impl Tokens {
         self.role_of_digest(&digest(presented))
     }
 
-    fn role_of_digest(&self, presented: &[u8; 32]) -> Option<Role> {
+    pub(super) fn role_of_digest(&self, presented: &[u8; 32]) -> Option<Role> {
         let mut found = None;
         for (token, role) in &self.tokens {
             if bool::from(token.ct_eq(presented)) {
@@ -126,7 +106,11 @@ impl Tokens {
 
     /// Check the request's bearer token against `required`; the digest of the
     /// token on success.
-    fn authorize(&self, headers: &HeaderMap, required: Role) -> Result<[u8; 32], ApiError> {
+    pub(super) fn authorize(
+        &self,
+        headers: &HeaderMap,
+        required: Role,
+    ) -> Result<[u8; 32], ApiError> {
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| bearer(v.as_bytes()));
@@ -220,154 +204,6 @@ fn read_token_file(name: &str, path: &Path) -> Result<Vec<String>, ConfigError> 
         )));
     }
     Ok(tokens)
-}
-
-/// The token set in force. Every request is checked against the current set;
-/// [`reload`](LiveTokens::reload) replaces it (on SIGHUP), and a stream ends
-/// when the token it was opened with is no longer in it ([`Grant::revoked`]).
-#[derive(Clone)]
-pub struct LiveTokens(Arc<watch::Sender<Arc<Tokens>>>);
-
-impl LiveTokens {
-    pub fn new(tokens: Tokens) -> LiveTokens {
-        LiveTokens(Arc::new(watch::Sender::new(Arc::new(tokens))))
-    }
-
-    /// The tokens of `settings`, refused as [`Tokens::load`] refuses them.
-    pub fn load(settings: &Settings) -> Result<LiveTokens, ConfigError> {
-        Tokens::load(settings).map(LiveTokens::new)
-    }
-
-    pub fn current(&self) -> Arc<Tokens> {
-        self.0.borrow().clone()
-    }
-
-    /// Read the token files again, with the same rules as at start-up. A set
-    /// that breaks a rule is not applied: the tokens in force stay, and the
-    /// log says why (naming the variable, file and line, never a token).
-    pub fn reload(&self, settings: &Settings, metrics: &Metrics) -> Result<(), ConfigError> {
-        let result = Tokens::load(settings);
-        let label = |result| ResultLabel { result };
-        match &result {
-            Ok(tokens) => {
-                let (submitters, listeners) = tokens.counts();
-                tracing::info!(
-                    submitter_tokens = submitters,
-                    listener_tokens = listeners,
-                    "tokens reloaded"
-                );
-                metrics.token_reloads.get_or_create(&label("applied")).inc();
-            }
-            Err(error) => {
-                tracing::error!(%error, "tokens not reloaded; the tokens in force stay");
-                metrics.token_reloads.get_or_create(&label("refused")).inc();
-            }
-        }
-        let tokens = result?;
-        self.0.send_replace(Arc::new(tokens));
-        Ok(())
-    }
-
-    /// Reload on every SIGHUP until `shutdown`. The handler is installed
-    /// here, before the returned future runs: a SIGHUP that arrives as soon as
-    /// the instance answers must not end the process (SIGHUP's default).
-    pub fn reload_on_hangup(
-        self,
-        settings: Arc<Settings>,
-        metrics: Arc<Metrics>,
-        shutdown: CancellationToken,
-    ) -> impl std::future::Future<Output = ()> + Send + 'static {
-        use tokio::signal::unix::{SignalKind, signal};
-        let hangup = signal(SignalKind::hangup());
-        async move {
-            let mut hangup = match hangup {
-                Ok(hangup) => hangup,
-                Err(error) => {
-                    tracing::warn!(%error, "no SIGHUP handler: tokens cannot be reloaded");
-                    return;
-                }
-            };
-            self.reload_loop(&mut hangup, &settings, &metrics, &shutdown)
-                .await;
-        }
-    }
-
-    async fn reload_loop(
-        &self,
-        hangup: &mut tokio::signal::unix::Signal,
-        settings: &Settings,
-        metrics: &Metrics,
-        shutdown: &CancellationToken,
-    ) {
-        loop {
-            tokio::select! {
-                _ = hangup.recv() => {
-                    tracing::info!("SIGHUP: reading the token files again");
-                    let _ = self.reload(settings, metrics);
-                }
-                _ = shutdown.cancelled() => return,
-            }
-        }
-    }
-}
-
-/// A request's token, accepted for a role: kept by the stream, which ends
-/// when the token is no longer valid for that role.
-pub struct Grant {
-    digest: [u8; 32],
-    role: Role,
-    tokens: watch::Receiver<Arc<Tokens>>,
-}
-
-impl Grant {
-    /// Resolves once a reload took the token away (or gave it the other role).
-    pub async fn revoked(mut self) {
-        loop {
-            if self.tokens.changed().await.is_err() {
-                // No more reloads can happen.
-                return std::future::pending().await;
-            }
-            let role = self.tokens.borrow_and_update().role_of_digest(&self.digest);
-            if role != Some(self.role) {
-                return;
-            }
-        }
-    }
-}
-
-/// A filter that passes requests carrying a token of `role`.
-pub fn require(
-    tokens: LiveTokens,
-    role: Role,
-) -> impl Filter<Extract = (), Error = warp::Rejection> + Clone {
-    warp::header::headers_cloned()
-        .and_then(move |headers: HeaderMap| {
-            let result = tokens
-                .current()
-                .check(&headers, role)
-                .map_err(warp::reject::custom);
-            std::future::ready(result)
-        })
-        .untuple_one()
-}
-
-/// Like [`require`], keeping the accepted token as a [`Grant`].
-pub fn grant(
-    tokens: LiveTokens,
-    role: Role,
-) -> impl Filter<Extract = (Grant,), Error = warp::Rejection> + Clone {
-    warp::header::headers_cloned().and_then(move |headers: HeaderMap| {
-        let mut receiver = tokens.0.subscribe();
-        let checked = receiver.borrow_and_update().authorize(&headers, role);
-        let result = checked
-            .map(|digest| Grant {
-                digest,
-                role,
-                tokens: receiver,
-            })
-            .map_err(warp::reject::custom);
-        std::future::ready(result)
-    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,114 @@
+//! The token set in force, and its reload on SIGHUP: the token files are
+//! read again with the same rules as at start-up; a set that breaks one is
+//! not applied.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::Tokens;
+use crate::config::{ConfigError, Settings};
+use crate::telemetry::metrics::{Metrics, ResultLabel};
+
+/// The token set in force. Every request is checked against the current set;
+/// [`reload`](LiveTokens::reload) replaces it (on SIGHUP), and a stream ends
+/// when the token it was opened with is no longer in it ([`Grant::revoked`](super::Grant::revoked)).
+#[derive(Clone)]
+pub struct LiveTokens(Arc<watch::Sender<Arc<Tokens>>>);
+
+impl LiveTokens {
+    pub fn new(tokens: Tokens) -> LiveTokens {
+        LiveTokens(Arc::new(watch::Sender::new(Arc::new(tokens))))
+    }
+
+    /// The tokens of `settings`, refused as [`Tokens::load`] refuses them.
+    pub fn load(settings: &Settings) -> Result<LiveTokens, ConfigError> {
+        Tokens::load(settings).map(LiveTokens::new)
+    }
+
+    pub fn current(&self) -> Arc<Tokens> {
+        self.0.borrow().clone()
+    }
+
+    /// The set in force now, and every set a reload puts in its place.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Tokens>> {
+        self.0.subscribe()
+    }
+
+    /// Read the token files again, with the same rules as at start-up. A set
+    /// that breaks a rule is not applied: the tokens in force stay, and the
+    /// log says why (naming the variable, file and line, never a token).
+    pub fn reload(&self, settings: &Settings, metrics: &Metrics) -> Result<(), ConfigError> {
+        let result = Tokens::load(settings);
+        let label = |result| ResultLabel { result };
+        match &result {
+            Ok(tokens) => {
+                let (submitters, listeners) = tokens.counts();
+                tracing::info!(
+                    submitter_tokens = submitters,
+                    listener_tokens = listeners,
+                    "tokens reloaded"
+                );
+                metrics
+                    .http
+                    .token_reloads
+                    .get_or_create(&label("applied"))
+                    .inc();
+            }
+            Err(error) => {
+                tracing::error!(%error, "tokens not reloaded; the tokens in force stay");
+                metrics
+                    .http
+                    .token_reloads
+                    .get_or_create(&label("refused"))
+                    .inc();
+            }
+        }
+        let tokens = result?;
+        self.0.send_replace(Arc::new(tokens));
+        Ok(())
+    }
+
+    /// Reload on every SIGHUP until `shutdown`. The handler is installed
+    /// here, before the returned future runs: a SIGHUP that arrives as soon as
+    /// the instance answers must not end the process (SIGHUP's default).
+    pub fn reload_on_hangup(
+        self,
+        settings: Arc<Settings>,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        use tokio::signal::unix::{SignalKind, signal};
+        let hangup = signal(SignalKind::hangup());
+        async move {
+            let mut hangup = match hangup {
+                Ok(hangup) => hangup,
+                Err(error) => {
+                    tracing::warn!(%error, "no SIGHUP handler: tokens cannot be reloaded");
+                    return;
+                }
+            };
+            self.reload_loop(&mut hangup, &settings, &metrics, &shutdown)
+                .await;
+        }
+    }
+
+    async fn reload_loop(
+        &self,
+        hangup: &mut tokio::signal::unix::Signal,
+        settings: &Settings,
+        metrics: &Metrics,
+        shutdown: &CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                _ = hangup.recv() => {
+                    tracing::info!("SIGHUP: reading the token files again");
+                    let _ = self.reload(settings, metrics);
+                }
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! The router: one filter function per route (warp's todos example), each
+//! naming its method and path, its role, and what it extracts for its
+//! handler; [`routes`] puts them behind the gate of documented routes, with
+//! the one `recover` and the headers every response carries.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use warp::http::{HeaderValue, header};
+use warp::reply::Response;
+use warp::{Filter, Rejection};
+
+use super::auth::{self, LiveTokens, Role};
+use super::{body, documented, error, handlers, openapi};
+use crate::broker::Broker;
+
+/// A handler's future on the heap. The router's future is one enum over
+/// every route's states, as large as the largest, and hyper keeps one per
+/// connection: with each handler boxed it stays small, and a request pays
+/// for what its own handler holds (a waiting request holds little).
+macro_rules! boxed {
+    ($handler:path, $($arg:ident),*) => {
+        move |$($arg),*| Box::pin($handler($($arg),*))
+    };
+}
+
+/// Every route of the API.
+pub fn routes(
+    broker: Arc<Broker>,
+    tokens: LiveTokens,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    let api = submit(&broker, &tokens)
+        .or(get(&broker, &tokens))
+        .unify()
+        .or(cancel(&broker, &tokens))
+        .unify()
+        .or(answer(&broker, &tokens))
+        .unify()
+        .or(stream(&broker, &tokens))
+        .unify()
+        .or(listener(&broker, &tokens))
+        .unify()
+        .or(stats(&broker, &tokens))
+        .unify()
+        .or(metrics(&broker))
+        .unify()
+        .or(healthz())
+        .unify()
+        .or(readyz(&broker))
+        .unify()
+        .or(openapi_json(&broker))
+        .unify();
+    let answered = documented::only().and(api).recover(error::recover).unify();
+    body::sent()
+        .and(answered)
+        .map(body::close_after_refusal)
+        .map(hygiene)
+}
+
+/// `POST /v1/jobs` (submitter).
+fn submit(
+    broker: &Arc<Broker>,
+    tokens: &LiveTokens,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
+    warp::path!("v1" / "jobs")
+        .and(warp::post())
+        .and(auth::require(tokens.clone(), Role::Submitter))
+        .and(with(broker))
+        .and(query())
+        .and(json_body(broker))
+        .and_then(boxed!(handlers::submit, broker, query, body))
+}
+
+/// `GET /v1/jobs/{id}` (submitter).
+fn get(
+    broker: &Arc<Broker>,
+    tokens: &LiveTokens,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
+    warp::path!("v1" / "jobs" / String)
+        .and(warp::get())
+        .and(auth::require(tokens.clone(), Role::Submitter))
+        .and(with(broker))
+        .and(query())
+        .and_then(boxed!(handlers::get, id, broker, query))
+}
+
+/// `DELETE /v1/jobs/{id}` (submitter).
+fn cancel(
+    broker: &Arc<Broker>,
+    tokens: &LiveTokens,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
+    warp::path!("v1" / "jobs" / String)
+        .and(warp::delete())
+        .and(auth::require(tokens.clone(), Role::Submitter))
+        .and(with(broker))
+        .and_then(boxed!(handlers::cancel, id, broker))
+}
+
+/// `POST /v1/jobs/{id}/result` (listener).
+fn answer(
+    broker: &Arc<Broker>,
+    tokens: &LiveTokens,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
+    warp::path!("v1" / "jobs" / String / "result")
+        .and(warp::post())
+        .and(auth::require(tokens.clone(), Role::Listener))
+        .and(with(broker))
+        .and(json_body(broker))
+        .and_then(boxed!(handlers::answer, id, broker, body))
+}
+
+/// `GET /v1/stream` (listener; the stream keeps its token's grant).
+fn stream(
+    broker: &Arc<Broker>,
+    tokens: &LiveTokens,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
+    warp::path!("v1" / "stream")
+        .and(warp::get())
+        .and(auth::grant(tokens.clone(), Role::Listener))
+        .and(with(broker))
+        .and(warp::header::optional::<String>("x-listener-id"))
+        .and_then(boxed!(handlers::stream, grant, broker, listener_id))
+}
+
+/// `GET /v1/listener` (submitter).
+fn listener(
+    broker: &Arc<Broker>,
+    tokens: &LiveTokens,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
+    warp::path!("v1" / "listener")
+        .and(warp::get())
+        .and(auth::require(tokens.clone(), Role::Submitter))
+        .and(with(broker))
+        .and_then(boxed!(handlers::listener, broker))
+}
+
+/// `GET /v1/stats` (submitter).
+fn stats(
+    broker: &Arc<Broker>,
+    tokens: &LiveTokens,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
+    warp::path!("v1" / "stats")
+        .and(warp::get())
+        .and(auth::require(tokens.clone(), Role::Submitter))
+        .and(with(broker))
+        .and_then(boxed!(handlers::stats, broker))
+}
+
+/// `GET /metrics` (no token).
+fn metrics(
+    broker: &Arc<Broker>,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
+    warp::path!("metrics")
+        .and(warp::get())
+        .and(with(broker))
+        .and_then(boxed!(handlers::metrics, broker))
+}
+
+/// `GET /healthz` (no token).
+fn healthz() -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
+    warp::path!("healthz")
+        .and(warp::get())
+        .and_then(handlers::healthz)
+}
+
+/// `GET /readyz` (no token).
+fn readyz(
+    broker: &Arc<Broker>,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
+    warp::path!("readyz")
+        .and(warp::get())
+        .and(with(broker))
+        .and_then(boxed!(handlers::readyz, broker))
+}
+
+/// `GET /openapi.json` (no token): made once per instance.
+fn openapi_json(
+    broker: &Arc<Broker>,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
+    let document = openapi::body(broker.settings());
+    warp::path!("openapi.json")
+        .and(warp::get())
+        .map(move || openapi::reply(&document))
+}
+
+/// The broker, for the handler.
+fn with(
+    broker: &Arc<Broker>,
+) -> impl Filter<Extract = (Arc<Broker>,), Error = Infallible> + Clone + use<> {
+    let broker = broker.clone();
+    warp::any().map(move || broker.clone())
+}
+
+/// The query string as name-value pairs.
+fn query() -> impl Filter<Extract = (HashMap<String, String>,), Error = Rejection> + Clone + use<> {
+    warp::query::<HashMap<String, String>>()
+}
+
+/// The JSON body, within this instance's size and time limits.
+fn json_body(
+    broker: &Arc<Broker>,
+) -> impl Filter<Extract = (serde_json::Value,), Error = Rejection> + Clone + use<> {
+    let settings = broker.settings();
+    body::json(settings.max_body, settings.body_timeout)
+}
+
+/// Headers on every response: no sniffing, no caching of API answers.
+fn hygiene(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}

@@ -1,0 +1,171 @@
+//! Statements on `backchannel.jobs` for the API: insert (group commit), end
+//! (answers and cancels in groups, undeliverable jobs), read and expire.
+
+use tokio_postgres::types::Type;
+
+use super::Sql;
+use crate::job::{channel_done, channel_new};
+
+/// The job with an idempotency key.
+pub const FIND_KEY: Sql = Sql {
+    text: "SELECT id FROM backchannel.jobs WHERE idempotency_key = $1::text",
+    types: &[Type::TEXT],
+};
+
+/// Insert a batch of jobs in one statement (group commit). Input arrays, one
+/// element per request: kinds, payloads, timeouts in seconds, idempotency keys
+/// (NULL for none). Each row gets its id before the insert, so that every
+/// request finds its own job among the rows: `n` (1-based) is the request's
+/// place in the batch, then the job's columns, then whether this request
+/// created it. A key used twice in the batch makes one job for both (the
+/// first creates it); a key that already exists answers with its job. A
+/// request without a row (its key's job was committed by a concurrent
+/// transaction after this statement's snapshot) is tried again.
+///
+/// With `$5` (a batch with a [`NewJobWake::InCommit`](crate::job::NewJobWake)
+/// request), the insert also sends `NOTIFY backchannel_new` (once: PostgreSQL
+/// folds identical notifications of a transaction into one) in the same
+/// commit, for a stream held by another instance: no transaction of its own,
+/// no wait for the notifier.
+pub const INSERT_JOBS: Sql = Sql {
+    text: concat!(
+    "WITH input AS MATERIALIZED (
+        SELECT n, in_kind, in_payload, in_secs, in_key,
+               nextval('backchannel.jobs_id_seq') AS new_id
+        FROM unnest($1::text[], $2::jsonb[], $3::float8[], $4::text[])
+             WITH ORDINALITY AS i(in_kind, in_payload, in_secs, in_key, n)
+    ), ins AS (
+        INSERT INTO backchannel.jobs (id, kind, payload, deadline, idempotency_key)
+        OVERRIDING SYSTEM VALUE
+        SELECT new_id, in_kind, in_payload, now() + make_interval(secs => in_secs), in_key
+        FROM input ORDER BY n
+        ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+        RETURNING ",
+    job_columns!(),
+    ", idempotency_key, CASE WHEN $5 THEN pg_notify('",
+    channel_new!(),
+    "', '') END AS notified
+    )
+    SELECT n, ",
+    job_columns!(),
+    ", true FROM input JOIN ins ON ins.id = input.new_id
+    UNION ALL
+    SELECT n, ",
+    job_columns!(),
+    ", false FROM input JOIN ins ON ins.idempotency_key = input.in_key AND ins.id <> input.new_id
+    UNION ALL
+    SELECT n, ",
+    job_columns!(),
+    ", false FROM input JOIN backchannel.jobs j ON j.idempotency_key = input.in_key
+    WHERE NOT EXISTS (SELECT 1 FROM ins WHERE ins.idempotency_key = input.in_key)"
+),
+    types: &[
+        Type::TEXT_ARRAY,
+        Type::JSONB_ARRAY,
+        Type::FLOAT8_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::BOOL,
+    ],
+};
+
+/// End a batch of open jobs within their deadline in one statement (group
+/// commit of answers and cancels). Input arrays: job ids (each at most once),
+/// states, results, errors. Returns the jobs it ended; a job not returned was
+/// not open (terminal, past its deadline, or unknown: read it to find out).
+/// Each ended job's `NOTIFY backchannel_done, '<id>'` leaves with this commit.
+pub const FINISH_JOBS: Sql = Sql {
+    text: concat!(
+        "UPDATE backchannel.jobs
+    SET state = f.to_state, result = f.to_result, error = f.to_error, completed_at = now()
+    FROM unnest($1::bigint[], $2::text[], $3::jsonb[], $4::jsonb[])
+         AS f(job, to_state, to_result, to_error)
+    WHERE id = f.job AND completed_at IS NULL AND deadline > now()
+    RETURNING ",
+        job_columns!(),
+        ", pg_notify('",
+        channel_done!(),
+        "', id::text)"
+    ),
+    types: &[
+        Type::INT8_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::JSONB_ARRAY,
+        Type::JSONB_ARRAY,
+    ],
+};
+
+/// Read one job, and whether it is open and past its deadline (then expire it).
+/// A plain indexed read: cheap to plan, cheap to run, the common case.
+pub const READ_JOB: Sql = Sql {
+    text: concat!(
+        "SELECT ",
+        job_columns!(),
+        ", completed_at IS NULL AND deadline <= now()
+    FROM backchannel.jobs WHERE id = $1"
+    ),
+    types: &[Type::INT8],
+};
+
+/// Expire one open job past its deadline.
+pub const EXPIRE_JOB: Sql = Sql {
+    text: concat!(
+        "UPDATE backchannel.jobs SET state = 'expired', completed_at = now()
+    WHERE id = $1 AND completed_at IS NULL AND deadline <= now()
+    RETURNING ",
+        job_columns!()
+    ),
+    types: &[Type::INT8],
+};
+
+/// Read jobs by id; an open job past its deadline becomes `expired` on the way.
+/// The last column says whether this statement expired it (then notify).
+pub const READ_JOBS: Sql = Sql {
+    text: concat!(
+        "WITH expired AS (
+        UPDATE backchannel.jobs SET state = 'expired', completed_at = now()
+        WHERE id = ANY($1) AND completed_at IS NULL AND deadline <= now()
+        RETURNING ",
+        job_columns!(),
+        ")
+    SELECT *, true FROM expired
+    UNION ALL
+    SELECT ",
+        job_columns!(),
+        ", false FROM backchannel.jobs
+    WHERE id = ANY($1) AND id NOT IN (SELECT id FROM expired)"
+    ),
+    types: &[Type::INT8_ARRAY],
+};
+
+/// Read jobs by id, as they are (same row shape as `READ_JOBS`, never
+/// expiring): for jobs another instance just ended, which are terminal.
+pub const PEEK_JOBS: Sql = Sql {
+    text: concat!(
+        "SELECT ",
+        job_columns!(),
+        ", false FROM backchannel.jobs WHERE id = ANY($1)"
+    ),
+    types: &[Type::INT8_ARRAY],
+};
+
+/// Whether a terminal job carries exactly this answer (jsonb equality).
+pub const ANSWER_MATCHES: Sql = Sql {
+    text: "SELECT CASE WHEN $2 = 'done'
+        THEN state = 'done' AND result = $3
+        ELSE state = 'failed' AND error = $4 END
+    FROM backchannel.jobs WHERE id = $1",
+    types: &[Type::INT8, Type::TEXT, Type::JSONB, Type::JSONB],
+};
+
+/// End a job the stream cannot send (a row another application wrote that no
+/// listener could read): `failed`, with the reason as its error.
+pub const FAIL_UNDELIVERABLE: Sql = Sql {
+    text: concat!(
+        "UPDATE backchannel.jobs
+    SET state = 'failed', error = $2, completed_at = now()
+    WHERE id = $1 AND completed_at IS NULL
+    RETURNING ",
+        job_columns!()
+    ),
+    types: &[Type::INT8, Type::JSONB],
+};

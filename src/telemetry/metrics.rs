@@ -1,0 +1,306 @@
+//! Prometheus metrics of one instance, served at `GET /metrics`, grouped by
+//! what they describe: jobs, the stream, wake-ups, the database, HTTP.
+//! Counters count what this instance did; summed over instances they give the
+//! cluster. Gauges that describe shared state are read at scrape time.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use super::registry::{Exposition, register};
+use crate::job::{CHANNEL_DONE, CHANNEL_NEW, Job, JobState};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelLabel {
+    pub channel: &'static str,
+}
+
+/// A request by method, route template (never the raw path) and status.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: &'static str,
+    pub route: &'static str,
+    pub status: u16,
+}
+
+/// Why a request was refused: the error code of its answer.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
+/// What a group-commit transaction did: `insert`, `finish` (answers and
+/// cancels) or `claim` (the stream).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BatchLabel {
+    pub kind: &'static str,
+}
+
+/// The kinds of group-commit transaction.
+const BATCH_KINDS: [&str; 3] = ["insert", "finish", "claim"];
+
+/// The metrics of one instance, by area.
+pub struct Metrics {
+    exposition: Exposition,
+    pub jobs: JobMetrics,
+    pub stream: StreamMetrics,
+    pub wake: WakeMetrics,
+    pub database: DatabaseMetrics,
+    pub http: HttpMetrics,
+    /// 1 when this instance is ready, as `/readyz` (set at scrape time).
+    pub ready: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let (jobs, stream) = (JobMetrics::new(), StreamMetrics::default());
+        let (wake, database) = (WakeMetrics::new(), DatabaseMetrics::new());
+        let (http, ready) = (HttpMetrics::default(), Gauge::default());
+        let exposition = Exposition::new("backchannel", |r| {
+            http.register(r);
+            database.register(r);
+            register!(r, ready => "ready", "1 when this instance is ready (the database answers and LISTEN is up), as /readyz";);
+            jobs.register(r);
+            stream.register(r);
+            wake.register(r);
+        });
+        Metrics {
+            exposition,
+            jobs,
+            stream,
+            wake,
+            database,
+            http,
+            ready,
+        }
+    }
+
+    /// The text exposition (OpenMetrics, which Prometheus reads).
+    pub fn encode(&self) -> String {
+        self.exposition.encode()
+    }
+}
+
+/// Jobs: created, ended, waited for, expired and deleted by the reaper.
+pub struct JobMetrics {
+    pub submitted: Counter,
+    pub finished: Family<OutcomeLabel, Counter>,
+    pub undeliverable: Counter,
+    pub round_trip_seconds: Histogram,
+    pub requests_waiting: Gauge,
+    pub oldest_pending_age_seconds: Gauge<f64, AtomicU64>,
+    pub reaper_expired: Counter,
+    pub reaper_deleted: Counter,
+}
+
+impl JobMetrics {
+    fn new() -> JobMetrics {
+        let jobs = JobMetrics {
+            submitted: Counter::default(),
+            finished: Family::default(),
+            undeliverable: Counter::default(),
+            // 0.5 ms .. ~65 s
+            round_trip_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 18)),
+            requests_waiting: Gauge::default(),
+            oldest_pending_age_seconds: Gauge::default(),
+            reaper_expired: Counter::default(),
+            reaper_deleted: Counter::default(),
+        };
+        // Series of the known label values exist from the start, at 0, so that
+        // rate() and the alerts see them before the first event.
+        for state in [
+            JobState::Done,
+            JobState::Failed,
+            JobState::Expired,
+            JobState::Cancelled,
+        ] {
+            let _ = jobs.outcome(state);
+        }
+        jobs
+    }
+
+    fn register(&self, r: &mut Registry) {
+        register!(r,
+            self.oldest_pending_age_seconds => "oldest_pending_age_seconds", "Age of the oldest pending job in the cluster (0 when none; one query per scrape)";
+            self.submitted => "jobs_submitted", "Jobs created through this instance";
+            self.finished => "jobs_finished", "Jobs this instance moved to a terminal state, by outcome";
+            self.undeliverable => "jobs_undeliverable", "Jobs the stream could not send (rows written through SQL that no listener could read), ended failed";
+            self.round_trip_seconds => "round_trip_seconds", "Time from submit to terminal state of the jobs this instance finished";
+            self.requests_waiting => "requests_waiting", "Requests waiting for a job now";
+            self.reaper_expired => "reaper_expired", "Jobs expired by this instance's reaper";
+            self.reaper_deleted => "reaper_deleted", "Old terminal jobs deleted by this instance's reaper";
+        );
+    }
+
+    fn outcome(&self, state: JobState) -> Counter {
+        let outcome = state.as_str();
+        self.finished
+            .get_or_create(&OutcomeLabel { outcome })
+            .clone()
+    }
+
+    /// A job reached a terminal state in this instance.
+    pub fn ended(&self, job: &Job) {
+        self.outcome(job.state).inc();
+        if let Some(done) = job.completed_at {
+            let seconds = (done - job.created_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+            self.round_trip_seconds.observe(seconds.max(0.0));
+        }
+    }
+
+    /// Jobs expired by the reaper, with their ages in seconds.
+    pub fn reaped(&self, ages: &[f64], deleted: u64) {
+        if !ages.is_empty() {
+            self.outcome(JobState::Expired).inc_by(ages.len() as u64);
+            self.reaper_expired.inc_by(ages.len() as u64);
+            for age in ages {
+                self.round_trip_seconds.observe(age.max(0.0));
+            }
+        }
+        self.reaper_deleted.inc_by(deleted);
+    }
+}
+
+/// The listener stream held on this instance.
+#[derive(Default)]
+pub struct StreamMetrics {
+    pub connected: Gauge,
+    pub connects: Counter,
+    pub takeovers: Counter,
+    pub conflicts: Counter,
+}
+
+impl StreamMetrics {
+    fn register(&self, r: &mut Registry) {
+        register!(r,
+            self.connected => "stream_connected", "1 while this instance holds the listener stream";
+            self.connects => "stream_connects", "Streams opened on this instance";
+            self.takeovers => "stream_takeovers", "Streams opened by taking over the same listener's stale stream";
+            self.conflicts => "stream_conflicts", "Stream requests refused with 409 listener_busy";
+        );
+    }
+}
+
+/// Wake-ups between instances: LISTEN in, NOTIFY out.
+#[derive(Default)]
+pub struct WakeMetrics {
+    pub notifications_received: Family<ChannelLabel, Counter>,
+    pub notifications_sent: Counter,
+    pub listen_connected: Gauge,
+    pub notification_queue_usage: Gauge<f64, AtomicU64>,
+}
+
+impl WakeMetrics {
+    fn new() -> WakeMetrics {
+        let wake = WakeMetrics::default();
+        for channel in [CHANNEL_NEW, CHANNEL_DONE] {
+            let _ = wake
+                .notifications_received
+                .get_or_create(&ChannelLabel { channel });
+        }
+        wake
+    }
+
+    fn register(&self, r: &mut Registry) {
+        register!(r,
+            self.notifications_received => "notifications_received", "Notifications received on the LISTEN connection, by channel";
+            self.notifications_sent => "notifications_sent", "Notifications this instance sent";
+            self.listen_connected => "listen_connected", "1 while the LISTEN connection is up";
+            self.notification_queue_usage => "pg_notification_queue_usage", "PostgreSQL's pg_notification_queue_usage() (0..1)";
+        );
+    }
+
+    /// A notification arrived on `channel`.
+    pub fn received(&self, channel: &'static str) {
+        self.notifications_received
+            .get_or_create(&ChannelLabel { channel })
+            .inc();
+    }
+}
+
+/// The query pool and the group-commit transactions.
+pub struct DatabaseMetrics {
+    pub pool_size: Gauge,
+    pub pool_in_use: Gauge,
+    pub pool_waiting: Gauge,
+    pub batch_jobs: Family<BatchLabel, Histogram, fn() -> Histogram>,
+    pub batch_queued: Family<BatchLabel, Gauge>,
+}
+
+/// Jobs per transaction: fine steps where batches usually are.
+fn batch_buckets() -> Histogram {
+    Histogram::new([
+        0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0, 96.0, 128.0, 192.0,
+        256.0, 384.0, 512.0,
+    ])
+}
+
+impl DatabaseMetrics {
+    fn new() -> DatabaseMetrics {
+        let database = DatabaseMetrics {
+            pool_size: Gauge::default(),
+            pool_in_use: Gauge::default(),
+            pool_waiting: Gauge::default(),
+            batch_jobs: Family::new_with_constructor(batch_buckets),
+            batch_queued: Family::default(),
+        };
+        for kind in BATCH_KINDS {
+            let _ = database.batch(kind);
+        }
+        database
+    }
+
+    fn register(&self, r: &mut Registry) {
+        register!(r,
+            self.batch_queued => "batch_queued", "Requests waiting for the next group-commit transaction, by kind (insert, finish)";
+            self.batch_jobs => "batch_jobs", "Jobs per group-commit transaction: inserted, ended (answers and cancels), claimed by the stream";
+            self.pool_size => "db_pool_size", "Open connections in the query pool";
+            self.pool_in_use => "db_pool_in_use", "Pool connections in use";
+            self.pool_waiting => "db_pool_waiting", "Requests waiting for a pool connection";
+        );
+    }
+
+    /// The histogram of jobs per `kind` of group-commit transaction.
+    pub fn batch(&self, kind: &'static str) -> Histogram {
+        self.batch_jobs.get_or_create(&BatchLabel { kind }).clone()
+    }
+}
+
+/// Requests at the HTTP edge, and the token reloads.
+#[derive(Default)]
+pub struct HttpMetrics {
+    pub requests: Family<RequestLabels, Counter>,
+    pub refused: Family<ReasonLabel, Counter>,
+    pub token_reloads: Family<ResultLabel, Counter>,
+}
+
+impl HttpMetrics {
+    fn register(&self, r: &mut Registry) {
+        register!(r,
+            self.requests => "http_requests", "Requests answered, by method, route template and status";
+            self.refused => "http_refused", "Requests refused with a 4xx, by the error code of the answer";
+            self.token_reloads => "token_reloads", "Token files re-read on SIGHUP, by result (applied or refused)";
+        );
+    }
+}
