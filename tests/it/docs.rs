@@ -25,6 +25,10 @@ const OUTSIDE_HELP: &[(&str, &str)] = &[
         "read by the logging set-up before any subcommand parses its arguments",
     ),
     (
+        "NO_COLOR",
+        "read by the logging set-up: colour only on a terminal, and not when set",
+    ),
+    (
         "BACKCHANNEL_TOKEN",
         "the deprecated name of the agent's, submit's and status' token: a hidden argument",
     ),
