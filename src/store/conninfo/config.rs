@@ -76,19 +76,26 @@ pub fn config(pairs: &[(String, String)]) -> Result<(Config, Explicit), String> 
         seen.push(key);
         let value = last(key).unwrap_or_default();
         match key.as_str() {
+            // An empty value is no value to libpq: the operating system's
+            // user name, the user's database, no password (tokio-postgres
+            // does the same with none).
+            "user" if value.is_empty() => {}
             "user" => {
                 config.user(value);
             }
+            "password" if value.is_empty() => {}
             "password" => {
                 config.password(value);
             }
+            "dbname" if value.is_empty() => {}
             "dbname" => {
                 config.dbname(value);
             }
             "options" => {
-                config.options(value);
+                if !value.is_empty() {
+                    config.options(value);
+                }
             }
-            // libpq sends an empty application_name as none at all.
             "application_name" => {
                 if !value.is_empty() {
                     config.application_name(value);
@@ -301,6 +308,11 @@ mod tests {
         assert!(e.connect_timeout && e.tcp_user_timeout && e.keepalives_idle);
         assert!(e.keepalives_count && !e.keepalives && !e.keepalives_interval);
         assert!(!e.application_name);
+        let (c, _) = read("host=h user='' password='' dbname='' options=''").unwrap();
+        assert_eq!(c.get_user(), None, "empty is none, as in libpq");
+        assert_eq!(c.get_password(), None);
+        assert_eq!(c.get_dbname(), None);
+        assert_eq!(c.get_options(), None);
         let (c, e) = read("host=h fallback_application_name=f").unwrap();
         assert_eq!(c.get_application_name(), Some("f"));
         assert!(e.application_name);

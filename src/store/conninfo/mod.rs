@@ -414,6 +414,16 @@ mod tests {
     }
 
     #[test]
+    fn blanks_after_an_equals_sign_are_skipped_as_libpq_does() {
+        // `user=` with nothing before the blank takes the next word.
+        assert_eq!(pairs("user= password=x"), owned(&[("user", "password=x")]));
+        assert_eq!(
+            pairs("user='' password=x"),
+            owned(&[("user", ""), ("password", "x")])
+        );
+    }
+
+    #[test]
     fn trailing_blanks_end_the_last_value() {
         for end in ["\n", " ", "\t", "\r\n", "\x0b", "\x0c", " \t\n"] {
             let text = format!("host=db user=app dbname=bc sslmode=require{end}");
