@@ -3,7 +3,8 @@
 # psql, nft and ip (the test that drops a vanished peer's packets inside a
 # network namespace of its own), openssl (the TLS tests make certificates),
 # pgbouncer (the transaction-pooling test), python3's venv (the Python
-# client's tests). As root with apt-get it installs them; otherwise it says
+# client's tests), gcc, pkg-config and libpq-dev (the test that reads
+# connection strings with libpq itself, tests/it/ops/conninfo.rs). As root with apt-get it installs them; otherwise it says
 # what is missing and fails, rather than letting tests be skipped.
 set -euo pipefail
 
@@ -15,6 +16,9 @@ command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 [ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null 2>&1 || missing+=(pgbouncer)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+command -v cc >/dev/null 2>&1 || missing+=(gcc)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+pkg-config --exists libpq >/dev/null 2>&1 || missing+=(libpq-dev)
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -62,7 +62,9 @@
 //!                      migrate.rs, schema.rs
 //! src/store/sql/       every statement, by what it touches: jobs.rs, stream.rs, channels.rs,
 //!                      maintenance.rs, status.rs, session.rs, schema.rs (Sql, POOLED in mod.rs)
-//! src/store/tls/       mod.rs (sslmode, libpq's rules), conninfo.rs, verify.rs, explain.rs
+//! src/store/conninfo/  mod.rs (connection strings read as libpq's PQconninfoParse reads them),
+//!                      config.rs (their keywords made a tokio-postgres Config)
+//! src/store/tls/       mod.rs (sslmode, libpq's rules), verify.rs, explain.rs
 //! src/agent/           mod.rs (Agent, the reconnect loop), args.rs, stream.rs, sse.rs, jobs.rs,
 //!                      forward.rs, answer.rs, status.rs, metrics.rs, health.rs
 //! src/seal/            sealed/v1: keys.rs, envelope.rs, request.rs (seal), open.rs (check and

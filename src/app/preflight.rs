@@ -1,8 +1,9 @@
 //! What `serve` settles before it serves: where its connections go (the two
-//! URLs, with their TLS), that its direct URL gives real sessions, and that
-//! the schema is at the version it needs with the rights its role needs
-//! (migrating first with `BACKCHANNEL_MIGRATE=auto`). Also `migrate`, the
-//! owner's path, on a session of its own.
+//! URLs, with their TLS), that its direct URL gives real sessions, that the
+//! schema is at the version it needs (migrating first with
+//! `BACKCHANNEL_MIGRATE=auto`), and that each role it uses (the direct
+//! URL's, the pool's) has the rights it needs. Also `migrate`, the owner's
+//! path, on a session of its own.
 
 use deadpool_postgres::{Pool, PoolError};
 use tokio_postgres::error::SqlState;
@@ -72,12 +73,12 @@ pub async fn check_database(target: &Target, mode: MigrateMode) -> anyhow::Resul
             })?;
         tracing::info!(?applied, "migrations applied (BACKCHANNEL_MIGRATE=auto)");
         let found = store::schema::inspect(&session.client).await?;
-        return match found.problem() {
+        return match found.problem(target.variable()) {
             Some(problem) => Err(anyhow::anyhow!(problem)),
             None => Ok(()),
         };
     }
-    if let Some(problem) = found.problem() {
+    if let Some(problem) = found.problem(target.variable()) {
         return Err(anyhow::anyhow!(problem));
     }
     if let store::schema::Version::At(version) = found.version {
@@ -129,7 +130,10 @@ pub fn targets(settings: &Settings) -> anyhow::Result<(Target, Target)> {
 
 /// The query pool, connected once: it connects lazily, and a wrong
 /// DATABASE_URL (TLS, password, a pooler) is better found at start-up, with
-/// its reason.
+/// its reason. On that first connection, the rights of the pool's role
+/// (which may not be the direct URL's, checked by [`check_database`]):
+/// refuse to start naming the role and each right it lacks, rather than
+/// answer every submit with a 500.
 pub async fn pool(
     target: &Target,
     settings: &Settings,
@@ -138,9 +142,19 @@ pub async fn pool(
     let unnamed = settings.statements == StatementMode::Unnamed;
     let setup = connect::pool_setup(unnamed, settings.synchronous_commit.as_deref());
     let pool = connect::pool(target, settings.pool_size, setup, own);
-    drop(pool.get().await.map_err(|e| match &e {
+    let client = pool.get().await.map_err(|e| match &e {
         PoolError::Backend(e) => anyhow::anyhow!("cannot connect: {}", target.explain(e)),
-        other => anyhow::anyhow!("cannot connect with DATABASE_URL: {other}"),
-    })?);
+        other => anyhow::anyhow!("cannot connect with {}: {other}", target.variable()),
+    })?;
+    let rights = store::schema::rights(&client).await.map_err(|e| {
+        anyhow::anyhow!(
+            "checking the rights of {}'s role failed: {}",
+            target.variable(),
+            store::StoreError::from_ref(&e)
+        )
+    })?;
+    if let Some(problem) = rights.problem(target.variable()) {
+        return Err(anyhow::anyhow!(problem));
+    }
     Ok(pool)
 }

@@ -6,7 +6,8 @@
 //!   `batch` queue), `read`, `notify`, `reap`, `status`, `health`;
 //! - [`StreamSession`]: the stream's own session, its advisory lock and claim;
 //! - [`ListenSession`]: the instance's LISTEN session;
-//! - [`connect`]: where connections go (with [`tls`]), the pool, dedicated
+//! - [`connect`]: where connections go (the string read by [`conninfo`] as
+//!   libpq reads it, with [`tls`]), the pool, dedicated
 //!   sessions and what each kind of session sets when it starts; [`probe`]:
 //!   the check that a dedicated session is one;
 //! - [`migrate`]: the numbered migrations of `sql/`; [`schema`]: serve's check of them;
@@ -14,6 +15,7 @@
 
 mod batch;
 pub mod connect;
+pub mod conninfo;
 mod error;
 mod finish;
 mod health;

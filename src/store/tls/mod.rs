@@ -1,12 +1,13 @@
 //! TLS to PostgreSQL with libpq's `sslmode` semantics, on rustls.
 //!
 //! tokio-postgres' own `Config` knows `sslmode` `disable`, `prefer` and
-//! `require`, and none of the certificate parameters. [`split`] (in
-//! `conninfo`) takes `sslmode`, `sslrootcert`, `sslcert` and `sslkey` out of a
-//! connection string (URL or `key=value` form) and leaves the rest to
-//! tokio-postgres with the nearest mode it knows; [`TlsParams::resolve`] (here)
-//! applies libpq's rules to them; [`TlsParams::connector`] (in `verify`)
-//! builds a rustls connector that checks what libpq would check:
+//! `require`, and none of the certificate parameters. The connection string
+//! is read once, by [`crate::store::conninfo`]; [`TlsParams::resolve`]
+//! (here) takes `sslmode`, `sslrootcert`, `sslcert` and `sslkey` from its
+//! keywords and applies libpq's rules to them (tokio-postgres is given the
+//! nearest mode it knows, [`SslMode::for_tokio_postgres`]);
+//! [`TlsParams::connector`] (in `verify`) builds a rustls connector that
+//! checks what libpq would check:
 //!
 //! | sslmode | encrypted | the server's certificate |
 //! | --- | --- | --- |
@@ -22,13 +23,10 @@
 //! connection is explained in words naming the parameter to change
 //! ([`TlsParams::explain`], in `explain`).
 
-mod conninfo;
 mod explain;
 mod verify;
 
 use std::path::PathBuf;
-
-pub use conninfo::split;
 
 /// libpq's `sslmode`, less `allow` (plain first, TLS only when refused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,20 +105,23 @@ enum Check {
 }
 
 impl TlsParams {
-    /// Resolve the parameters found in the string (the last of each wins),
+    /// Resolve the TLS keywords of a connection string's `pairs` (as
+    /// [`crate::store::conninfo::parse`] reads them; the last of each wins),
     /// falling back to `PGSSLMODE` & co. from `env`, with libpq's rules.
+    ///
+    /// Never weaker than the string says: an `sslmode` written twice (or
+    /// `requiressl`, `ssl=true`) whose later value is weaker than an
+    /// earlier one is refused, where libpq would take the last.
     pub fn resolve(
-        found: &[(&'static str, String)],
+        pairs: &[(String, String)],
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<TlsParams, String> {
         let value = |name: &str, variable: &str| -> Option<String> {
-            found
-                .iter()
-                .rev()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.clone())
+            crate::store::conninfo::value(pairs, name)
+                .map(str::to_owned)
                 .or_else(|| env(variable).filter(|v| !v.is_empty()))
         };
+        refuse_a_weaker_repeat(pairs)?;
         let mode = value("sslmode", "PGSSLMODE")
             .map(|m| SslMode::parse(&m))
             .transpose()?;
@@ -168,6 +169,59 @@ impl TlsParams {
     }
 }
 
+/// How much an `sslmode` value promises, for comparing two of them
+/// (`allow` included: libpq knows it); `None` for a value libpq refuses.
+fn strength(mode: &str) -> Option<u8> {
+    [
+        "disable",
+        "allow",
+        "prefer",
+        "require",
+        "verify-ca",
+        "verify-full",
+    ]
+    .iter()
+    .position(|m| *m == mode)
+    .map(|p| p as u8)
+}
+
+/// Refuse a string whose `sslmode` is written more than once with a later
+/// value weaker than an earlier one (`sslmode=verify-full ... sslmode=prefer`,
+/// a template that appends its own default): libpq would take the last, and
+/// the string would connect with less than it says in one place. In doubt,
+/// no start. An earlier value libpq would refuse is refused too.
+fn refuse_a_weaker_repeat(pairs: &[(String, String)]) -> Result<(), String> {
+    let modes: Vec<&str> = pairs
+        .iter()
+        .filter(|(k, _)| k == "sslmode")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let mut strongest: Option<(u8, &str)> = None;
+    for mode in modes.iter().copied() {
+        let Some(level) = strength(mode) else {
+            if modes.len() > 1 {
+                return Err(
+                    "sslmode is given more than once, once with a value that is not a mode: \
+                     give it once"
+                        .into(),
+                );
+            }
+            continue;
+        };
+        if let Some((best, named)) = strongest {
+            if level < best {
+                return Err(format!(
+                    "sslmode is given more than once, and a later {mode} would weaken an \
+                     earlier {named} (libpq takes the last; backchannel refuses): give it once \
+                     (requiressl and ssl=true count as sslmode)"
+                ));
+            }
+        }
+        strongest = Some((level, mode));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,8 +230,13 @@ mod tests {
         None
     }
 
+    /// The keywords of `url`, read as libpq reads them.
+    fn pairs(url: &str) -> Vec<(String, String)> {
+        crate::store::conninfo::parse(url).expect("a valid connection string")
+    }
+
     fn resolve(url: &str) -> Result<TlsParams, String> {
-        TlsParams::resolve(&split(url).1, &no_env)
+        TlsParams::resolve(&pairs(url), &no_env)
     }
 
     #[test]
@@ -221,10 +280,48 @@ mod tests {
             "PGSSLROOTCERT" => Some("/env/ca.pem".to_owned()),
             _ => None,
         };
-        let p = TlsParams::resolve(&split("postgres://h/db").1, &env).unwrap();
+        let p = TlsParams::resolve(&pairs("postgres://h/db"), &env).unwrap();
         assert_eq!(p.mode, SslMode::VerifyFull);
         assert_eq!(p.roots, Some(Roots::File("/env/ca.pem".into())));
-        let p = TlsParams::resolve(&split("postgres://h/db?sslmode=disable").1, &env).unwrap();
+        let p = TlsParams::resolve(&pairs("postgres://h/db?sslmode=disable"), &env).unwrap();
         assert_eq!(p.mode, SslMode::Disable, "the URL wins");
+    }
+
+    #[test]
+    fn a_mode_the_string_states_is_never_weakened() {
+        // Trailing blanks of an env file or a mounted secret: still require.
+        for text in [
+            "host=db user=app dbname=bc sslmode=require\n",
+            "host=db sslmode=require ",
+            "host=db sslmode=require\t",
+            "host=db sslmode='require'\r\n",
+            "host=db requiressl=1\n",
+            "postgres://app@db/bc?ssl=true",
+        ] {
+            assert_eq!(resolve(text).unwrap().mode, SslMode::Require, "{text:?}");
+        }
+        // The environment never weakens what the string says.
+        let env = |name: &str| (name == "PGSSLMODE").then(|| "disable".to_owned());
+        let p = TlsParams::resolve(&pairs("host=db sslmode=require\n"), &env).unwrap();
+        assert_eq!(p.mode, SslMode::Require);
+        // Said twice, weaker the second time: refused, where libpq takes the last.
+        for text in [
+            "host=db sslmode=require sslmode=prefer",
+            "host=db sslmode=verify-full sslrootcert=/ca.pem requiressl=0",
+            "postgres://db/bc?ssl=true&sslmode=disable",
+            "host=db sslmode=bogus sslmode=require",
+        ] {
+            let error = resolve(text).unwrap_err();
+            assert!(error.contains("more than once"), "{text}: {error}");
+        }
+        // Stronger the second time, or the same: as libpq, the last.
+        let p = resolve("postgres://db/bc?ssl=true&sslmode=verify-full&sslrootcert=/ca.pem");
+        assert_eq!(p.unwrap().mode, SslMode::VerifyFull);
+        assert_eq!(
+            resolve("host=db sslmode=require sslmode=require")
+                .unwrap()
+                .mode,
+            SslMode::Require
+        );
     }
 }

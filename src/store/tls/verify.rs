@@ -168,11 +168,11 @@ impl ServerCertVerifier for Lenient {
 
 #[cfg(test)]
 mod tests {
-    use super::super::split;
     use super::*;
 
     fn resolve(url: &str) -> Result<TlsParams, String> {
-        TlsParams::resolve(&split(url).1, &|_| None)
+        let pairs = crate::store::conninfo::parse(url).expect("a valid connection string");
+        TlsParams::resolve(&pairs, &|_| None)
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Running it: start-up and settings, token rotation, least privilege, the
-//! DBA's settings, TLS and PgBouncer in front of PostgreSQL, logs, metrics
-//! and what deploy/ builds on them.
+//! DBA's settings, connection strings, TLS and PgBouncer in front of
+//! PostgreSQL, logs, metrics and what deploy/ builds on them.
 
 mod cli;
+mod conninfo;
 mod dba_settings;
 mod deploy;
 mod logs;

@@ -200,3 +200,87 @@ async fn serve_runs_with_only_the_documented_grants() {
     assert!(message.contains("may not change the schema"), "{message}");
     assert!(message.contains("42501"), "{message}");
 }
+
+#[tokio::test]
+async fn every_role_serve_uses_is_checked_the_pool_s_included() {
+    let owner = Role::create("owner").await;
+    let pool_role = Role::create("pool").await;
+    let direct_role = Role::create("direct").await;
+    let db = TestDb::new().await;
+    let admin = db.client().await;
+    admin
+        .batch_execute(&format!(
+            "GRANT CREATE ON DATABASE {} TO {}",
+            db.name, owner.0
+        ))
+        .await
+        .unwrap();
+    let owner_url = url_as(&db, &owner);
+    let (ok, _, stderr) = migrate(&owner_url, &[]);
+    assert!(ok, "{stderr}");
+    for role in [&pool_role, &direct_role] {
+        let (ok, _, stderr) = migrate(&owner_url, &["--grant", &role.0]);
+        assert!(ok, "{stderr}");
+    }
+    let settings = || {
+        let mut settings = Settings::new(&url_as(&db, &pool_role), &[SUBMITTER], &[LISTENER]);
+        settings.direct_database_url = Some(url_as(&db, &direct_role));
+        settings.migrate = MigrateMode::Check;
+        settings.pool_size = 2;
+        settings
+    };
+
+    // The pool's role lacks a right its submits need; the direct role has
+    // every right: refused, naming the pool's role, its URL and the right.
+    admin
+        .batch_execute(&format!(
+            "REVOKE USAGE ON SEQUENCE backchannel.jobs_id_seq FROM {}",
+            pool_role.0
+        ))
+        .await
+        .unwrap();
+    let message = refused(settings()).await;
+    assert!(
+        message.contains("USAGE on sequence backchannel.jobs_id_seq"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("role {} (of DATABASE_URL)", pool_role.0)),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("backchannel migrate --grant {}", pool_role.0)),
+        "{message}"
+    );
+    assert!(!message.contains(&direct_role.0), "{message}");
+
+    // The direct role lacking one: refused too, naming its own URL.
+    let (ok, _, stderr) = migrate(&owner_url, &["--grant", &pool_role.0]);
+    assert!(ok, "{stderr}");
+    admin
+        .batch_execute(&format!(
+            "REVOKE SELECT ON backchannel.stream_holder FROM {}",
+            direct_role.0
+        ))
+        .await
+        .unwrap();
+    let message = refused(settings()).await;
+    assert!(
+        message.contains(&format!(
+            "role {} (of BACKCHANNEL_DIRECT_DATABASE_URL)",
+            direct_role.0
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains("SELECT on backchannel.stream_holder"),
+        "{message}"
+    );
+
+    // Both granted: it starts, and a submit works.
+    let (ok, _, stderr) = migrate(&owner_url, &["--grant", &direct_role.0]);
+    assert!(ok, "{stderr}");
+    let bc = instance_with(settings()).await;
+    let r = bc.submit(json!({"kind": "two.roles"}), None).await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+}
