@@ -109,6 +109,20 @@ pub struct Settings {
     )]
     pub listener_tokens_file: Option<PathBuf>,
 
+    /// Comma-separated monitor tokens (optional): they read /v1/stats and
+    /// /v1/listener, and nothing else.
+    #[arg(
+        long = "monitor-tokens",
+        env = "BACKCHANNEL_MONITOR_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub monitor_tokens: Vec<String>,
+
+    /// A file of more monitor tokens, like --submitter-tokens-file.
+    #[arg(long = "monitor-tokens-file", env = "BACKCHANNEL_MONITOR_TOKENS_FILE")]
+    pub monitor_tokens_file: Option<PathBuf>,
+
     /// Seconds between keepalive comments on the stream.
     #[arg(long, env = "BACKCHANNEL_HEARTBEAT", default_value = "15", value_parser = seconds)]
     pub heartbeat: Duration,

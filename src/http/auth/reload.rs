@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::Tokens;
+use super::{Role, Tokens};
 use crate::config::{ConfigError, Settings};
 use crate::telemetry::metrics::{Metrics, ResultLabel};
 
@@ -44,10 +44,10 @@ impl LiveTokens {
         let label = |result| ResultLabel { result };
         match &result {
             Ok(tokens) => {
-                let (submitters, listeners) = tokens.counts();
                 tracing::info!(
-                    submitter_tokens = submitters,
-                    listener_tokens = listeners,
+                    submitter_tokens = tokens.count(Role::Submitter),
+                    listener_tokens = tokens.count(Role::Listener),
+                    monitor_tokens = tokens.count(Role::Monitor),
                     "tokens reloaded"
                 );
                 metrics

@@ -7,6 +7,7 @@ mod dba_settings;
 mod deploy;
 mod logs;
 mod metrics;
+mod monitor;
 mod papercuts;
 mod pgbouncer;
 mod privileges;
