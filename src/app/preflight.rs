@@ -53,8 +53,8 @@ async fn dedicated(target: &Target) -> anyhow::Result<Session> {
 
 /// On one direct session: refuse to start when it would not be a session (see
 /// `check_sessions`), and bring the schema to what this build needs or
-/// refuse (`BACKCHANNEL_MIGRATE`).
-pub async fn check_database(target: &Target, mode: MigrateMode) -> anyhow::Result<()> {
+/// refuse (`BACKCHANNEL_MIGRATE`). The schema's version, once good.
+pub async fn check_database(target: &Target, mode: MigrateMode) -> anyhow::Result<i32> {
     let mut session = dedicated(&target.named("backchannel-check")).await?;
     check_sessions(&session).await?;
     let found = store::schema::inspect(&session.client)
@@ -74,22 +74,21 @@ pub async fn check_database(target: &Target, mode: MigrateMode) -> anyhow::Resul
         let found = store::schema::inspect(&session.client).await?;
         return match found.problem() {
             Some(problem) => Err(anyhow::anyhow!(problem)),
-            None => Ok(()),
+            None => Ok(found.version.number()),
         };
     }
     if let Some(problem) = found.problem() {
         return Err(anyhow::anyhow!(problem));
     }
-    if let store::schema::Version::At(version) = found.version {
-        if version > store::migrate::latest() {
-            tracing::warn!(
-                version,
-                needed = store::migrate::latest(),
-                "the schema is newer than this build (expected during a rolling upgrade)"
-            );
-        }
+    let version = found.version.number();
+    if version > store::migrate::latest() {
+        tracing::warn!(
+            version,
+            needed = store::migrate::latest(),
+            "the schema is newer than this build (expected during a rolling upgrade)"
+        );
     }
-    Ok(())
+    Ok(version)
 }
 
 /// Refuse to start when the dedicated sessions would not be sessions: behind a

@@ -47,7 +47,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     settings.validate()?;
     let tokens = LiveTokens::load(&settings)?;
     let (pooled, direct) = preflight::targets(&settings)?;
-    preflight::check_database(&direct, settings.migrate).await?;
+    let schema = preflight::check_database(&direct, settings.migrate).await?;
     let own = own_backends(&settings);
     let pool = preflight::pool(&pooled, &settings, own.clone()).await?;
     let shutdown = CancellationToken::new();
@@ -72,7 +72,14 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         .reload_on_hangup(settings.clone(), metrics, shutdown.clone());
     tokio::spawn(reload);
     let task = tokio::spawn(serve(listener, &broker, tokens, shutdown.clone()));
-    tracing::info!(%addr, instance = %broker.instance(), wake = ?settings.wake, "backchannel listening");
+    tracing::info!(
+        %addr,
+        instance = %broker.instance(),
+        version = env!("CARGO_PKG_VERSION"),
+        schema_version = schema,
+        wake = ?settings.wake,
+        "backchannel listening"
+    );
     Ok(Running {
         addr,
         broker,
@@ -104,8 +111,11 @@ fn serve(
     shutdown: CancellationToken,
 ) -> impl Future<Output = ()> + use<> {
     let settings = broker.settings();
-    let routes = http::routes(broker.clone(), tokens);
-    let access = AccessLog::new(settings.access_log, broker.metrics().clone());
+    let routes = http::routes(broker.clone(), tokens.clone());
+    tokens.publish(broker.metrics());
+    let access = AccessLog::new(settings.access_log, broker.metrics().clone())
+        .identifying(tokens.clone())
+        .trusting(&settings.trusted_proxies);
     let peers = http::serve::PeerBound {
         heartbeat: settings.heartbeat,
     };

@@ -29,6 +29,17 @@ pub struct Found {
     pub missing: Vec<String>,
 }
 
+impl Version {
+    /// The version as a number: 0 when not installed, -1 when unreadable.
+    pub fn number(self) -> i32 {
+        match self {
+            Version::NotInstalled => 0,
+            Version::Unreadable => -1,
+            Version::At(version) => version,
+        }
+    }
+}
+
 impl Found {
     /// Whether migrations are pending.
     pub fn behind(&self) -> bool {

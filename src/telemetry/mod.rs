@@ -11,5 +11,5 @@ pub mod metrics;
 pub mod process;
 pub mod registry;
 
-pub use logging::init;
+pub use logging::{fatal, init};
 pub use metrics::Metrics;

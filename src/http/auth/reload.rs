@@ -36,6 +36,18 @@ impl LiveTokens {
         self.0.subscribe()
     }
 
+    /// Give every configured token its series in the metrics (see
+    /// [`HttpMetrics::tokens_configured`](crate::telemetry::metrics::HttpMetrics::tokens_configured)).
+    pub fn publish(&self, metrics: &Metrics) {
+        let ids: Vec<(String, &'static str)> = self
+            .current()
+            .all_ids()
+            .into_iter()
+            .map(|(id, role)| (id.to_string(), role.name()))
+            .collect();
+        metrics.http.tokens_configured(&ids);
+    }
+
     /// Read the token files again, with the same rules as at start-up. A set
     /// that breaks a rule is not applied: the tokens in force stay, and the
     /// log says why (naming the variable, file and line, never a token).
@@ -55,6 +67,7 @@ impl LiveTokens {
                     .token_reloads
                     .get_or_create(&label("applied"))
                     .inc();
+                metrics.http.tokens_stale.set(0);
             }
             Err(error) => {
                 tracing::error!(%error, "tokens not reloaded; the tokens in force stay");
@@ -63,10 +76,12 @@ impl LiveTokens {
                     .token_reloads
                     .get_or_create(&label("refused"))
                     .inc();
+                metrics.http.tokens_stale.set(1);
             }
         }
         let tokens = result?;
         self.0.send_replace(Arc::new(tokens));
+        self.publish(metrics);
         Ok(())
     }
 

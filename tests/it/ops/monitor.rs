@@ -182,6 +182,21 @@ async fn monitor_tokens_follow_the_rules_and_rotate_on_sighup() {
         "the new monitor token works after SIGHUP"
     );
     assert_eq!(stats(MONITOR).await, 401, "the removed one is refused");
+    // Its requests' series went with it; the new token's counts from 0.
+    let metrics = client.metrics().await;
+    let series = |token: &str| {
+        format!(
+            r#"backchannel_token_requests_total{{token_id="{}",role="monitor"}}"#,
+            backchannel::http::auth::TokenId::of(token)
+        )
+    };
+    assert_eq!(
+        sample(&metrics, &series(NEW_MONITOR)),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(sample(&metrics, &series(MONITOR)), None, "{metrics}");
+    assert_eq!(sample(&metrics, "backchannel_tokens_stale"), Some(0.0));
 
     // A short one: the reload is refused and the tokens in force stay.
     files.write("monitor.tokens", &format!("{NEW_MONITOR}\nshort-mon\n"));
@@ -196,6 +211,12 @@ async fn monitor_tokens_follow_the_rules_and_rotate_on_sighup() {
         .await
     );
     assert_eq!(stats(NEW_MONITOR).await, 200);
+    let metrics = client.metrics().await;
+    assert_eq!(
+        sample(&metrics, "backchannel_tokens_stale"),
+        Some(1.0),
+        "{metrics}"
+    );
     let logs = bc.logs.lock().unwrap().join("\n");
     assert!(
         logs.contains("BACKCHANNEL_MONITOR_TOKENS_FILE") && logs.contains("line 2"),
