@@ -24,7 +24,7 @@ pub async fn migrate(target: &Target) -> anyhow::Result<Vec<i32>> {
 }
 
 /// A migration error by SQLSTATE, saying what to do about a missing right.
-fn migration_error(error: &tokio_postgres::Error) -> String {
+pub(super) fn migration_error(error: &tokio_postgres::Error) -> String {
     let insufficient = error.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE);
     let identified = store::StoreError::from_ref(error);
     if insufficient {
@@ -40,7 +40,7 @@ fn migration_error(error: &tokio_postgres::Error) -> String {
 
 /// A dedicated session with the settings every dedicated session gets; a
 /// failure to connect is explained (TLS, refusal) by the variable's name.
-async fn dedicated(target: &Target) -> anyhow::Result<Session> {
+pub(super) async fn dedicated(target: &Target) -> anyhow::Result<Session> {
     let session = Session::connect(target)
         .await
         .map_err(|e| anyhow::anyhow!("cannot connect: {}", target.explain(&e)))?;
@@ -94,7 +94,7 @@ pub async fn check_database(target: &Target, mode: MigrateMode) -> anyhow::Resul
 /// Refuse to start when the dedicated sessions would not be sessions: behind a
 /// transaction-pooling proxy, consecutive statements may run on different
 /// backends, so LISTEN and session advisory locks silently stop working.
-async fn check_sessions(session: &Session) -> anyhow::Result<()> {
+pub(super) async fn check_sessions(session: &Session) -> anyhow::Result<()> {
     let refuse = |what: &str| {
         anyhow::anyhow!(
             "{what}: LISTEN and the stream's advisory lock need a real session. Point \

@@ -29,6 +29,7 @@ mod verify;
 use std::path::PathBuf;
 
 pub use conninfo::split;
+pub use explain::endpoints;
 
 /// libpq's `sslmode`, less `allow` (plain first, TLS only when refused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,6 +2,7 @@
 //! DBA's settings, TLS and PgBouncer in front of PostgreSQL, logs, metrics
 //! and what deploy/ builds on them.
 
+mod check;
 mod cli;
 mod dba_settings;
 mod deploy;
