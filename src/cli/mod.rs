@@ -95,12 +95,7 @@ impl Cli {
                 println!("{report}");
                 std::process::exit(report.code());
             }
-            Command::Serve(args) => {
-                let running = app::start(args.settings).await?;
-                app::shutdown_signal().await;
-                tracing::info!("shutdown signal received");
-                running.stop().await;
-            }
+            Command::Serve(args) => app::serve(args.settings).await?,
             Command::Migrate(args) => print!("{}", with_newline(migrate::run(args).await?)),
             Command::Submit(args) => submit::check_done(&submit::run(args).await?)?,
             Command::Status(args) => std::process::exit(status::run(args).await),

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Role, Tokens};
 use crate::config::{ConfigError, Settings};
 use crate::telemetry::metrics::{Metrics, ResultLabel};
+use crate::telemetry::systemd::Notifier;
 
 /// The token set in force. Every request is checked against the current set;
 /// [`reload`](LiveTokens::reload) replaces it (on SIGHUP), and a stream ends
@@ -88,11 +89,14 @@ impl LiveTokens {
     /// Reload on every SIGHUP until `shutdown`. The handler is installed
     /// here, before the returned future runs: a SIGHUP that arrives as soon as
     /// the instance answers must not end the process (SIGHUP's default).
+    /// systemd is told `RELOADING=1` before, `READY=1` (with the outcome in
+    /// `STATUS=`) after each reload.
     pub fn reload_on_hangup(
         self,
         settings: Arc<Settings>,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
+        notifier: Notifier,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         use tokio::signal::unix::{SignalKind, signal};
         let hangup = signal(SignalKind::hangup());
@@ -104,7 +108,7 @@ impl LiveTokens {
                     return;
                 }
             };
-            self.reload_loop(&mut hangup, &settings, &metrics, &shutdown)
+            self.reload_loop(&mut hangup, &settings, &metrics, &shutdown, &notifier)
                 .await;
         }
     }
@@ -115,12 +119,20 @@ impl LiveTokens {
         settings: &Settings,
         metrics: &Metrics,
         shutdown: &CancellationToken,
+        notifier: &Notifier,
     ) {
         loop {
             tokio::select! {
                 _ = hangup.recv() => {
                     tracing::info!("SIGHUP: reading the token files again");
-                    let _ = self.reload(settings, metrics);
+                    notifier.reloading();
+                    match self.reload(settings, metrics) {
+                        Ok(()) => notifier.reloaded("serving; tokens reloaded"),
+                        Err(_) => notifier.reloaded(
+                            "serving; the token files were refused at the last reload (see the \
+                             log): the tokens in force stay",
+                        ),
+                    }
                 }
                 _ = shutdown.cancelled() => return,
             }

@@ -9,6 +9,7 @@ mod deploy;
 mod logs;
 mod metrics;
 mod monitor;
+mod notify;
 mod papercuts;
 mod pgbouncer;
 mod privileges;
