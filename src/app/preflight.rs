@@ -31,7 +31,8 @@ pub(super) fn migration_error(error: &tokio_postgres::Error) -> String {
         format!(
             "{identified}: this role may not change the schema. Run `backchannel migrate` with \
              the URL of the role that owns schema backchannel (or of a role with CREATE on the \
-             database, which then owns it)"
+             database, which then owns it); see {}",
+            store::migrate::postgres_doc()
         )
     } else {
         identified

@@ -57,7 +57,9 @@ impl Found {
         let role = &self.role;
         let grant = format!(
             "as the schema's owner, run `backchannel migrate --grant {role}` (or: psql -v \
-             role={role} -f sql/grants.sql)"
+             role={role} -f {}); see {}",
+            migrate::grants_file(),
+            migrate::postgres_doc()
         );
         let migrate = "run `backchannel migrate` with DATABASE_URL set to the URL of the role \
                        that owns the schema (`backchannel migrate --print` shows the SQL first)";

@@ -64,3 +64,7 @@ pub const CURRENT_ROLE: &str = "SELECT current_user::text";
 /// through a transaction pooler).
 pub const WHO_AND_WHERE: &str = "SELECT current_user::text, current_database()::text,
     current_setting('server_version')";
+
+/// Whether a role of that name exists (`migrate --grant ROLE`).
+pub const ROLE_EXISTS: &str =
+    "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)";
