@@ -5,7 +5,7 @@
 #
 # Installs schemathesis into a virtualenv under target/, starts PostgreSQL if
 # needed (scripts/pg-ensure.sh), creates a scratch database, starts
-# `backchannel serve` on a free port with fresh tokens of both roles, and runs
+# `backchannel serve` on a free port with fresh tokens of every role, and runs
 # every phase and check against the document the broker serves. The database
 # and the broker are removed on exit.
 #
@@ -45,7 +45,8 @@ psql "$PG_ADMIN_URL" -qc "create database $db"
 
 FUZZ_SUBMITTER_TOKEN="fuzz-submitter-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 FUZZ_LISTENER_TOKEN="fuzz-listener-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
-export FUZZ_SUBMITTER_TOKEN FUZZ_LISTENER_TOKEN
+FUZZ_MONITOR_TOKEN="fuzz-monitor-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
+export FUZZ_SUBMITTER_TOKEN FUZZ_LISTENER_TOKEN FUZZ_MONITOR_TOKEN
 
 # Short limits keep every generated `wait` and `timeout` short; the served
 # document states them, so generated data stays within what the broker takes.
@@ -53,6 +54,7 @@ DATABASE_URL="${PG_ADMIN_URL%/*}/$db" \
 BACKCHANNEL_BIND="127.0.0.1:$port" \
 BACKCHANNEL_SUBMITTER_TOKENS="$FUZZ_SUBMITTER_TOKEN" \
 BACKCHANNEL_LISTENER_TOKENS="$FUZZ_LISTENER_TOKEN" \
+BACKCHANNEL_MONITOR_TOKENS="$FUZZ_MONITOR_TOKEN" \
 BACKCHANNEL_MAX_TIMEOUT=2 \
 BACKCHANNEL_DEFAULT_TIMEOUT=1 \
 BACKCHANNEL_POOL_SIZE=4 \

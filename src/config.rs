@@ -2,7 +2,7 @@
 //! each default is written once (in its attribute), and values are parsed into
 //! the types the code uses. A leaf: it imports nothing of the crate.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -109,6 +109,20 @@ pub struct Settings {
     )]
     pub listener_tokens_file: Option<PathBuf>,
 
+    /// Comma-separated monitor tokens (optional): they read /v1/stats and
+    /// /v1/listener, and nothing else.
+    #[arg(
+        long = "monitor-tokens",
+        env = "BACKCHANNEL_MONITOR_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub monitor_tokens: Vec<String>,
+
+    /// A file of more monitor tokens, like --submitter-tokens-file.
+    #[arg(long = "monitor-tokens-file", env = "BACKCHANNEL_MONITOR_TOKENS_FILE")]
+    pub monitor_tokens_file: Option<PathBuf>,
+
     /// Seconds between keepalive comments on the stream.
     #[arg(long, env = "BACKCHANNEL_HEARTBEAT", default_value = "15", value_parser = seconds)]
     pub heartbeat: Duration,
@@ -171,9 +185,80 @@ pub struct Settings {
     #[arg(long, env = "BACKCHANNEL_SHUTDOWN_GRACE", default_value = "10", value_parser = seconds)]
     pub shutdown_grace: Duration,
 
-    /// One log line per request (method, route, status, duration, bytes): on or off.
+    /// One log line per request (method, route, status, duration, bytes,
+    /// client, token id, job id): on or off.
     #[arg(long, env = "BACKCHANNEL_ACCESS_LOG", default_value = "on", value_parser = switch())]
     pub access_log: bool,
+
+    /// Comma-separated addresses or CIDR blocks of the reverse proxies in
+    /// front (e.g. 127.0.0.1,10.0.0.0/8): from these peers only, the access
+    /// log's client is taken from X-Forwarded-For (its nearest address not in
+    /// this list). Default: none, the client is the peer.
+    #[arg(
+        long = "trusted-proxies",
+        env = "BACKCHANNEL_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_parser = cidr
+    )]
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+/// An address block (`10.0.0.0/8`, `fd00::/8`) or one address (`127.0.0.1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Whether `ip` is in the block (an IPv4 address written as IPv6,
+    /// `::ffff:10.1.2.3`, counts as the IPv4 address).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(block), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(block) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(block), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(block) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// `ADDRESS` or `ADDRESS/PREFIX`, blanks around it ignored.
+pub fn cidr(text: &str) -> Result<Cidr, String> {
+    let text = text.trim();
+    let (addr, prefix) = match text.split_once('/') {
+        Some((addr, prefix)) => (addr, Some(prefix)),
+        None => (text, None),
+    };
+    let addr: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("{text:?} is not an IP address or an address/prefix block"))?;
+    let addr = addr.to_canonical();
+    let most = if addr.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix {
+        None => most,
+        Some(prefix) => prefix
+            .parse::<u8>()
+            .ok()
+            .filter(|p| *p <= most)
+            .ok_or_else(|| format!("{text:?}: the prefix must be 0 to {most}"))?,
+    };
+    Ok(Cidr { addr, prefix })
 }
 
 /// The words a boolean setting takes, shown in `--help`: any case,
@@ -387,6 +472,27 @@ mod tests {
                 .to_string()
                 .contains("BACKCHANNEL_HEARTBEAT")
         );
+    }
+
+    #[test]
+    fn address_blocks_hold_their_addresses() {
+        let block = cidr("10.0.0.0/8").unwrap();
+        assert!(block.contains("10.200.3.4".parse().unwrap()));
+        assert!(block.contains("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!block.contains("11.0.0.1".parse().unwrap()));
+        let one = cidr(" 127.0.0.1 ").unwrap();
+        assert!(one.contains("127.0.0.1".parse().unwrap()));
+        assert!(!one.contains("127.0.0.2".parse().unwrap()));
+        let v6 = cidr("fd00::/8").unwrap();
+        assert!(v6.contains("fd12::1".parse().unwrap()));
+        assert!(!v6.contains("fe80::1".parse().unwrap()));
+        assert!(
+            cidr("0.0.0.0/0")
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
+        assert!(cidr("10.0.0.0/33").is_err());
+        assert!(cidr("proxy.example").is_err());
     }
 
     #[test]

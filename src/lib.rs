@@ -38,7 +38,8 @@
 //! src/json.rs          the rules for stored and sent JSON (depth, size, numbers, U+0000)
 //! src/backoff.rs       exponential, jittered, capped delays
 //! src/app/             serve: preflight.rs (URLs, sessions, schema, rights; migrate),
-//!                      start.rs (pool, broker, loops, HTTP server), shutdown.rs (signals, stop)
+//!                      start.rs (pool, broker, loops, HTTP server), shutdown.rs (signals, stop),
+//!                      check.rs (serve --check, --check-tokens)
 //! src/cli/             mod.rs (the Cli enum and dispatch), submit.rs, status.rs, check.rs
 //!                      (status --check verdicts), api.rs (what submit and status share),
 //!                      migrate.rs, manual.rs (man pages, completions)
@@ -46,8 +47,8 @@
 //!                      body.rs, error.rs (the error body, recover), documented.rs (ROUTES and
 //!                      the gate), access.rs (access log, request counts), openapi.rs, serve.rs
 //!                      (the accept loop)
-//! src/http/auth/       tokens.rs (files, rules, constant-time check), reload.rs (SIGHUP),
-//!                      filter.rs (the filters of the two roles, Grant)
+//! src/http/auth/       tokens.rs (files, rules, constant-time check, token ids), reload.rs
+//!                      (SIGHUP), filter.rs (the filters of the three roles, Grant)
 //! src/broker/          mod.rs (Broker, BrokerError, settle), submit.rs, wait.rs, stream.rs,
 //!                      answer.rs, cancel.rs, reaper.rs, recheck.rs, ended_elsewhere.rs,
 //!                      announce.rs (how a new job and an end are announced), readiness.rs,
@@ -70,7 +71,8 @@
 //! src/seal/            sealed/v1: keys.rs, envelope.rs, request.rs (seal), open.rs (check and
 //!                      open in SEALED.md's order), answer.rs, replay.rs, door.rs (the broker's gate)
 //! src/telemetry/       logging.rs, metrics.rs (the broker's, by area), registry.rs (shared
-//!                      with the agent: build_info, the process collector), process.rs
+//!                      with the agent: build_info, the process collector), process.rs,
+//!                      systemd.rs (READY=1 and co. on NOTIFY_SOCKET)
 //! sql/                 the numbered migrations and grants.sql
 //! build.rs             docs/openapi.yaml converted to the JSON served at /openapi.json
 //! tests/it/            the integration tests, one binary, by what they specify: api/, sql/,

@@ -25,14 +25,15 @@ pub async fn migrate(target: &Target) -> anyhow::Result<Vec<i32>> {
 }
 
 /// A migration error by SQLSTATE, saying what to do about a missing right.
-fn migration_error(error: &tokio_postgres::Error) -> String {
+pub(super) fn migration_error(error: &tokio_postgres::Error) -> String {
     let insufficient = error.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE);
     let identified = store::StoreError::from_ref(error);
     if insufficient {
         format!(
             "{identified}: this role may not change the schema. Run `backchannel migrate` with \
              the URL of the role that owns schema backchannel (or of a role with CREATE on the \
-             database, which then owns it)"
+             database, which then owns it); see {}",
+            store::migrate::postgres_doc()
         )
     } else {
         identified
@@ -41,7 +42,7 @@ fn migration_error(error: &tokio_postgres::Error) -> String {
 
 /// A dedicated session with the settings every dedicated session gets; a
 /// failure to connect is explained (TLS, refusal) by the variable's name.
-async fn dedicated(target: &Target) -> anyhow::Result<Session> {
+pub(super) async fn dedicated(target: &Target) -> anyhow::Result<Session> {
     let session = Session::connect(target)
         .await
         .map_err(|e| anyhow::anyhow!("cannot connect: {}", target.explain(&e)))?;
@@ -54,8 +55,8 @@ async fn dedicated(target: &Target) -> anyhow::Result<Session> {
 
 /// On one direct session: refuse to start when it would not be a session (see
 /// `check_sessions`), and bring the schema to what this build needs or
-/// refuse (`BACKCHANNEL_MIGRATE`).
-pub async fn check_database(target: &Target, mode: MigrateMode) -> anyhow::Result<()> {
+/// refuse (`BACKCHANNEL_MIGRATE`). The schema's version, once good.
+pub async fn check_database(target: &Target, mode: MigrateMode) -> anyhow::Result<i32> {
     let mut session = dedicated(&target.named("backchannel-check")).await?;
     check_sessions(&session).await?;
     let found = store::schema::inspect(&session.client)
@@ -75,28 +76,27 @@ pub async fn check_database(target: &Target, mode: MigrateMode) -> anyhow::Resul
         let found = store::schema::inspect(&session.client).await?;
         return match found.problem(target.variable()) {
             Some(problem) => Err(anyhow::anyhow!(problem)),
-            None => Ok(()),
+            None => Ok(found.version.number()),
         };
     }
     if let Some(problem) = found.problem(target.variable()) {
         return Err(anyhow::anyhow!(problem));
     }
-    if let store::schema::Version::At(version) = found.version {
-        if version > store::migrate::latest() {
-            tracing::warn!(
-                version,
-                needed = store::migrate::latest(),
-                "the schema is newer than this build (expected during a rolling upgrade)"
-            );
-        }
+    let version = found.version.number();
+    if version > store::migrate::latest() {
+        tracing::warn!(
+            version,
+            needed = store::migrate::latest(),
+            "the schema is newer than this build (expected during a rolling upgrade)"
+        );
     }
-    Ok(())
+    Ok(version)
 }
 
 /// Refuse to start when the dedicated sessions would not be sessions: behind a
 /// transaction-pooling proxy, consecutive statements may run on different
 /// backends, so LISTEN and session advisory locks silently stop working.
-async fn check_sessions(session: &Session) -> anyhow::Result<()> {
+pub(super) async fn check_sessions(session: &Session) -> anyhow::Result<()> {
     let refuse = |what: &str| {
         anyhow::anyhow!(
             "{what}: LISTEN and the stream's advisory lock need a real session. Point \

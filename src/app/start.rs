@@ -14,11 +14,14 @@ use crate::broker::Broker;
 use crate::config::{Settings, StatementMode};
 use crate::http::{self, access::AccessLog, auth::LiveTokens};
 use crate::store::connect::OwnBackends;
+use crate::telemetry::systemd::Notifier;
 
 /// A running instance: its address, its broker, and the handle to stop it.
 pub struct Running {
     pub addr: SocketAddr,
     pub broker: Arc<Broker>,
+    /// The schema's version found at start (after migrating, with `auto`).
+    pub schema_version: i32,
     pub(super) shutdown: CancellationToken,
     pub(super) task: JoinHandle<()>,
     pub(super) background: Vec<JoinHandle<()>>,
@@ -44,10 +47,16 @@ fn instance_name(settings: &Settings) -> String {
 /// Validate settings, check (or migrate) the schema, start the background
 /// tasks and serve.
 pub async fn start(settings: Settings) -> anyhow::Result<Running> {
+    start_notifying(settings, Notifier::disabled()).await
+}
+
+/// [`start`], telling systemd (through `notifier`) about each SIGHUP reload.
+/// `READY=1` is the caller's, once this returned: the server listens then.
+pub async fn start_notifying(settings: Settings, notifier: Notifier) -> anyhow::Result<Running> {
     settings.validate()?;
     let tokens = LiveTokens::load(&settings)?;
     let (pooled, direct) = preflight::targets(&settings)?;
-    preflight::check_database(&direct, settings.migrate).await?;
+    let schema = preflight::check_database(&direct, settings.migrate).await?;
     let own = own_backends(&settings);
     let pool = preflight::pool(&pooled, &settings, own.clone()).await?;
     let shutdown = CancellationToken::new();
@@ -67,15 +76,24 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         .with_context(|| format!("cannot listen on {}", settings.bind))?;
     let addr = listener.local_addr()?;
     let metrics = broker.metrics().clone();
-    let reload = tokens
-        .clone()
-        .reload_on_hangup(settings.clone(), metrics, shutdown.clone());
+    let reload =
+        tokens
+            .clone()
+            .reload_on_hangup(settings.clone(), metrics, shutdown.clone(), notifier);
     tokio::spawn(reload);
     let task = tokio::spawn(serve(listener, &broker, tokens, shutdown.clone()));
-    tracing::info!(%addr, instance = %broker.instance(), wake = ?settings.wake, "backchannel listening");
+    tracing::info!(
+        %addr,
+        instance = %broker.instance(),
+        version = env!("CARGO_PKG_VERSION"),
+        schema_version = schema,
+        wake = ?settings.wake,
+        "backchannel listening"
+    );
     Ok(Running {
         addr,
         broker,
+        schema_version: schema,
         shutdown,
         task,
         background,
@@ -104,8 +122,11 @@ fn serve(
     shutdown: CancellationToken,
 ) -> impl Future<Output = ()> + use<> {
     let settings = broker.settings();
-    let routes = http::routes(broker.clone(), tokens);
-    let access = AccessLog::new(settings.access_log, broker.metrics().clone());
+    let routes = http::routes(broker.clone(), tokens.clone());
+    tokens.publish(broker.metrics());
+    let access = AccessLog::new(settings.access_log, broker.metrics().clone())
+        .identifying(tokens.clone())
+        .trusting(&settings.trusted_proxies);
     let peers = http::serve::PeerBound {
         heartbeat: settings.heartbeat,
     };

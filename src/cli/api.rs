@@ -1,17 +1,25 @@
 //! What `backchannel submit` and `backchannel status` share: where the
-//! broker is, the submitter token, and the broker's error answers in words.
+//! broker is, the token, and the broker's error answers in words.
+
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
 use serde_json::Value;
 
-/// Where the broker is and the submitter token to use.
+/// Where the broker is and the token to use: a submitter token (`status`
+/// also takes a monitor token).
 #[derive(Debug, Clone, Args)]
 pub struct BrokerArgs {
     /// The broker's base URL.
     #[arg(long, env = "BACKCHANNEL_SERVER")]
     pub server: String,
-    /// A submitter token.
+    /// A file holding the token (surrounding whitespace ignored): a submitter
+    /// token, or for `status` a monitor token. Wins over --token and the
+    /// variables; prefer it to --token, which shows in process lists.
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+    /// A submitter token (for `status`: a submitter or monitor token).
     #[arg(long, env = "BACKCHANNEL_SUBMITTER_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// The deprecated name of BACKCHANNEL_SUBMITTER_TOKEN, used when it is not set.
@@ -28,16 +36,37 @@ impl BrokerArgs {
     pub fn new(server: &str, token: &str) -> BrokerArgs {
         BrokerArgs {
             server: server.to_owned(),
+            token_file: None,
             token: Some(token.to_owned()),
             deprecated_token: None,
         }
     }
 
-    pub fn token(&self) -> anyhow::Result<&str> {
+    /// The token: from `--token-file`, else `--token` or its variables. A
+    /// file that cannot be read or holds nothing is an error naming the
+    /// file (never its content).
+    pub fn token(&self) -> anyhow::Result<String> {
+        if let Some(path) = &self.token_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--token-file: cannot read {}", path.display()))?;
+            let token = text.trim();
+            anyhow::ensure!(
+                !token.is_empty(),
+                "--token-file: {} holds no token",
+                path.display()
+            );
+            anyhow::ensure!(
+                !token.contains(char::is_whitespace),
+                "--token-file: {} holds more than one word: put the token alone in it",
+                path.display()
+            );
+            return Ok(token.to_owned());
+        }
         self.token
             .as_deref()
             .or(self.deprecated_token.as_deref())
-            .context("a submitter token is required: --token or BACKCHANNEL_SUBMITTER_TOKEN")
+            .map(str::to_owned)
+            .context("a token is required: --token-file, --token or BACKCHANNEL_SUBMITTER_TOKEN")
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -4,7 +4,9 @@
 use clap::Args;
 
 use crate::app;
-use crate::store::{self, Session, Target};
+use tokio_postgres::error::SqlState;
+
+use crate::store::{self, Session, StoreError, Target};
 
 #[derive(Debug, Clone, Args)]
 pub struct MigrateArgs {
@@ -52,22 +54,58 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<String> {
     }
     if let Some(role) = &args.grant {
         let session = connect(&target).await?;
-        store::migrate::grant(&session.client, role)
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "granting failed ({}): run it as the owner of schema backchannel, after \
-                     `backchannel migrate`",
-                    store::StoreError::from_ref(&e)
-                )
-            })?;
-        return Ok(format!("granted role {role} the rights of sql/grants.sql"));
+        return grant(&session, role).await;
     }
     let applied = app::migrate(&target).await?;
     Ok(format!(
         "applied {} migration(s); the schema is at version {}",
         applied.len(),
         store::migrate::latest()
+    ))
+}
+
+/// `--grant ROLE`: the role must exist; a refusal says why by SQLSTATE.
+async fn grant(session: &Session, role: &str) -> anyhow::Result<String> {
+    let exists = store::migrate::role_exists(&session.client, role)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot look the role up: {}", StoreError::from_ref(&e)))?;
+    if !exists {
+        anyhow::bail!(
+            "role {role} does not exist: create it first (as a role with CREATEROLE: CREATE \
+             ROLE {role} LOGIN PASSWORD '...'), then grant again; see {}",
+            store::migrate::postgres_doc()
+        );
+    }
+    store::migrate::grant(&session.client, role)
+        .await
+        .map_err(|e| {
+            let identified = StoreError::from_ref(&e);
+            let code = e.code();
+            let missing = [
+                SqlState::INVALID_SCHEMA_NAME,
+                SqlState::UNDEFINED_TABLE,
+                SqlState::UNDEFINED_FUNCTION,
+                SqlState::UNDEFINED_OBJECT,
+            ];
+            if code.is_some_and(|c| missing.contains(c)) {
+                anyhow::anyhow!(
+                    "granting failed ({identified}): the schema is not (fully) installed: run \
+                     `backchannel migrate` first, as its owner"
+                )
+            } else if code == Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
+                anyhow::anyhow!(
+                    "granting failed ({identified}): only the owner of schema backchannel may \
+                     grant its rights: use the owner's URL (the role that ran `backchannel \
+                     migrate`); see {}",
+                    store::migrate::postgres_doc()
+                )
+            } else {
+                anyhow::anyhow!("granting failed ({identified})")
+            }
+        })?;
+    Ok(format!(
+        "granted role {role} the rights of {}",
+        store::migrate::grants_file()
     ))
 }
 

@@ -21,7 +21,7 @@ pub mod submit;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
@@ -39,7 +39,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the broker (checks the schema first; BACKCHANNEL_MIGRATE=auto applies
     /// pending migrations).
-    Serve(Box<Settings>),
+    Serve(Box<ServeArgs>),
     /// Apply the migrations in sql/ as the schema's owner and exit; or print
     /// them (--print), or grant the runtime role its rights (--grant ROLE).
     Migrate(migrate::MigrateArgs),
@@ -63,16 +63,39 @@ pub enum Command {
     Manual { out: PathBuf },
 }
 
+/// `serve`: its settings, and the two checks that stop short of serving.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub settings: Settings,
+    /// Check everything serve needs and exit, like `nginx -t`: settings,
+    /// token files, both database URLs (connected), the sessions, the
+    /// schema's version and the role's rights; one line per check, exit 0
+    /// when serve would start, 1 otherwise. Never binds, serves or migrates.
+    #[arg(long)]
+    pub check: bool,
+    /// Check only the tokens and token files, by the rules a SIGHUP reload
+    /// applies, and exit 0 or 1 (no connection): run it before `kill -HUP`
+    /// (ExecReload) so that a reload the broker would refuse fails.
+    #[arg(long, conflicts_with = "check")]
+    pub check_tokens: bool,
+}
+
 impl Cli {
     /// Run the subcommand to its end.
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
-            Command::Serve(settings) => {
-                let running = app::start(*settings).await?;
-                app::shutdown_signal().await;
-                tracing::info!("shutdown signal received");
-                running.stop().await;
+            Command::Serve(args) if args.check => {
+                let report = app::check::check(&args.settings).await;
+                println!("{report}");
+                std::process::exit(report.code());
             }
+            Command::Serve(args) if args.check_tokens => {
+                let report = app::check::check_tokens(&args.settings);
+                println!("{report}");
+                std::process::exit(report.code());
+            }
+            Command::Serve(args) => app::serve(args.settings).await?,
             Command::Migrate(args) => print!("{}", with_newline(migrate::run(args).await?)),
             Command::Submit(args) => submit::check_done(&submit::run(args).await?)?,
             Command::Status(args) => std::process::exit(status::run(args).await),

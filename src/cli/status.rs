@@ -62,7 +62,7 @@ pub async fn report(args: &BrokerArgs, timeout: Duration) -> Result<Report, Unre
         .build()
         .map_err(|e| Unreachable::Usage(format!("cannot build the HTTP client: {e}")))?;
     let get = |path: &'static str| {
-        let request = client.get(args.url(path)).bearer_auth(token);
+        let request = client.get(args.url(path)).bearer_auth(&token);
         async move {
             let network = |e: reqwest::Error| Unreachable::Network {
                 server: args.server.clone(),

@@ -7,6 +7,7 @@ use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 use warp::{Rejection, Reply};
 
+use super::access::JobId;
 use crate::broker::BrokerError;
 use crate::job::Job;
 
@@ -103,6 +104,9 @@ impl Reply for ApiError {
         let mut response =
             warp::reply::with_status(warp::reply::json(&body), self.status).into_response();
         response.extensions_mut().insert(ErrorCode(self.code));
+        if let Some(job) = &self.job {
+            response.extensions_mut().insert(JobId(job.id));
+        }
         let headers = response.headers_mut();
         if let Some(seconds) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));

@@ -9,6 +9,7 @@ use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 use warp::{Rejection, Reply};
 
+use super::access::JobId;
 use super::auth::Grant;
 use super::error::ApiError;
 use super::input;
@@ -23,6 +24,7 @@ fn job_reply(job: &Job) -> Response {
         StatusCode::ACCEPTED
     };
     let mut response = warp::reply::with_status(warp::reply::json(job), status).into_response();
+    response.extensions_mut().insert(JobId(job.id));
     if !job.is_terminal() {
         let location = HeaderValue::from_str(&format!("/v1/jobs/{}", job.id)).expect("ascii");
         response.headers_mut().insert(header::LOCATION, location);
@@ -59,14 +61,21 @@ pub async fn get(
 pub async fn cancel(id: String, broker: Arc<Broker>) -> Result<Response, Rejection> {
     let id = input::job_id(&id).map_err(reject)?;
     let job = broker.cancel(id).await.map_err(reject)?;
-    Ok(warp::reply::json(&job).into_response())
+    Ok(job_answer(&job))
 }
 
 pub async fn answer(id: String, broker: Arc<Broker>, body: Value) -> Result<Response, Rejection> {
     let id = input::job_id(&id).map_err(reject)?;
     let answer = input::answer(body, broker.settings()).map_err(reject)?;
     let job = broker.answer(id, answer).await.map_err(reject)?;
-    Ok(warp::reply::json(&job).into_response())
+    Ok(job_answer(&job))
+}
+
+/// 200 with the job, named for the access log.
+fn job_answer(job: &Job) -> Response {
+    let mut response = warp::reply::json(job).into_response();
+    response.extensions_mut().insert(JobId(job.id));
+    response
 }
 
 /// The listener's stream. It ends when its token is removed by a reload:

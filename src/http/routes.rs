@@ -11,7 +11,7 @@ use warp::http::{HeaderValue, header};
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use super::auth::{self, LiveTokens, Role};
+use super::auth::{self, LISTENERS, LiveTokens, Role, STATUS_READERS, SUBMITTERS};
 use super::{body, documented, error, handlers, openapi};
 use crate::broker::Broker;
 
@@ -65,7 +65,7 @@ fn submit(
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
     warp::path!("v1" / "jobs")
         .and(warp::post())
-        .and(auth::require(tokens.clone(), Role::Submitter))
+        .and(auth::require(tokens.clone(), SUBMITTERS))
         .and(with(broker))
         .and(query())
         .and(json_body(broker))
@@ -79,7 +79,7 @@ fn get(
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
     warp::path!("v1" / "jobs" / String)
         .and(warp::get())
-        .and(auth::require(tokens.clone(), Role::Submitter))
+        .and(auth::require(tokens.clone(), SUBMITTERS))
         .and(with(broker))
         .and(query())
         .and_then(boxed!(handlers::get, id, broker, query))
@@ -92,7 +92,7 @@ fn cancel(
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
     warp::path!("v1" / "jobs" / String)
         .and(warp::delete())
-        .and(auth::require(tokens.clone(), Role::Submitter))
+        .and(auth::require(tokens.clone(), SUBMITTERS))
         .and(with(broker))
         .and_then(boxed!(handlers::cancel, id, broker))
 }
@@ -104,7 +104,7 @@ fn answer(
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
     warp::path!("v1" / "jobs" / String / "result")
         .and(warp::post())
-        .and(auth::require(tokens.clone(), Role::Listener))
+        .and(auth::require(tokens.clone(), LISTENERS))
         .and(with(broker))
         .and(json_body(broker))
         .and_then(boxed!(handlers::answer, id, broker, body))
@@ -123,26 +123,26 @@ fn stream(
         .and_then(boxed!(handlers::stream, grant, broker, listener_id))
 }
 
-/// `GET /v1/listener` (submitter).
+/// `GET /v1/listener` (submitter or monitor).
 fn listener(
     broker: &Arc<Broker>,
     tokens: &LiveTokens,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
     warp::path!("v1" / "listener")
         .and(warp::get())
-        .and(auth::require(tokens.clone(), Role::Submitter))
+        .and(auth::require(tokens.clone(), STATUS_READERS))
         .and(with(broker))
         .and_then(boxed!(handlers::listener, broker))
 }
 
-/// `GET /v1/stats` (submitter).
+/// `GET /v1/stats` (submitter or monitor).
 fn stats(
     broker: &Arc<Broker>,
     tokens: &LiveTokens,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
     warp::path!("v1" / "stats")
         .and(warp::get())
-        .and(auth::require(tokens.clone(), Role::Submitter))
+        .and(auth::require(tokens.clone(), STATUS_READERS))
         .and(with(broker))
         .and_then(boxed!(handlers::stats, broker))
 }

@@ -74,7 +74,7 @@ pub async fn serve<F>(
     let graceful = GracefulShutdown::new();
     let service = warp::service(routes);
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(error) => {
@@ -94,7 +94,7 @@ pub async fn serve<F>(
         let access = access.clone();
         let handler = service_fn(move |request: Request<Incoming>| {
             let mut service = service.clone();
-            let entry = access.start(&request);
+            let entry = access.start(&request, peer);
             // On the heap: hyper keeps the service's future in an allocation
             // of its own size for the whole life of the connection.
             entry.finish(Box::pin(service.call(detached(request))))

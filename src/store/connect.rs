@@ -119,7 +119,11 @@ impl Target {
 
     /// A failed connection in words: the variable, and what to change.
     pub fn explain(&self, error: &tokio_postgres::Error) -> String {
-        format!("{}: {}", self.variable, self.params.explain(error))
+        format!(
+            "{}: {}",
+            self.variable,
+            self.params.explain(&self.config, error)
+        )
     }
 }
 

@@ -10,7 +10,8 @@
 use tokio_postgres::Client;
 
 use super::sql::schema::{
-    APPLIED, CREATE_LEDGER, CREATE_SCHEMA, LEDGER_EXISTS, MIGRATE_LOCK, RECORD, SCHEMA_EXISTS,
+    APPLIED, CREATE_LEDGER, CREATE_SCHEMA, LEDGER_EXISTS, MIGRATE_LOCK, RECORD, ROLE_EXISTS,
+    SCHEMA_EXISTS,
 };
 use super::sql::{LOCK_MIGRATE, LOCK_NAMESPACE};
 
@@ -36,6 +37,21 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
 
 /// The grants of the runtime role, with the psql variable `:"role"`.
 pub const GRANTS: &str = include_str!("../../sql/grants.sql");
+
+/// Where the Debian package installs `sql/grants.sql` (messages name both).
+pub const INSTALLED_GRANTS: &str = "/usr/share/backchannel/sql/grants.sql";
+/// Where the Debian package installs `docs/postgres.md`, the DBA's page.
+pub const INSTALLED_POSTGRES_DOC: &str = "/usr/share/doc/backchannel/docs/postgres.md";
+
+/// `sql/grants.sql` by both its names, for messages.
+pub fn grants_file() -> String {
+    format!("{INSTALLED_GRANTS} (sql/grants.sql in the source tree)")
+}
+
+/// `docs/postgres.md` by both its names, for messages.
+pub fn postgres_doc() -> String {
+    format!("{INSTALLED_POSTGRES_DOC} (docs/postgres.md in the source tree)")
+}
 
 /// The schema version this build needs: its last migration.
 pub fn latest() -> i32 {
@@ -104,7 +120,9 @@ pub fn script(applied: &[i32], all: bool) -> Option<String> {
         "-- backchannel: schema migrations {} (this build needs version {}).\n\
          -- Run as the role that owns (or will own) schema backchannel, in one\n\
          -- transaction: psql -v ON_ERROR_STOP=1 -f this-file.sql\n\
-         -- Then grant the runtime role its rights: sql/grants.sql.\n\n\
+         -- Then grant the runtime role its rights: backchannel migrate --grant ROLE,\n\
+         -- or psql -v role=ROLE -f {INSTALLED_GRANTS}\n\
+         -- (sql/grants.sql in the source tree). See {INSTALLED_POSTGRES_DOC}.\n\n\
          BEGIN;\n\
          SELECT pg_advisory_xact_lock({LOCK_NAMESPACE}, {LOCK_MIGRATE});\n\
          {CREATE_SCHEMA};\n\
@@ -131,6 +149,11 @@ pub fn grants(role: &str) -> String {
 /// Grant `role` the rights of `sql/grants.sql` (run as the schema's owner).
 pub async fn grant(client: &Client, role: &str) -> Result<(), tokio_postgres::Error> {
     client.batch_execute(&grants(role)).await
+}
+
+/// Whether a role of that name exists in the cluster.
+pub async fn role_exists(client: &Client, role: &str) -> Result<bool, tokio_postgres::Error> {
+    Ok(client.query_one(ROLE_EXISTS, &[&role]).await?.get(0))
 }
 
 #[cfg(test)]

@@ -1,11 +1,13 @@
 //! The start-up check that a dedicated session is a real session: behind a
 //! transaction-pooling proxy, LISTEN and session advisory locks would
-//! silently stop working.
+//! silently stop working. And [`who_and_where`], what `serve --check` says
+//! of a connection.
 
 use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
 
 use super::sql::LOCK_PROBE_NAMESPACE;
+use super::sql::schema::WHO_AND_WHERE;
 use super::sql::session::{
     BACKEND_PID, PROBE_LISTEN, PROBE_LISTENING, PROBE_LOCK, PROBE_LOCK_HELD, PROBE_UNLISTEN,
     PROBE_UNLOCK,
@@ -36,4 +38,33 @@ pub async fn probe_session(client: &Client) -> Result<Option<&'static str>, toki
         ));
     }
     Ok(None)
+}
+
+/// A connection's role, database and server version.
+#[derive(Debug, Clone)]
+pub struct WhoAndWhere {
+    pub role: String,
+    pub database: String,
+    pub server_version: String,
+}
+
+/// The role, database and server version of `client`'s connection, by a
+/// simple query (no prepared statement: it may go through a transaction
+/// pooler).
+pub async fn who_and_where(client: &Client) -> Result<WhoAndWhere, tokio_postgres::Error> {
+    let messages = client.simple_query(WHO_AND_WHERE).await?;
+    let row = messages.iter().find_map(|message| match message {
+        tokio_postgres::SimpleQueryMessage::Row(row) => Some(row),
+        _ => None,
+    });
+    let column = |i: usize| {
+        row.and_then(|row| row.get(i))
+            .unwrap_or("(unknown)")
+            .to_owned()
+    };
+    Ok(WhoAndWhere {
+        role: column(0),
+        database: column(1),
+        server_version: column(2),
+    })
 }

@@ -54,7 +54,9 @@ impl Rights {
 fn grant_advice(role: &str) -> String {
     format!(
         "as the schema's owner, run `backchannel migrate --grant {role}` (or: psql -v \
-         role={role} -f sql/grants.sql)"
+         role={role} -f {}); see {}",
+        migrate::grants_file(),
+        migrate::postgres_doc()
     )
 }
 
@@ -67,6 +69,17 @@ fn lacking(role: &str, variable: &str, missing: &[String]) -> Option<String> {
         missing.join(", "),
         grant_advice(role)
     ))
+}
+
+impl Version {
+    /// The version as a number: 0 when not installed, -1 when unreadable.
+    pub fn number(self) -> i32 {
+        match self {
+            Version::NotInstalled => 0,
+            Version::Unreadable => -1,
+            Version::At(version) => version,
+        }
+    }
 }
 
 impl Found {

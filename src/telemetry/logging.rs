@@ -31,10 +31,42 @@ fn colour() -> bool {
     std::io::stderr().is_terminal() && !no_color
 }
 
+/// Whether `BACKCHANNEL_LOG_FORMAT` asks for JSON.
+fn json_format() -> bool {
+    std::env::var("BACKCHANNEL_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"))
+}
+
+/// The error that ends the program, on stderr: with JSON logs, one JSON
+/// object shaped like the log's own lines (`level` `ERROR`, the message and
+/// the error with its causes in `fields`), written whatever `RUST_LOG`
+/// says, so that a log pipeline parses it; else `Error: ...` as a program
+/// returning an error from `main` prints it. The messages name variables
+/// and files, never a secret.
+pub fn fatal(error: &anyhow::Error) -> std::process::ExitCode {
+    if json_format() {
+        eprintln!("{}", fatal_line(error));
+    } else {
+        eprintln!("Error: {error:?}");
+    }
+    std::process::ExitCode::FAILURE
+}
+
+fn fatal_line(error: &anyhow::Error) -> serde_json::Value {
+    let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    serde_json::json!({
+        "timestamp": timestamp,
+        "level": "ERROR",
+        "fields": {
+            "message": "exiting on an error",
+            "error": format!("{error:#}"),
+        },
+        "target": "backchannel",
+    })
+}
+
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let json =
-        std::env::var("BACKCHANNEL_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let json = json_format();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -50,4 +82,22 @@ pub fn init() {
     } else {
         builder.finish().with(cap).try_init()
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fatal_line_is_json_with_the_causes() {
+        let error = anyhow::anyhow!("connection refused").context("cannot connect: DATABASE_URL");
+        let line = fatal_line(&error).to_string();
+        let parsed: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(parsed["level"], "ERROR");
+        assert_eq!(
+            parsed["fields"]["error"],
+            "cannot connect: DATABASE_URL: connection refused"
+        );
+        assert!(!line.contains('\n'));
+    }
 }

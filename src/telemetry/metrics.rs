@@ -39,6 +39,14 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+/// A configured token, by its id (the first 12 hex digits of its SHA-256)
+/// and role: only configured tokens get a series, so they stay few.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    pub token_id: String,
+    pub role: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
     pub result: &'static str,
@@ -76,7 +84,7 @@ impl Metrics {
     pub fn new() -> Metrics {
         let (jobs, stream) = (JobMetrics::new(), StreamMetrics::default());
         let (wake, database) = (WakeMetrics::new(), DatabaseMetrics::new());
-        let (http, ready) = (HttpMetrics::default(), Gauge::default());
+        let (http, ready) = (HttpMetrics::new(), Gauge::default());
         let exposition = Exposition::new("backchannel", |r| {
             http.register(r);
             database.register(r);
@@ -292,15 +300,52 @@ impl DatabaseMetrics {
 pub struct HttpMetrics {
     pub requests: Family<RequestLabels, Counter>,
     pub refused: Family<ReasonLabel, Counter>,
+    pub token_requests: Family<TokenLabels, Counter>,
     pub token_reloads: Family<ResultLabel, Counter>,
+    /// 1 while the token files were refused at the last reload.
+    pub tokens_stale: Gauge,
+    /// The token series in force (see [`HttpMetrics::tokens_configured`]).
+    token_series: std::sync::Mutex<Vec<TokenLabels>>,
 }
 
 impl HttpMetrics {
+    fn new() -> HttpMetrics {
+        let http = HttpMetrics::default();
+        for result in ["applied", "refused"] {
+            let _ = http.token_reloads.get_or_create(&ResultLabel { result });
+        }
+        http
+    }
+
     fn register(&self, r: &mut Registry) {
         register!(r,
             self.requests => "http_requests", "Requests answered, by method, route template and status";
             self.refused => "http_refused", "Requests refused with a 4xx, by the error code of the answer";
+            self.token_requests => "token_requests", "Requests carrying a configured token, by token id (the first 12 hex digits of its SHA-256) and role, whatever the answer";
             self.token_reloads => "token_reloads", "Token files re-read on SIGHUP, by result (applied or refused)";
+            self.tokens_stale => "tokens_stale", "1 when the last SIGHUP's token files were refused: the tokens in force are not those of the files";
         );
+    }
+
+    /// The tokens now configured (id, role): each gets its series of
+    /// `token_requests` from 0 (so that "no request with this token since"
+    /// can be read off), and the series of a token no longer configured is
+    /// removed.
+    pub fn tokens_configured(&self, tokens: &[(String, &'static str)]) {
+        let now: Vec<TokenLabels> = tokens
+            .iter()
+            .map(|(token_id, role)| TokenLabels {
+                token_id: token_id.clone(),
+                role,
+            })
+            .collect();
+        let mut series = self.token_series.lock().expect("token series lock");
+        for gone in series.iter().filter(|labels| !now.contains(labels)) {
+            self.token_requests.remove(gone);
+        }
+        for labels in &now {
+            let _ = self.token_requests.get_or_create(labels);
+        }
+        *series = now;
     }
 }

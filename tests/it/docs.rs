@@ -53,6 +53,10 @@ const OUTSIDE_HELP: &[(&str, &str)] = &[
         "HOSTNAME",
         "a fallback for the default instance id and listener id",
     ),
+    (
+        "NOTIFY_SOCKET",
+        "set by systemd for Type=notify units, read by serve to send READY=1",
+    ),
 ];
 
 /// The pages whose relative links must resolve.

@@ -35,16 +35,16 @@ impl Grant {
     }
 }
 
-/// A filter that passes requests carrying a token of `role`.
+/// A filter that passes requests carrying a token of a role in `allowed`.
 pub fn require(
     tokens: LiveTokens,
-    role: Role,
+    allowed: &'static [Role],
 ) -> impl Filter<Extract = (), Error = warp::Rejection> + Clone {
     warp::header::headers_cloned()
         .and_then(move |headers: HeaderMap| {
             let result = tokens
                 .current()
-                .check(&headers, role)
+                .check(&headers, allowed)
                 .map_err(warp::reject::custom);
             std::future::ready(result)
         })
@@ -58,7 +58,9 @@ pub fn grant(
 ) -> impl Filter<Extract = (Grant,), Error = warp::Rejection> + Clone {
     warp::header::headers_cloned().and_then(move |headers: HeaderMap| {
         let mut receiver = tokens.subscribe();
-        let checked = receiver.borrow_and_update().authorize(&headers, role);
+        let checked = receiver
+            .borrow_and_update()
+            .authorize(&headers, std::slice::from_ref(&role));
         let result = checked
             .map(|digest| Grant {
                 digest,

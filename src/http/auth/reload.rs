@@ -7,9 +7,10 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::Tokens;
+use super::{Role, Tokens};
 use crate::config::{ConfigError, Settings};
 use crate::telemetry::metrics::{Metrics, ResultLabel};
+use crate::telemetry::systemd::Notifier;
 
 /// The token set in force. Every request is checked against the current set;
 /// [`reload`](LiveTokens::reload) replaces it (on SIGHUP), and a stream ends
@@ -36,6 +37,18 @@ impl LiveTokens {
         self.0.subscribe()
     }
 
+    /// Give every configured token its series in the metrics (see
+    /// [`HttpMetrics::tokens_configured`](crate::telemetry::metrics::HttpMetrics::tokens_configured)).
+    pub fn publish(&self, metrics: &Metrics) {
+        let ids: Vec<(String, &'static str)> = self
+            .current()
+            .all_ids()
+            .into_iter()
+            .map(|(id, role)| (id.to_string(), role.name()))
+            .collect();
+        metrics.http.tokens_configured(&ids);
+    }
+
     /// Read the token files again, with the same rules as at start-up. A set
     /// that breaks a rule is not applied: the tokens in force stay, and the
     /// log says why (naming the variable, file and line, never a token).
@@ -44,10 +57,10 @@ impl LiveTokens {
         let label = |result| ResultLabel { result };
         match &result {
             Ok(tokens) => {
-                let (submitters, listeners) = tokens.counts();
                 tracing::info!(
-                    submitter_tokens = submitters,
-                    listener_tokens = listeners,
+                    submitter_tokens = tokens.count(Role::Submitter),
+                    listener_tokens = tokens.count(Role::Listener),
+                    monitor_tokens = tokens.count(Role::Monitor),
                     "tokens reloaded"
                 );
                 metrics
@@ -55,6 +68,7 @@ impl LiveTokens {
                     .token_reloads
                     .get_or_create(&label("applied"))
                     .inc();
+                metrics.http.tokens_stale.set(0);
             }
             Err(error) => {
                 tracing::error!(%error, "tokens not reloaded; the tokens in force stay");
@@ -63,21 +77,26 @@ impl LiveTokens {
                     .token_reloads
                     .get_or_create(&label("refused"))
                     .inc();
+                metrics.http.tokens_stale.set(1);
             }
         }
         let tokens = result?;
         self.0.send_replace(Arc::new(tokens));
+        self.publish(metrics);
         Ok(())
     }
 
     /// Reload on every SIGHUP until `shutdown`. The handler is installed
     /// here, before the returned future runs: a SIGHUP that arrives as soon as
     /// the instance answers must not end the process (SIGHUP's default).
+    /// systemd is told `RELOADING=1` before, `READY=1` (with the outcome in
+    /// `STATUS=`) after each reload.
     pub fn reload_on_hangup(
         self,
         settings: Arc<Settings>,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
+        notifier: Notifier,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         use tokio::signal::unix::{SignalKind, signal};
         let hangup = signal(SignalKind::hangup());
@@ -89,7 +108,7 @@ impl LiveTokens {
                     return;
                 }
             };
-            self.reload_loop(&mut hangup, &settings, &metrics, &shutdown)
+            self.reload_loop(&mut hangup, &settings, &metrics, &shutdown, &notifier)
                 .await;
         }
     }
@@ -100,12 +119,20 @@ impl LiveTokens {
         settings: &Settings,
         metrics: &Metrics,
         shutdown: &CancellationToken,
+        notifier: &Notifier,
     ) {
         loop {
             tokio::select! {
                 _ = hangup.recv() => {
                     tracing::info!("SIGHUP: reading the token files again");
-                    let _ = self.reload(settings, metrics);
+                    notifier.reloading();
+                    match self.reload(settings, metrics) {
+                        Ok(()) => notifier.reloaded("serving; tokens reloaded"),
+                        Err(_) => notifier.reloaded(
+                            "serving; the token files were refused at the last reload (see the \
+                             log): the tokens in force stay",
+                        ),
+                    }
                 }
                 _ = shutdown.cancelled() => return,
             }

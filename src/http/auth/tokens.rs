@@ -29,47 +29,73 @@ impl Tokens {
     /// The tokens of `settings`: the lists plus the token files. A file that
     /// cannot be read, holds no token, or holds a token shorter than
     /// [`MIN_TOKEN_LEN`] or with spaces in it is refused, and so is a token
-    /// configured for both roles; the message names the variable, the file
-    /// and the line, never the token.
+    /// configured for two roles; the message names the variable, the file
+    /// and the line, never the token. Submitter and listener tokens are
+    /// required; monitor tokens are optional (a named file must hold one).
     pub fn load(settings: &Settings) -> Result<Tokens, ConfigError> {
         let mut submitter = settings.submitter_tokens.clone();
         let mut listener = settings.listener_tokens.clone();
+        let mut monitor = settings.monitor_tokens.clone();
         let files = [
             (
-                "BACKCHANNEL_SUBMITTER_TOKENS_FILE",
+                Role::Submitter,
                 &settings.submitter_tokens_file,
                 &mut submitter,
             ),
             (
-                "BACKCHANNEL_LISTENER_TOKENS_FILE",
+                Role::Listener,
                 &settings.listener_tokens_file,
                 &mut listener,
             ),
+            (Role::Monitor, &settings.monitor_tokens_file, &mut monitor),
         ];
-        for (name, file, tokens) in files {
+        for (role, file, tokens) in files {
             if let Some(path) = file {
-                tokens.extend(read_token_file(name, path)?);
+                tokens.extend(read_token_file(&role.file_variable(), path)?);
             }
         }
-        check_tokens("submitter", "BACKCHANNEL_SUBMITTER_TOKENS", &submitter)?;
-        check_tokens("listener", "BACKCHANNEL_LISTENER_TOKENS", &listener)?;
-        if submitter.iter().any(|t| listener.iter().any(|l| l == t)) {
-            return Err(ConfigError(
-                "the same token is configured for both roles (BACKCHANNEL_SUBMITTER_TOKENS and BACKCHANNEL_LISTENER_TOKENS, or their _FILE): submitter and listener tokens must differ".into(),
-            ));
+        if monitor.iter().all(|t| t.trim().is_empty()) {
+            monitor.clear();
+        } else {
+            check_tokens(Role::Monitor, &monitor)?;
         }
-        Ok(Tokens::new(&submitter, &listener))
+        check_tokens(Role::Submitter, &submitter)?;
+        check_tokens(Role::Listener, &listener)?;
+        let lists = [
+            (Role::Submitter, &submitter),
+            (Role::Listener, &listener),
+            (Role::Monitor, &monitor),
+        ];
+        for (i, (one, these)) in lists.iter().enumerate() {
+            for (other, those) in &lists[i + 1..] {
+                if these.iter().any(|t| those.contains(t)) {
+                    return Err(ConfigError(format!(
+                        "the same token is configured for both roles {} and {} ({} and {}, \
+                         or their _FILE): a token belongs to one role",
+                        one.name(),
+                        other.name(),
+                        one.variable(),
+                        other.variable()
+                    )));
+                }
+            }
+        }
+        Ok(Tokens::with_roles(&[
+            (Role::Submitter, &submitter),
+            (Role::Listener, &listener),
+            (Role::Monitor, &monitor),
+        ]))
     }
 
     pub fn new(submitter: &[String], listener: &[String]) -> Tokens {
-        let tokens = submitter
+        Tokens::with_roles(&[(Role::Submitter, submitter), (Role::Listener, listener)])
+    }
+
+    /// The tokens of each role.
+    pub fn with_roles(roles: &[(Role, &[String])]) -> Tokens {
+        let tokens = roles
             .iter()
-            .map(|t| (digest(t.as_bytes()), Role::Submitter))
-            .chain(
-                listener
-                    .iter()
-                    .map(|t| (digest(t.as_bytes()), Role::Listener)),
-            )
+            .flat_map(|(role, tokens)| tokens.iter().map(|t| (digest(t.as_bytes()), *role)))
             .collect();
         Tokens { tokens }
     }
@@ -89,27 +115,51 @@ impl Tokens {
         found
     }
 
-    /// How many tokens each role has (submitter, listener).
-    pub fn counts(&self) -> (usize, usize) {
-        let submitters = self
-            .tokens
+    /// How many tokens `role` has.
+    pub fn count(&self, role: Role) -> usize {
+        self.tokens.iter().filter(|(_, r)| *r == role).count()
+    }
+
+    /// The ids of `role`'s tokens ([`TokenId`]), in the order configured.
+    pub fn ids(&self, role: Role) -> Vec<TokenId> {
+        self.tokens
             .iter()
-            .filter(|(_, role)| *role == Role::Submitter)
-            .count();
-        (submitters, self.tokens.len() - submitters)
+            .filter(|(_, r)| *r == role)
+            .map(|(digest, _)| TokenId::of_digest(digest))
+            .collect()
     }
 
-    /// Check the request's bearer token against `required`.
-    pub fn check(&self, headers: &HeaderMap, required: Role) -> Result<(), ApiError> {
-        self.authorize(headers, required).map(|_| ())
+    /// Every configured token's id with its role.
+    pub fn all_ids(&self) -> Vec<(TokenId, Role)> {
+        self.tokens
+            .iter()
+            .map(|(digest, role)| (TokenId::of_digest(digest), *role))
+            .collect()
     }
 
-    /// Check the request's bearer token against `required`; the digest of the
+    /// The id and role of the request's bearer token, when it is a
+    /// configured one (of any role); `None` without a token or with an
+    /// unknown one. For the access log.
+    pub fn identify(&self, headers: &HeaderMap) -> Option<(TokenId, Role)> {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| bearer(v.as_bytes()))?;
+        let presented = digest(presented);
+        let role = self.role_of_digest(&presented)?;
+        Some((TokenId::of_digest(&presented), role))
+    }
+
+    /// Check the request's bearer token: it must be one of a role in `allowed`.
+    pub fn check(&self, headers: &HeaderMap, allowed: &[Role]) -> Result<(), ApiError> {
+        self.authorize(headers, allowed).map(|_| ())
+    }
+
+    /// Check the request's bearer token against `allowed`; the digest of the
     /// token on success.
     pub(super) fn authorize(
         &self,
         headers: &HeaderMap,
-        required: Role,
+        allowed: &[Role],
     ) -> Result<[u8; 32], ApiError> {
         let presented = headers
             .get(header::AUTHORIZATION)
@@ -120,17 +170,54 @@ impl Tokens {
         let presented = digest(presented);
         match self.role_of_digest(&presented) {
             None => Err(unauthorized("the bearer token is not valid")),
-            Some(role) if role == required => Ok(presented),
-            Some(role) => Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!(
-                    "a {} token cannot use this endpoint; it needs a {} token",
-                    role.name(),
-                    required.name()
-                ),
-            )),
+            Some(role) if allowed.contains(&role) => Ok(presented),
+            Some(role) => {
+                let needed: Vec<&str> = allowed.iter().map(|r| r.name()).collect();
+                Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    format!(
+                        "a {} token cannot use this endpoint; it needs a {} token",
+                        role.name(),
+                        needed.join(" or ")
+                    ),
+                ))
+            }
         }
+    }
+}
+
+/// A token's identity in logs and metrics: the first 12 hex digits of its
+/// SHA-256 (`printf %s "$token" | sha256sum | cut -c1-12`). It names a
+/// configured token without revealing it: 48 bits of a hash cannot be turned
+/// back into a token of 16 characters or more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TokenId([u8; 12]);
+
+impl TokenId {
+    fn of_digest(digest: &[u8; 32]) -> TokenId {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut id = [0u8; 12];
+        for (i, byte) in digest[..6].iter().enumerate() {
+            id[2 * i] = HEX[usize::from(byte >> 4)];
+            id[2 * i + 1] = HEX[usize::from(byte & 0xf)];
+        }
+        TokenId(id)
+    }
+
+    /// The id of `token`.
+    pub fn of(token: &str) -> TokenId {
+        TokenId::of_digest(&digest(token.as_bytes()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("hex digits")
+    }
+}
+
+impl std::fmt::Display for TokenId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -150,10 +237,12 @@ fn unauthorized(message: &str) -> ApiError {
     e
 }
 
-fn check_tokens(role: &str, name: &str, tokens: &[String]) -> Result<(), ConfigError> {
+fn check_tokens(role: Role, tokens: &[String]) -> Result<(), ConfigError> {
+    let name = role.variable();
     if tokens.is_empty() || tokens.iter().all(|t| t.trim().is_empty()) {
         return Err(ConfigError(format!(
-            "no {role} token: set {name} (comma-separated) or {name}_FILE (one per line)"
+            "no {} token: set {name} (comma-separated) or {name}_FILE (one per line)",
+            role.name()
         )));
     }
     for (i, token) in tokens.iter().enumerate() {
@@ -238,6 +327,24 @@ mod tests {
         );
 
         let mut s = valid();
+        s.monitor_tokens = s.listener_tokens.clone();
+        let e = load(&s);
+        assert!(
+            e.contains("both roles")
+                && e.contains("BACKCHANNEL_MONITOR_TOKENS")
+                && !e.contains("listener-token-0123456789"),
+            "{e}"
+        );
+
+        let mut s = valid();
+        s.monitor_tokens = vec!["mon-short".into()];
+        let e = load(&s);
+        assert!(
+            e.contains("BACKCHANNEL_MONITOR_TOKENS") && !e.contains("mon-short"),
+            "{e}"
+        );
+
+        let mut s = valid();
         s.submitter_tokens = vec![];
         assert!(load(&s).contains("BACKCHANNEL_SUBMITTER_TOKENS"));
     }
@@ -254,5 +361,29 @@ mod tests {
             Some(Role::Listener)
         );
         assert_eq!(tokens.role_of(b"listener-token-012345678"), None);
+        assert_eq!(
+            tokens.count(Role::Monitor),
+            0,
+            "monitor tokens are optional"
+        );
+
+        let mut s = valid();
+        s.monitor_tokens = vec!["monitor-token-0123456789".into()];
+        let tokens = Tokens::load(&s).unwrap();
+        assert_eq!(
+            tokens.role_of(b"monitor-token-0123456789"),
+            Some(Role::Monitor)
+        );
+    }
+
+    #[test]
+    fn a_token_id_is_the_start_of_its_sha256() {
+        // printf %s submitter-token-0123456789 | sha256sum
+        let id = TokenId::of("submitter-token-0123456789");
+        assert_eq!(id.as_str().len(), 12);
+        assert!(id.as_str().bytes().all(|b| b.is_ascii_hexdigit()));
+        let full: [u8; 32] = Sha256::digest(b"submitter-token-0123456789").into();
+        let hex: String = full[..6].iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(id.as_str(), hex);
     }
 }

@@ -58,3 +58,13 @@ pub const RUNTIME_RIGHTS: &str = "SELECT r.privilege || ' on ' || r.label,
 
 /// Who the broker is in the database.
 pub const CURRENT_ROLE: &str = "SELECT current_user::text";
+
+/// Who and where a connection is, for `serve --check`: the role, the
+/// database and the server's version. Sent as a simple query (it may go
+/// through a transaction pooler).
+pub const WHO_AND_WHERE: &str = "SELECT current_user::text, current_database()::text,
+    current_setting('server_version')";
+
+/// Whether a role of that name exists (`migrate --grant ROLE`).
+pub const ROLE_EXISTS: &str =
+    "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)";

@@ -28,6 +28,8 @@ mod verify;
 
 use std::path::PathBuf;
 
+pub use explain::endpoints;
+
 /// libpq's `sslmode`, less `allow` (plain first, TLS only when refused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SslMode {

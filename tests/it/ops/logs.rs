@@ -1,5 +1,6 @@
-//! The logs: the access log by route template (and off when asked), JSON
-//! lines that carry the job id, and no personal data or token even at debug
+//! The logs: the access log by route template (and off when asked), with
+//! who asked (client, token id) and which job; JSON lines that carry the job
+//! id, a fatal error as JSON, and no personal data or token even at debug
 //! level for every crate.
 
 use serde_json::{Value, json};
@@ -338,4 +339,175 @@ async fn json_logs_parse_and_carry_the_job_id() {
 
 fn logs(broker: &BrokerProcess) -> String {
     broker.logs.lock().unwrap().join("\n")
+}
+
+/// The first 12 hex digits of a token's SHA-256, as an operator computes
+/// them: `printf %s "$token" | sha256sum | cut -c1-12`.
+fn token_id(token: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(token.as_bytes());
+    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn json_access_lines_say_who_and_which_job_and_never_the_token() {
+    let db = TestDb::new().await;
+    let bc = BrokerProcess::spawn_logged(
+        &db.url,
+        &[
+            ("BACKCHANNEL_LOG_FORMAT", "json"),
+            ("RUST_LOG", "info"),
+            ("BACKCHANNEL_TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8"),
+        ],
+    )
+    .await;
+    let client = bc.client();
+    let mut sse = client.stream(None).await.expect("stream");
+    // A submit through the trusted proxy (the test): the client is the
+    // nearest untrusted address of X-Forwarded-For, not the first one.
+    let r = client
+        .send(
+            client
+                .submit_request(&json!({"kind": "audited"}), None)
+                .header("X-Forwarded-For", "6.6.6.6, 203.0.113.9, 10.1.1.1"),
+        )
+        .await;
+    assert_eq!(r.status, 202);
+    let id = r.body["id"].as_i64().unwrap();
+    sse.next_job(LONG).await.expect("job");
+    assert_eq!(client.answer(id, json!({"result": 1})).await.status, 200);
+    assert_eq!(client.get(id, None).await.status, 200);
+    // An unknown token: no token id.
+    let r = client
+        .send(
+            client
+                .http
+                .get(client.url("/v1/stats"))
+                .bearer_auth("unknown-token-00000000"),
+        )
+        .await;
+    assert_eq!(r.status, 401);
+
+    let access = || {
+        bc.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|l| l["target"] == "backchannel::access")
+            .map(|l| l["fields"].clone())
+            .collect::<Vec<_>>()
+    };
+    let find = |lines: &[Value], method: &str, route: &str| {
+        lines
+            .iter()
+            .find(|l| l["method"] == method && l["route"] == route)
+            .cloned()
+    };
+    assert!(
+        eventually(LONG, || async {
+            let lines = access();
+            [
+                ("POST", "/v1/jobs"),
+                ("POST", "/v1/jobs/{id}/result"),
+                ("GET", "/v1/jobs/{id}"),
+                ("GET", "/v1/stats"),
+            ]
+            .iter()
+            .all(|(m, r)| find(&lines, m, r).is_some())
+        })
+        .await,
+        "{:?}",
+        access()
+    );
+    let lines = access();
+    let submit = find(&lines, "POST", "/v1/jobs").unwrap();
+    assert_eq!(submit["client"], "203.0.113.9", "{submit}");
+    assert_eq!(submit["token_id"], token_id(SUBMITTER), "{submit}");
+    assert_eq!(submit["role"], "submitter");
+    assert_eq!(submit["job_id"], id, "{submit}");
+    let answer = find(&lines, "POST", "/v1/jobs/{id}/result").unwrap();
+    assert_eq!(
+        answer["client"], "127.0.0.1",
+        "no X-Forwarded-For: the peer"
+    );
+    assert_eq!(answer["token_id"], token_id(LISTENER));
+    assert_eq!(answer["role"], "listener");
+    assert_eq!(answer["job_id"], id);
+    let read = find(&lines, "GET", "/v1/jobs/{id}").unwrap();
+    assert_eq!(read["job_id"], id);
+    let refused = find(&lines, "GET", "/v1/stats").unwrap();
+    assert_eq!(refused["status"], 401);
+    assert!(refused.get("token_id").is_none(), "{refused}");
+    assert!(refused.get("job_id").is_none(), "{refused}");
+    // The start-up line names the version and the schema's.
+    let started = bc
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["fields"]["message"] == "backchannel listening")
+        .expect("the start-up line");
+    assert_eq!(started["fields"]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        started["fields"]["schema_version"],
+        backchannel::store::migrate::latest()
+    );
+    let all = bc.logs.lock().unwrap().join("\n");
+    for never in [SUBMITTER, LISTENER, "unknown-token-00000000", "6.6.6.6"] {
+        assert!(!all.contains(never), "{never} reached the log");
+    }
+
+    // Requests per configured token, from 0: the rotation procedure's check.
+    let metrics = client.metrics().await;
+    let count = |token: &str, role: &str| {
+        sample(
+            &metrics,
+            &format!(
+                r#"backchannel_token_requests_total{{token_id="{}",role="{role}"}}"#,
+                token_id(token)
+            ),
+        )
+    };
+    assert_eq!(count(SUBMITTER, "submitter"), Some(2.0), "{metrics}");
+    assert!(count(LISTENER, "listener") >= Some(2.0), "{metrics}");
+    assert!(!metrics.contains(&token_id("unknown-token-00000000")));
+}
+
+#[test]
+fn a_fatal_start_up_error_in_json_format_is_json() {
+    let port = crate::support::procs::free_port();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_backchannel"))
+        .arg("serve")
+        .env_clear()
+        .env(
+            "DATABASE_URL",
+            format!("postgres://nobody:pw-4711@127.0.0.1:{port}/x"),
+        )
+        .env("BACKCHANNEL_SUBMITTER_TOKENS", SUBMITTER)
+        .env("BACKCHANNEL_LISTENER_TOKENS", LISTENER)
+        .env("BACKCHANNEL_LOG_FORMAT", "json")
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    let fatal = lines
+        .iter()
+        .find(|l| l["level"] == "ERROR")
+        .unwrap_or_else(|| panic!("no error line, even with RUST_LOG=off: {stderr}"));
+    let error = fatal["fields"]["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("127.0.0.1:{port}")) && error.contains("connection refused"),
+        "{error}"
+    );
+    assert!(
+        !stderr.contains("pw-4711") && !stderr.contains(SUBMITTER),
+        "{stderr}"
+    );
 }

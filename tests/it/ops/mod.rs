@@ -2,12 +2,15 @@
 //! DBA's settings, connection strings, TLS and PgBouncer in front of
 //! PostgreSQL, logs, metrics and what deploy/ builds on them.
 
+mod check;
 mod cli;
 mod conninfo;
 mod dba_settings;
 mod deploy;
 mod logs;
 mod metrics;
+mod monitor;
+mod notify;
 mod papercuts;
 mod pgbouncer;
 mod privileges;

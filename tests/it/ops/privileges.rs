@@ -284,3 +284,80 @@ async fn every_role_serve_uses_is_checked_the_pool_s_included() {
     let r = bc.submit(json!({"kind": "two.roles"}), None).await;
     assert_eq!(r.status, 202, "{:?}", r.body);
 }
+
+#[tokio::test]
+async fn grant_names_a_missing_role_and_a_missing_schema() {
+    let owner = Role::create("owner").await;
+    let someone = Role::create("someone").await;
+    let db = TestDb::new().await;
+    let admin = db.client().await;
+    admin
+        .batch_execute(&format!(
+            "GRANT CREATE ON DATABASE {} TO {}",
+            db.name, owner.0
+        ))
+        .await
+        .unwrap();
+    let owner_url = url_as(&db, &owner);
+
+    // Before the schema exists: say to migrate first.
+    let (ok, _, stderr) = migrate(&owner_url, &["--grant", &someone.0]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("not (fully) installed") && stderr.contains("backchannel migrate"),
+        "{stderr}"
+    );
+
+    let (ok, _, stderr) = migrate(&owner_url, &[]);
+    assert!(ok, "{stderr}");
+    // A role that does not exist: said so, not an ownership complaint.
+    let (ok, _, stderr) = migrate(&owner_url, &["--grant", "nosuchrole"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("role nosuchrole does not exist") && stderr.contains("CREATE ROLE"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("owner"), "{stderr}");
+    assert!(
+        stderr.contains("/usr/share/doc/backchannel/docs/postgres.md")
+            && stderr.contains("docs/postgres.md in the source tree"),
+        "{stderr}"
+    );
+    // A role that may not grant (not the owner): the ownership message.
+    let (ok, _, stderr) = migrate(&url_as(&db, &someone), &["--grant", &someone.0]);
+    assert!(!ok);
+    assert!(stderr.contains("only the owner"), "{stderr}");
+    let (ok, out, stderr) = migrate(&owner_url, &["--grant", &someone.0]);
+    assert!(ok, "{stderr}");
+    assert!(
+        out.contains("/usr/share/backchannel/sql/grants.sql"),
+        "{out}"
+    );
+}
+
+/// The migrations are in the binary: `migrate --print --all` works from a
+/// copy of it far from the source tree, as the installed one does.
+#[test]
+fn migrate_print_needs_no_source_tree() {
+    let dir = std::env::temp_dir().join(format!("bc-bin-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join("backchannel");
+    std::fs::copy(env!("CARGO_BIN_EXE_backchannel"), &copy).unwrap();
+    let output = Command::new(&copy)
+        .args(["migrate", "--print", "--all"])
+        .current_dir("/")
+        .env_clear()
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let script = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    for (_, name, sql) in backchannel::store::migrate::MIGRATIONS {
+        assert!(script.contains(&format!("-- {name}")), "{name}");
+        assert!(script.contains(sql.trim_end()), "{name}");
+    }
+    assert!(
+        script.contains("/usr/share/backchannel/sql/grants.sql"),
+        "{script}"
+    );
+}

@@ -7,6 +7,7 @@
 
 pub mod agent;
 mod db;
+pub mod files;
 mod instance;
 pub mod pgbouncer;
 pub mod pki;
