@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::preflight;
-use crate::broker::Broker;
+use crate::broker::{Broker, SealGate};
 use crate::config::{Settings, StatementMode};
 use crate::http::{self, access::AccessLog, auth::LiveTokens};
 use crate::store::connect::OwnBackends;
@@ -46,6 +46,7 @@ fn instance_name(settings: &Settings) -> String {
 pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     settings.validate()?;
     let tokens = LiveTokens::load(&settings)?;
+    let seal_gate = SealGate::load(&settings)?;
     let (pooled, direct) = preflight::targets(&settings)?;
     preflight::check_database(&direct, settings.migrate).await?;
     let own = own_backends(&settings);
@@ -59,6 +60,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         direct.named("backchannel-session"),
         instance_name(&settings),
         shutdown.clone(),
+        seal_gate,
     );
     let background = broker.spawn_loops(direct.named("backchannel-listen"));
 
@@ -71,6 +73,9 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         .clone()
         .reload_on_hangup(settings.clone(), metrics, shutdown.clone());
     tokio::spawn(reload);
+    if let Some(reload) = broker.reload_seal_signers_on_hangup(shutdown.clone()) {
+        tokio::spawn(reload);
+    }
     let task = tokio::spawn(serve(listener, &broker, tokens, shutdown.clone()));
     tracing::info!(%addr, instance = %broker.instance(), wake = ?settings.wake, "backchannel listening");
     Ok(Running {
