@@ -152,17 +152,16 @@ impl Agent {
             concurrency = config.concurrency,
             "agent starting"
         );
-        let stop_reload = CancellationToken::new();
-        if let (Some(opener), Some(sealing)) = (&self.opener, &config.sealing) {
+        if let Some(opener) = &self.opener {
             sealed::log_keys(opener, "sealed jobs: opening with these keys");
-            let reload = sealed::reload_on_hangup(
-                opener.clone(),
-                sealing.clone(),
-                self.reporter.clone(),
-                stop_reload.clone(),
-            );
-            tokio::spawn(reload);
         }
+        let stop_reload = CancellationToken::new();
+        let reload = sealed::reload_on_hangup(
+            self.opener.clone().zip(config.sealing.clone()),
+            self.reporter.clone(),
+            stop_reload.clone(),
+        );
+        tokio::spawn(reload);
         let _stop_reload = stop_reload.drop_guard();
         let jobs = Arc::new(Jobs::new(
             config.clone(),

@@ -110,12 +110,12 @@ pub fn reload(opener: &Opener, sealing: &Sealing, reporter: &Reporter) -> Result
     }
 }
 
-/// Reload the keys on every SIGHUP until `shutdown`. The handler is installed
-/// before the returned future runs, so that a SIGHUP never ends the process
-/// (its default) once the agent has started.
+/// Reload the keys (when sealing is configured) on every SIGHUP until
+/// `shutdown`. The handler is installed before the returned future runs, and
+/// always, so that a SIGHUP (`systemctl reload`) never ends the process (its
+/// default) once the agent has started.
 pub fn reload_on_hangup(
-    opener: Arc<Opener>,
-    sealing: Sealing,
+    keys: Option<(Arc<Opener>, Sealing)>,
     reporter: Reporter,
     shutdown: CancellationToken,
 ) -> impl Future<Output = ()> + Send + 'static {
@@ -131,10 +131,13 @@ pub fn reload_on_hangup(
         };
         loop {
             tokio::select! {
-                _ = hangup.recv() => {
-                    tracing::info!("SIGHUP: reading the sealing key files again");
-                    let _ = reload(&opener, &sealing, &reporter);
-                }
+                _ = hangup.recv() => match &keys {
+                    Some((opener, sealing)) => {
+                        tracing::info!("SIGHUP: reading the sealing key files again");
+                        let _ = reload(opener, sealing, &reporter);
+                    }
+                    None => tracing::info!("SIGHUP: no sealing keys configured, nothing to reload"),
+                },
                 _ = shutdown.cancelled() => return,
             }
         }
