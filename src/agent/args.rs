@@ -560,6 +560,37 @@ mod tests {
     }
 
     #[test]
+    fn sealing_takes_both_kinds_of_key_or_neither() {
+        let config = Config::from_args(args()).unwrap();
+        assert_eq!(config.sealing, None, "off by default");
+        let with = |open: &[&str], trust: &[&str], required: bool| {
+            let mut a = args();
+            a.open_with = open.iter().map(PathBuf::from).collect();
+            a.trust_signer = trust.iter().map(PathBuf::from).collect();
+            a.require_sealed = required;
+            Config::from_args(a).map(|c| c.sealing)
+        };
+        let sealing = with(&["a.key", "b.key"], &["s.pub"], true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(sealing.open_with.len(), 2);
+        assert!(sealing.require_sealed);
+        for (open, trust, required, named) in [
+            (&["a.key"][..], &[][..], false, "BACKCHANNEL_TRUST_SIGNER"),
+            (&[][..], &["s.pub"][..], false, "BACKCHANNEL_OPEN_WITH"),
+            (
+                &[][..],
+                &[][..],
+                true,
+                "BACKCHANNEL_REQUIRE_SEALED needs keys",
+            ),
+        ] {
+            let error = with(open, trust, required).unwrap_err().to_string();
+            assert!(error.contains(named), "{error}");
+        }
+    }
+
+    #[test]
     fn the_default_listener_id_is_stable() {
         assert_eq!(default_listener_id(), default_listener_id());
         assert!(default_listener_id().starts_with("backchannel-agent@"));
