@@ -56,7 +56,7 @@ fuzz: ## Run schemathesis against a broker on a scratch database, from docs/open
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) scripts/fuzz.sh
 
 .PHONY: bench
-bench: ## Load test (notify vs poll, 1 and 3 instances, raw SQL floor, idle cost); QUICK=1 for a short smoke run; report in target/bench/
+bench: ## Load test (notify vs poll, 1 and 3 instances, raw SQL floor, idle cost, sealed jobs); QUICK=1 for a short smoke run; report in target/bench/
 	@$(PG_ENSURE); cargo build --release --workspace && \
 	DATABASE_URL="$${DATABASE_URL:-$$PG_ADMIN_URL}" ./target/release/backchannel-bench \
 	  $(if $(filter 1 yes true,$(QUICK)),--quick) $(BENCH_ARGS)

@@ -190,6 +190,22 @@ pub struct Settings {
     #[arg(long, env = "BACKCHANNEL_ACCESS_LOG", default_value = "on", value_parser = switch())]
     pub access_log: bool,
 
+    /// The seal gate (docs/sealed.md): refuse a submit whose payload is not a
+    /// well-formed sealed/v1 request (400 not_sealed) or was sealed for
+    /// another kind (400 seal_mismatch), and an answer to a sealed job that is
+    /// neither sealed nor a seal_* refusal (400 not_sealed).
+    #[arg(long, env = "BACKCHANNEL_REQUIRE_SEALED", default_value = "off", value_parser = switch())]
+    pub require_sealed: bool,
+
+    /// Comma-separated Ed25519 public keys (PEM) of the schedulers: the gate
+    /// also verifies each sealed payload's signature (403 seal_bad_signature).
+    /// Needs BACKCHANNEL_REQUIRE_SEALED; read again on SIGHUP.
+    #[arg(
+        long = "seal-signers",
+        env = "BACKCHANNEL_SEAL_SIGNERS",
+        value_delimiter = ','
+    )]
+    pub seal_signers: Vec<PathBuf>,
     /// Comma-separated addresses or CIDR blocks of the reverse proxies in
     /// front (e.g. 127.0.0.1,10.0.0.0/8): from these peers only, the access
     /// log's client is taken from X-Forwarded-For (its nearest address not in
@@ -409,6 +425,11 @@ impl Settings {
                 ));
             }
         }
+        if !self.seal_signers.is_empty() && !self.require_sealed {
+            return Err(ConfigError(
+                "BACKCHANNEL_SEAL_SIGNERS needs BACKCHANNEL_REQUIRE_SEALED=on: signatures are checked by the seal gate".into(),
+            ));
+        }
         if self.synchronous_commit.is_some() && self.statements == StatementMode::Unnamed {
             return Err(ConfigError(
                 "BACKCHANNEL_SYNCHRONOUS_COMMIT is a session setting, and with \
@@ -472,6 +493,17 @@ mod tests {
                 .to_string()
                 .contains("BACKCHANNEL_HEARTBEAT")
         );
+
+        let mut s = valid();
+        s.seal_signers = vec!["scheduler.pub".into()];
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("BACKCHANNEL_SEAL_SIGNERS needs BACKCHANNEL_REQUIRE_SEALED")
+        );
+        s.require_sealed = true;
+        assert!(s.validate().is_ok());
     }
 
     #[test]

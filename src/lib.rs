@@ -24,8 +24,9 @@
 //!
 //! Imports run one way, down: `app → http → broker → wake → store` (a layer
 //! may skip down: `app`'s preflight uses `store`); `telemetry` is recorded
-//! into by every layer and reads only `job`; `job`, `json`, `config` and
-//! `backoff` are leaves anyone may use. `cli` runs `app`, `agent` and (for
+//! into by every layer and reads only `job`; `job`, `json`, `config`,
+//! `backoff` and `seal` are leaves anyone may use (`seal` is used by the
+//! broker's gate, the agent and the command line). `cli` runs `app`, `agent` and (for
 //! `migrate`) `store`; `agent` talks HTTP, with the leaves and `telemetry` only.
 //!
 //! # Where things are
@@ -40,9 +41,10 @@
 //! src/app/             serve: preflight.rs (URLs, sessions, schema, rights; migrate),
 //!                      start.rs (pool, broker, loops, HTTP server), shutdown.rs (signals, stop),
 //!                      check.rs (serve --check, --check-tokens)
-//! src/cli/             mod.rs (the Cli enum and dispatch), submit.rs, status.rs, check.rs
-//!                      (status --check verdicts), api.rs (what submit and status share),
-//!                      migrate.rs, manual.rs (man pages, completions)
+//! src/cli/             mod.rs (the Cli enum and dispatch), submit.rs (also sealed), status.rs,
+//!                      check.rs (status --check verdicts), api.rs (what submit and status
+//!                      share), keys.rs (keys new|id), migrate.rs, manual.rs (man pages,
+//!                      completions)
 //! src/http/            routes.rs (one filter per route), handlers.rs, input.rs (validation),
 //!                      body.rs, error.rs (the error body, recover), documented.rs (ROUTES and
 //!                      the gate), access.rs (access log, request counts), openapi.rs, serve.rs
@@ -51,6 +53,7 @@
 //!                      (SIGHUP), filter.rs (the filters of the three roles, Grant)
 //! src/broker/          mod.rs (Broker, BrokerError, settle), submit.rs, wait.rs, stream.rs,
 //!                      answer.rs, cancel.rs, reaper.rs, recheck.rs, ended_elsewhere.rs,
+//!                      sealed.rs (the seal gate),
 //!                      announce.rs (how a new job and an end are announced), readiness.rs,
 //!                      status.rs (listener, stats, /metrics gauges)
 //! src/wake/            hub.rs (waiters, the local stream, NewJobWake decided), listen.rs
@@ -67,7 +70,8 @@
 //!                      config.rs (their keywords made a tokio-postgres Config)
 //! src/store/tls/       mod.rs (sslmode, libpq's rules), verify.rs, explain.rs
 //! src/agent/           mod.rs (Agent, the reconnect loop), args.rs, stream.rs, sse.rs, jobs.rs,
-//!                      forward.rs, answer.rs, status.rs, metrics.rs, health.rs
+//!                      forward.rs, answer.rs, sealed.rs (keys, SIGHUP, sealing answers),
+//!                      status.rs, metrics.rs, health.rs
 //! src/seal/            sealed/v1: keys.rs, envelope.rs, request.rs (seal), open.rs (check and
 //!                      open in SEALED.md's order), answer.rs, replay.rs, door.rs (the broker's gate)
 //! src/telemetry/       logging.rs, metrics.rs (the broker's, by area), registry.rs (shared

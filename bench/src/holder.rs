@@ -177,11 +177,13 @@ impl Holder {
     }
 
     /// The window closed: answers from now on are the broker's stop.
-    /// Returns once the holder has seen it (or after a few seconds).
+    /// Returns once the holder has seen it (or after a few seconds). Once:
+    /// closing again would read on past "closed" and swallow the report.
     pub async fn close(&mut self) {
-        if let Some(mut stdin) = self.child.stdin.take() {
-            let _ = stdin.write_all(b"close\n").await;
-        }
+        let Some(mut stdin) = self.child.stdin.take() else {
+            return;
+        };
+        let _ = stdin.write_all(b"close\n").await;
         if let Some(lines) = self.lines.as_mut() {
             let seen = async {
                 while let Ok(Some(line)) = lines.next_line().await {

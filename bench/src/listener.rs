@@ -1,6 +1,7 @@
 //! The simulated listener: holds the SSE stream on one instance and answers
 //! every job with `{"result": <its payload>}` over HTTP, concurrently, spreading
-//! the answers across the instances like a load balancer would.
+//! the answers across the instances like a load balancer would. With sealing,
+//! it opens each payload and seals the answer as castellum's agent does.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,17 +11,20 @@ use anyhow::{Context, bail};
 use backchannel::agent::sse::{Item, Parser};
 use futures_util::StreamExt;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
+use serde_json::value::RawValue;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::load::Connections;
+use super::sealing::Sealing;
 
 /// A job as the stream sends it (only what the answer needs).
 #[derive(Deserialize)]
 struct StreamedJob {
     id: i64,
-    payload: Value,
+    kind: String,
+    payload: Box<RawValue>,
 }
 
 /// What the listener did, counted as it goes.
@@ -50,6 +54,7 @@ impl Listener {
         answer_urls: Vec<String>,
         token: &str,
         in_flight: usize,
+        sealing: Option<Arc<Sealing>>,
     ) -> anyhow::Result<Listener> {
         let response = open(&client, stream_url, token).await?;
         let counts = Arc::new(ListenerCounts::default());
@@ -69,8 +74,8 @@ impl Listener {
             answer_urls,
             token.to_owned(),
             counts.clone(),
-            closing.clone(),
-            stop.clone(),
+            (closing.clone(), stop.clone()),
+            sealing,
         ));
         Ok(Listener {
             counts,
@@ -127,8 +132,8 @@ async fn answer_all(
     answer_urls: Vec<String>,
     token: String,
     counts: Arc<ListenerCounts>,
-    closing: CancellationToken,
-    stop: CancellationToken,
+    (closing, stop): (CancellationToken, CancellationToken),
+    sealing: Option<Arc<Sealing>>,
 ) -> anyhow::Result<()> {
     let mut bytes = response.bytes_stream();
     let mut parser = Parser::new();
@@ -164,14 +169,21 @@ async fn answer_all(
         let base = answer_urls[instance].clone();
         let path = format!("/v1/jobs/{}/result", job.id);
         let (answers, token, counts) = (answers.clone(), token.clone(), counts.clone());
+        let sealing = sealing.clone();
         tokio::spawn(async move {
-            let body = json!({ "result": job.payload }).to_string();
-            let ok = matches!(
-                answers[instance]
-                    .post(target / answers.len(), &base, &path, &token, body)
-                    .await,
-                Ok((status, _)) if status == hyper::StatusCode::OK
-            );
+            let body = match &sealing {
+                Some(sealing) => sealing.answer_body(job.id, &job.kind, &job.payload),
+                None => Ok(json!({ "result": job.payload }).to_string()),
+            };
+            let ok = match body {
+                Ok(body) => matches!(
+                    answers[instance]
+                        .post(target / answers.len(), &base, &path, &token, body)
+                        .await,
+                    Ok((status, _)) if status == hyper::StatusCode::OK
+                ),
+                Err(_) => false,
+            };
             let counter = if ok { &counts.answered } else { &counts.errors };
             counter.fetch_add(1, Ordering::Relaxed);
         });

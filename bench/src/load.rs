@@ -14,7 +14,9 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::time::Instant;
 
+use super::sealing::Sealing;
 use super::stats;
+use backchannel::seal::Outcome;
 
 /// Warm-up until `from`, measure until `until`.
 #[derive(Debug, Clone, Copy)]
@@ -213,9 +215,67 @@ pub async fn submit_and_wait(
     wait_secs: f64,
 ) -> Result<(), String> {
     let body = json!({"kind": "bench.echo", "payload": payload, "timeout": wait_secs});
+    let body = submit(
+        connections,
+        index,
+        base_url,
+        token,
+        body.to_string(),
+        wait_secs,
+    )
+    .await?;
+    let job: JobState = serde_json::from_slice(&body).map_err(|e| format!("submit body: {e}"))?;
+    if job.state != "done" {
+        return Err(format!("job ended {} instead of done", job.state));
+    }
+    Ok(())
+}
+
+/// As [`submit_and_wait`], sealed: the payload sealed, the answer opened
+/// (and checked to be the payload echoed).
+pub async fn submit_sealed_and_wait(
+    connections: &Connections,
+    index: usize,
+    (base_url, token): (&str, &str),
+    sealing: &Sealing,
+    payload: serde_json::Value,
+    wait_secs: f64,
+) -> Result<(), String> {
+    let (body, key) = sealing.submit_body(&payload, wait_secs)?;
+    let body = submit(connections, index, base_url, token, body, wait_secs).await?;
+    let job: SealedJob = serde_json::from_slice(&body).map_err(|e| format!("submit body: {e}"))?;
+    if job.state != "done" {
+        return Err(format!("job ended {} instead of done", job.state));
+    }
+    let answer = key
+        .open(job.id, Outcome::Done, &job.result)
+        .map_err(|e| format!("open the answer: {e}"))?;
+    if answer != payload {
+        return Err("the opened answer is not the payload".into());
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct SealedJob {
+    id: i64,
+    state: String,
+    #[serde(default)]
+    result: serde_json::Value,
+}
+
+/// `POST /v1/jobs?wait=...` with `body`; the response body of a `200`.
+async fn submit(
+    connections: &Connections,
+    index: usize,
+    base_url: &str,
+    token: &str,
+    body: String,
+    wait_secs: f64,
+) -> Result<Vec<u8>, String> {
     let path = format!("/v1/jobs?wait={wait_secs}");
     let (status, body) = connections
-        .post(index, base_url, &path, token, body.to_string())
+        .post(index, base_url, &path, token, body)
         .await
         .map_err(|e| format!("submit: {e}"))?;
     if status != hyper::StatusCode::OK {
@@ -224,11 +284,7 @@ pub async fn submit_and_wait(
             String::from_utf8_lossy(&body[..body.len().min(200)])
         ));
     }
-    let job: JobState = serde_json::from_slice(&body).map_err(|e| format!("submit body: {e}"))?;
-    if job.state != "done" {
-        return Err(format!("job ended {} instead of done", job.state));
-    }
-    Ok(())
+    Ok(body)
 }
 
 async fn connect(authority: &str) -> Result<SendRequest<String>, Box<dyn std::error::Error>> {

@@ -23,6 +23,7 @@ mod plan;
 mod procfs;
 mod report;
 mod scenario;
+mod sealing;
 mod stats;
 mod targets;
 
@@ -49,17 +50,21 @@ pub enum Group {
     Cluster,
     /// The same hand-off in plain SQL, without HTTP.
     Floor,
+    /// LISTEN/NOTIFY, 1 instance, payloads and answers sealed end to end
+    /// (the submitters seal and open, the listener opens and seals).
+    Sealed,
     /// Requests waiting with no listener: transactions/s, connections, memory.
     Idle,
 }
 
 impl Group {
-    pub const ALL: [Group; 5] = [
+    pub const ALL: [Group; 6] = [
         Group::Notify,
         Group::Poll,
         Group::Cluster,
         Group::Floor,
         Group::Idle,
+        Group::Sealed,
     ];
 }
 
@@ -179,6 +184,9 @@ pub struct BenchArgs {
     pub broker_bin: Option<PathBuf>,
 }
 
+/// Requests timed for the cost of each sealing step alone.
+const SEAL_COST_REQUESTS: usize = 2_000;
+
 /// KiB to MiB.
 pub(crate) fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
@@ -239,6 +247,11 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let dropped = scratch.drop_database().await;
     let (round_trips, idle) = outcome?;
     dropped?;
+    let seal_cost = if round_trips.iter().any(|r| r.wake == "sealed") {
+        Some(sealing::SealCost::measure(SEAL_COST_REQUESTS)?)
+    } else {
+        None
+    };
 
     let report = Report {
         meta: Meta {
@@ -260,6 +273,7 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
         targets: targets::evaluate(&round_trips, &idle, args.cluster_size),
         round_trips,
         idle,
+        seal_cost,
     };
     report.write(&args.out_dir)?;
     print!("{}", report.markdown());

@@ -14,6 +14,9 @@ pub enum Scenario {
         instances: usize,
         concurrency: usize,
     },
+    /// Notify, 1 instance, every payload and answer sealed end to end
+    /// (docs/sealed.md): to compare with the same broker scenario unsealed.
+    Sealed { concurrency: usize },
     /// The same hand-off in plain SQL, no HTTP.
     Floor { concurrency: usize },
     /// Requests waiting on one instance with no listener.
@@ -34,6 +37,9 @@ impl Scenario {
                 };
                 let s = if *instances == 1 { "" } else { "s" };
                 format!("{wake}, {instances} instance{s}, c={concurrency}")
+            }
+            Scenario::Sealed { concurrency } => {
+                format!("sealed, notify, 1 instance, c={concurrency}")
             }
             Scenario::Floor { concurrency } => format!("raw SQL floor, c={concurrency}"),
             Scenario::Idle {
@@ -83,6 +89,11 @@ pub fn plan(args: &BenchArgs, broker: BrokerSpec) -> Plan {
                 instances: 1,
                 concurrency: c,
             });
+        }
+        // Sealed beside its unsealed twin: at c=1 (latency) and c=64
+        // (throughput); the quick run, at each of its concurrencies.
+        if wants(Group::Sealed) && (quick || c == 1 || c == 64) {
+            scenarios.push(Scenario::Sealed { concurrency: c });
         }
         if wants(Group::Poll) && (!quick || c == 1) {
             scenarios.push(Scenario::Broker {
@@ -171,7 +182,7 @@ mod tests {
     #[test]
     fn default_plan_covers_every_scenario_of_the_issue() {
         let plan = plan_of(&[]);
-        assert_eq!(plan.scenarios.len(), 4 * 4 + 4);
+        assert_eq!(plan.scenarios.len(), 4 * 4 + 4 + 2);
         assert!(plan.scenarios.contains(&Scenario::Broker {
             wake: WakeMode::Poll,
             instances: 1,
@@ -186,6 +197,9 @@ mod tests {
             plan.scenarios
                 .contains(&Scenario::Floor { concurrency: 64 })
         );
+        for concurrency in [1, 64] {
+            assert!(plan.scenarios.contains(&Scenario::Sealed { concurrency }));
+        }
         assert!(plan.scenarios.contains(&Scenario::Idle {
             wake: WakeMode::Notify,
             waiting: 10_000
@@ -205,8 +219,10 @@ mod tests {
             labels,
             [
                 "notify, 1 instance, c=1",
+                "sealed, notify, 1 instance, c=1",
                 "poll, 1 instance, c=1",
                 "notify, 1 instance, c=16",
+                "sealed, notify, 1 instance, c=16",
                 "notify, 3 instances, c=16",
                 "raw SQL floor, c=16",
                 "idle cost, 1000 waiting",

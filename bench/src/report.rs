@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::chart;
 use super::idle::Idle;
 use super::scenario::RoundTrips;
+use super::sealing::SealCost;
 use super::targets::{Check, thousands};
 
 /// How and where the run happened.
@@ -38,6 +39,8 @@ pub struct Report {
     pub idle: Vec<Idle>,
     pub p50_ratio_poll_notify: Option<f64>,
     pub targets: Vec<Check>,
+    /// Microseconds per sealing step, when sealed scenarios ran.
+    pub seal_cost: Option<SealCost>,
 }
 
 /// Milliseconds with as many decimals as make sense.
@@ -74,6 +77,7 @@ impl Report {
         self.heading(&mut out);
         self.round_trip_table(&mut out);
         self.batch_table(&mut out);
+        self.sealed_table(&mut out);
         self.idle_table(&mut out);
         self.target_table(&mut out);
         self.notes(&mut out);
@@ -118,10 +122,10 @@ impl Report {
             );
             out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
             for r in &self.round_trips {
-                let (wake, instances) = if r.wake == "raw-sql" {
-                    ("raw SQL floor".to_string(), "-".to_string())
-                } else {
-                    (r.wake.clone(), r.instances.to_string())
+                let (wake, instances) = match r.wake.as_str() {
+                    "raw-sql" => ("raw SQL floor".to_string(), "-".to_string()),
+                    "sealed" => ("notify, sealed".to_string(), r.instances.to_string()),
+                    _ => (r.wake.clone(), r.instances.to_string()),
                 };
                 let _ = writeln!(
                     out,
@@ -171,6 +175,84 @@ impl Report {
                 );
             }
             out.push('\n');
+        }
+    }
+
+    /// Each sealed scenario beside the same scenario unsealed, and what each
+    /// sealing step costs alone.
+    fn sealed_table(&self, out: &mut String) {
+        let pairs: Vec<_> = self
+            .round_trips
+            .iter()
+            .filter(|r| r.wake == "sealed")
+            .map(|sealed| {
+                let plain = self
+                    .round_trips
+                    .iter()
+                    .find(|r| r.is_broker("notify", 1, sealed.concurrency));
+                (sealed, plain)
+            })
+            .collect();
+        if pairs.is_empty() {
+            return;
+        }
+        out.push_str(
+            "| sealing: c | round trips/s plain / sealed | sealed/plain | p50 ms plain / sealed | p99 ms plain / sealed | CPU µs/rt broker / bench, plain / sealed |\n",
+        );
+        out.push_str("| ---: | ---: | ---: | ---: | ---: | ---: |\n");
+        for (sealed, plain) in pairs {
+            let Some(plain) = plain else {
+                let _ = writeln!(
+                    out,
+                    "| {} | - / {} | - | - / {} | - / {} | - |",
+                    sealed.concurrency,
+                    thousands(sealed.round_trips_per_sec),
+                    ms(sealed.latency.p50_ms),
+                    ms(sealed.latency.p99_ms),
+                );
+                continue;
+            };
+            let ratio = if plain.round_trips_per_sec > 0.0 {
+                format!(
+                    "{:.2}",
+                    sealed.round_trips_per_sec / plain.round_trips_per_sec
+                )
+            } else {
+                "-".into()
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} / {} | {ratio} | {} / {} | {} / {} | {:.0} / {:.0}, {:.0} / {:.0} |",
+                sealed.concurrency,
+                thousands(plain.round_trips_per_sec),
+                thousands(sealed.round_trips_per_sec),
+                ms(plain.latency.p50_ms),
+                ms(sealed.latency.p50_ms),
+                ms(plain.latency.p99_ms),
+                ms(sealed.latency.p99_ms),
+                plain.cpu.broker_us_per_round_trip,
+                plain.cpu.bench_us_per_round_trip,
+                sealed.cpu.broker_us_per_round_trip,
+                sealed.cpu.bench_us_per_round_trip,
+            );
+        }
+        out.push('\n');
+        if let Some(cost) = &self.seal_cost {
+            let _ = writeln!(
+                out,
+                "Sealing alone, µs per request (mean of {}, one core): seal the request {:.1}, \
+                 open it (every check) {:.1}, seal the answer {:.1}, open the answer {:.1}; \
+                 {:.1} in all per round trip.\n",
+                cost.requests,
+                cost.seal_request_us,
+                cost.open_request_us,
+                cost.seal_answer_us,
+                cost.open_answer_us,
+                cost.seal_request_us
+                    + cost.open_request_us
+                    + cost.seal_answer_us
+                    + cost.open_answer_us,
+            );
         }
     }
 
@@ -309,6 +391,7 @@ mod tests {
             targets: targets::evaluate(&rts, &[], 3),
             round_trips: rts,
             idle: vec![idle("notify", 0, 0.0), idle("poll", 32896, 6519.45)],
+            seal_cost: None,
         }
     }
 
@@ -377,6 +460,34 @@ mod tests {
             "{md}"
         );
         assert_eq!(report().targets[1].verdict, Verdict::NotRun);
+    }
+
+    #[test]
+    fn sealed_rows_stand_beside_their_unsealed_twin() {
+        let mut report = report();
+        assert!(!report.markdown().contains("| sealing:"), "no sealed rows");
+        report
+            .round_trips
+            .push(targets_tests_rt("sealed", 1, 1, 800.0, 1.25));
+        report.seal_cost = Some(SealCost {
+            requests: 2000,
+            seal_request_us: 60.0,
+            open_request_us: 110.0,
+            seal_answer_us: 3.0,
+            open_answer_us: 2.5,
+        });
+        let md = report.markdown();
+        assert!(
+            md.contains("| notify, sealed | 1 | 1 | 800 | 1.25 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 1 | 850 / 800 | 0.94 | 1.10 / 1.25 | 4.40 / 5.00 |"),
+            "{md}"
+        );
+        assert!(md.contains("seal the request 60.0, open it (every check) 110.0, seal the answer 3.0, open the answer 2.5; 175.5 in all"), "{md}");
+        // The targets still read the unsealed rows.
+        assert_eq!(report.targets[0].verdict, Verdict::Pass);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! One round-trip scenario: brokers (or the raw SQL floor), the simulated
-//! listener and the submitters, measured from a database with no backend
+//! listener and the submitters (sealing and opening, in the sealed ones), measured from a database with no backend
 //! connected to one with no backend connected again, so its transaction
 //! count is exact.
 
@@ -18,6 +18,7 @@ use super::load::{self, LoadOutcome, Window};
 use super::pg::Scratch;
 use super::plan::{Plan, Scenario};
 use super::procfs::{self, CpuSnapshot};
+use super::sealing::Sealing;
 use super::stats::Latency;
 use super::{floor, mib};
 use backchannel::config::WakeMode;
@@ -43,7 +44,8 @@ pub struct CpuUse {
 #[derive(Debug, Clone, Serialize)]
 pub struct RoundTrips {
     pub scenario: String,
-    /// "notify", "poll" or "raw-sql".
+    /// "notify", "poll", "raw-sql", or "sealed" (notify, with every payload
+    /// and answer sealed end to end).
     pub wake: String,
     pub instances: usize,
     pub concurrency: usize,
@@ -99,7 +101,7 @@ pub async fn run(
                 ..plan.broker.clone()
             };
             let (outcome, cpu, rss, batches) =
-                with_brokers(&spec, scratch, instances, concurrency, plan).await?;
+                with_brokers(&spec, scratch, (instances, concurrency), plan, None).await?;
             let wake = match wake {
                 WakeMode::Notify => "notify",
                 WakeMode::Poll => "poll",
@@ -113,6 +115,16 @@ pub async fn run(
                 rss,
                 Some(batches),
             )
+        }
+        Scenario::Sealed { concurrency } => {
+            let spec = BrokerSpec {
+                wake: WakeMode::Notify,
+                ..plan.broker.clone()
+            };
+            let sealing = Some(Arc::new(Sealing::new()?));
+            let (outcome, cpu, rss, batches) =
+                with_brokers(&spec, scratch, (1, concurrency), plan, sealing).await?;
+            ("sealed", 1, concurrency, outcome, cpu, rss, Some(batches))
         }
         Scenario::Floor { concurrency } => {
             let load = floor::run(&scratch.url, plan.broker.pool_size, concurrency, window);
@@ -175,12 +187,13 @@ pub async fn run(
 }
 
 /// Start the brokers and the listener, run the submitters, stop everything.
+/// With `sealing`, the submitters seal and open, the listener opens and seals.
 async fn with_brokers(
     spec: &BrokerSpec,
     scratch: &Scratch,
-    instances: usize,
-    concurrency: usize,
+    (instances, concurrency): (usize, usize),
     plan: &Plan,
+    sealing: Option<Arc<Sealing>>,
 ) -> anyhow::Result<(LoadOutcome, CpuUse, Option<f64>, Batches)> {
     let cluster = Cluster::start(spec, instances).await?;
     let urls = cluster.urls();
@@ -190,6 +203,7 @@ async fn with_brokers(
         urls.clone(),
         LISTENER_TOKEN,
         concurrency,
+        sealing.clone(),
     )
     .await
     .context("the simulated listener could not open the stream")?;
@@ -200,11 +214,35 @@ async fn with_brokers(
     let load = load::drive(concurrency, window, move |index, sequence| {
         let submitters = submitters.clone();
         let targets = targets.clone();
+        let sealing = sealing.clone();
         async move {
             let url = &targets[index % targets.len()];
             let payload = json!({ "n": sequence, "submitter": index });
-            load::submit_and_wait(&submitters, index, url, SUBMITTER_TOKEN, payload, WAIT_SECS)
-                .await
+            match &sealing {
+                Some(sealing) => {
+                    let to = (url.as_str(), SUBMITTER_TOKEN);
+                    load::submit_sealed_and_wait(
+                        &submitters,
+                        index,
+                        to,
+                        sealing,
+                        payload,
+                        WAIT_SECS,
+                    )
+                    .await
+                }
+                None => {
+                    load::submit_and_wait(
+                        &submitters,
+                        index,
+                        url,
+                        SUBMITTER_TOKEN,
+                        payload,
+                        WAIT_SECS,
+                    )
+                    .await
+                }
+            }
         }
     });
     let (mut outcome, cpu) = tokio::join!(load, cpu_probe(window, cluster.pids(), scratch));

@@ -11,6 +11,7 @@ use super::args::Config;
 use super::status::Reporter;
 use crate::backoff::Backoff;
 use crate::job::Answer;
+use crate::seal::Responder;
 
 /// The first pause between two tries of the same answer, and the longest.
 const FIRST_RETRY: Duration = Duration::from_millis(200);
@@ -57,14 +58,15 @@ pub fn body(answer: &Answer) -> Value {
 }
 
 /// Post `answer` for job `id`. If the broker finds it too large, answer with
-/// an error saying so instead, so that the submitter is not left waiting.
+/// an error saying so instead, so that the submitter is not left waiting
+/// (sealed with `responder` for a sealed job, like any of its answers).
 pub async fn post(
     client: &Client,
     config: &Config,
     reporter: &Reporter,
-    id: i64,
+    (id, deadline): (i64, DateTime<Utc>),
     answer: &Answer,
-    deadline: DateTime<Utc>,
+    responder: Option<&Responder>,
 ) -> Posted {
     match post_body(client, config, reporter, id, &body(answer), deadline).await {
         Posted::Refused(413) => {
@@ -75,6 +77,10 @@ pub async fn post(
             let error = Answer::Error(json!({
                 "message": "the handler's answer is larger than the broker accepts"
             }));
+            let error = match responder {
+                Some(responder) => super::sealed::seal_answer(responder, error),
+                None => error,
+            };
             post_body(client, config, reporter, id, &body(&error), deadline).await
         }
         posted => posted,

@@ -113,6 +113,33 @@ pub struct AgentArgs {
     /// Seconds to finish the jobs in flight after SIGTERM before giving them up.
     #[arg(long, env = "BACKCHANNEL_SHUTDOWN_GRACE", default_value_t = 10.0)]
     pub shutdown_grace: f64,
+
+    /// An X25519 private key (PEM, `openssl genpkey -algorithm X25519`) that
+    /// opens sealed jobs (docs/sealed.md), or a directory of them (`*.key`).
+    /// Repeat it (or separate paths by commas in the variable) to hold the
+    /// old and the new key during a rotation. Read again on SIGHUP. Needs
+    /// --trust-signer.
+    #[arg(
+        long = "open-with",
+        env = "BACKCHANNEL_OPEN_WITH",
+        value_delimiter = ','
+    )]
+    pub open_with: Vec<PathBuf>,
+
+    /// An Ed25519 public key (PEM) of a scheduler whose sealed jobs are
+    /// trusted, or a directory of them (`*.pub`). Repeatable (commas in the
+    /// variable). Read again on SIGHUP. Needs --open-with.
+    #[arg(
+        long = "trust-signer",
+        env = "BACKCHANNEL_TRUST_SIGNER",
+        value_delimiter = ','
+    )]
+    pub trust_signer: Vec<PathBuf>,
+
+    /// Refuse every job whose payload is not sealed (`seal_required`); the
+    /// handler then only ever sees opened, authenticated payloads.
+    #[arg(long, env = "BACKCHANNEL_REQUIRE_SEALED", value_parser = crate::config::switch())]
+    pub require_sealed: bool,
 }
 
 impl AgentArgs {
@@ -134,6 +161,9 @@ impl AgentArgs {
             concurrency: 16,
             heartbeat: 15.0,
             shutdown_grace: 10.0,
+            open_with: Vec::new(),
+            trust_signer: Vec::new(),
+            require_sealed: false,
         }
     }
 }
@@ -164,6 +194,17 @@ pub struct Config {
     pub health_bind: Option<SocketAddr>,
     /// The token came from BACKCHANNEL_TOKEN or BACKCHANNEL_TOKEN_FILE.
     pub deprecated_token_variable: bool,
+    /// Sealed jobs: the key files (read at start and on SIGHUP), or none.
+    pub sealing: Option<Sealing>,
+}
+
+/// Where the agent's sealed/v1 keys come from (`--open-with`,
+/// `--trust-signer`, `--require-sealed`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealing {
+    pub open_with: Vec<PathBuf>,
+    pub trust_signers: Vec<PathBuf>,
+    pub require_sealed: bool,
 }
 
 /// The most jobs handled at once.
@@ -196,6 +237,7 @@ impl Config {
         )?;
         let listener_id = listener_id(args.listener_id)?;
         check_numbers(args.concurrency, args.heartbeat, args.shutdown_grace)?;
+        let sealing = sealing(args.open_with, args.trust_signer, args.require_sealed)?;
         Ok(Config {
             server,
             token,
@@ -206,6 +248,7 @@ impl Config {
             shutdown_grace: Duration::from_secs_f64(args.shutdown_grace),
             health_bind: args.health_bind,
             deprecated_token_variable,
+            sealing,
         })
     }
 
@@ -293,6 +336,34 @@ fn target(
         (None, false) => Err(bad(
             "say where jobs go: BACKCHANNEL_FORWARD=<url>, or BACKCHANNEL_ECHO=true".into(),
         )),
+    }
+}
+
+/// Sealing is on with both kinds of key, off with neither. One kind alone
+/// would refuse every sealed job (no signer: `seal_bad_signature`; no
+/// recipient key: `seal_unknown_key`), and `--require-sealed` without keys
+/// every job: refused at start instead.
+fn sealing(
+    open_with: Vec<PathBuf>,
+    trust_signers: Vec<PathBuf>,
+    require_sealed: bool,
+) -> Result<Option<Sealing>, AgentError> {
+    match (open_with.is_empty(), trust_signers.is_empty()) {
+        (true, true) if require_sealed => Err(bad(
+            "BACKCHANNEL_REQUIRE_SEALED needs keys: BACKCHANNEL_OPEN_WITH (--open-with) and BACKCHANNEL_TRUST_SIGNER (--trust-signer)".into(),
+        )),
+        (true, true) => Ok(None),
+        (false, true) => Err(bad(
+            "BACKCHANNEL_OPEN_WITH needs BACKCHANNEL_TRUST_SIGNER (--trust-signer): without a trusted signer every sealed job is refused".into(),
+        )),
+        (true, false) => Err(bad(
+            "BACKCHANNEL_TRUST_SIGNER needs BACKCHANNEL_OPEN_WITH (--open-with): without a recipient key no sealed job opens".into(),
+        )),
+        (false, false) => Ok(Some(Sealing {
+            open_with,
+            trust_signers,
+            require_sealed,
+        })),
     }
 }
 
@@ -486,6 +557,37 @@ mod tests {
         assert!(Config::from_args(a.clone()).is_err(), "empty secret");
         std::fs::remove_file(&path).unwrap();
         assert!(Config::from_args(a).is_err(), "missing file");
+    }
+
+    #[test]
+    fn sealing_takes_both_kinds_of_key_or_neither() {
+        let config = Config::from_args(args()).unwrap();
+        assert_eq!(config.sealing, None, "off by default");
+        let with = |open: &[&str], trust: &[&str], required: bool| {
+            let mut a = args();
+            a.open_with = open.iter().map(PathBuf::from).collect();
+            a.trust_signer = trust.iter().map(PathBuf::from).collect();
+            a.require_sealed = required;
+            Config::from_args(a).map(|c| c.sealing)
+        };
+        let sealing = with(&["a.key", "b.key"], &["s.pub"], true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(sealing.open_with.len(), 2);
+        assert!(sealing.require_sealed);
+        for (open, trust, required, named) in [
+            (&["a.key"][..], &[][..], false, "BACKCHANNEL_TRUST_SIGNER"),
+            (&[][..], &["s.pub"][..], false, "BACKCHANNEL_OPEN_WITH"),
+            (
+                &[][..],
+                &[][..],
+                true,
+                "BACKCHANNEL_REQUIRE_SEALED needs keys",
+            ),
+        ] {
+            let error = with(open, trust, required).unwrap_err().to_string();
+            assert!(error.contains(named), "{error}");
+        }
     }
 
     #[test]

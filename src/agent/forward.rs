@@ -5,10 +5,12 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::{Client, StatusCode, Url};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::args::Secret;
 use crate::job::{Answer, JobEvent, format_time};
+use crate::seal::Opened;
 
 /// A handler body that is not JSON is passed on as text, cut to this many bytes
 /// (an HTML error page can be large, and is no business of the submitter).
@@ -36,9 +38,14 @@ impl std::fmt::Display for Handled {
     }
 }
 
-/// The job's own payload as its result.
-pub fn echo(job: &JobEvent) -> (Answer, Handled) {
-    match serde_json::from_str(job.payload.get()) {
+/// The payload the handler gets: the job's, or the opened one of a sealed job.
+pub fn payload<'a>(job: &'a JobEvent, opened: Option<&'a Opened>) -> &'a RawValue {
+    opened.map_or(&job.payload, |opened| &opened.payload)
+}
+
+/// The payload as its result.
+pub fn echo(payload: &RawValue) -> (Answer, Handled) {
+    match serde_json::from_str(payload.get()) {
         Ok(payload) => (Answer::Result(payload), Handled::Echo),
         Err(_) => (
             Answer::Error(json!({"message": "the payload cannot be echoed"})),
@@ -49,11 +56,18 @@ pub fn echo(job: &JobEvent) -> (Answer, Handled) {
 
 /// POST the payload to `url` with the job's headers, giving up after `timeout`.
 /// A 2xx JSON body is the result; anything else is an error answer.
+///
+/// A sealed job (`opened`) is forwarded opened, with what its header
+/// authenticates: `X-Backchannel-Ref` (the scheduler's `ref`, an idempotency
+/// key: a redelivered job carries the same one) and `X-Backchannel-Signer`
+/// (the signer's key id); `X-Backchannel-Kind` is then the authenticated kind
+/// too. A plain job carries neither of the two.
 pub async fn forward(
     client: &Client,
     url: &Url,
     secret: Option<&(HeaderName, Secret)>,
     job: &JobEvent,
+    opened: Option<&Opened>,
     timeout: Duration,
 ) -> (Answer, Handled) {
     let mut request = client
@@ -64,7 +78,12 @@ pub async fn forward(
         .header("X-Backchannel-Attempt", job.attempt.to_string())
         .header("X-Backchannel-Deadline", format_time(&job.deadline))
         .header(reqwest::header::ACCEPT, "application/json")
-        .json(&job.payload);
+        .json(payload(job, opened));
+    if let Some(opened) = opened {
+        request = request
+            .header("X-Backchannel-Ref", &opened.header.reference)
+            .header("X-Backchannel-Signer", &opened.header.skid);
+    }
     if let Some((name, value)) = secret {
         let mut value = HeaderValue::from_str(value.expose()).expect("checked at start-up");
         value.set_sensitive(true);

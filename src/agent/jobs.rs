@@ -13,8 +13,10 @@ use tokio_util::sync::CancellationToken;
 use super::answer::{self, Posted};
 use super::args::{Config, Target};
 use super::forward::{self, Handled};
+use super::sealed;
 use super::status::Reporter;
 use crate::job::{Answer, JobEvent};
+use crate::seal::{Delivery, Incoming, Opened, Opener, Refusal, unix_now};
 
 /// Shared by the stream reader (which admits jobs) and the job tasks.
 pub struct Jobs {
@@ -22,6 +24,8 @@ pub struct Jobs {
     broker: Client,
     handler: Client,
     reporter: Reporter,
+    /// Every job goes through it when sealing is configured.
+    opener: Option<Arc<Opener>>,
     in_flight: Mutex<HashSet<i64>>,
     permits: Arc<Semaphore>,
     /// Cancelled when the shutdown grace is over: tasks give up their job.
@@ -37,13 +41,19 @@ pub enum Admitted {
 }
 
 impl Jobs {
-    pub fn new(config: Arc<Config>, broker: Client, handler: Client, reporter: Reporter) -> Jobs {
+    pub fn new(
+        config: Arc<Config>,
+        (broker, handler): (Client, Client),
+        reporter: Reporter,
+        opener: Option<Arc<Opener>>,
+    ) -> Jobs {
         let permits = Arc::new(Semaphore::new(config.concurrency));
         Jobs {
             config,
             broker,
             handler,
             reporter,
+            opener,
             in_flight: Mutex::new(HashSet::new()),
             permits,
             abandon: CancellationToken::new(),
@@ -81,14 +91,21 @@ impl Jobs {
             Outcome::Answered {
                 posted: Posted::Accepted,
                 ..
+            } | Outcome::Refused {
+                posted: Posted::Accepted,
+                ..
             }
         );
         self.reporter.job_finished(outcome.as_str(), answered);
-        let (answer, handler) = match &outcome {
+        let (answer, handler, sealed, refusal) = match &outcome {
             Outcome::Answered {
-                answer, handler, ..
-            } => (*answer, handler.to_string()),
-            _ => ("", String::new()),
+                answer,
+                handler,
+                sealed,
+                ..
+            } => (*answer, handler.to_string(), *sealed, ""),
+            Outcome::Refused { code, .. } => ("error", String::new(), true, *code),
+            _ => ("", String::new(), false, ""),
         };
         tracing::info!(
             job_id = job.id,
@@ -97,6 +114,8 @@ impl Jobs {
             outcome = outcome.as_str(),
             answer,
             handler,
+            sealed,
+            refusal,
             duration_ms,
             "job"
         );
@@ -106,11 +125,16 @@ impl Jobs {
         let Some(left) = answer::until(job.deadline) else {
             return Outcome::Expired;
         };
+        let opened = match self.open(job) {
+            Ok(opened) => opened,
+            Err(refusal) => return self.refuse(job, &refusal).await,
+        };
+        let opened = opened.as_deref();
         let handling = Instant::now();
         let (reply, handler) = match &self.config.target {
-            Target::Echo => forward::echo(job),
+            Target::Echo => forward::echo(forward::payload(job, opened)),
             Target::Forward(url, secret) => {
-                forward::forward(&self.handler, url, secret.as_ref(), job, left).await
+                forward::forward(&self.handler, url, secret.as_ref(), job, opened, left).await
             }
         };
         self.reporter.handled(handling.elapsed());
@@ -118,13 +142,77 @@ impl Jobs {
             Answer::Result(_) => "result",
             Answer::Error(_) => "error",
         };
+        let responder = opened.map(|opened| &opened.responder);
+        let reply = match responder {
+            Some(responder) => sealed::seal_answer(responder, reply),
+            None => reply,
+        };
+        let posted = self.post(job, &reply, responder).await;
+        Outcome::Answered {
+            answer,
+            handler,
+            posted,
+            sealed: opened.is_some(),
+        }
+    }
+
+    /// The job's payload through the opener: `None` for a plain payload (or
+    /// no sealing configured), the opened request, or the refusal.
+    fn open(&self, job: &JobEvent) -> Result<Option<Box<Opened>>, Refusal> {
+        let Some(opener) = &self.opener else {
+            return Ok(None);
+        };
+        let delivery = Delivery {
+            id: job.id,
+            kind: &job.kind,
+            payload: job.payload.get(),
+        };
+        let incoming = opener.open(delivery, unix_now());
+        self.reporter.replay_entries(opener.replay_entries());
+        match incoming {
+            Ok(Incoming::Plain) => Ok(None),
+            Ok(Incoming::Sealed(opened)) => {
+                self.reporter.sealed_opened();
+                Ok(Some(opened))
+            }
+            Err(refusal) => {
+                self.reporter.sealed_refused(refusal.code.as_str());
+                Err(refusal)
+            }
+        }
+    }
+
+    /// Post the refusal as the job's plain `failed` error; the handler is
+    /// not called.
+    async fn refuse(&self, job: &JobEvent, refusal: &Refusal) -> Outcome {
+        tracing::warn!(
+            job_id = job.id,
+            kind = %job.kind,
+            code = refusal.code.as_str(),
+            reason = %refusal.message,
+            "sealed job refused"
+        );
+        let error = Answer::Error(refusal.to_error());
+        let posted = self.post(job, &error, None).await;
+        Outcome::Refused {
+            code: refusal.code.as_str(),
+            posted,
+        }
+    }
+
+    async fn post(
+        &self,
+        job: &JobEvent,
+        reply: &Answer,
+        responder: Option<&crate::seal::Responder>,
+    ) -> Posted {
         let posted = answer::post(
             &self.broker,
             &self.config,
             &self.reporter,
-            job.id,
-            &reply,
-            job.deadline,
+            (job.id, job.deadline),
+            reply,
+            responder,
         )
         .await;
         if let Posted::Refused(status @ (401 | 403)) = posted {
@@ -134,11 +222,7 @@ impl Jobs {
                 "the broker refused the listener token"
             );
         }
-        Outcome::Answered {
-            answer,
-            handler,
-            posted,
-        }
+        posted
     }
 
     /// After the stream is closed: wait for the jobs in flight, at most
@@ -189,7 +273,12 @@ enum Outcome {
         answer: &'static str,
         handler: Handled,
         posted: Posted,
+        /// Opened, and answered sealed.
+        sealed: bool,
     },
+    /// A sealed job refused (`code`), its refusal posted; the handler was
+    /// not called.
+    Refused { code: &'static str, posted: Posted },
     /// Its deadline passed before it could be forwarded.
     Expired,
     /// The shutdown grace ran out first.
@@ -211,6 +300,11 @@ impl Outcome {
                 }
             }
             Outcome::Answered { posted, .. } => posted.as_str(),
+            Outcome::Refused {
+                posted: Posted::Accepted,
+                ..
+            } => "seal_refused",
+            Outcome::Refused { posted, .. } => posted.as_str(),
             Outcome::Expired => "expired",
             Outcome::Abandoned => "abandoned",
         }

@@ -20,14 +20,25 @@ pub struct OutcomeLabel {
     pub outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    pub code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
 /// Why an open stream ended.
 pub const DISCONNECTS: [&str; 5] = ["closed", "silent", "read_error", "invalid", "shutdown"];
 /// Why an attempt opened no stream.
 pub const FAILURES: [&str; 5] = ["busy", "refused", "timeout", "unreachable", "unexpected"];
 /// How a job ended (the `outcome` of its log line).
-pub const OUTCOMES: [&str; 9] = [
+pub const OUTCOMES: [&str; 10] = [
     "done",
     "failed",
+    "seal_refused",
     "conflict",
     "gone",
     "unknown",
@@ -41,6 +52,17 @@ pub struct AgentMetrics {
     exposition: Exposition,
     pub stream: AgentStreamMetrics,
     pub jobs: AgentJobMetrics,
+    pub sealed: AgentSealedMetrics,
+}
+
+/// Sealed jobs (docs/sealed.md): opened, refused by code, the replay cache,
+/// the key reloads.
+#[derive(Default)]
+pub struct AgentSealedMetrics {
+    pub opened: Counter,
+    pub refused: Family<CodeLabel, Counter>,
+    pub replay_entries: Gauge,
+    pub key_reloads: Family<ResultLabel, Counter>,
 }
 
 /// The stream: held or not, opened, ended, refused.
@@ -76,14 +98,17 @@ impl std::fmt::Debug for AgentMetrics {
 impl AgentMetrics {
     pub fn new() -> AgentMetrics {
         let (stream, jobs) = (AgentStreamMetrics::new(), AgentJobMetrics::new());
+        let sealed = AgentSealedMetrics::new();
         let exposition = Exposition::new("backchannel_agent", |r| {
             stream.register(r);
             jobs.register(r);
+            sealed.register(r);
         });
         AgentMetrics {
             exposition,
             stream,
             jobs,
+            sealed,
         }
     }
 
@@ -140,6 +165,29 @@ impl AgentJobMetrics {
             self.repeats => "job_repeats", "Job events ignored because the same job was already being handled";
             self.handler_seconds => "handler_seconds", "Time the internal endpoint took to answer a job (or the echo)";
             self.answer_retries => "answer_retries", "Answers posted again after a network error or a 5xx";
+        );
+    }
+}
+
+impl AgentSealedMetrics {
+    fn new() -> AgentSealedMetrics {
+        let sealed = AgentSealedMetrics::default();
+        for code in crate::seal::RefusalCode::ALL {
+            let code = code.as_str();
+            let _ = sealed.refused.get_or_create(&CodeLabel { code });
+        }
+        for result in ["applied", "refused"] {
+            let _ = sealed.key_reloads.get_or_create(&ResultLabel { result });
+        }
+        sealed
+    }
+
+    fn register(&self, r: &mut Registry) {
+        register!(r,
+            self.opened => "sealed_opened", "Sealed jobs checked and opened (then forwarded)";
+            self.refused => "sealed_refused", "Jobs refused by the sealing checks, by code (seal_malformed, seal_bad_signature, seal_mismatch, seal_expired, seal_unknown_key, seal_replay, seal_required); the handler was not called";
+            self.replay_entries => "sealed_replay_entries", "Entries in the replay cache (bounded: at 100000 live entries new sealed jobs are refused seal_replay)";
+            self.key_reloads => "sealed_key_reloads", "Reloads of the sealing key files on SIGHUP, by result (applied, refused: the keys in force stay)";
         );
     }
 }

@@ -22,6 +22,7 @@ mod forward;
 mod health;
 mod jobs;
 pub mod metrics;
+mod sealed;
 pub mod sse;
 mod status;
 mod stream;
@@ -33,10 +34,11 @@ use reqwest::Client;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-pub use args::{AgentArgs, Config, Secret, Target, default_listener_id};
+pub use args::{AgentArgs, Config, Sealing, Secret, Target, default_listener_id};
 pub use status::Status;
 
 use crate::backoff::{Backoff, jitter};
+use crate::seal::Opener;
 use jobs::Jobs;
 use status::Reporter;
 use stream::Ended;
@@ -65,6 +67,8 @@ pub struct Agent {
     reporter: Reporter,
     /// Bound at construction when `--health-bind` is set.
     health: Option<std::net::TcpListener>,
+    /// Sealed jobs: the keys (read at construction), when configured.
+    opener: Option<Arc<Opener>>,
 }
 
 /// Check `args`, then run until `shutdown` is cancelled and the jobs in flight
@@ -79,6 +83,12 @@ impl Agent {
     /// roots; `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY` are honoured).
     pub fn new(args: AgentArgs) -> Result<Agent, AgentError> {
         let config = Config::from_args(args)?;
+        let opener = config
+            .sealing
+            .as_ref()
+            .map(sealed::opener)
+            .transpose()?
+            .map(Arc::new);
         let health = config.health_bind.map(health::bind).transpose()?;
         let client = || {
             Client::builder()
@@ -93,6 +103,7 @@ impl Agent {
             handler: client()?,
             reporter: Reporter::new(),
             health,
+            opener,
         })
     }
 
@@ -141,11 +152,22 @@ impl Agent {
             concurrency = config.concurrency,
             "agent starting"
         );
+        if let Some(opener) = &self.opener {
+            sealed::log_keys(opener, "sealed jobs: opening with these keys");
+        }
+        let stop_reload = CancellationToken::new();
+        let reload = sealed::reload_on_hangup(
+            self.opener.clone().zip(config.sealing.clone()),
+            self.reporter.clone(),
+            stop_reload.clone(),
+        );
+        tokio::spawn(reload);
+        let _stop_reload = stop_reload.drop_guard();
         let jobs = Arc::new(Jobs::new(
             config.clone(),
-            self.broker.clone(),
-            self.handler.clone(),
+            (self.broker.clone(), self.handler.clone()),
             self.reporter.clone(),
+            self.opener.clone(),
         ));
         let mut backoff = Backoff::new(FIRST_RETRY, CAP);
         let mut busy_before = false;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::metrics::{AgentMetrics, OutcomeLabel, ReasonLabel};
+use super::metrics::{AgentMetrics, CodeLabel, OutcomeLabel, ReasonLabel, ResultLabel};
 
 /// Counters since the agent started, and whether a stream is open now.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,6 +30,13 @@ pub struct Status {
     pub finished: u64,
     /// Answers posted again after a network error or a 5xx.
     pub answer_retries: u64,
+    /// Sealed jobs checked and opened.
+    pub opened: u64,
+    /// Jobs refused by the sealing checks (the handler was not called).
+    pub refused: u64,
+    /// Reloads of the sealing keys: applied, and refused (old keys kept).
+    pub key_reloads: u64,
+    pub key_reloads_refused: u64,
 }
 
 /// The sending side, shared by the agent's parts.
@@ -126,6 +133,46 @@ impl Reporter {
     pub fn answer_retry(&self) {
         self.update(|s| s.answer_retries += 1);
         self.metrics.jobs.answer_retries.inc();
+    }
+
+    /// A sealed job was checked and opened.
+    pub fn sealed_opened(&self) {
+        self.update(|s| s.opened += 1);
+        self.metrics.sealed.opened.inc();
+    }
+
+    /// A job was refused by the sealing checks with `code`.
+    pub fn sealed_refused(&self, code: &'static str) {
+        self.update(|s| s.refused += 1);
+        self.metrics
+            .sealed
+            .refused
+            .get_or_create(&CodeLabel { code })
+            .inc();
+    }
+
+    pub fn replay_entries(&self, entries: usize) {
+        self.metrics
+            .sealed
+            .replay_entries
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
+    }
+
+    /// The sealing keys were read again: `applied`, or refused (kept).
+    pub fn key_reload(&self, applied: bool) {
+        self.update(|s| {
+            if applied {
+                s.key_reloads += 1;
+            } else {
+                s.key_reloads_refused += 1;
+            }
+        });
+        let result = if applied { "applied" } else { "refused" };
+        self.metrics
+            .sealed
+            .key_reloads
+            .get_or_create(&ResultLabel { result })
+            .inc();
     }
 
     /// A job ended with `outcome`; `answered`: the broker took its answer.

@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::preflight;
-use crate::broker::Broker;
+use crate::broker::{Broker, SealGate};
 use crate::config::{Settings, StatementMode};
 use crate::http::{self, access::AccessLog, auth::LiveTokens};
 use crate::store::connect::OwnBackends;
@@ -55,6 +55,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
 pub async fn start_notifying(settings: Settings, notifier: Notifier) -> anyhow::Result<Running> {
     settings.validate()?;
     let tokens = LiveTokens::load(&settings)?;
+    let seal_gate = SealGate::load(&settings)?;
     let (pooled, direct) = preflight::targets(&settings)?;
     let schema = preflight::check_database(&direct, settings.migrate).await?;
     let own = own_backends(&settings);
@@ -68,6 +69,7 @@ pub async fn start_notifying(settings: Settings, notifier: Notifier) -> anyhow::
         direct.named("backchannel-session"),
         instance_name(&settings),
         shutdown.clone(),
+        seal_gate,
     );
     let background = broker.spawn_loops(direct.named("backchannel-listen"));
 
@@ -81,6 +83,9 @@ pub async fn start_notifying(settings: Settings, notifier: Notifier) -> anyhow::
             .clone()
             .reload_on_hangup(settings.clone(), metrics, shutdown.clone(), notifier);
     tokio::spawn(reload);
+    if let Some(reload) = broker.reload_seal_signers_on_hangup(shutdown.clone()) {
+        tokio::spawn(reload);
+    }
     let task = tokio::spawn(serve(listener, &broker, tokens, shutdown.clone()));
     tracing::info!(
         %addr,

@@ -18,6 +18,7 @@ impl Broker {
     }
 
     async fn answer_now(&self, id: i64, answer: Answer) -> Result<Job, BrokerError> {
+        self.check_sealed_answer(id, &answer).await?;
         let answer = Arc::new(answer);
         for _ in 0..2 {
             if let Some(job) = self.store.answer(id, &answer).await? {

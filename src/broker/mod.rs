@@ -16,6 +16,7 @@ mod ended_elsewhere;
 mod readiness;
 mod reaper;
 mod recheck;
+mod sealed;
 mod status;
 mod stream;
 mod submit;
@@ -38,6 +39,7 @@ use crate::telemetry::metrics::Metrics;
 use crate::wake::{Dispatch, Hub, Notifier, listen};
 
 use announce::DoneNotice;
+pub use sealed::SealGate;
 pub use status::{ListenerStatus, Stats};
 pub use stream::{JobStream, RETRY as STREAM_RETRY, StreamItem};
 
@@ -57,6 +59,9 @@ pub enum BrokerError {
     ShuttingDown,
     #[error("too many requests are waiting on this instance")]
     TooManyWaiting,
+    /// The seal gate refused a submit or an answer; nothing was stored.
+    #[error("{0}")]
+    Sealing(crate::seal::DoorRefusal),
     /// The database refused a value the client sent.
     #[error("{0}")]
     InvalidValue(&'static str),
@@ -108,6 +113,8 @@ pub struct Broker {
     own: Option<OwnBackends>,
     /// Where the dedicated sessions (stream lock, LISTEN) connect.
     session_config: crate::store::Target,
+    /// The seal gate, when `BACKCHANNEL_REQUIRE_SEALED` is on.
+    seal_gate: Option<SealGate>,
 }
 
 impl Broker {
@@ -119,6 +126,7 @@ impl Broker {
         session_config: crate::store::Target,
         instance: String,
         shutdown: CancellationToken,
+        seal_gate: Option<SealGate>,
     ) -> Arc<Broker> {
         let metrics = Metrics::new();
         let sizes = BatchSizes {
@@ -138,6 +146,7 @@ impl Broker {
             notifier_stop: CancellationToken::new(),
             own,
             session_config,
+            seal_gate,
         })
     }
 

@@ -19,6 +19,7 @@ impl Broker {
         new: NewJob,
         wait: Duration,
     ) -> Result<(Job, bool), BrokerError> {
+        self.check_sealed_submit(&new)?;
         // A request that will wait takes its place among the waiting requests
         // before anything is stored, so that a refusal changes nothing.
         let permit = if wait.is_zero() {

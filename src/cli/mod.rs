@@ -6,6 +6,7 @@
 //!   for monitoring plugins;
 //! - [`api`]: what `submit` and `status` share (the broker's URL, the token,
 //!   its error answers);
+//! - [`keys`]: `backchannel keys new|id`, sealed/v1 key files;
 //! - [`migrate`]: `backchannel migrate` (apply, print, grant);
 //! - [`manual`]: the man pages and shell completions, from [`Cli`] itself.
 //!
@@ -13,6 +14,7 @@
 
 pub mod api;
 pub mod check;
+pub mod keys;
 pub mod manual;
 pub mod migrate;
 pub mod status;
@@ -47,6 +49,9 @@ pub enum Command {
     Submit(submit::SubmitArgs),
     /// Print who holds the stream and how many jobs are where.
     Status(status::StatusArgs),
+    /// Make key files for sealed jobs (`keys new x25519|ed25519 --out PREFIX`)
+    /// and print their key ids (`keys id FILE`).
+    Keys(keys::KeysArgs),
     /// The listener side: hold the stream, forward each job to an internal
     /// HTTP endpoint, post the answer back, reconnect by itself.
     Agent(Box<agent::AgentArgs>),
@@ -99,6 +104,7 @@ impl Cli {
             Command::Migrate(args) => print!("{}", with_newline(migrate::run(args).await?)),
             Command::Submit(args) => submit::check_done(&submit::run(args).await?)?,
             Command::Status(args) => std::process::exit(status::run(args).await),
+            Command::Keys(args) => println!("{}", keys::run(args)?),
             Command::Agent(args) => agent(*args).await?,
             Command::Bench { args } => return Err(bench(args)),
             Command::Manual { out } => manual::write(Cli::command(), &out)?,

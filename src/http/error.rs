@@ -160,6 +160,10 @@ impl From<BrokerError> for ApiError {
                 "too_many_waiting",
                 "too many requests are waiting on this instance; retry, or submit without wait and poll",
             ),
+            BrokerError::Sealing(refusal) => {
+                let status = S::from_u16(refusal.code.status()).expect("a valid status");
+                ApiError::new(status, refusal.code.as_str(), refusal.message)
+            }
             BrokerError::InvalidValue(what) => {
                 ApiError::bad_request("invalid_value", format!("{what}; nothing was stored"))
             }

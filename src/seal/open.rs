@@ -165,6 +165,16 @@ impl Opener {
         self.require_sealed
     }
 
+    /// Entries in the replay cache now (for a gauge; see [`ReplayCache`]).
+    pub fn replay_entries(&self) -> usize {
+        self.replay.len()
+    }
+
+    /// The most live entries the replay cache holds.
+    pub fn replay_capacity(&self) -> usize {
+        self.replay.capacity()
+    }
+
     /// Check and open `job`'s payload at `now` (Unix seconds), in SEALED.md's
     /// order; the first failing check is the refusal. A refusal is posted as
     /// the job's plain `failed` error ([`Refusal::to_error`]) and the handler

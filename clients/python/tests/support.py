@@ -223,6 +223,10 @@ class Agent:
         forward: str | None = None,
         secret: str | None = None,
         header: str | None = None,
+        open_with: list[Path] | None = None,
+        trust_signer: list[Path] | None = None,
+        require_sealed: bool = False,
+        health_port: int | None = None,
     ) -> None:
         number = next(_agents)
         token_file = directory / f"agent-{number}.token"
@@ -243,6 +247,14 @@ class Agent:
             env["BACKCHANNEL_FORWARD_HEADER_FILE"] = str(secret_file)
         if header is not None:
             env["BACKCHANNEL_FORWARD_HEADER"] = header
+        if open_with:
+            env["BACKCHANNEL_OPEN_WITH"] = ",".join(str(path) for path in open_with)
+        if trust_signer:
+            env["BACKCHANNEL_TRUST_SIGNER"] = ",".join(str(path) for path in trust_signer)
+        if require_sealed:
+            env["BACKCHANNEL_REQUIRE_SEALED"] = "on"
+        if health_port is not None:
+            env["BACKCHANNEL_HEALTH_BIND"] = f"127.0.0.1:{health_port}"
         self.process = Process(
             [str(broker_binary()), "agent"], env, directory / f"agent-{number}.log"
         )
@@ -256,6 +268,9 @@ class Agent:
 
     def stop(self) -> None:
         self.process.stop()
+
+    def signal(self, number: int) -> None:
+        self.process.popen.send_signal(number)
 
 
 # A TCP proxy ----------------------------------------------------------------------------

@@ -2,4 +2,5 @@
 
 mod forward;
 mod health;
+mod sealed;
 mod stream;

@@ -8,6 +8,7 @@ mod limits;
 mod openapi;
 mod payload;
 mod round_trip;
+mod sealed;
 mod stream;
 mod submit;
 mod wait;

@@ -1,6 +1,8 @@
 //! The command line around the broker: `backchannel submit` prints the job
 //! and exits by its state, `backchannel status --check` is a monitoring
-//! plugin (OK, WARNING, CRITICAL, UNKNOWN).
+//! plugin (OK, WARNING, CRITICAL, UNKNOWN), `backchannel keys` writes key
+//! files openssl reads and prints key ids. (`submit --seal-to` is in
+//! agent/sealed.rs, with the agent it goes through.)
 
 use std::process::Command;
 use std::time::Duration;
@@ -196,4 +198,80 @@ async fn submit_cli_prints_the_job_and_exits_by_state() {
     assert!(stderr.contains("expired"), "{stderr}");
     let job: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(job["state"], "expired");
+}
+
+/// `backchannel keys ...`: exit code, stdout, stderr.
+fn keys(args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_backchannel"))
+        .arg("keys")
+        .args(args)
+        .env_clear()
+        .output()
+        .unwrap();
+    (
+        output.status.code().expect("an exit code"),
+        String::from_utf8_lossy(&output.stdout).trim().to_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn openssl(args: &[&str]) -> String {
+    let output = Command::new("openssl").args(args).output().unwrap();
+    assert!(output.status.success(), "openssl {args:?}: {output:?}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn keys_new_writes_what_openssl_reads_and_keys_id_prints_the_kid() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("bc-keys-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |name: &str| dir.join(name).display().to_string();
+
+    for (algorithm, openssl_name) in [("x25519", "X25519"), ("ed25519", "ED25519")] {
+        let prefix = path(algorithm);
+        let (code, kid, stderr) = keys(&["new", algorithm, "--out", &prefix]);
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(kid.len(), 16, "{kid}");
+        let (private, public) = (format!("{prefix}.key"), format!("{prefix}.pub"));
+        let mode = std::fs::metadata(&private).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the private key is 0600");
+        assert_eq!(
+            openssl(&["pkey", "-in", &private, "-pubout"]),
+            std::fs::read_to_string(&public).unwrap(),
+            "openssl derives the same public key file"
+        );
+        let text = openssl(&["pkey", "-in", &private, "-noout", "-text"]);
+        assert!(text.contains(openssl_name), "{text}");
+        for file in [&private, &public] {
+            assert_eq!(keys(&["id", file]).1, kid, "keys id {file}");
+        }
+
+        // Never over an existing key.
+        let before = std::fs::read(&private).unwrap();
+        let (code, _, stderr) = keys(&["new", algorithm, "--out", &prefix]);
+        assert_eq!(code, 1);
+        assert!(stderr.contains("already exists"), "{stderr}");
+        assert_eq!(std::fs::read(&private).unwrap(), before);
+    }
+
+    // A key openssl made has the id of the library's KeyFile.
+    let made = path("openssl.key");
+    openssl(&["genpkey", "-algorithm", "X25519", "-out", &made]);
+    assert_eq!(keys(&["id", &made]).1, crate::support::seal::kid(&made));
+
+    // Not a key: the file and the problem, never its content.
+    let garbage = path("garbage.pem");
+    std::fs::write(
+        &garbage,
+        "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = keys(&["id", &garbage]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("garbage.pem"), "{stderr}");
+    assert!(!stderr.contains("c2VjcmV0"), "{stderr}");
+    let (code, _, stderr) = keys(&["new", "rsa", "--out", &path("rsa")]);
+    assert_eq!(code, 2, "{stderr}");
+    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -28,6 +28,9 @@ pub struct Call {
     pub payload: Value,
     /// The `X-Backchannel-Secret` header, if the agent sent one.
     pub secret: Option<String>,
+    /// `X-Backchannel-Ref` and `X-Backchannel-Signer` (sealed jobs only).
+    pub reference: Option<String>,
+    pub signer: Option<String>,
 }
 
 /// The internal endpoint, on port 0. Answers `200 {"handled": payload, "by":
@@ -62,10 +65,11 @@ impl Handler {
             .and(warp::header::<i32>("x-backchannel-attempt"))
             .and(warp::header::<String>("x-backchannel-deadline"))
             .and(warp::header::optional::<String>("x-backchannel-secret"))
+            .and(sealed_headers())
             .and(warp::body::json::<Value>())
             .and(warp::any().map(move || state.clone()))
             .then(
-                |job_id, kind: String, attempt, deadline, secret, payload: Value, state: State| async move {
+                |job_id, kind: String, attempt, deadline, secret, (reference, signer), payload: Value, state: State| async move {
                     let (tx, all, gate, name) = state;
                     let call = Call {
                         job_id,
@@ -74,6 +78,8 @@ impl Handler {
                         deadline,
                         payload: payload.clone(),
                         secret,
+                        reference,
+                        signer,
                     };
                     all.lock().unwrap().push(call.clone());
                     let _ = tx.send(call);
@@ -116,6 +122,14 @@ impl Handler {
     pub fn release(&self) {
         self.gate.send_replace(true);
     }
+}
+
+/// `X-Backchannel-Ref` and `X-Backchannel-Signer`, each if sent.
+fn sealed_headers()
+-> impl Filter<Extract = ((Option<String>, Option<String>),), Error = warp::Rejection> + Clone {
+    warp::header::optional::<String>("x-backchannel-ref")
+        .and(warp::header::optional::<String>("x-backchannel-signer"))
+        .map(|reference, signer| (reference, signer))
 }
 
 type State = (

@@ -12,6 +12,7 @@ mod instance;
 pub mod pgbouncer;
 pub mod pki;
 pub mod procs;
+pub mod seal;
 mod sse;
 
 use std::time::Duration;
