@@ -20,7 +20,7 @@ use crate::job::{Answer, JobEvent};
 pub struct Jobs {
     config: Arc<Config>,
     broker: Client,
-    handler: Client,
+    handler: forward::Handler,
     reporter: Reporter,
     in_flight: Mutex<HashSet<i64>>,
     permits: Arc<Semaphore>,
@@ -39,6 +39,7 @@ pub enum Admitted {
 impl Jobs {
     pub fn new(config: Arc<Config>, broker: Client, handler: Client, reporter: Reporter) -> Jobs {
         let permits = Arc::new(Semaphore::new(config.concurrency));
+        let handler = forward::Handler::new(handler, reporter.clone(), config.expect_kit);
         Jobs {
             config,
             broker,

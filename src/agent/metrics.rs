@@ -37,10 +37,21 @@ pub const OUTCOMES: [&str; 9] = [
     "abandoned",
 ];
 
+/// Why the handler failed a job (`handler_failures_total{reason}`).
+pub const HANDLER_FAILURES: [&str; 6] = [
+    "status",
+    "unreachable",
+    "timeout",
+    "redirect",
+    "not_the_kit",
+    "failed",
+];
+
 pub struct AgentMetrics {
     exposition: Exposition,
     pub stream: AgentStreamMetrics,
     pub jobs: AgentJobMetrics,
+    pub handler: AgentHandlerMetrics,
 }
 
 /// The stream: held or not, opened, ended, refused.
@@ -76,14 +87,17 @@ impl std::fmt::Debug for AgentMetrics {
 impl AgentMetrics {
     pub fn new() -> AgentMetrics {
         let (stream, jobs) = (AgentStreamMetrics::new(), AgentJobMetrics::new());
+        let handler = AgentHandlerMetrics::new();
         let exposition = Exposition::new("backchannel_agent", |r| {
             stream.register(r);
             jobs.register(r);
+            handler.register(r);
         });
         AgentMetrics {
             exposition,
             stream,
             jobs,
+            handler,
         }
     }
 
@@ -140,6 +154,32 @@ impl AgentJobMetrics {
             self.repeats => "job_repeats", "Job events ignored because the same job was already being handled";
             self.handler_seconds => "handler_seconds", "Time the internal endpoint took to answer a job (or the echo)";
             self.answer_retries => "answer_retries", "Answers posted again after a network error or a 5xx";
+        );
+    }
+}
+
+/// The handler (the forward URL): its failures and the tries to reach it.
+#[derive(Default)]
+pub struct AgentHandlerMetrics {
+    pub failures: Family<ReasonLabel, Counter>,
+    pub unreachable: Counter,
+    pub retries: Counter,
+}
+
+impl AgentHandlerMetrics {
+    fn new() -> AgentHandlerMetrics {
+        let handler = AgentHandlerMetrics::default();
+        for reason in HANDLER_FAILURES {
+            let _ = handler.failures.get_or_create(&ReasonLabel { reason });
+        }
+        handler
+    }
+
+    fn register(&self, r: &mut Registry) {
+        register!(r,
+            self.failures => "handler_failures", "Jobs the handler failed, by reason (status, unreachable, timeout, redirect, not_the_kit, failed)";
+            self.unreachable => "handler_unreachable", "Tries to reach the handler that found no one (refused or reset connections)";
+            self.retries => "handler_retries", "Forwards tried again after the handler could not be reached";
         );
     }
 }
