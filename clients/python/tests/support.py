@@ -213,7 +213,8 @@ _agents = itertools.count(1)
 
 class Agent:
     """``backchannel agent`` for a broker, echoing or forwarding; returns once
-    it holds the stream."""
+    it holds the stream. Keyword arguments in capitals are more settings,
+    e.g. ``BACKCHANNEL_EXPECT_KIT="true"``."""
 
     def __init__(
         self,
@@ -223,6 +224,7 @@ class Agent:
         forward: str | None = None,
         secret: str | None = None,
         header: str | None = None,
+        **settings: str,
     ) -> None:
         number = next(_agents)
         token_file = directory / f"agent-{number}.token"
@@ -243,6 +245,7 @@ class Agent:
             env["BACKCHANNEL_FORWARD_HEADER_FILE"] = str(secret_file)
         if header is not None:
             env["BACKCHANNEL_FORWARD_HEADER"] = header
+        env.update(settings)
         self.process = Process(
             [str(broker_binary()), "agent"], env, directory / f"agent-{number}.log"
         )
