@@ -49,8 +49,8 @@ const FIRST_RETRY: Duration = Duration::from_secs(1);
 const CAP: Duration = Duration::from_secs(30);
 /// How long opening a TCP connection (to the broker or the handler) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// After "connection refused" (no broker listens: it is restarting), the
-/// first tries come at this short fixed delay...
+/// After "connection refused" (no broker listens: it is restarting), or a
+/// proxy's 502, 503 or 504, the first tries come at this short fixed delay...
 const QUICK_RETRY: Duration = Duration::from_millis(250);
 const QUICK_TRIES: u32 = 8;
 /// ...then the delays grow to at most this: a refused connection costs the
@@ -249,15 +249,15 @@ impl Agent {
                 );
                 pause
             }
-            Ended::NoBroker(reason) => {
-                // No one listens: quick tries first, then growing delays capped low.
-                self.reporter.failed("unreachable");
+            Ended::NoBroker(kind, reason) => {
+                // No broker there: quick tries first, then growing delays capped low.
+                self.reporter.failed(kind);
                 let pause = no_broker.next_delay();
                 tracing::warn!(
                     %reason,
                     tries = no_broker.tries,
                     retry_in_ms = pause.as_millis() as u64,
-                    "cannot open the stream: the broker refuses connections (restarting?)"
+                    "cannot open the stream: no broker there (restarting?)"
                 );
                 pause
             }
@@ -271,7 +271,8 @@ impl Agent {
     }
 }
 
-/// The delays after refused connections, since the last stream that opened:
+/// The delays while no broker is there (refused connections, a proxy's 502,
+/// 503, 504), since the last stream that opened:
 /// [`QUICK_TRIES`] at [`QUICK_RETRY`], then doubling up to [`REFUSED_CAP`].
 /// Refusals by a live broker (a token, `409`, a 5xx) and other failures back
 /// off on the main schedule, up to [`CAP`].

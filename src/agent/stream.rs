@@ -32,8 +32,10 @@ pub enum Ended {
     /// The broker refused the token (401 or 403): a configuration error. With
     /// the broker's own explanation (`error.message` of its answer).
     Refused(StatusCode, Option<String>),
-    /// The connection was refused: no broker listens there (restarting?).
-    NoBroker(String),
+    /// No broker is there: the connection was refused (`unreachable`), or a
+    /// proxy in front says so (502, 503, 504: `unexpected`). Restarting, most
+    /// likely; the kind first (for the metrics).
+    NoBroker(&'static str, String),
     /// No stream: a timeout, another network error (`unreachable`), or an
     /// unexpected answer; the kind first (for the metrics).
     Failed(&'static str, String),
@@ -85,7 +87,7 @@ async fn open(config: &Config, client: &Client) -> Result<Response, Ended> {
             ));
         }
         Ok(Err(error)) if connection_refused(&error) => {
-            return Err(Ended::NoBroker(describe(&error)));
+            return Err(Ended::NoBroker("unreachable", describe(&error)));
         }
         Ok(Err(error)) => return Err(Ended::Failed("unreachable", describe(&error))),
         Ok(Ok(response)) => response,
@@ -101,11 +103,23 @@ async fn open(config: &Config, client: &Client) -> Result<Response, Ended> {
             Err(Ended::Refused(status, explanation(response).await))
         }
         status => {
-            let reason = match explanation(response).await {
+            let said = explanation(response).await;
+            // A proxy's word that the broker behind it is not there: the
+            // broker never answers 502 or 504 itself, and its own 503 (not
+            // ready, shutting down) explains itself in its JSON.
+            let absent = matches!(
+                status,
+                StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT
+            ) || (status == StatusCode::SERVICE_UNAVAILABLE && said.is_none());
+            let reason = match said {
                 Some(said) => format!("the broker answered {status}: {said}"),
                 None => format!("the broker answered {status}"),
             };
-            Err(Ended::Failed("unexpected", reason))
+            if absent {
+                Err(Ended::NoBroker("unexpected", reason))
+            } else {
+                Err(Ended::Failed("unexpected", reason))
+            }
         }
     }
 }
