@@ -70,8 +70,8 @@
 //!                      config.rs (their keywords made a tokio-postgres Config)
 //! src/store/tls/       mod.rs (sslmode, libpq's rules), verify.rs, explain.rs
 //! src/agent/           mod.rs (Agent, the reconnect loop), args.rs, stream.rs, sse.rs, jobs.rs,
-//!                      forward.rs, answer.rs, sealed.rs (keys, SIGHUP, sealing answers),
-//!                      status.rs, metrics.rs, health.rs
+//!                      forward.rs, probe.rs (the handler watched), answer.rs, sealed.rs (keys,
+//!                      SIGHUP, sealing answers), status.rs, metrics.rs, health.rs
 //! src/seal/            sealed/v1: keys.rs, envelope.rs, request.rs (seal), open.rs (check and
 //!                      open in SEALED.md's order), answer.rs, replay.rs, door.rs (the broker's gate)
 //! src/telemetry/       logging.rs, metrics.rs (the broker's, by area), registry.rs (shared

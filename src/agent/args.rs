@@ -97,6 +97,18 @@ pub struct AgentArgs {
     #[arg(long, env = "BACKCHANNEL_FORWARD_HEADER_FILE")]
     pub forward_header_file: Option<PathBuf>,
 
+    /// The forward URL is the castellum kit (the Python client's handler view):
+    /// an answer without its `X-Backchannel-Kit` header fails the job with
+    /// `not_the_kit` (a wrong path), and a missing shared secret is warned
+    /// about at start. Off for any other handler.
+    #[arg(long, env = "BACKCHANNEL_EXPECT_KIT", value_parser = crate::config::switch())]
+    pub expect_kit: bool,
+
+    /// Seconds the handler may fail to accept connections (while jobs arrive)
+    /// before /readyz answers 503 `handler_unreachable`.
+    #[arg(long, env = "BACKCHANNEL_HANDLER_DOWN_AFTER", default_value_t = 15.0)]
+    pub handler_down_after: f64,
+
     /// Sent as X-Listener-Id, so that a restarted agent takes over its own stale
     /// stream (default: stable per host, derived from the host name).
     #[arg(long, env = "BACKCHANNEL_LISTENER_ID")]
@@ -157,6 +169,8 @@ impl AgentArgs {
             echo: false,
             forward_header: DEFAULT_FORWARD_HEADER.into(),
             forward_header_file: None,
+            expect_kit: false,
+            handler_down_after: 15.0,
             listener_id: None,
             concurrency: 16,
             heartbeat: 15.0,
@@ -192,6 +206,10 @@ pub struct Config {
     pub heartbeat: Duration,
     pub shutdown_grace: Duration,
     pub health_bind: Option<SocketAddr>,
+    /// The handler is the castellum kit: answers without its header fail.
+    pub expect_kit: bool,
+    /// How long the handler may refuse connections before /readyz says so.
+    pub handler_down_after: Duration,
     /// The token came from BACKCHANNEL_TOKEN or BACKCHANNEL_TOKEN_FILE.
     pub deprecated_token_variable: bool,
     /// Sealed jobs: the key files (read at start and on SIGHUP), or none.
@@ -235,8 +253,19 @@ impl Config {
             &args.forward_header,
             args.forward_header_file.as_deref(),
         )?;
+        if args.expect_kit && matches!(target, Target::Echo) {
+            return Err(bad(
+                "BACKCHANNEL_EXPECT_KIT needs BACKCHANNEL_FORWARD: an echoing agent forwards nothing"
+                    .into(),
+            ));
+        }
         let listener_id = listener_id(args.listener_id)?;
         check_numbers(args.concurrency, args.heartbeat, args.shutdown_grace)?;
+        if !(args.handler_down_after.is_finite() && args.handler_down_after > 0.0) {
+            return Err(bad(
+                "BACKCHANNEL_HANDLER_DOWN_AFTER must be a positive number of seconds".into(),
+            ));
+        }
         let sealing = sealing(args.open_with, args.trust_signer, args.require_sealed)?;
         Ok(Config {
             server,
@@ -247,6 +276,8 @@ impl Config {
             heartbeat: Duration::from_secs_f64(args.heartbeat),
             shutdown_grace: Duration::from_secs_f64(args.shutdown_grace),
             health_bind: args.health_bind,
+            expect_kit: args.expect_kit,
+            handler_down_after: Duration::from_secs_f64(args.handler_down_after),
             deprecated_token_variable,
             sealing,
         })
@@ -531,6 +562,12 @@ mod tests {
         let mut a = args();
         a.heartbeat = 0.0;
         assert!(Config::from_args(a).is_err(), "no heartbeat");
+        let mut a = args();
+        a.expect_kit = true;
+        assert!(Config::from_args(a).is_err(), "the kit behind an echo");
+        let mut a = args();
+        a.handler_down_after = f64::NAN;
+        assert!(Config::from_args(a).is_err(), "no handler delay");
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! The agent's optional local listener (`--health-bind`), for a supervisor
 //! or Prometheus on the same host: `/healthz` (200 while the process runs),
-//! `/readyz` (200 only while the stream is held, else 503) and `/metrics`.
+//! `/readyz` (200 only while the stream is held and the handler answers,
+//! else 503 with the reason) and `/metrics`.
 //! It carries no job data and needs no token: bind it to loopback or a
 //! private interface.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use warp::Filter;
@@ -26,8 +28,14 @@ pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, AgentError> {
     Ok(listener)
 }
 
-/// Serve until `shutdown`.
-pub async fn serve(listener: std::net::TcpListener, reporter: Reporter, stop: CancellationToken) {
+/// Serve until `shutdown`. `handler_down_after`: how long every try to reach
+/// the handler may find no one before `/readyz` says `handler_unreachable`.
+pub async fn serve(
+    listener: std::net::TcpListener,
+    reporter: Reporter,
+    handler_down_after: Duration,
+    stop: CancellationToken,
+) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(listener) => listener,
         Err(error) => {
@@ -43,10 +51,12 @@ pub async fn serve(listener: std::net::TcpListener, reporter: Reporter, stop: Ca
         .and(warp::get())
         .map(|| status(StatusCode::OK, "ok"));
     let readyz = warp::path!("readyz").and(warp::get()).map(move || {
-        if ready_reporter.status().connected {
-            status(StatusCode::OK, "ready")
-        } else {
+        if !ready_reporter.status().connected {
             status(StatusCode::SERVICE_UNAVAILABLE, "not_connected")
+        } else if ready_reporter.handler_down(handler_down_after) {
+            status(StatusCode::SERVICE_UNAVAILABLE, "handler_unreachable")
+        } else {
+            status(StatusCode::OK, "ready")
         }
     });
     let metrics = warp::path!("metrics").and(warp::get()).map(move || {

@@ -22,7 +22,7 @@ use crate::seal::{Delivery, Incoming, Opened, Opener, Refusal, unix_now};
 pub struct Jobs {
     config: Arc<Config>,
     broker: Client,
-    handler: Client,
+    handler: forward::Handler,
     reporter: Reporter,
     /// Every job goes through it when sealing is configured.
     opener: Option<Arc<Opener>>,
@@ -48,6 +48,7 @@ impl Jobs {
         opener: Option<Arc<Opener>>,
     ) -> Jobs {
         let permits = Arc::new(Semaphore::new(config.concurrency));
+        let handler = forward::Handler::new(handler, reporter.clone(), config.expect_kit);
         Jobs {
             config,
             broker,

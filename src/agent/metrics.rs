@@ -48,10 +48,21 @@ pub const OUTCOMES: [&str; 10] = [
     "abandoned",
 ];
 
+/// Why the handler failed a job (`handler_failures_total{reason}`).
+pub const HANDLER_FAILURES: [&str; 6] = [
+    "status",
+    "unreachable",
+    "timeout",
+    "redirect",
+    "not_the_kit",
+    "failed",
+];
+
 pub struct AgentMetrics {
     exposition: Exposition,
     pub stream: AgentStreamMetrics,
     pub jobs: AgentJobMetrics,
+    pub handler: AgentHandlerMetrics,
     pub sealed: AgentSealedMetrics,
 }
 
@@ -98,16 +109,19 @@ impl std::fmt::Debug for AgentMetrics {
 impl AgentMetrics {
     pub fn new() -> AgentMetrics {
         let (stream, jobs) = (AgentStreamMetrics::new(), AgentJobMetrics::new());
+        let handler = AgentHandlerMetrics::new();
         let sealed = AgentSealedMetrics::new();
         let exposition = Exposition::new("backchannel_agent", |r| {
             stream.register(r);
             jobs.register(r);
+            handler.register(r);
             sealed.register(r);
         });
         AgentMetrics {
             exposition,
             stream,
             jobs,
+            handler,
             sealed,
         }
     }
@@ -188,6 +202,32 @@ impl AgentSealedMetrics {
             self.refused => "sealed_refused", "Jobs refused by the sealing checks, by code (seal_malformed, seal_bad_signature, seal_mismatch, seal_expired, seal_unknown_key, seal_replay, seal_required); the handler was not called";
             self.replay_entries => "sealed_replay_entries", "Entries in the replay cache (bounded: at 100000 live entries new sealed jobs are refused seal_replay)";
             self.key_reloads => "sealed_key_reloads", "Reloads of the sealing key files on SIGHUP, by result (applied, refused: the keys in force stay)";
+        );
+    }
+}
+
+/// The handler (the forward URL): its failures and the tries to reach it.
+#[derive(Default)]
+pub struct AgentHandlerMetrics {
+    pub failures: Family<ReasonLabel, Counter>,
+    pub unreachable: Counter,
+    pub retries: Counter,
+}
+
+impl AgentHandlerMetrics {
+    fn new() -> AgentHandlerMetrics {
+        let handler = AgentHandlerMetrics::default();
+        for reason in HANDLER_FAILURES {
+            let _ = handler.failures.get_or_create(&ReasonLabel { reason });
+        }
+        handler
+    }
+
+    fn register(&self, r: &mut Registry) {
+        register!(r,
+            self.failures => "handler_failures", "Jobs the handler failed, by reason (status, unreachable, timeout, redirect, not_the_kit, failed)";
+            self.unreachable => "handler_unreachable", "Tries to reach the handler that found no one (refused or reset connections)";
+            self.retries => "handler_retries", "Forwards tried again after the handler could not be reached";
         );
     }
 }

@@ -23,6 +23,7 @@ mod health;
 mod jobs;
 pub mod metrics;
 mod sealed;
+mod probe;
 pub mod sse;
 mod status;
 mod stream;
@@ -39,6 +40,7 @@ pub use status::Status;
 
 use crate::backoff::{Backoff, jitter};
 use crate::seal::Opener;
+use forward::Handler;
 use jobs::Jobs;
 use status::Reporter;
 use stream::Ended;
@@ -49,6 +51,13 @@ const FIRST_RETRY: Duration = Duration::from_secs(1);
 const CAP: Duration = Duration::from_secs(30);
 /// How long opening a TCP connection (to the broker or the handler) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// After "connection refused" (no broker listens: it is restarting), or a
+/// proxy's 502, 503 or 504, the first tries come at this short fixed delay...
+const QUICK_RETRY: Duration = Duration::from_millis(250);
+const QUICK_TRIES: u32 = 8;
+/// ...then the delays grow to at most this: a refused connection costs the
+/// broker nothing, so the agent keeps coming back soon.
+const REFUSED_CAP: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -95,12 +104,17 @@ impl Agent {
                 .user_agent(concat!("backchannel-agent/", env!("CARGO_PKG_VERSION")))
                 .connect_timeout(CONNECT_TIMEOUT)
                 .tcp_keepalive(Duration::from_secs(15))
-                .build()
         };
+        // The handler's client never follows a redirect: reqwest would send
+        // the shared secret's header on to the redirect's target. A 3xx fails
+        // the job instead (`handler_redirect`).
+        let handler = client()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
         Ok(Agent {
             config: Arc::new(config),
-            broker: client()?,
-            handler: client()?,
+            broker: client().build()?,
+            handler,
             reporter: Reporter::new(),
             health,
             opener,
@@ -130,12 +144,14 @@ impl Agent {
     /// close it, finish the jobs in flight within the grace period, and return.
     pub async fn run(mut self, shutdown: CancellationToken) {
         let stop_health = CancellationToken::new();
+        let config = &self.config;
         if let Some(listener) = self.health.take() {
-            let serve = health::serve(listener, self.reporter.clone(), stop_health.clone());
+            let reporter = self.reporter.clone();
+            let down_after = config.handler_down_after;
+            let serve = health::serve(listener, reporter, down_after, stop_health.clone());
             tokio::spawn(serve);
         }
         let _stop_health = stop_health.drop_guard();
-        let config = &self.config;
         if config.deprecated_token_variable {
             tracing::warn!(
                 "BACKCHANNEL_TOKEN and BACKCHANNEL_TOKEN_FILE are deprecated; use BACKCHANNEL_LISTENER_TOKEN or BACKCHANNEL_LISTENER_TOKEN_FILE"
@@ -163,6 +179,18 @@ impl Agent {
         );
         tokio::spawn(reload);
         let _stop_reload = stop_reload.drop_guard();
+        let _watch = match &config.target {
+            Target::Forward(url, secret) => {
+                let handler = Handler::new(
+                    self.handler.clone(),
+                    self.reporter.clone(),
+                    config.expect_kit,
+                );
+                let watch = probe::watch(handler, url.clone(), secret.clone());
+                Some(AbortOnDrop(tokio::spawn(watch)))
+            }
+            Target::Echo => None,
+        };
         let jobs = Arc::new(Jobs::new(
             config.clone(),
             (self.broker.clone(), self.handler.clone()),
@@ -170,6 +198,7 @@ impl Agent {
             self.opener.clone(),
         ));
         let mut backoff = Backoff::new(FIRST_RETRY, CAP);
+        let mut no_broker = NoBroker::new();
         let mut busy_before = false;
         loop {
             let ended = tokio::select! {
@@ -177,7 +206,7 @@ impl Agent {
                 _ = shutdown.cancelled() => break,
             };
             let busy = matches!(ended, Ended::Busy(_));
-            let pause = self.pause_after(ended, &mut backoff, busy_before);
+            let pause = self.pause_after(ended, &mut backoff, &mut no_broker, busy_before);
             busy_before = busy;
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
@@ -194,9 +223,17 @@ impl Agent {
     }
 
     /// Log how the attempt ended and choose the wait before the next one.
-    fn pause_after(&self, ended: Ended, backoff: &mut Backoff, busy_before: bool) -> Duration {
+    fn pause_after(
+        &self,
+        ended: Ended,
+        backoff: &mut Backoff,
+        no_broker: &mut NoBroker,
+        busy_before: bool,
+    ) -> Duration {
         match ended {
             Ended::Dropped { reason, spoke, .. } => {
+                // A stream was open: the broker is back in business.
+                *no_broker = NoBroker::new();
                 let pause = backoff.next_delay();
                 let retry_in_ms = pause.as_millis() as u64;
                 if spoke {
@@ -223,13 +260,26 @@ impl Agent {
                 }
                 pause
             }
-            Ended::Refused(status) => {
+            Ended::Refused(status, explanation) => {
                 self.reporter.failed("refused");
                 let pause = backoff.next_delay();
                 tracing::error!(
                     %status,
+                    explanation = explanation.as_deref().unwrap_or(""),
                     retry_in_ms = pause.as_millis() as u64,
                     "the broker refused the listener token"
+                );
+                pause
+            }
+            Ended::NoBroker(kind, reason) => {
+                // No broker there: quick tries first, then growing delays capped low.
+                self.reporter.failed(kind);
+                let pause = no_broker.next_delay();
+                tracing::warn!(
+                    %reason,
+                    tries = no_broker.tries,
+                    retry_in_ms = pause.as_millis() as u64,
+                    "cannot open the stream: no broker there (restarting?)"
                 );
                 pause
             }
@@ -240,6 +290,43 @@ impl Agent {
                 pause
             }
         }
+    }
+}
+
+/// The delays while no broker is there (refused connections, a proxy's 502,
+/// 503, 504), since the last stream that opened:
+/// [`QUICK_TRIES`] at [`QUICK_RETRY`], then doubling up to [`REFUSED_CAP`].
+/// Refusals by a live broker (a token, `409`, a 5xx) and other failures back
+/// off on the main schedule, up to [`CAP`].
+struct NoBroker {
+    tries: u32,
+    backoff: Backoff,
+}
+
+impl NoBroker {
+    fn new() -> NoBroker {
+        NoBroker {
+            tries: 0,
+            backoff: Backoff::new(QUICK_RETRY * 2, REFUSED_CAP),
+        }
+    }
+
+    fn next_delay(&mut self) -> Duration {
+        self.tries += 1;
+        if self.tries <= QUICK_TRIES {
+            jitter(QUICK_RETRY, 0.2)
+        } else {
+            self.backoff.next_delay()
+        }
+    }
+}
+
+/// A task aborted when this is dropped (the handler's watch ends with the agent).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -266,6 +353,21 @@ fn describe(error: &reqwest::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_connection_is_tried_again_quickly_then_less_often() {
+        let mut no_broker = NoBroker::new();
+        for _ in 0..QUICK_TRIES {
+            let delay = no_broker.next_delay();
+            assert!(delay >= QUICK_RETRY && delay <= QUICK_RETRY.mul_f64(1.2));
+        }
+        let later: Vec<Duration> = (0..10).map(|_| no_broker.next_delay()).collect();
+        assert!(later[0] >= QUICK_RETRY * 2);
+        assert!(later.iter().all(|delay| *delay <= REFUSED_CAP));
+        assert_eq!(later[9], REFUSED_CAP);
+    }
+
     #[test]
     fn logged_urls_carry_no_credentials() {
         let url = reqwest::Url::parse("https://user:secret@handler.internal/jobs").unwrap();

@@ -2,10 +2,11 @@
 //! and embedding programs, and the same events as Prometheus metrics for the
 //! health listener. Every part of the agent reports through one [`Reporter`].
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use super::metrics::{AgentMetrics, CodeLabel, OutcomeLabel, ReasonLabel, ResultLabel};
 
@@ -37,6 +38,10 @@ pub struct Status {
     /// Reloads of the sealing keys: applied, and refused (old keys kept).
     pub key_reloads: u64,
     pub key_reloads_refused: u64,
+    /// Tries to reach the handler that found no one (refused or reset).
+    pub handler_unreachable: u64,
+    /// Forwards tried again after the handler could not be reached.
+    pub handler_retries: u64,
 }
 
 /// The sending side, shared by the agent's parts.
@@ -44,6 +49,9 @@ pub struct Status {
 pub struct Reporter {
     status: watch::Sender<Status>,
     metrics: Arc<AgentMetrics>,
+    /// Since when every try to reach the handler found no one (none while it
+    /// answers): /readyz reports a handler down for too long.
+    handler_failing_since: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Reporter {
@@ -51,6 +59,7 @@ impl Reporter {
         Reporter {
             status: watch::Sender::new(Status::default()),
             metrics: Arc::new(AgentMetrics::new()),
+            handler_failing_since: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -128,6 +137,51 @@ impl Reporter {
             .jobs
             .handler_seconds
             .observe(took.as_secs_f64());
+    }
+
+    /// The handler answered (any HTTP status): it is there.
+    pub fn handler_answered(&self) {
+        *self.failing_since() = None;
+    }
+
+    /// A try to reach the handler found no one (refused or reset).
+    pub fn handler_unreachable(&self) {
+        self.failing_since().get_or_insert_with(Instant::now);
+        self.update(|s| s.handler_unreachable += 1);
+        self.metrics.handler.unreachable.inc();
+    }
+
+    /// A forward is tried again after the handler could not be reached.
+    pub fn handler_retry(&self) {
+        self.update(|s| s.handler_retries += 1);
+        self.metrics.handler.retries.inc();
+    }
+
+    /// The handler failed a job, for `reason` (metrics::HANDLER_FAILURES).
+    pub fn handler_failed(&self, reason: &'static str) {
+        self.metrics
+            .handler
+            .failures
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    /// The last try to reach the handler found no one.
+    pub fn handler_failing(&self) -> bool {
+        self.failing_since().is_some()
+    }
+
+    /// Every try to reach the handler for at least `after` found no one.
+    pub fn handler_down(&self, after: Duration) -> bool {
+        self.failing_since()
+            .is_some_and(|since| since.elapsed() >= after)
+    }
+
+    fn failing_since(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        // A poisoned lock still holds a valid Option.
+        self.handler_failing_since
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn answer_retry(&self) {

@@ -29,12 +29,23 @@ pub enum Ended {
     },
     /// `409 listener_busy`: another listener holds it; wait `Retry-After`.
     Busy(Option<Duration>),
-    /// The broker refused the token (401 or 403): a configuration error.
-    Refused(StatusCode),
-    /// No stream: a timeout, a network error (`unreachable`), or an
+    /// The broker refused the token (401 or 403): a configuration error. With
+    /// the broker's own explanation (`error.message` of its answer).
+    Refused(StatusCode, Option<String>),
+    /// No broker is there: the connection was refused (`unreachable`), or a
+    /// proxy in front says so (502, 503, 504: `unexpected`). Restarting, most
+    /// likely; the kind first (for the metrics).
+    NoBroker(&'static str, String),
+    /// No stream: a timeout, another network error (`unreachable`), or an
     /// unexpected answer; the kind first (for the metrics).
     Failed(&'static str, String),
 }
+
+/// The most of a refusal's body read for its explanation, and for how long.
+const MAX_EXPLANATION_BODY: usize = 16 * 1024;
+const EXPLANATION_WAIT: Duration = Duration::from_secs(5);
+/// The longest explanation logged, in characters.
+const MAX_EXPLANATION: usize = 300;
 
 /// Open the stream and read it to its end.
 pub async fn hold(
@@ -75,6 +86,9 @@ async fn open(config: &Config, client: &Client) -> Result<Response, Ended> {
                 ),
             ));
         }
+        Ok(Err(error)) if connection_refused(&error) => {
+            return Err(Ended::NoBroker("unreachable", describe(&error)));
+        }
         Ok(Err(error)) => return Err(Ended::Failed("unreachable", describe(&error))),
         Ok(Ok(response)) => response,
     };
@@ -85,12 +99,69 @@ async fn open(config: &Config, client: &Client) -> Result<Response, Ended> {
             "the answer is not an event stream (a proxy in the way?)".into(),
         )),
         StatusCode::CONFLICT => Err(Ended::Busy(retry_after(&response))),
-        status @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => Err(Ended::Refused(status)),
-        status => Err(Ended::Failed(
-            "unexpected",
-            format!("the broker answered {status}"),
-        )),
+        status @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
+            Err(Ended::Refused(status, explanation(response).await))
+        }
+        status => {
+            let said = explanation(response).await;
+            // A proxy's word that the broker behind it is not there: the
+            // broker never answers 502 or 504 itself, and its own 503 (not
+            // ready, shutting down) explains itself in its JSON.
+            let absent = matches!(
+                status,
+                StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT
+            ) || (status == StatusCode::SERVICE_UNAVAILABLE && said.is_none());
+            let reason = match said {
+                Some(said) => format!("the broker answered {status}: {said}"),
+                None => format!("the broker answered {status}"),
+            };
+            if absent {
+                Err(Ended::NoBroker("unexpected", reason))
+            } else {
+                Err(Ended::Failed("unexpected", reason))
+            }
+        }
     }
+}
+
+/// No one listens at the broker's address: the connection was refused.
+fn connection_refused(error: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// The broker's own explanation of a refusal: `error.message` of its JSON
+/// body, on one line and cut short. A body that is not the broker's JSON (a
+/// proxy's page) explains nothing. The request (and its token) is never part
+/// of it.
+async fn explanation(mut response: Response) -> Option<String> {
+    let mut body = Vec::new();
+    while let Ok(Ok(Some(chunk))) = tokio::time::timeout(EXPLANATION_WAIT, response.chunk()).await {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_EXPLANATION_BODY {
+            return None;
+        }
+    }
+    let value: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    let message = value.pointer("/error/message")?.as_str()?;
+    Some(one_line(message))
+}
+
+fn one_line(text: &str) -> String {
+    let line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_EXPLANATION)
+        .collect();
+    line.trim().to_owned()
 }
 
 fn is_event_stream(response: &Response) -> bool {
@@ -179,5 +250,14 @@ async fn admit(event: Event, jobs: &Arc<Jobs>) {
             column = error.column(),
             "a job event that cannot be read; ignored"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_explanation_is_one_short_line() {
+        assert_eq!(super::one_line("a\nb\u{1b}[31mc "), "a b [31mc");
+        assert_eq!(super::one_line(&"x".repeat(1000)).len(), 300);
     }
 }

@@ -141,18 +141,49 @@ fn open(answer_key: &AnswerKey, job: &mut Value) -> Result<(), AnswerError> {
     job[field] = answer_key.open(id, outcome, &job[field])?;
     Ok(())
 }
+/// The hint for a job no listener ever took (the broker's `attempts` is 0).
+pub const NO_LISTENER_HINT: &str = "no listener took the job (attempts 0): is the agent running?";
 
 /// Exit with 0 for a `done` job, otherwise explain.
 pub fn check_done(job: &Value) -> anyhow::Result<()> {
+    let untaken = job["attempts"].as_i64() == Some(0);
     match job["state"].as_str() {
         Some("done") => Ok(()),
+        Some("pending") if untaken => {
+            bail!(
+                "job {} is still pending: no answer within the wait; {NO_LISTENER_HINT}",
+                job["id"]
+            )
+        }
         Some(state @ ("pending" | "delivered")) => {
             bail!(
                 "job {} is still {state}: no answer within the wait",
                 job["id"]
             )
         }
+        Some("expired") if untaken => bail!("job {} ended expired: {NO_LISTENER_HINT}", job["id"]),
         Some(state) => bail!("job {} ended {state}", job["id"]),
         None => bail!("the broker's answer has no state"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn a_job_no_listener_took_says_so() {
+        let expired = json!({"id": 7, "state": "expired", "attempts": 0});
+        let said = super::check_done(&expired).unwrap_err().to_string();
+        assert_eq!(
+            said,
+            "job 7 ended expired: no listener took the job (attempts 0): is the agent running?"
+        );
+        let taken = json!({"id": 7, "state": "expired", "attempts": 1});
+        let said = super::check_done(&taken).unwrap_err().to_string();
+        assert_eq!(said, "job 7 ended expired");
+        let pending = json!({"id": 8, "state": "pending", "attempts": 0});
+        let said = super::check_done(&pending).unwrap_err().to_string();
+        assert!(said.ends_with(super::NO_LISTENER_HINT), "{said}");
     }
 }

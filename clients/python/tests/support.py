@@ -213,7 +213,8 @@ _agents = itertools.count(1)
 
 class Agent:
     """``backchannel agent`` for a broker, echoing or forwarding; returns once
-    it holds the stream."""
+    it holds the stream. Keyword arguments in capitals are more settings,
+    e.g. ``BACKCHANNEL_EXPECT_KIT="true"``."""
 
     def __init__(
         self,
@@ -227,6 +228,7 @@ class Agent:
         trust_signer: list[Path] | None = None,
         require_sealed: bool = False,
         health_port: int | None = None,
+        **settings: str,
     ) -> None:
         number = next(_agents)
         token_file = directory / f"agent-{number}.token"
@@ -255,6 +257,7 @@ class Agent:
             env["BACKCHANNEL_REQUIRE_SEALED"] = "on"
         if health_port is not None:
             env["BACKCHANNEL_HEALTH_BIND"] = f"127.0.0.1:{health_port}"
+        env.update(settings)
         self.process = Process(
             [str(broker_binary()), "agent"], env, directory / f"agent-{number}.log"
         )

@@ -15,11 +15,20 @@ from backchannel import (
     AsyncClient,
     Client,
     JobExpired,
+    JobFailed,
     JobState,
     JobStillOpen,
     TooManyWaiting,
 )
-from support import LISTENER_TOKEN, SUBMITTER_TOKEN, Exchange, Recorder, TcpProxy, wait_until
+from support import (
+    LISTENER_TOKEN,
+    SUBMITTER_TOKEN,
+    Exchange,
+    Recorder,
+    TcpProxy,
+    free_port,
+    wait_until,
+)
 
 #: How late past its deadline a call may return: scheduling and one loopback
 #: round trip on a busy machine, far less than any deadline of a job here.
@@ -144,6 +153,20 @@ def test_a_job_nobody_answers_expires_with_the_call(broker, connect):
         client.call("nobody.test", {"n": 1}, wait=1.0)
     assert time.monotonic() - started < 1.0 + LATE
     assert raised.value.job.state is JobState.EXPIRED
+    assert raised.value.job.attempts == 0
+    assert "no listener took the job (attempts 0): is the agent running?" in str(raised.value)
+
+
+def test_a_handler_no_one_answers_fails_with_the_agents_code(broker, start_agent, connect):
+    # The agent forwards to a port where nothing listens: it asks again until
+    # shortly before the job's deadline, then fails the job with its own code.
+    start_agent(broker, forward=f"http://127.0.0.1:{free_port()}/backchannel/job")
+    client = connect(broker.url)
+    with pytest.raises(JobFailed) as raised:
+        client.call("nobody.listens", None, wait=10, job_timeout=2)
+    assert raised.value.agent_code == "handler_unreachable"
+    assert raised.value.handler_code is None and raised.value.handler_status is None
+    assert "the handler is unreachable" in raised.value.message
 
 
 def test_503_too_many_waiting_is_retried_after_retry_after(start_broker, connect):

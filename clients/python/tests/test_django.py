@@ -190,6 +190,58 @@ def test_a_handlers_not_found_no_handler_and_a_wrong_url_are_told_apart(
     assert response.status_code == 502, "not 'no such invitation'"
 
 
+def test_an_agent_that_expects_the_kit_names_a_wrong_url(
+    scheduler: Broker, start_agent: Any, castellum: Castellum
+) -> None:
+    # The agent's forward URL with a trailing slash, and the kit expected: the
+    # job fails with the agent's not_the_kit, and the agent said so at start.
+    agent = start_agent(
+        scheduler,
+        forward=castellum.job_url + "/",
+        secret=castellum.secret,
+        BACKCHANNEL_EXPECT_KIT="true",
+    )
+    with Client(scheduler.url, SUBMITTER_TOKEN) as client, pytest.raises(JobFailed) as wrong_url:
+        client.call("participant.lookup", {"id": "P-9"}, wait=10)
+    assert wrong_url.value.agent_code == "not_the_kit"
+    assert (wrong_url.value.handler_status, wrong_url.value.handler_code) == (404, None)
+    assert wrong_url.value.body is None, "Django's page is not passed on"
+    assert "does not reach the castellum kit" in wrong_url.value.message
+    response = DjangoClient().get("/invitations/abc")
+    assert response.status_code == 502, "not 'no such invitation'"
+    wait_until(
+        lambda: "does not answer as the castellum kit" in agent.process.output(),
+        what="the agent's warning at start",
+    )
+    assert "/backchannel/job/" in agent.process.output(), "the path is named"
+    agent.stop()
+
+    # The right URL: the kit's own answers pass, its "not found" included.
+    start_agent(
+        scheduler,
+        forward=castellum.job_url,
+        secret=castellum.secret,
+        BACKCHANNEL_EXPECT_KIT="true",
+    )
+    assert DjangoClient().get("/invitations/abc").status_code == 200
+    with Client(scheduler.url, SUBMITTER_TOKEN) as client, pytest.raises(JobFailed) as own:
+        client.call("participant.lookup", {"id": "P-9"}, wait=10)
+    assert (own.value.handler_status, own.value.handler_code) == (404, "no_such_participant")
+    assert own.value.agent_code is None
+
+
+def test_an_agent_with_a_wrong_secret_is_told_at_start(
+    broker: Broker, start_agent: Any, castellum: Castellum
+) -> None:
+    agent = start_agent(broker, forward=castellum.job_url, secret="a-wrong-secret-0123456789")
+    wait_until(
+        lambda: "refuses the agent (403 forbidden)" in agent.process.output(),
+        what="the agent's warning at start",
+    )
+    assert castellum.secret not in agent.process.output()
+    assert "a-wrong-secret-0123456789" not in agent.process.output()
+
+
 def test_a_wrong_token_is_not_a_slow_castellum(
     broker: Broker, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -16,6 +16,7 @@ from backchannel import (
     ApiError,
     Client,
     Job,
+    JobExpired,
     JobFailed,
     JobState,
     RetryPolicy,
@@ -192,6 +193,34 @@ def test_job_failed_tells_the_three_not_founds_apart() -> None:
         None,
     ]:
         assert failed(error).handler_code is None, error
+
+
+def test_job_failed_exposes_the_agent_s_own_code() -> None:
+    def failed(error: object) -> JobFailed:
+        return JobFailed(Job.from_json({**JOB, "state": "failed", "result": None, "error": error}))
+
+    unreachable = failed(
+        {"code": "handler_unreachable", "message": "the handler is unreachable (tried 9 times)"}
+    )
+    assert (unreachable.agent_code, unreachable.handler_code) == ("handler_unreachable", None)
+    assert unreachable.handler_status is None
+    assert unreachable.message == "the job failed: the handler is unreachable (tried 9 times)"
+    redirect = failed({"status": 307, "code": "handler_redirect", "message": "a redirect"})
+    assert (redirect.handler_status, redirect.agent_code) == (307, "handler_redirect")
+    wrong_url = failed({"status": 404, "code": "not_the_kit", "message": "not the kit"})
+    assert (wrong_url.handler_status, wrong_url.handler_code) == (404, None)
+    assert wrong_url.agent_code == "not_the_kit"
+    own = failed({"status": 404, "body": {"error": {"code": "no_such_invitation"}}})
+    assert (own.agent_code, own.handler_code) == (None, "no_such_invitation")
+    assert failed({"code": 7}).agent_code is None
+
+
+def test_job_expired_says_when_no_listener_took_the_job() -> None:
+    untaken = JobExpired(Job.from_json({**JOB, "state": "expired", "result": None, "attempts": 0}))
+    assert "no listener took the job (attempts 0): is the agent running?" in untaken.message
+    assert "no listener took the job (attempts 0): is the agent running?" in str(untaken)
+    taken = JobExpired(Job.from_json({**JOB, "state": "expired", "result": None, "attempts": 1}))
+    assert taken.message == "no answer before the job's deadline"
 
 
 def test_the_token_is_checked_and_never_shown() -> None:

@@ -1,6 +1,7 @@
 //! The agent forwards each job to the handler (the internal endpoint) and
 //! posts its answer back: results, failures, the shared secret, a handler
-//! that is not there, and `--echo`.
+//! that is not there, and `--echo`. More of the handler's troubles are in
+//! `handler.rs`.
 
 use serde_json::json;
 
@@ -81,10 +82,15 @@ async fn an_unreachable_handler_fails_the_job() {
     let db = TestDb::new().await;
     let bc = instance(&db).await;
     let nowhere = unreachable_url().await;
-    let _agent = RunningAgent::start(agent_args(&bc.base, Some(&nowhere)));
+    let agent = RunningAgent::start(agent_args(&bc.base, Some(&nowhere)));
 
+    // The agent asks again until shortly before the deadline, then fails the
+    // job (before it expires) with a code that says why.
     let r = bc
-        .submit(json!({"kind": "lookup", "payload": 1}), Some(30.0))
+        .submit(
+            json!({"kind": "lookup", "payload": 1, "timeout": 3}),
+            Some(30.0),
+        )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.body["state"], "failed");
@@ -93,6 +99,11 @@ async fn an_unreachable_handler_fails_the_job() {
     assert!(
         !message.contains("127.0.0.1"),
         "the handler's address stays inside: {message}"
+    );
+    assert_eq!(r.body["error"]["code"], "handler_unreachable");
+    assert!(
+        agent.status.borrow().handler_retries >= 1,
+        "asked more than once"
     );
 }
 

@@ -1,6 +1,7 @@
 //! `backchannel agent`: against a real broker and a real HTTP handler.
 
 mod forward;
+mod handler;
 mod health;
 mod sealed;
 mod stream;

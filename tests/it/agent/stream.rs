@@ -210,3 +210,67 @@ async fn a_silent_stream_is_abandoned_after_three_heartbeats() {
     assert_eq!(what, "accepted");
     assert!(third - second >= heartbeat * 2, "waited for an answer");
 }
+
+#[tokio::test]
+async fn a_refused_token_is_logged_with_the_broker_s_explanation() {
+    let db = TestDb::new().await;
+    let bc = instance(&db).await;
+    // A submitter token where a listener token belongs.
+    let env = [("BACKCHANNEL_LISTENER_TOKEN", SUBMITTER)];
+    let agent = LoggedAgent::spawn(&["--server", &bc.base, "--echo"], &env);
+    let refused = agent
+        .until_logged(LONG, "the broker refused the listener token", 1)
+        .await;
+    assert_eq!(refused[0]["level"], "ERROR");
+    assert_eq!(refused[0]["fields"]["status"], "403 Forbidden");
+    assert_eq!(
+        refused[0]["fields"]["explanation"],
+        "a submitter token cannot use this endpoint; it needs a listener token"
+    );
+    assert!(!agent.text().contains(SUBMITTER), "never the token");
+}
+
+#[tokio::test]
+async fn after_a_broker_restart_the_agent_comes_back_after_quick_tries() {
+    let db = TestDb::new().await;
+    let mut first = instance(&db).await;
+    let addr = first.running().addr;
+    let health = format!("127.0.0.1:{}", procs::free_port());
+    let metrics_url = format!("http://{health}/metrics");
+    let connects = || async {
+        let text = reqwest::get(&metrics_url).await.ok()?.text().await.ok()?;
+        sample(&text, "backchannel_agent_stream_connects_total")
+    };
+    let env = [("BACKCHANNEL_LISTENER_TOKEN", LISTENER)];
+    let agent = LoggedAgent::spawn(
+        &["--server", &first.base, "--echo", "--health-bind", &health],
+        &env,
+    );
+    assert!(eventually(LONG, || async { connects().await == Some(1.0) }).await);
+
+    // The broker goes away: no one listens at its address for a while.
+    first.stop().await;
+    let refused = agent.until_logged(RECONNECT, "no broker there", 3).await;
+    for line in &refused[..3] {
+        assert_eq!(line["level"], "WARN");
+        let delay = line["fields"]["retry_in_ms"].as_u64().expect("a delay");
+        assert!(delay < 1000, "a quick try after connection refused: {line}");
+    }
+
+    let mut settings = settings(&db);
+    settings.bind = addr;
+    let second = instance_with(settings).await;
+    assert!(
+        eventually(RECONNECT, || async { connects().await == Some(2.0) }).await,
+        "the agent is back"
+    );
+    let r = second
+        .submit(json!({"kind": "after", "payload": 3}), Some(30.0))
+        .await;
+    assert_eq!(r.body["state"], "done", "{:?}", r.body);
+    assert!(
+        agent
+            .logged("the broker refused the listener token")
+            .is_empty()
+    );
+}

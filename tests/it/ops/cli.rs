@@ -170,6 +170,12 @@ async fn submit_cli_prints_the_job_and_exits_by_state() {
     assert_eq!(job["state"], "done");
     assert_eq!(job["result"], json!({"hello": "cli"}));
     listener.abort();
+    let gone = eventually(LONG, || async {
+        let request = bc.http.get(bc.url("/v1/listener")).bearer_auth(SUBMITTER);
+        bc.send(request).await.body["held"] == false
+    })
+    .await;
+    assert!(gone, "the test's listener let the stream go");
 
     // No listener now: the job times out, the exit code is not 0 and says why.
     let base = bc.base.clone();
@@ -198,6 +204,11 @@ async fn submit_cli_prints_the_job_and_exits_by_state() {
     assert!(stderr.contains("expired"), "{stderr}");
     let job: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(job["state"], "expired");
+    assert_eq!(job["attempts"], 0);
+    assert!(
+        stderr.contains("no listener took the job (attempts 0): is the agent running?"),
+        "{stderr}"
+    );
 }
 
 /// `backchannel keys ...`: exit code, stdout, stderr.

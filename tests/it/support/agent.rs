@@ -54,7 +54,18 @@ impl Handler {
         Handler::start(name, false).await
     }
 
+    /// A handler on `addr` (a port that was free: the handler "comes up" there).
+    pub async fn at(name: &str, addr: std::net::SocketAddr) -> Handler {
+        let listener = TcpListener::bind(addr).await.unwrap();
+        Handler::serve(name, true, listener)
+    }
+
     async fn start(name: &str, open: bool) -> Handler {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Handler::serve(name, open, listener)
+    }
+
+    fn serve(name: &str, open: bool, listener: TcpListener) -> Handler {
         let (tx, calls) = mpsc::unbounded_channel();
         let all = Arc::new(Mutex::new(Vec::new()));
         let (gate, _) = watch::channel(open);
@@ -94,7 +105,6 @@ impl Handler {
                     warp::reply::with_status(warp::reply::json(&body), status)
                 },
             );
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/backchannel/", listener.local_addr().unwrap());
         let task = tokio::spawn(warp::serve(route).incoming(listener).run());
         Handler {
@@ -151,6 +161,111 @@ pub async fn unreachable_url() -> String {
     let addr = listener.local_addr().unwrap();
     drop(listener);
     format!("http://{addr}/backchannel/")
+}
+
+/// One request a [`Canned`] server received.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    /// The `X-Backchannel-Secret` header, if any.
+    pub secret: Option<String>,
+}
+
+/// An HTTP server of the test's own that gives every request the same
+/// answer (status, headers, body) and records each one.
+pub struct Canned {
+    pub url: String,
+    pub origin: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    task: JoinHandle<()>,
+}
+
+impl Canned {
+    pub async fn start(status: u16, headers: &[(&str, &str)], body: &str) -> Canned {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let origin = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        let body = body.to_owned();
+        let route = warp::method()
+            .and(warp::header::optional::<String>("x-backchannel-secret"))
+            .map(move |method: warp::http::Method, secret| {
+                record.lock().unwrap().push(Seen {
+                    method: method.to_string(),
+                    secret,
+                });
+                let mut reply = warp::http::Response::builder().status(status);
+                for (name, value) in &headers {
+                    reply = reply.header(name, value);
+                }
+                reply.body(body.clone()).unwrap()
+            });
+        let task = tokio::spawn(warp::serve(route).incoming(listener).run());
+        Canned {
+            url: format!("{origin}/backchannel/job"),
+            origin,
+            seen,
+            task,
+        }
+    }
+
+    /// Every request so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Canned {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A TCP listener that only counts the connections it is offered.
+pub struct Counter {
+    pub origin: String,
+    count: Arc<std::sync::atomic::AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl Counter {
+    pub async fn start() -> Counter {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let origin = format!("http://{}", listener.local_addr().unwrap());
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = count.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(socket);
+            }
+        });
+        Counter {
+            origin,
+            count,
+            task,
+        }
+    }
+
+    pub fn connections(&self) -> usize {
+        self.count.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Counter {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A port where nothing listens now, and its address.
+pub async fn free_addr() -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
 }
 
 /// Agent arguments for the broker at `base`.
@@ -241,6 +356,81 @@ pub fn agent_process(base: &str, forward: &str, extra: &[&str]) -> tokio::proces
         command.stderr(Stdio::null());
     }
     command.spawn().expect("start the agent binary")
+}
+
+/// `backchannel agent` as a child process with its log captured: JSON lines
+/// at `info`, each parsed (lines that are not JSON are kept as strings).
+pub struct LoggedAgent {
+    pub child: tokio::process::Child,
+    logs: Arc<Mutex<Vec<Value>>>,
+}
+
+impl LoggedAgent {
+    /// `args` after `agent`; `env` on top of a clean environment (no token:
+    /// give one in `env` or `args`).
+    pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> LoggedAgent {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_backchannel"));
+        command.arg("agent").args(args);
+        for (name, _) in std::env::vars() {
+            if name.starts_with("BACKCHANNEL_") {
+                command.env_remove(name);
+            }
+        }
+        command
+            .env("RUST_LOG", "info")
+            .env("BACKCHANNEL_LOG_FORMAT", "json")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("start the agent binary");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let sink = logs.clone();
+        tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let value = serde_json::from_str(&line).unwrap_or(Value::String(line));
+                sink.lock().unwrap().push(value);
+            }
+        });
+        LoggedAgent { child, logs }
+    }
+
+    /// Every line so far.
+    pub fn lines(&self) -> Vec<Value> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// The lines whose message contains `text`.
+    pub fn logged(&self, text: &str) -> Vec<Value> {
+        self.lines()
+            .into_iter()
+            .filter(|line| {
+                line["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(text))
+            })
+            .collect()
+    }
+
+    /// Wait until at least `n` lines contain `text` in their message.
+    pub async fn until_logged(&self, timeout: Duration, text: &str, n: usize) -> Vec<Value> {
+        let found = eventually(timeout, || async { self.logged(text).len() >= n }).await;
+        assert!(found, "no {n} lines with {text:?} in:\n{:#?}", self.lines());
+        self.logged(text)
+    }
+
+    /// Every line as text (to check what never appears).
+    pub fn text(&self) -> String {
+        self.lines()
+            .iter()
+            .map(Value::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
 }
 
 /// Send SIGTERM to a child process.

@@ -294,16 +294,20 @@ class JobFailed(JobNotDone):
     """The listener answered with an error (``job.error``).
 
     Through ``backchannel agent``, ``error`` is ``{"status": <the handler's
-    HTTP status>, "body": <its body>}`` (or ``{"message": ...}`` when the
-    handler could not be reached); :attr:`handler_status`,
-    :attr:`handler_code` and :attr:`body` unpack it, and the message quotes
-    the body's error message when it has one.
+    HTTP status>, "body": <its body>}`` when the handler answered, or
+    ``{"code": <the agent's code>, "message": ...}`` for a failure the agent
+    named itself (the handler unreachable, a redirect, ...);
+    :attr:`handler_status`, :attr:`handler_code`, :attr:`agent_code` and
+    :attr:`body` unpack it, and the message quotes the body's error message
+    (or the agent's) when there is one.
 
     With the castellum kit behind the agent, the status and the code tell the
     failures apart: a handler's own "not found" is ``404`` with the handler's
     code (``no_such_invitation``, or the default ``job_error``); a kind with no
     handler is ``501 unknown_kind``; a ``404`` without a code is not the kit's
-    answer at all (the agent's forward URL points at a wrong path).
+    answer at all (the agent's forward URL points at a wrong path; an agent
+    with ``BACKCHANNEL_EXPECT_KIT=true`` says so: :attr:`agent_code`
+    ``not_the_kit``).
     """
 
     def __init__(self, job: Job) -> None:
@@ -330,16 +334,42 @@ class JobFailed(JobNotDone):
         return code if isinstance(code, str) else None
 
     @property
+    def agent_code(self) -> str | None:
+        """The code of a failure the agent named itself (``error.code``), when
+        its handler gave no answer of its own: ``handler_unreachable`` (no one
+        took the connection, tried until shortly before the deadline),
+        ``handler_timeout`` (no answer in the job's time), ``handler_redirect``
+        (the handler answered a redirect, which the agent never follows),
+        ``not_the_kit`` (the agent expects the castellum kit and the answer is
+        not the kit's: a wrong forward URL), ``handler_request_failed``; the
+        refusals of sealed requests (``seal_*``, :class:`SealRefused`) too.
+        ``None`` when the error is the handler's own answer
+        (:attr:`handler_code`)."""
+        code = _get(self.job.error, "code")
+        return code if isinstance(code, str) else None
+
+    @property
     def body(self) -> Json:
         """The body the agent's handler answered with, if the error has one."""
         return _get(self.job.error, "body")
 
 
+#: What :class:`JobExpired` says of a job no listener ever took.
+NO_LISTENER = "no listener took the job (attempts 0): is the agent running?"
+
+
 class JobExpired(JobNotDone):
-    """The job's deadline passed before any answer."""
+    """The job's deadline passed before any answer.
+
+    When no listener ever took the job (``job.attempts == 0``: no agent held
+    the stream while it waited), the message says so (:data:`NO_LISTENER`).
+    """
 
     def __init__(self, job: Job) -> None:
-        super().__init__("no answer before the job's deadline", code="expired", job=job)
+        message = "no answer before the job's deadline"
+        if job.attempts == 0:
+            message = f"{message}: {NO_LISTENER}"
+        super().__init__(message, code="expired", job=job)
 
 
 class JobCancelled(JobNotDone):

@@ -17,7 +17,9 @@
     urlpatterns = [path("backchannel/job", job_view)]
 
 and run the agent with ``--forward http://127.0.0.1:8000/backchannel/job
---forward-header-file <the file of settings.BACKCHANNEL_CASTELLUM["SECRET_FILE"]>``.
+--forward-header-file <the file of settings.BACKCHANNEL_CASTELLUM["SECRET_FILE"]>
+--expect-kit`` (``--expect-kit``: an answer without the kit's header, e.g. a
+wrong path, fails the job with ``not_the_kit``).
 
 The view (CSRF-exempt: the agent sends no cookie):
 
