@@ -41,6 +41,8 @@
 #
 # Needs PG_ADMIN_URL (make deb-check exports it): scratch databases and a
 # runtime role are created there and dropped at the end.
+# (Under pipefail, `producer | grep -q` fails when grep stops reading early:
+# output is captured first and grep reads it from a string.)
 set -euo pipefail
 
 deb=${1:?usage: scripts/deb-check.sh PACKAGE.deb}
@@ -208,7 +210,7 @@ stop() {
 
 # `serve --check`: the program side of issue 22; until it is there the
 # postinst test below cannot pass its restart case.
-has_serve_check() { /usr/bin/backchannel serve --help 2>/dev/null | grep -qE -- '--check([^-a-z]|$)'; }
+has_serve_check() { grep -qE -- '--check([^-a-z]|$)' <<<"$(/usr/bin/backchannel serve --help 2>/dev/null || true)"; }
 
 # Run a command quietly; show what it said when it fails.
 quietly() {
@@ -317,7 +319,7 @@ for page in backchannel backchannel-serve backchannel-agent; do
   done
 done
 for page in backchannel-serve backchannel-agent; do
-  gzip -dc "/usr/share/man/man1/$page.1.gz" | grep -qx '\.SH SIGNALS' || fail "man $page has no SIGNALS section"
+  grep -qx '\.SH SIGNALS' <<<"$(gzip -dc "/usr/share/man/man1/$page.1.gz")" || fail "man $page has no SIGNALS section"
 done
 
 say "  purge"
@@ -526,7 +528,8 @@ check=$(BACKCHANNEL_SERVER="$base" BACKCHANNEL_SUBMITTER_TOKEN="$submitter" \
 say "    $check"
 grep -q '"route":"/v1/jobs","status":200' "$work/broker.log" || fail "no access log line for the submit"
 grep -q "$submitter" "$work/broker.log" "$work/agent.log" && fail "a token reached the logs"
-curl -fsS "http://127.0.0.1:$health_port/metrics" | grep -q '^backchannel_agent_jobs_total{outcome="done"} 1$' \
+agent_metrics=$(curl -fsS "http://127.0.0.1:$health_port/metrics") || fail "the agent's /metrics did not answer"
+grep -q '^backchannel_agent_jobs_total{outcome="done"} 1$' <<<"$agent_metrics" \
   || fail "the agent's /metrics does not count the job"
 stop "$agent_pid"
 stop "$broker_pid"
