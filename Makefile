@@ -68,9 +68,16 @@ deb: ## Build the Debian package target/debian/backchannel_<version>_<arch>.deb 
 	rm -rf target/manual && ./target/release/backchannel manual target/manual
 	cargo deb --no-build --strip --output target/debian/
 
+# The package's version (Cargo's): target/debian/ may hold older packages too.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -n 1)
+
 .PHONY: deb-check
-deb-check: deb ## Install the package here (as root), verify it, run one round trip with the installed binary, purge it
-	@$(PG_ENSURE); scripts/deb-check.sh target/debian/backchannel_*.deb
+deb-check: deb ## As root: lintian, nginx -t on the docs, install, upgrade from the previous version (built once from git), round trip, purge
+	@$(PG_ENSURE); scripts/deb-check.sh target/debian/backchannel_$(VERSION)_*.deb
+
+.PHONY: nginx-check
+nginx-check: ## nginx -t on every nginx block of README.md and docs/ (make deb-check runs it too)
+	scripts/nginx-check.sh
 
 .PHONY: rules
 rules: ## promtool check and unit tests of deploy/prometheus/ (promtool taken from Debian's prometheus package if missing)

@@ -111,7 +111,10 @@ async fn requests_are_logged_by_route_template_and_counted() {
         Some(2.0)
     );
     assert_eq!(
-        count(r#"backchannel_build_info{version="0.1.0"}"#),
+        count(&format!(
+            r#"backchannel_build_info{{version="{}"}}"#,
+            env!("CARGO_PKG_VERSION")
+        )),
         Some(1.0)
     );
     assert_eq!(count("backchannel_ready"), Some(1.0));
