@@ -260,12 +260,7 @@ async fn database(target: &Target, settings: &Settings, report: &mut Report) {
 
 /// The schema's version and the role's rights, as `serve` would judge them
 /// (without migrating).
-fn schema(
-    found: &store::schema::Found,
-    variable: &str,
-    mode: MigrateMode,
-    report: &mut Report,
-) {
+fn schema(found: &store::schema::Found, variable: &str, mode: MigrateMode, report: &mut Report) {
     let needed = store::migrate::latest();
     let role = &found.role;
     if found.behind() && mode == MigrateMode::Auto {
