@@ -8,6 +8,8 @@
 
 use std::fmt;
 
+use deadpool_postgres::Pool;
+
 use crate::config::{MigrateMode, Settings};
 use crate::http::auth::{Role, Tokens};
 use crate::store::{self, Target, schema::Version};
@@ -112,11 +114,27 @@ pub async fn check(settings: &Settings) -> Report {
         Some(url) => target(url, "BACKCHANNEL_DIRECT_DATABASE_URL", &mut report),
         None => pooled.clone(),
     };
-    if let Some(pooled) = &pooled {
-        pool(pooled, settings, &mut report).await;
-    }
-    if let Some(direct) = &direct {
-        database(direct, settings, &mut report).await;
+    let pool = match &pooled {
+        Some(pooled) => pool(pooled, settings, &mut report).await,
+        None => None,
+    };
+    let schema_fine = match &direct {
+        Some(direct) => database(direct, settings, &mut report).await,
+        None => false,
+    };
+    // The pool's role is checked on its own only when it may differ from the
+    // direct URL's, and once the schema it needs rights on is there.
+    if let (Some(pool), Some(pooled), true) = (&pool, &pooled, schema_fine) {
+        if settings.direct_database_url.is_some() {
+            match preflight::pool_rights(pool, pooled).await {
+                Ok(()) => report.add(
+                    Mark::Ok,
+                    "rights (DATABASE_URL)",
+                    "the pool's role holds every right of sql/grants.sql",
+                ),
+                Err(error) => report.add(Mark::Fail, "rights (DATABASE_URL)", error.to_string()),
+            }
+        }
     }
     report
 }
@@ -191,18 +209,26 @@ fn place(target: &Target) -> String {
 }
 
 /// The query pool's URL: a connection as the pool makes it (with its
-/// session settings), and who it is.
-async fn pool(target: &Target, settings: &Settings, report: &mut Report) {
+/// session settings), and who it is. The pool, when it connects.
+async fn pool(target: &Target, settings: &Settings, report: &mut Report) -> Option<Pool> {
     let variable = target.variable();
     let pool = match preflight::pool(target, settings, None).await {
         Ok(pool) => pool,
-        Err(error) => return report.add(Mark::Fail, variable, error.to_string()),
+        Err(error) => {
+            report.add(Mark::Fail, variable, error.to_string());
+            return None;
+        }
     };
     let connection = match pool.get().await {
         Ok(connection) => connection,
-        Err(error) => return report.add(Mark::Fail, variable, error.to_string()),
+        Err(error) => {
+            report.add(Mark::Fail, variable, error.to_string());
+            return None;
+        }
     };
-    match store::probe::who_and_where(&connection).await {
+    let found = store::probe::who_and_where(&connection).await;
+    drop(connection);
+    match found {
         Ok(who) => report.add(
             Mark::Ok,
             variable,
@@ -220,17 +246,22 @@ async fn pool(target: &Target, settings: &Settings, report: &mut Report) {
             format!("connected, but a query failed: {}", target.explain(&error)),
         ),
     }
+    Some(pool)
 }
 
 /// The direct URL: a real session, then the schema and the rights on it.
-async fn database(target: &Target, settings: &Settings, report: &mut Report) {
+/// True when the schema is there and its role holds every right.
+async fn database(target: &Target, settings: &Settings, report: &mut Report) -> bool {
     let what = "BACKCHANNEL_DIRECT_DATABASE_URL";
     let own = settings.direct_database_url.is_some();
     let session = match preflight::dedicated(&target.named("backchannel-check")).await {
         Ok(session) => session,
-        Err(error) if own => return report.add(Mark::Fail, what, error.to_string()),
-        // Already said on DATABASE_URL's line.
-        Err(_) => return,
+        Err(error) => {
+            if own {
+                report.add(Mark::Fail, what, error.to_string());
+            } // else already said on DATABASE_URL's line.
+            return false;
+        }
     };
     let where_ = if own {
         format!("connected to {}", place(target))
@@ -252,15 +283,21 @@ async fn database(target: &Target, settings: &Settings, report: &mut Report) {
         Ok(found) => found,
         Err(error) => {
             let error = preflight::migration_error(&error);
-            return report.add(Mark::Fail, "schema", format!("cannot be read: {error}"));
+            report.add(Mark::Fail, "schema", format!("cannot be read: {error}"));
+            return false;
         }
     };
-    schema(&found, target.variable(), settings.migrate, report);
+    schema(&found, target.variable(), settings.migrate, report)
 }
 
 /// The schema's version and the role's rights, as `serve` would judge them
-/// (without migrating).
-fn schema(found: &store::schema::Found, variable: &str, mode: MigrateMode, report: &mut Report) {
+/// (without migrating). True when it is there and the role holds every right.
+fn schema(
+    found: &store::schema::Found,
+    variable: &str,
+    mode: MigrateMode,
+    report: &mut Report,
+) -> bool {
     let needed = store::migrate::latest();
     let role = &found.role;
     if found.behind() && mode == MigrateMode::Auto {
@@ -277,7 +314,7 @@ fn schema(found: &store::schema::Found, variable: &str, mode: MigrateMode, repor
                  schema or has CREATE on the database; the rights are checked after that"
             ),
         );
-        return;
+        return false;
     }
     match found.version {
         Version::At(version) if version > needed => report.add(
@@ -296,7 +333,8 @@ fn schema(found: &store::schema::Found, variable: &str, mode: MigrateMode, repor
         Version::Unreadable => {}
         _ => {
             let problem = found.problem(variable).unwrap_or_default();
-            return report.add(Mark::Fail, "schema", problem);
+            report.add(Mark::Fail, "schema", problem);
+            return false;
         }
     }
     if found.missing.is_empty() {
@@ -305,9 +343,11 @@ fn schema(found: &store::schema::Found, variable: &str, mode: MigrateMode, repor
             "rights",
             format!("role {role} holds every right of sql/grants.sql"),
         );
+        true
     } else {
         let problem = found.problem(variable).unwrap_or_default();
         report.add(Mark::Fail, "rights", problem);
+        false
     }
 }
 

@@ -130,10 +130,8 @@ pub fn targets(settings: &Settings) -> anyhow::Result<(Target, Target)> {
 
 /// The query pool, connected once: it connects lazily, and a wrong
 /// DATABASE_URL (TLS, password, a pooler) is better found at start-up, with
-/// its reason. On that first connection, the rights of the pool's role
-/// (which may not be the direct URL's, checked by [`check_database`]):
-/// refuse to start naming the role and each right it lacks, rather than
-/// answer every submit with a 500.
+/// its reason. Its role's rights are [`pool_rights`]' (after the schema is
+/// known to be there).
 pub async fn pool(
     target: &Target,
     settings: &Settings,
@@ -142,10 +140,15 @@ pub async fn pool(
     let unnamed = settings.statements == StatementMode::Unnamed;
     let setup = connect::pool_setup(unnamed, settings.synchronous_commit.as_deref());
     let pool = connect::pool(target, settings.pool_size, setup, own);
-    let client = pool.get().await.map_err(|e| match &e {
-        PoolError::Backend(e) => anyhow::anyhow!("cannot connect: {}", target.explain(e)),
-        other => anyhow::anyhow!("cannot connect with {}: {other}", target.variable()),
-    })?;
+    drop(connected(&pool, target).await?);
+    Ok(pool)
+}
+
+/// The rights of the pool's role (which may not be the direct URL's, checked
+/// by [`check_database`]): refuse to start naming the role and each right it
+/// lacks, rather than answer every submit with a 500.
+pub async fn pool_rights(pool: &Pool, target: &Target) -> anyhow::Result<()> {
+    let client = connected(pool, target).await?;
     let rights = store::schema::rights(&client).await.map_err(|e| {
         anyhow::anyhow!(
             "checking the rights of {}'s role failed: {}",
@@ -153,8 +156,16 @@ pub async fn pool(
             store::StoreError::from_ref(&e)
         )
     })?;
-    if let Some(problem) = rights.problem(target.variable()) {
-        return Err(anyhow::anyhow!(problem));
+    match rights.problem(target.variable()) {
+        Some(problem) => Err(anyhow::anyhow!(problem)),
+        None => Ok(()),
     }
-    Ok(pool)
+}
+
+/// A connection of `pool`, or why there is none.
+async fn connected(pool: &Pool, target: &Target) -> anyhow::Result<deadpool_postgres::Object> {
+    pool.get().await.map_err(|e| match &e {
+        PoolError::Backend(e) => anyhow::anyhow!("cannot connect: {}", target.explain(e)),
+        other => anyhow::anyhow!("cannot connect with {}: {other}", target.variable()),
+    })
 }

@@ -374,6 +374,22 @@ fn extra(page: &str) -> Extra {
             files: &[],
             signals: &[],
         },
+        "backchannel-keys" | "backchannel-keys-new" | "backchannel-keys-id" => Extra {
+            exit: &[
+                ("0", "Written (keys new) or printed (keys id)."),
+                (
+                    "1",
+                    "A file could not be read or written, would be overwritten, or is not a key file of the four kinds (the message says which).",
+                ),
+                USAGE_ERROR,
+            ],
+            environment: &[(
+                "RUST_LOG, BACKCHANNEL_LOG_FORMAT, NO_COLOR",
+                "Logging, as in backchannel(1).",
+            )],
+            files: &[],
+            signals: &[],
+        },
         _ => Extra::default(),
     }
 }
@@ -413,6 +429,9 @@ mod tests {
             names,
             [
                 "backchannel-agent.1",
+                "backchannel-keys-id.1",
+                "backchannel-keys-new.1",
+                "backchannel-keys.1",
                 "backchannel-migrate.1",
                 "backchannel-serve.1",
                 "backchannel-status.1",
