@@ -164,6 +164,12 @@ pub struct Settings {
     #[arg(long, env = "BACKCHANNEL_MAX_WAITING", default_value_t = 16_384)]
     pub max_waiting: usize,
 
+    /// Submits, answers and cancels that may queue for the database at once
+    /// on this instance (each of the two group commits); more get 503
+    /// `overloaded` with Retry-After, nothing stored.
+    #[arg(long, env = "BACKCHANNEL_MAX_QUEUED", default_value_t = 4096)]
+    pub max_queued: usize,
+
     /// Seconds a client has to send its request headers; also how long an idle
     /// keep-alive connection stays open.
     #[arg(long, env = "BACKCHANNEL_HEADER_TIMEOUT", default_value = "30", value_parser = seconds)]
@@ -405,6 +411,11 @@ impl Settings {
         if self.pool_size == 0 {
             return Err(ConfigError(
                 "BACKCHANNEL_POOL_SIZE must be at least 1".into(),
+            ));
+        }
+        if self.max_queued == 0 {
+            return Err(ConfigError(
+                "BACKCHANNEL_MAX_QUEUED must be at least 1".into(),
             ));
         }
         if self.max_body == 0 {

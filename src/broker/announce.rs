@@ -4,8 +4,9 @@
 //! decided once: a new job's by the hub before its insert
 //! ([`NewJobWake`]), an end's by the statement that ended it ([`DoneNotice`]).
 
-use super::Broker;
+use super::{Broker, BrokerError};
 use crate::job::{Job, NewJobWake};
+use crate::store::{Ended, StoreError};
 
 /// How the other instances learn that a job ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,10 +33,44 @@ impl Broker {
     /// A job was created with `wake`, as the hub decided before its insert:
     /// a local stream is woken now (and if it left meanwhile, one coalesced
     /// NOTIFY reaches wherever it went); an insert that notified in its
-    /// commit, or poll mode, needs nothing more.
-    pub(super) fn announce_new(&self, wake: NewJobWake) {
-        if wake == NewJobWake::Local && !self.hub.wake_stream() {
+    /// commit, or poll mode, needs nothing more. An insert that could not
+    /// notify (PostgreSQL's notification queue full) has the notifier send it.
+    pub(super) fn announce_new(&self, wake: NewJobWake, notified: bool) {
+        let deferred = wake == NewJobWake::InCommit && !notified;
+        if deferred {
+            self.metrics.wake.notifications_deferred.inc();
+        }
+        if (wake == NewJobWake::Local && !self.hub.wake_stream()) || deferred {
             self.notifier.new_job();
+        }
+    }
+
+    /// The outcome of this instance's answer or cancel: a job it ended is
+    /// announced (its `backchannel_done` by the notifier when the commit
+    /// could not send it). A job it ended but cannot read back is announced
+    /// too (its waiters read it themselves), and its request alone fails.
+    pub(super) fn ended(
+        &self,
+        outcome: Result<Option<Ended>, StoreError>,
+    ) -> Result<Option<Job>, BrokerError> {
+        match outcome {
+            Ok(Some(Ended { job, notified })) => {
+                let notice = if notified {
+                    DoneNotice::SentInCommit
+                } else {
+                    self.metrics.wake.notifications_deferred.inc();
+                    DoneNotice::ByNotifier
+                };
+                self.announce_end(&job, notice);
+                Ok(Some(job))
+            }
+            Ok(None) => Ok(None),
+            Err(StoreError::EndedUnreadable { id, cause }) => {
+                self.hub.wake_job(id, None);
+                self.notifier.done(id);
+                Err(StoreError::EndedUnreadable { id, cause }.into())
+            }
+            Err(error) => Err(error.into()),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tracing::Instrument;
 
-use super::{Broker, BrokerError, DoneNotice, unsettled};
+use super::{Broker, BrokerError, unsettled};
 use crate::job::{Answer, Job, JobState};
 
 impl Broker {
@@ -21,9 +21,8 @@ impl Broker {
         self.check_sealed_answer(id, &answer).await?;
         let answer = Arc::new(answer);
         for _ in 0..2 {
-            if let Some(job) = self.store.answer(id, &answer).await? {
+            if let Some(job) = self.ended(self.store.answer(id, &answer).await)? {
                 tracing::info!(job_id = id, state = job.state.as_str(), "job answered");
-                self.announce_end(&job, DoneNotice::SentInCommit);
                 return Ok(job);
             }
             match self.read_now(id).await? {

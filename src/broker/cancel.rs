@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tracing::Instrument;
 
-use super::{Broker, BrokerError, DoneNotice, unsettled};
+use super::{Broker, BrokerError, unsettled};
 use crate::job::Job;
 
 impl Broker {
@@ -18,9 +18,8 @@ impl Broker {
 
     async fn cancel_now(&self, id: i64) -> Result<Job, BrokerError> {
         for _ in 0..2 {
-            if let Some(job) = self.store.cancel(id).await? {
+            if let Some(job) = self.ended(self.store.cancel(id).await)? {
                 tracing::info!(job_id = id, "job cancelled");
-                self.announce_end(&job, DoneNotice::SentInCommit);
                 return Ok(job);
             }
             match self.read_now(id).await? {

@@ -59,6 +59,10 @@ pub enum BrokerError {
     ShuttingDown,
     #[error("too many requests are waiting on this instance")]
     TooManyWaiting,
+    /// Too many requests queue for the database on this instance: refused,
+    /// nothing stored.
+    #[error("{0}")]
+    Overloaded(String),
     /// The seal gate refused a submit or an answer; nothing was stored.
     #[error("{0}")]
     Sealing(crate::seal::DoorRefusal),
@@ -87,7 +91,10 @@ impl From<StoreError> for BrokerError {
                 message: error.to_string(),
             },
             StoreError::InvalidValue(what) => BrokerError::InvalidValue(what),
-            StoreError::Query(_) | StoreError::Undecodable(_) => {
+            StoreError::Overloaded(_) => BrokerError::Overloaded(error.to_string()),
+            StoreError::Query(_)
+            | StoreError::Undecodable(_)
+            | StoreError::EndedUnreadable { .. } => {
                 BrokerError::Database(error.to_string())
             }
         }
@@ -132,10 +139,12 @@ impl Broker {
         let sizes = BatchSizes {
             insert: metrics.database.batch("insert"),
             finish: metrics.database.batch("finish"),
+            insert_alone: metrics.database.alone("insert"),
+            finish_alone: metrics.database.alone("finish"),
         };
         let unnamed = settings.statements == StatementMode::Unnamed;
         Arc::new(Broker {
-            store: Arc::new(Store::new(pool, sizes, unnamed)),
+            store: Arc::new(Store::new(pool, sizes, unnamed, settings.max_queued)),
             hub: Hub::new(settings.max_waiting, settings.wake),
             notifier: Notifier::new(),
             settings,

@@ -53,11 +53,12 @@ impl Broker {
         // A stream held elsewhere is woken by a NOTIFY in the insert's own
         // commit; one held here, directly.
         let wake = self.hub.new_job_wake();
-        let (job, created) = self.store.insert(new, wake).await?;
-        if created {
+        let inserted = self.store.insert(new, wake).await?;
+        let job = inserted.job;
+        if inserted.created {
             tracing::info!(job_id = job.id, kind = %job.kind, "job submitted");
             self.metrics.jobs.submitted.inc();
-            self.announce_new(wake);
+            self.announce_new(wake, inserted.notified);
             return Ok((job, true));
         }
         // A repeat of the key answers the first job's true state: one whose

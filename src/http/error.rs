@@ -160,6 +160,13 @@ impl From<BrokerError> for ApiError {
                 "too_many_waiting",
                 "too many requests are waiting on this instance; retry, or submit without wait and poll",
             ),
+            BrokerError::Overloaded(message) => {
+                tracing::warn!(error = %message, "request refused: too many queue for the database");
+                ApiError::retry_soon(
+                    "overloaded",
+                    "too many requests queue for the database on this instance; nothing was stored, retry shortly",
+                )
+            }
             BrokerError::Sealing(refusal) => {
                 let status = S::from_u16(refusal.code.status()).expect("a valid status");
                 ApiError::new(status, refusal.code.as_str(), refusal.message)

@@ -135,7 +135,10 @@ pub async fn healthz() -> Result<Response, Rejection> {
 
 pub async fn readyz(broker: Arc<Broker>) -> Result<Response, Rejection> {
     match broker.readiness().await {
-        Ok(()) => Ok(warp::reply::json(&serde_json::json!({"status": "ready"})).into_response()),
+        Ok(degraded) => Ok(warp::reply::json(
+            &serde_json::json!({"status": "ready", "degraded": degraded}),
+        )
+        .into_response()),
         Err(reason) => Ok(ApiError::retry_soon("not_ready", reason).into_response()),
     }
 }

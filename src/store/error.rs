@@ -1,10 +1,13 @@
 //! What can go wrong with the database, split by what the caller can do about it.
 
+use std::sync::Arc;
+
 use deadpool_postgres::PoolError;
 use tokio_postgres::error::SqlState;
 
-/// A database failure.
-#[derive(Debug, thiserror::Error)]
+/// A database failure. Cloned when one failure is every request's of a
+/// batch: each gets the same classified error.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached (down, restarting, connection lost).
     #[error("database unavailable: {0}")]
@@ -22,11 +25,19 @@ pub enum StoreError {
     /// (SQLSTATE, the objects named, the server routine), never by its message,
     /// detail or context, which can quote the data of the statement.
     #[error("{}", identify(.0))]
-    Query(#[source] tokio_postgres::Error),
+    Query(#[source] Arc<tokio_postgres::Error>),
     /// A row holds a value the broker cannot read (written by another
     /// application): names the job and the column, never the value.
     #[error("cannot read a stored job: {0}")]
     Undecodable(String),
+    /// The job was ended by this request (its end is committed and was
+    /// announced), but its row cannot be read back: see [`Undecodable`](Self::Undecodable).
+    #[error("job {id} ended, but cannot be read back: {cause}")]
+    EndedUnreadable { id: i64, cause: String },
+    /// Too many requests wait for the database on this instance already:
+    /// refused before anything was stored.
+    #[error("{0} requests already wait for the database on this instance")]
+    Overloaded(usize),
 }
 
 impl StoreError {
@@ -36,6 +47,14 @@ impl StoreError {
 
     pub fn is_read_only(&self) -> bool {
         matches!(self, StoreError::ReadOnly)
+    }
+
+    /// PostgreSQL's notification queue is full (SQLSTATE 54000 on a
+    /// statement that notifies): the statement did nothing; without its
+    /// NOTIFY it would commit.
+    pub fn is_notify_queue_full(&self) -> bool {
+        matches!(self, StoreError::Query(error)
+            if error.code() == Some(&SqlState::PROGRAM_LIMIT_EXCEEDED))
     }
 }
 
@@ -64,7 +83,7 @@ impl From<tokio_postgres::Error> for StoreError {
         } else if class == "22" {
             StoreError::InvalidValue(data_exception(code))
         } else {
-            StoreError::Query(error)
+            StoreError::Query(Arc::new(error))
         }
     }
 }

@@ -3,39 +3,56 @@
 //! job's `backchannel_done` in its commit (group commit, as inserts); a job
 //! the stream cannot send is ended on its own; and whether a job already
 //! carries a given answer (a replay).
+//!
+//! One request's trouble stays its own: a job row another session holds
+//! locked is skipped by the batch and ended on its own afterwards (only its
+//! request waits); a row that cannot be read back after the commit fails
+//! only its own request ([`StoreError::EndedUnreadable`]: it did end); a full
+//! notification queue never fails the write (`notified` says the NOTIFY did
+//! not leave).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::batch::fail;
+use super::batch::{Settled, fail};
 use super::pooled::Pooled;
-use super::rows::{column, job_from_row};
-use super::sql::jobs::{ANSWER_MATCHES, FAIL_UNDELIVERABLE, FINISH_JOBS};
-use super::{Store, StoreError, gone};
+use super::rows::{column, flag, job_at, job_from_row};
+use super::sql::jobs::{ANSWER_MATCHES, FAIL_UNDELIVERABLE, FINISH_JOBS, FINISH_WAITING};
+use super::{Store, StoreError};
 use crate::job::{Answer, Job, JobState};
 
 /// One terminal transition: an answer, or (without one) a cancel.
+#[derive(Clone)]
 pub struct Finish {
     pub id: i64,
     pub answer: Option<Arc<Answer>>,
 }
 
+/// A job this request ended, and whether its `backchannel_done` left with
+/// the commit (false when the notification queue was full: the caller has
+/// it sent some other way).
+#[derive(Debug, Clone)]
+pub struct Ended {
+    pub job: Job,
+    pub notified: bool,
+}
+
+/// The ended job, or `None` when it was not open (terminal, past its
+/// deadline or unknown: read it to find out).
+type Outcome = Result<Option<Ended>, StoreError>;
+
 impl Store {
-    /// Record the first answer of an open job; `None` when it is not open
-    /// (terminal, past its deadline or unknown: read it to find out).
+    /// Record the first answer of an open job; `None` when it is not open.
     /// Answers and cancels that arrive while one batch is in flight are
     /// stored together (group commit).
-    pub async fn answer(&self, id: i64, answer: &Arc<Answer>) -> Result<Option<Job>, StoreError> {
-        let change = Finish {
+    pub async fn answer(&self, id: i64, answer: &Arc<Answer>) -> Outcome {
+        self.finish(Finish {
             id,
             answer: Some(answer.clone()),
-        };
-        self.finishes
-            .call(change)
-            .await
-            .unwrap_or_else(|| Err(gone()))
+        })
+        .await
     }
 
     /// Whether the job already carries exactly this answer (a replay).
@@ -51,12 +68,19 @@ impl Store {
     }
 
     /// Cancel an open job; `None` when it is not open (group commit, as answers).
-    pub async fn cancel(&self, id: i64) -> Result<Option<Job>, StoreError> {
-        let change = Finish { id, answer: None };
-        self.finishes
-            .call(change)
-            .await
-            .unwrap_or_else(|| Err(gone()))
+    pub async fn cancel(&self, id: i64) -> Outcome {
+        self.finish(Finish { id, answer: None }).await
+    }
+
+    async fn finish(&self, change: Finish) -> Outcome {
+        match self.finishes.call(change.clone()).await? {
+            Settled::Now(outcome) => outcome,
+            Settled::Alone => {
+                self.finish_alone.inc();
+                let _turn = self.alone_turn().await;
+                alone(&self.db, &change).await
+            }
+        }
     }
 
     /// End a job the stream cannot send: `failed`, with `error` saying why.
@@ -71,16 +95,16 @@ impl Store {
     }
 }
 
-type Finished = Result<Option<Job>, StoreError>;
-
 /// End a batch of jobs; one outcome per request, in order. A job named twice
 /// in a batch is ended by its first request; the others find it ended.
-pub(super) async fn batch(db: &Pooled, batch: Vec<Finish>) -> Vec<Finished> {
-    let mut outcomes: Vec<Option<Finished>> = batch.iter().map(|_| None).collect();
+pub(super) async fn batch(db: &Pooled, batch: Vec<Finish>) -> Vec<Settled<Option<Ended>>> {
+    let mut outcomes: Vec<Option<Settled<Option<Ended>>>> = batch.iter().map(|_| None).collect();
     let mut first: HashMap<i64, usize> = HashMap::new();
     for (i, change) in batch.iter().enumerate() {
         match first.entry(change.id) {
-            std::collections::hash_map::Entry::Occupied(_) => outcomes[i] = Some(Ok(None)),
+            std::collections::hash_map::Entry::Occupied(_) => {
+                outcomes[i] = Some(Settled::Now(Ok(None)))
+            }
             std::collections::hash_map::Entry::Vacant(slot) => {
                 slot.insert(i);
             }
@@ -88,65 +112,146 @@ pub(super) async fn batch(db: &Pooled, batch: Vec<Finish>) -> Vec<Finished> {
     }
     let unique: Vec<usize> = first.into_values().collect();
     match finish_rows(db, &batch, &unique).await {
-        Ok(ended) => settle_finished(&batch, &unique, ended, &mut outcomes),
+        Ok(rows) => settle(&batch, &unique, rows, &mut outcomes),
         Err(error) if error.is_unavailable() || unique.len() == 1 => {
-            fail(&unique, error, &mut outcomes)
+            fail(&unique, &error, &mut outcomes)
         }
         Err(_) => {
-            // Refused as a whole: each request on its own.
+            // Refused as a whole (nothing of it stored): each request on its own.
             for i in unique {
                 match finish_rows(db, &batch, &[i]).await {
-                    Ok(ended) => settle_finished(&batch, &[i], ended, &mut outcomes),
-                    Err(error) => fail(&[i], error, &mut outcomes),
+                    Ok(rows) => settle(&batch, &[i], rows, &mut outcomes),
+                    Err(error) => fail(&[i], &error, &mut outcomes),
                 }
             }
         }
     }
     outcomes
         .into_iter()
-        .map(|outcome| outcome.unwrap_or(Ok(None)))
+        .map(|outcome| outcome.unwrap_or(Settled::Now(Ok(None))))
         .collect()
 }
 
-/// Give each of `which` its ended job, or `None` (it was not open).
-fn settle_finished(
+/// What the statement said of one job.
+enum Row {
+    Ended(Result<Ended, StoreError>),
+    Busy,
+}
+
+/// Give each of `which` its ended job, `Alone` when its row was busy, or
+/// `None` (it was not open).
+fn settle(
     batch: &[Finish],
     which: &[usize],
-    ended: Vec<Job>,
-    outcomes: &mut [Option<Finished>],
+    mut rows: HashMap<i64, Row>,
+    outcomes: &mut [Option<Settled<Option<Ended>>>],
 ) {
-    let mut by_id: HashMap<i64, Job> = ended.into_iter().map(|job| (job.id, job)).collect();
     for &i in which {
-        outcomes[i] = Some(Ok(by_id.remove(&batch[i].id)));
+        outcomes[i] = Some(match rows.remove(&batch[i].id) {
+            None => Settled::Now(Ok(None)),
+            Some(Row::Busy) => Settled::Alone,
+            Some(Row::Ended(ended)) => Settled::Now(ended.map(Some)),
+        });
     }
 }
 
-/// One statement ending the jobs of `which` (each id once).
+/// (state, result, error) of a change.
+fn parts(change: &Finish) -> (&'static str, Option<&Value>, Option<&Value>) {
+    let (state, result, error) = match change.answer.as_deref() {
+        None => (JobState::Cancelled, None, None),
+        Some(Answer::Result(value)) => (JobState::Done, Some(value), None),
+        Some(Answer::Error(value)) => (JobState::Failed, None, Some(value)),
+    };
+    (state.as_str(), result, error)
+}
+
+/// One statement ending the jobs of `which` (each id once), skipping rows
+/// another session holds; again without NOTIFY when the queue is full.
 async fn finish_rows(
     db: &Pooled,
     batch: &[Finish],
     which: &[usize],
-) -> Result<Vec<Job>, StoreError> {
+) -> Result<HashMap<i64, Row>, StoreError> {
     let mut ids = Vec::with_capacity(which.len());
     let mut states = Vec::with_capacity(which.len());
     let mut results: Vec<Option<&Value>> = Vec::with_capacity(which.len());
     let mut errors: Vec<Option<&Value>> = Vec::with_capacity(which.len());
     for &i in which {
-        let change = &batch[i];
-        ids.push(change.id);
-        let (state, result, error) = match change.answer.as_deref() {
-            None => (JobState::Cancelled, None, None),
-            Some(Answer::Result(value)) => (JobState::Done, Some(value), None),
-            Some(Answer::Error(value)) => (JobState::Failed, None, Some(value)),
-        };
-        states.push(state.as_str());
+        let (state, result, error) = parts(&batch[i]);
+        ids.push(batch[i].id);
+        states.push(state);
         results.push(result);
         errors.push(error);
     }
-    let rows = db
-        .all(FINISH_JOBS, &[&ids, &states, &results, &errors])
-        .await?;
-    rows.iter().map(job_from_row).collect()
+    let mut notify = true;
+    let rows = loop {
+        match db
+            .all(FINISH_JOBS, &[&ids, &states, &results, &errors, &notify])
+            .await
+        {
+            Err(error) if notify && error.is_notify_queue_full() => {
+                queue_full();
+                notify = false;
+            }
+            result => break result?,
+        }
+    };
+    let mut by_id = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let ended = flag(row, 0)?;
+        let id: i64 = column(row, 1)?;
+        let what = if ended {
+            Row::Ended(
+                job_at(row, 1)
+                    .map(|job| Ended { job, notified: notify })
+                    .map_err(|cause| StoreError::EndedUnreadable {
+                        id,
+                        cause: cause.to_string(),
+                    }),
+            )
+        } else {
+            Row::Busy
+        };
+        by_id.insert(id, what);
+    }
+    Ok(by_id)
+}
+
+/// One change on its own, waiting for its row's lock.
+async fn alone(db: &Pooled, change: &Finish) -> Outcome {
+    let (state, result, error) = parts(change);
+    let mut notify = true;
+    let row = loop {
+        match db
+            .one(
+                FINISH_WAITING,
+                &[&change.id, &state, &result, &error, &notify],
+            )
+            .await
+        {
+            Err(error) if notify && error.is_notify_queue_full() => {
+                queue_full();
+                notify = false;
+            }
+            result => break result?,
+        }
+    };
+    let Some(row) = row else { return Ok(None) };
+    let job = job_from_row(&row).map_err(|cause| StoreError::EndedUnreadable {
+        id: change.id,
+        cause: cause.to_string(),
+    })?;
+    Ok(Some(Ended {
+        job,
+        notified: notify,
+    }))
+}
+
+fn queue_full() {
+    tracing::warn!(
+        "PostgreSQL's notification queue is full: jobs ended without their NOTIFY \
+         backchannel_done (the notifier sends it once the queue drains)"
+    );
 }
 
 fn answer_parts(answer: &Answer) -> (Option<&Value>, Option<&Value>) {

@@ -33,6 +33,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "004_submit_refuses_what_http_refuses.sql",
         include_str!("../../sql/004_submit_refuses_what_http_refuses.sql"),
     ),
+    (5, "005_key_locks.sql", include_str!("../../sql/005_key_locks.sql")),
 ];
 
 /// The grants of the runtime role, with the psql variable `:"role"`.
@@ -181,7 +182,8 @@ mod tests {
                 .unwrap()
                 .contains("-- 001_jobs.sql")
         );
-        assert_eq!(script(&[1, 2, 3, 4], false), None);
+        let all: Vec<i32> = (1..=latest()).collect();
+        assert_eq!(script(&all, false), None);
     }
 
     #[test]

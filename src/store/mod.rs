@@ -39,9 +39,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use deadpool_postgres::Pool;
+use prometheus_client::metrics::counter::Counter as Count;
 use prometheus_client::metrics::histogram::Histogram;
-
-use crate::job::Job;
 
 pub use connect::{Session, Target};
 pub use error::StoreError;
@@ -52,15 +51,21 @@ pub use reap::Reaped;
 pub use status::Holder;
 pub use stream_session::{Claimed, StreamSession};
 
-use batch::Batcher;
+use batch::{Batcher, Settled};
 use finish::Finish;
 use insert::Insert;
 use pooled::Pooled;
 
-/// Where the group-commit loops record how many requests each batch carried.
+pub use finish::Ended;
+pub use insert::Inserted;
+
+/// Where the group-commit loops record how many requests each batch carried,
+/// and how many requests they left to run on their own.
 pub struct BatchSizes {
     pub insert: Histogram,
     pub finish: Histogram,
+    pub insert_alone: Count,
+    pub finish_alone: Count,
 }
 
 /// Statements sent by one instance, on every path (pool and dedicated sessions).
@@ -81,8 +86,14 @@ impl Counter {
 /// group-commit queues (inserts; answers and cancels).
 pub struct Store {
     db: Arc<Pooled>,
-    inserts: Batcher<Insert, Result<(Job, bool), StoreError>>,
-    finishes: Batcher<Finish, Result<Option<Job>, StoreError>>,
+    inserts: Batcher<Insert, Settled<Inserted>>,
+    finishes: Batcher<Finish, Settled<Option<Ended>>>,
+    /// Turns for requests run on their own (their key or row held by another
+    /// session): at most half the pool waits on locks, so that the group
+    /// commits always find a connection.
+    alone: tokio::sync::Semaphore,
+    insert_alone: Count,
+    finish_alone: Count,
 }
 
 impl Store {
@@ -92,7 +103,11 @@ impl Store {
     /// parameter types, in one round trip (Parse, Bind, Execute): nothing
     /// named outlives its transaction, as a transaction pooler that does not
     /// track prepared statements needs.
-    pub fn new(pool: Pool, sizes: BatchSizes, unnamed: bool) -> Store {
+    ///
+    /// At most `max_queued` requests wait for each group commit: beyond it a
+    /// request is refused at once ([`StoreError::Overloaded`]), nothing stored.
+    pub fn new(pool: Pool, sizes: BatchSizes, unnamed: bool, max_queued: usize) -> Store {
+        let alone = (pool.status().max_size / 2).max(1);
         let db = Arc::new(Pooled {
             pool,
             statements: Counter::default(),
@@ -101,18 +116,31 @@ impl Store {
         let inserting = db.clone();
         let finishing = db.clone();
         Store {
-            inserts: Batcher::new(move |batch| {
+            inserts: Batcher::new(max_queued, move |batch| {
                 sizes.insert.observe(batch.len() as f64);
                 let db = inserting.clone();
                 async move { insert::batch(&db, batch).await }
             }),
-            finishes: Batcher::new(move |batch| {
+            finishes: Batcher::new(max_queued, move |batch| {
                 sizes.finish.observe(batch.len() as f64);
                 let db = finishing.clone();
                 async move { finish::batch(&db, batch).await }
             }),
+            alone: tokio::sync::Semaphore::new(alone),
+            insert_alone: sizes.insert_alone.clone(),
+            finish_alone: sizes.finish_alone.clone(),
             db,
         }
+    }
+
+    /// A turn to run a request on its own (see `alone`).
+    async fn alone_turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.alone.acquire().await.ok()
+    }
+
+    /// Whether both group-commit loops run.
+    pub fn batching(&self) -> bool {
+        self.inserts.is_alive() && self.finishes.is_alive()
     }
 
     pub fn pool(&self) -> &Pool {
@@ -135,7 +163,3 @@ impl Store {
     }
 }
 
-/// The group-commit loop is gone: only while the runtime shuts down.
-fn gone() -> StoreError {
-    StoreError::Unavailable("the broker is shutting down".into())
-}

@@ -215,6 +215,9 @@ impl StreamMetrics {
 pub struct WakeMetrics {
     pub notifications_received: Family<ChannelLabel, Counter>,
     pub notifications_sent: Counter,
+    /// Writes committed without their NOTIFY (the queue was full): the
+    /// notifier sent it later.
+    pub notifications_deferred: Counter,
     pub listen_connected: Gauge,
     pub notification_queue_usage: Gauge<f64, AtomicU64>,
 }
@@ -234,6 +237,7 @@ impl WakeMetrics {
         register!(r,
             self.notifications_received => "notifications_received", "Notifications received on the LISTEN connection, by channel";
             self.notifications_sent => "notifications_sent", "Notifications this instance sent";
+            self.notifications_deferred => "notifications_deferred", "Jobs stored or ended without the NOTIFY of their commit because PostgreSQL's notification queue was full (the notifier sends it once the queue drains)";
             self.listen_connected => "listen_connected", "1 while the LISTEN connection is up";
             self.notification_queue_usage => "pg_notification_queue_usage", "PostgreSQL's pg_notification_queue_usage() (0..1)";
         );
@@ -254,6 +258,7 @@ pub struct DatabaseMetrics {
     pub pool_waiting: Gauge,
     pub batch_jobs: Family<BatchLabel, Histogram, fn() -> Histogram>,
     pub batch_queued: Family<BatchLabel, Gauge>,
+    pub batch_alone: Family<BatchLabel, Counter>,
 }
 
 /// Jobs per transaction: fine steps where batches usually are.
@@ -272,9 +277,13 @@ impl DatabaseMetrics {
             pool_waiting: Gauge::default(),
             batch_jobs: Family::new_with_constructor(batch_buckets),
             batch_queued: Family::default(),
+            batch_alone: Family::default(),
         };
         for kind in BATCH_KINDS {
             let _ = database.batch(kind);
+        }
+        for kind in ["insert", "finish"] {
+            let _ = database.alone(kind);
         }
         database
     }
@@ -282,11 +291,17 @@ impl DatabaseMetrics {
     fn register(&self, r: &mut Registry) {
         register!(r,
             self.batch_queued => "batch_queued", "Requests waiting for the next group-commit transaction, by kind (insert, finish)";
+            self.batch_alone => "batch_alone", "Requests a group commit left to run on their own because another session held their idempotency key or job row, by kind (insert, finish)";
             self.batch_jobs => "batch_jobs", "Jobs per group-commit transaction: inserted, ended (answers and cancels), claimed by the stream";
             self.pool_size => "db_pool_size", "Open connections in the query pool";
             self.pool_in_use => "db_pool_in_use", "Pool connections in use";
             self.pool_waiting => "db_pool_waiting", "Requests waiting for a pool connection";
         );
+    }
+
+    /// The count of requests of `kind` run on their own.
+    pub fn alone(&self, kind: &'static str) -> Counter {
+        self.batch_alone.get_or_create(&BatchLabel { kind }).clone()
     }
 
     /// The histogram of jobs per `kind` of group-commit transaction.

@@ -5,6 +5,7 @@
 //! at most one per `SPACING`. At low load a notification leaves at once (the
 //! previous batch is long gone); under load it waits a few milliseconds.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,6 +34,9 @@ struct Pending {
 pub struct Notifier {
     pending: Mutex<Pending>,
     kick: Notify,
+    /// The last send failed (a full notification queue, a lost database):
+    /// wake-ups wait for the next success or the safety re-check.
+    behind: AtomicBool,
 }
 
 impl Notifier {
@@ -50,6 +54,11 @@ impl Notifier {
     pub fn new_job(&self) {
         self.pending.lock().expect("notifier lock").new = true;
         self.kick.notify_one();
+    }
+
+    /// Whether the last send failed and its notifications still wait.
+    pub fn is_behind(&self) -> bool {
+        self.behind.load(Ordering::Relaxed)
     }
 
     fn take(&self) -> Pending {
@@ -94,6 +103,7 @@ impl Notifier {
             }
             let count = batch.done.len() as u64 + u64::from(batch.new);
             if let Err(error) = store.notify(&batch.done, batch.new).await {
+                self.behind.store(true, Ordering::Relaxed);
                 tracing::warn!(%error, ids = batch.done.len(), "sending notifications failed; will retry");
                 self.put_back(batch);
                 tokio::select! {
@@ -102,6 +112,7 @@ impl Notifier {
                 }
                 self.kick.notify_one();
             } else {
+                self.behind.store(false, Ordering::Relaxed);
                 metrics.wake.notifications_sent.inc_by(count);
             }
         }

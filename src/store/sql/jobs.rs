@@ -18,9 +18,16 @@ pub const FIND_KEY: Sql = Sql {
 /// request finds its own job among the rows: `n` (1-based) is the request's
 /// place in the batch, then the job's columns, then whether this request
 /// created it. A key used twice in the batch makes one job for both (the
-/// first creates it); a key that already exists answers with its job. A
-/// request without a row (its key's job was committed by a concurrent
-/// transaction after this statement's snapshot) is tried again.
+/// first creates it); a key that already exists answers with its job.
+///
+/// A key is inserted under its transaction-level advisory lock
+/// (`$7`, `hashtext(key)`), the one `backchannel.submit` takes too
+/// (sql/005): with `$6` false (the batch) the lock is only tried, and a
+/// request whose key another session holds gets no row, never waits; it is
+/// run again on its own with `$6` true, and waits for that key alone. A
+/// request without a row (its key busy, or its key's job committed by a
+/// concurrent transaction after this statement's snapshot) is tried again
+/// that way.
 ///
 /// With `$5` (a batch with a [`NewJobWake::InCommit`](crate::job::NewJobWake)
 /// request), the insert also sends `NOTIFY backchannel_new` (once: PostgreSQL
@@ -31,14 +38,17 @@ pub const INSERT_JOBS: Sql = Sql {
     text: concat!(
     "WITH input AS MATERIALIZED (
         SELECT n, in_kind, in_payload, in_secs, in_key,
-               nextval('backchannel.jobs_id_seq') AS new_id
+               nextval('backchannel.jobs_id_seq') AS new_id,
+               CASE WHEN in_key IS NULL THEN true
+                    WHEN $6 THEN (SELECT true FROM pg_advisory_xact_lock($7, hashtext(in_key)))
+                    ELSE pg_try_advisory_xact_lock($7, hashtext(in_key)) END AS free
         FROM unnest($1::text[], $2::jsonb[], $3::float8[], $4::text[])
              WITH ORDINALITY AS i(in_kind, in_payload, in_secs, in_key, n)
     ), ins AS (
         INSERT INTO backchannel.jobs (id, kind, payload, deadline, idempotency_key)
         OVERRIDING SYSTEM VALUE
         SELECT new_id, in_kind, in_payload, now() + make_interval(secs => in_secs), in_key
-        FROM input ORDER BY n
+        FROM input WHERE free ORDER BY n
         ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING ",
     job_columns!(),
@@ -65,33 +75,77 @@ pub const INSERT_JOBS: Sql = Sql {
         Type::FLOAT8_ARRAY,
         Type::TEXT_ARRAY,
         Type::BOOL,
+        Type::BOOL,
+        Type::INT4,
     ],
 };
 
 /// End a batch of open jobs within their deadline in one statement (group
 /// commit of answers and cancels). Input arrays: job ids (each at most once),
-/// states, results, errors. Returns the jobs it ended; a job not returned was
-/// not open (terminal, past its deadline, or unknown: read it to find out).
-/// Each ended job's `NOTIFY backchannel_done, '<id>'` leaves with this commit.
+/// states, results, errors. A job row another session holds locked (a
+/// report's `SELECT … FOR UPDATE`, a DBA's transaction) is skipped, never
+/// waited for. Each row: whether this statement ended the job, then the
+/// job's columns: the jobs it ended, and the jobs open in its snapshot that
+/// it skipped (busy: end them on their own, [`FINISH_WAITING`]). A job not
+/// returned was not open (terminal, past its deadline, or unknown: read it
+/// to find out). With `$5`, each ended job's `NOTIFY backchannel_done,
+/// '<id>'` leaves with this commit.
 pub const FINISH_JOBS: Sql = Sql {
     text: concat!(
-        "UPDATE backchannel.jobs
-    SET state = f.to_state, result = f.to_result, error = f.to_error, completed_at = now()
-    FROM unnest($1::bigint[], $2::text[], $3::jsonb[], $4::jsonb[])
-         AS f(job, to_state, to_result, to_error)
-    WHERE id = f.job AND completed_at IS NULL AND deadline > now()
-    RETURNING ",
+        "WITH f AS MATERIALIZED (
+        SELECT * FROM unnest($1::bigint[], $2::text[], $3::jsonb[], $4::jsonb[])
+             AS f(job, to_state, to_result, to_error)
+    ), free AS MATERIALIZED (
+        SELECT id FROM backchannel.jobs
+        WHERE id IN (SELECT job FROM f) AND completed_at IS NULL AND deadline > now()
+        FOR UPDATE SKIP LOCKED
+    ), ended AS (
+        UPDATE backchannel.jobs
+        SET state = f.to_state, result = f.to_result, error = f.to_error, completed_at = now()
+        FROM f
+        WHERE id = f.job AND id IN (SELECT id FROM free)
+          AND completed_at IS NULL AND deadline > now()
+        RETURNING ",
         job_columns!(),
-        ", pg_notify('",
+        ", CASE WHEN $5 THEN pg_notify('",
         channel_done!(),
-        "', id::text)"
+        "', id::text) END AS notified
+    )
+    SELECT true, ",
+        job_columns!(),
+        " FROM ended
+    UNION ALL
+    SELECT false, ",
+        job_columns!(),
+        " FROM backchannel.jobs
+    WHERE id IN (SELECT job FROM f) AND id NOT IN (SELECT id FROM free)
+      AND completed_at IS NULL AND deadline > now()"
     ),
     types: &[
         Type::INT8_ARRAY,
         Type::TEXT_ARRAY,
         Type::JSONB_ARRAY,
         Type::JSONB_ARRAY,
+        Type::BOOL,
     ],
+};
+
+/// End one open job within its deadline, waiting for its row's lock: a
+/// request [`FINISH_JOBS`] found busy, on its own. Parameters: id, state,
+/// result, error, whether to send its `backchannel_done` in the commit.
+/// Returns the job when it ended it.
+pub const FINISH_WAITING: Sql = Sql {
+    text: concat!(
+        "UPDATE backchannel.jobs
+    SET state = $2::text, result = $3::jsonb, error = $4::jsonb, completed_at = now()
+    WHERE id = $1::bigint AND completed_at IS NULL AND deadline > now()
+    RETURNING ",
+        job_columns!(),
+        ", CASE WHEN $5 THEN pg_notify('",
+        channel_done!(),
+        "', id::text) END AS notified"
+    ),
+    types: &[Type::INT8, Type::TEXT, Type::JSONB, Type::JSONB, Type::BOOL],
 };
 
 /// Read one job, and whether it is open and past its deadline (then expire it).

@@ -64,6 +64,10 @@ pub const LOCK_MIGRATE: i32 = 2;
 /// Second key: the reaper's tick (transaction level, one instance per tick).
 pub const LOCK_REAPER: i32 = 3;
 
+/// First key of the idempotency keys' locks (transaction level); the second
+/// is `hashtext(key)`. `backchannel.submit` (sql/005) takes the same.
+pub const LOCK_KEY_NAMESPACE: i32 = 0x6263_0003;
+
 /// First key of the probe lock; the second is the backend's pid, so that
 /// instances starting together never contend for it.
 pub const LOCK_PROBE_NAMESPACE: i32 = 0x6263_0002;
@@ -74,6 +78,7 @@ pub const POOLED: &[(&str, Sql)] = &[
     ("FIND_KEY", jobs::FIND_KEY),
     ("INSERT_JOBS", jobs::INSERT_JOBS),
     ("FINISH_JOBS", jobs::FINISH_JOBS),
+    ("FINISH_WAITING", jobs::FINISH_WAITING),
     ("READ_JOB", jobs::READ_JOB),
     ("EXPIRE_JOB", jobs::EXPIRE_JOB),
     ("READ_JOBS", jobs::READ_JOBS),

@@ -1,6 +1,7 @@
 //! Group commit keeps the contract: requests that share a batch each get
-//! their own outcome. A batch is held in flight by a row or key another
-//! session holds, while the next one gathers behind it.
+//! their own outcome. A batch is held in flight by what it cannot skip (a
+//! table lock, a key another session inserted without its advisory lock),
+//! while the next one gathers behind it.
 
 use serde_json::{Value, json};
 
@@ -123,7 +124,9 @@ async fn a_batch_of_answers_keeps_each_outcome() {
         .await
     );
 
-    let lock = db.lock_row(blocker).await;
+    // The whole table, not the row: a batch skips a row another session
+    // holds (faults::isolation), never a table lock.
+    let lock = db.lock_table().await;
     let answer = |id: i64, body: Value| bc.spawn(bc.answer_request(id, &body));
     let first = answer(blocker, json!({"result": "first"}));
     assert!(eventually(LONG, || async { db.lock_waits().await == 1 }).await);

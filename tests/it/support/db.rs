@@ -76,6 +76,18 @@ impl TestDb {
         client
     }
 
+    /// Another session locks the jobs table against writes (`SHARE` mode)
+    /// until it sends `ROLLBACK`: every write to it waits, whatever its row
+    /// (a batch the broker cannot skip, unlike a locked row).
+    pub async fn lock_table(&self) -> tokio_postgres::Client {
+        let client = self.client().await;
+        client
+            .batch_execute("BEGIN; LOCK TABLE backchannel.jobs IN SHARE MODE")
+            .await
+            .unwrap();
+        client
+    }
+
     /// A plain connection to the test database (for assertions and SQL clients).
     pub async fn client(&self) -> tokio_postgres::Client {
         connect(&self.url).await
