@@ -94,9 +94,7 @@ impl From<StoreError> for BrokerError {
             StoreError::Overloaded(_) => BrokerError::Overloaded(error.to_string()),
             StoreError::Query(_)
             | StoreError::Undecodable(_)
-            | StoreError::EndedUnreadable { .. } => {
-                BrokerError::Database(error.to_string())
-            }
+            | StoreError::EndedUnreadable { .. } => BrokerError::Database(error.to_string()),
         }
     }
 }

@@ -203,7 +203,10 @@ async fn finish_rows(
         let what = if ended {
             Row::Ended(
                 job_at(row, 1)
-                    .map(|job| Ended { job, notified: notify })
+                    .map(|job| Ended {
+                        job,
+                        notified: notify,
+                    })
                     .map_err(|cause| StoreError::EndedUnreadable {
                         id,
                         cause: cause.to_string(),

@@ -90,9 +90,7 @@ pub(super) async fn batch(db: &Pooled, batch: Vec<Insert>) -> Vec<Settled<Insert
                 outcomes[i] = Some(Settled::Now(outcome));
             }
         }
-        Err(error) if error.is_unavailable() || all.len() == 1 => {
-            fail(&all, &error, &mut outcomes)
-        }
+        Err(error) if error.is_unavailable() || all.len() == 1 => fail(&all, &error, &mut outcomes),
         Err(_) => {
             // The database refused the batch: nothing of it was stored. Each
             // request on its own, so that one bad row fails only itself.

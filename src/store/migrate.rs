@@ -33,7 +33,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "004_submit_refuses_what_http_refuses.sql",
         include_str!("../../sql/004_submit_refuses_what_http_refuses.sql"),
     ),
-    (5, "005_key_locks.sql", include_str!("../../sql/005_key_locks.sql")),
+    (
+        5,
+        "005_key_locks.sql",
+        include_str!("../../sql/005_key_locks.sql"),
+    ),
 ];
 
 /// The grants of the runtime role, with the psql variable `:"role"`.

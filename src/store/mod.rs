@@ -162,4 +162,3 @@ impl Store {
         self.db.statements.clone()
     }
 }
-

@@ -5,6 +5,7 @@
 mod database;
 mod group_commit;
 mod hangups;
+mod isolation;
 mod poison;
 mod processes;
 mod silent;
