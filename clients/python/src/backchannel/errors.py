@@ -272,6 +272,10 @@ class TooManyWaiting(Unavailable):
     """``503 too_many_waiting``: too many requests wait on this instance (nothing was stored)."""
 
 
+class Overloaded(Unavailable):
+    """``503 overloaded``: too many requests queue for the database on this instance (nothing was stored)."""
+
+
 class GatewayTimeout(ApiError):
     """``504`` (from a proxy in front of the broker)."""
 
@@ -538,6 +542,7 @@ _BY_CODE: dict[str, type[ApiError]] = {
     "shutting_down": ShuttingDown,
     "not_ready": NotReady,
     "too_many_waiting": TooManyWaiting,
+    "overloaded": Overloaded,
 }
 
 _BY_STATUS: dict[int, type[ApiError]] = {
