@@ -23,6 +23,16 @@ impl Slot {
     pub fn latest(&self) -> Option<Job> {
         self.latest.lock().expect("slot lock").clone()
     }
+
+    /// Whether the waiters were already handed the job's end: terminal,
+    /// never left again, so nothing heard later can change it.
+    fn holds_end(&self) -> bool {
+        self.latest
+            .lock()
+            .expect("slot lock")
+            .as_ref()
+            .is_some_and(Job::is_terminal)
+    }
 }
 
 /// Wake-ups remembered, numbered, so that a request that registers only after
@@ -147,13 +157,7 @@ impl Hub {
     /// Wake the waiters of job `id`; `job` is the terminal job when known.
     pub fn wake_job(&self, id: i64, job: Option<&Job>) {
         self.remember(id);
-        let slot = self
-            .slots
-            .lock()
-            .expect("hub lock")
-            .get(&id)
-            .map(|(s, _)| s.clone());
-        if let Some(slot) = slot {
+        if let Some(slot) = self.slot_of(id) {
             if let Some(job) = job {
                 *slot.latest.lock().expect("slot lock") = Some(job.clone());
             }
@@ -161,14 +165,38 @@ impl Hub {
         }
     }
 
-    /// Job `id` ended in another process (its notification arrived):
-    /// remembered at once. True when someone here waits for it: the caller
-    /// then has it read back and handed to its waiters
-    /// ([`crate::broker`]'s `ended_elsewhere` step reads every such job in one
-    /// statement, instead of each waiter reading its own row).
+    /// Job `id` ended (its notification arrived: sent by another process,
+    /// or by this one's own commit). True when someone here waits for it and
+    /// was not yet handed its end: the caller then has it read back and
+    /// handed to its waiters ([`crate::broker`]'s `ended_elsewhere` step
+    /// reads every such job in one statement, instead of each waiter reading
+    /// its own row).
+    ///
+    /// A job whose waiters already hold its end (this process ended it, or
+    /// read it back after an earlier notification) costs nothing more: no
+    /// read, no second wake, no history entry (the wake that handed it over
+    /// was remembered after its end committed, which is all a mark needs).
     pub fn heard_ended(&self, id: i64) -> bool {
+        let slot = self.slot_of(id);
+        if slot.as_ref().is_some_and(|slot| slot.holds_end()) {
+            return false;
+        }
         self.remember(id);
-        self.slots.lock().expect("hub lock").contains_key(&id)
+        slot.is_some()
+    }
+
+    /// Whether someone here still waits for job `id` without having been
+    /// handed its end: what a read back of its row is for.
+    pub fn awaits_end(&self, id: i64) -> bool {
+        self.slot_of(id).is_some_and(|slot| !slot.holds_end())
+    }
+
+    fn slot_of(&self, id: i64) -> Option<Arc<Slot>> {
+        self.slots
+            .lock()
+            .expect("hub lock")
+            .get(&id)
+            .map(|(slot, _)| slot.clone())
     }
 
     /// Resolves after LISTEN (re)connected: notifications may have been lost.
@@ -348,6 +376,64 @@ mod tests {
         hub.wake_job(5, None);
         notified.await;
         assert!(waiter.slot().latest().is_none());
+    }
+
+    fn job(id: i64, state: crate::job::JobState) -> Job {
+        let now = chrono::Utc::now();
+        Job {
+            id,
+            kind: "k".into(),
+            state,
+            payload: serde_json::value::RawValue::from_string("null".into()).unwrap(),
+            result: None,
+            error: None,
+            attempts: 0,
+            created_at: now,
+            deadline: now,
+            completed_at: None,
+        }
+    }
+
+    #[test]
+    fn an_end_heard_is_read_back_until_the_waiters_hold_it() {
+        let hub = Hub::new(10, WakeMode::Notify);
+        hub.set_listening(true);
+        assert!(!hub.heard_ended(4), "nobody waits here: nothing to read");
+        let waiter = hub.register(4);
+        let mark = hub.mark();
+        assert!(hub.heard_ended(4), "a waiter without the end: read it back");
+        assert!(hub.awaits_end(4));
+        assert!(hub.woken_since(mark, 4));
+        // The read found it still open (a hint is not the truth): the waiter
+        // still awaits its end, and another notification is read again.
+        hub.wake_job(4, Some(&job(4, crate::job::JobState::Delivered)));
+        assert!(hub.heard_ended(4));
+        hub.wake_job(4, Some(&job(4, crate::job::JobState::Done)));
+        assert!(!hub.awaits_end(4));
+        drop(waiter);
+        assert!(!hub.awaits_end(4), "nobody waits any more");
+    }
+
+    #[test]
+    fn the_end_of_a_job_ended_here_is_not_read_or_woken_again() {
+        let hub = Hub::new(10, WakeMode::Notify);
+        hub.set_listening(true);
+        let waiter = hub.register(9);
+        // This process ended job 9: its waiters are handed the job.
+        hub.wake_job(9, Some(&job(9, crate::job::JobState::Done)));
+        let mark = hub.mark();
+        // Then its own commit's notification arrives, before the waiter ran:
+        // no read back (which would wake the waiters a second time).
+        assert!(
+            !hub.heard_ended(9),
+            "the waiters hold the end: no read back"
+        );
+        assert!(!hub.awaits_end(9));
+        assert!(!hub.woken_since(mark, 9), "not remembered as a new wake-up");
+        assert_eq!(
+            waiter.slot().latest().map(|job| job.state),
+            Some(crate::job::JobState::Done)
+        );
     }
 
     #[test]
