@@ -7,4 +7,5 @@ mod group_commit;
 mod hangups;
 mod poison;
 mod processes;
+mod shared_backends;
 mod silent;
