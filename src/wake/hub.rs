@@ -51,6 +51,10 @@ struct History {
 #[derive(Default)]
 pub struct Hub {
     slots: Mutex<HashMap<i64, (Arc<Slot>, usize)>>,
+    /// Jobs this process is ending now (an answer's or a cancel's statement
+    /// sent, its outcome not yet handed to the waiters): how many requests
+    /// end each, and whether its end was heard meanwhile ([`Ending`]).
+    ending: Mutex<HashMap<i64, (usize, bool)>>,
     history: Mutex<History>,
     /// Signalled after every LISTEN (re)connect: re-check the waiters against
     /// the table, since notifications sent in between are lost.
@@ -176,7 +180,15 @@ impl Hub {
     /// read it back after an earlier notification) costs nothing more: no
     /// read, no second wake, no history entry (the wake that handed it over
     /// was remembered after its end committed, which is all a mark needs).
+    ///
+    /// A job this process is [`ending`](Hub::ending) is left to the request
+    /// that ends it: its commit's own notification usually arrives before
+    /// its statement returns.
     pub fn heard_ended(&self, id: i64) -> bool {
+        if let Some((_, heard)) = self.ending.lock().expect("hub lock").get_mut(&id) {
+            *heard = true;
+            return false;
+        }
         let slot = self.slot_of(id);
         if slot.as_ref().is_some_and(|slot| slot.holds_end()) {
             return false;
@@ -197,6 +209,25 @@ impl Hub {
             .expect("hub lock")
             .get(&id)
             .map(|(slot, _)| slot.clone())
+    }
+
+    /// This process is about to end job `id` (an answer, a cancel): until
+    /// the guard is dropped, after the outcome was handed to the waiters
+    /// ([`wake_job`](Hub::wake_job)), an end heard for it is held back.
+    /// Then, if one was heard and the waiters still lack the end (another
+    /// process ended the job first, or the statement failed), they are woken
+    /// to read their rows.
+    pub fn ending(self: &Arc<Self>, id: i64) -> Ending {
+        self.ending
+            .lock()
+            .expect("hub lock")
+            .entry(id)
+            .or_insert((0, false))
+            .0 += 1;
+        Ending {
+            hub: self.clone(),
+            id,
+        }
     }
 
     /// Resolves after LISTEN (re)connected: notifications may have been lost.
@@ -258,6 +289,33 @@ impl Hub {
     /// The LISTEN connection is up.
     pub fn is_listening(&self) -> bool {
         self.listening.load(Ordering::SeqCst)
+    }
+}
+
+/// A job this process is ending ([`Hub::ending`]).
+pub struct Ending {
+    hub: Arc<Hub>,
+    id: i64,
+}
+
+impl Drop for Ending {
+    fn drop(&mut self) {
+        let heard = {
+            let mut ending = self.hub.ending.lock().expect("hub lock");
+            match ending.get_mut(&self.id) {
+                Some((count, _)) if *count > 1 => {
+                    *count -= 1;
+                    false
+                }
+                Some(_) => ending.remove(&self.id).is_some_and(|(_, heard)| heard),
+                None => false,
+            }
+        };
+        // Heard meanwhile: what an end heard now would do, except that the
+        // waiters read their own rows (the rare case of an end elsewhere).
+        if heard && self.hub.heard_ended(self.id) {
+            self.hub.wake_job(self.id, None);
+        }
     }
 }
 
@@ -434,6 +492,46 @@ mod tests {
             waiter.slot().latest().map(|job| job.state),
             Some(crate::job::JobState::Done)
         );
+    }
+
+    #[test]
+    fn the_end_heard_while_this_process_ends_the_job_is_left_to_it() {
+        let hub = Hub::new(10, WakeMode::Notify);
+        hub.set_listening(true);
+        let waiter = hub.register(3);
+        let ending = hub.ending(3);
+        // The commit's notification arrives before the statement returned.
+        assert!(
+            !hub.heard_ended(3),
+            "not read back: the request hands it over"
+        );
+        hub.wake_job(3, Some(&job(3, crate::job::JobState::Done)));
+        let mark = hub.mark();
+        drop(ending);
+        assert!(!hub.awaits_end(3));
+        assert!(!hub.woken_since(mark, 3), "handed over once");
+        drop(waiter);
+    }
+
+    #[tokio::test]
+    async fn the_end_heard_while_a_statement_here_failed_to_end_the_job_wakes_the_waiters() {
+        let hub = Hub::new(10, WakeMode::Notify);
+        hub.set_listening(true);
+        let waiter = hub.register(6);
+        let first = hub.ending(6);
+        let second = hub.ending(6);
+        let woken = waiter.slot().notify.notified();
+        // Another process ended job 6 while two requests here tried to.
+        assert!(!hub.heard_ended(6));
+        drop(first);
+        assert!(hub.awaits_end(6));
+        let mark = hub.mark();
+        // Neither ended it: the waiters read their row.
+        drop(second);
+        woken.await;
+        assert!(waiter.slot().latest().is_none());
+        assert!(hub.woken_since(mark, 6));
+        assert!(!hub.heard_ended(7), "other jobs are not held back");
     }
 
     #[test]
