@@ -212,7 +212,7 @@ fn place(target: &Target) -> String {
 /// session settings), and who it is. The pool, when it connects.
 async fn pool(target: &Target, settings: &Settings, report: &mut Report) -> Option<Pool> {
     let variable = target.variable();
-    let pool = match preflight::pool(target, settings, None).await {
+    let pool = match preflight::pool(target, settings).await {
         Ok(pool) => pool,
         Err(error) => {
             report.add(Mark::Fail, variable, error.to_string());

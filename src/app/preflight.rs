@@ -132,14 +132,10 @@ pub fn targets(settings: &Settings) -> anyhow::Result<(Target, Target)> {
 /// DATABASE_URL (TLS, password, a pooler) is better found at start-up, with
 /// its reason. Its role's rights are [`pool_rights`]' (after the schema is
 /// known to be there).
-pub async fn pool(
-    target: &Target,
-    settings: &Settings,
-    own: Option<connect::OwnBackends>,
-) -> anyhow::Result<Pool> {
+pub async fn pool(target: &Target, settings: &Settings) -> anyhow::Result<Pool> {
     let unnamed = settings.statements == StatementMode::Unnamed;
     let setup = connect::pool_setup(unnamed, settings.synchronous_commit.as_deref());
-    let pool = connect::pool(target, settings.pool_size, setup, own);
+    let pool = connect::pool(target, settings.pool_size, setup);
     drop(connected(&pool, target).await?);
     Ok(pool)
 }

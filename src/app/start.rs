@@ -11,9 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::preflight;
 use crate::broker::{Broker, SealGate};
-use crate::config::{Settings, StatementMode};
+use crate::config::Settings;
 use crate::http::{self, access::AccessLog, auth::LiveTokens};
-use crate::store::connect::OwnBackends;
 use crate::telemetry::systemd::Notifier;
 
 /// A running instance: its address, its broker, and the handle to stop it.
@@ -58,15 +57,13 @@ pub async fn start_notifying(settings: Settings, notifier: Notifier) -> anyhow::
     let seal_gate = SealGate::load(&settings)?;
     let (pooled, direct) = preflight::targets(&settings)?;
     let schema = preflight::check_database(&direct, settings.migrate).await?;
-    let own = own_backends(&settings);
-    let pool = preflight::pool(&pooled, &settings, own.clone()).await?;
+    let pool = preflight::pool(&pooled, &settings).await?;
     preflight::pool_rights(&pool, &pooled).await?;
     let shutdown = CancellationToken::new();
     let settings = Arc::new(settings);
     let broker = Broker::new(
         settings.clone(),
         pool,
-        own,
         direct.named("backchannel-session"),
         instance_name(&settings),
         shutdown.clone(),
@@ -104,18 +101,6 @@ pub async fn start_notifying(settings: Settings, notifier: Notifier) -> anyhow::
         task,
         background,
     })
-}
-
-/// Which notifications came from this instance is told by the sending
-/// backend's pid: only when the pool talks to PostgreSQL itself (no direct
-/// URL of its own, or the same one). Behind a pooler (another direct URL, or
-/// unnamed statements) a server connection serves every client in turn.
-fn own_backends(settings: &Settings) -> Option<OwnBackends> {
-    let pool_is_direct = settings
-        .direct_database_url
-        .as_deref()
-        .is_none_or(|url| url == settings.database_url);
-    (pool_is_direct && settings.statements == StatementMode::Prepared).then(OwnBackends::default)
 }
 
 /// The HTTP server until shutdown and its grace period; then the state

@@ -20,6 +20,8 @@ impl Broker {
     async fn answer_now(&self, id: i64, answer: Answer) -> Result<Job, BrokerError> {
         self.check_sealed_answer(id, &answer).await?;
         let answer = Arc::new(answer);
+        // Its commit's notification is ours to hand over, not to read back.
+        let _ending = self.hub.ending(id);
         for _ in 0..2 {
             if let Some(job) = self.ended(self.store.answer(id, &answer).await)? {
                 tracing::info!(job_id = id, state = job.state.as_str(), "job answered");

@@ -17,6 +17,8 @@ impl Broker {
     }
 
     async fn cancel_now(&self, id: i64) -> Result<Job, BrokerError> {
+        // Its commit's notification is ours to hand over, not to read back.
+        let _ending = self.hub.ending(id);
         for _ in 0..2 {
             if let Some(job) = self.ended(self.store.cancel(id).await)? {
                 tracing::info!(job_id = id, "job cancelled");

@@ -3,6 +3,9 @@
 //! waits for it ([`Hub::heard_ended`](crate::wake::Hub::heard_ended)), queues
 //! its id here; this loop reads every queued job in one plain read per batch
 //! and hands each to its waiters. While one batch is read, the next gathers.
+//! The notification of a job this instance ended itself is heard too: its
+//! waiters hold its end by then (or by the time its id comes up here), and
+//! it is not read.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -54,6 +57,9 @@ pub(super) async fn run(broker: Arc<Broker>, mut queue: mpsc::UnboundedReceiver<
         }
         ids.sort_unstable();
         ids.dedup();
+        // Heard before this instance's own statement that ended the job
+        // returned, or waited on no longer: nothing left to read.
+        ids.retain(|&id| broker.hub.awaits_end(id));
         for chunk in ids.chunks(CHUNK) {
             broker.fetch_ended_elsewhere(chunk).await;
         }

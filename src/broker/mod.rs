@@ -33,7 +33,6 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Settings, StatementMode, WakeMode};
 use crate::job::Job;
-use crate::store::connect::OwnBackends;
 use crate::store::{BatchSizes, Store, StoreError};
 use crate::telemetry::metrics::Metrics;
 use crate::wake::{Dispatch, Hub, Notifier, listen};
@@ -114,8 +113,6 @@ pub struct Broker {
     /// Cancelled once every state change has finished: the notifier then
     /// sends what is left and stops.
     notifier_stop: CancellationToken,
-    /// This instance's pooled backends: their notifications are its own.
-    own: Option<OwnBackends>,
     /// Where the dedicated sessions (stream lock, LISTEN) connect.
     session_config: crate::store::Target,
     /// The seal gate, when `BACKCHANNEL_REQUIRE_SEALED` is on.
@@ -127,7 +124,6 @@ impl Broker {
     pub fn new(
         settings: Arc<Settings>,
         pool: deadpool_postgres::Pool,
-        own: Option<OwnBackends>,
         session_config: crate::store::Target,
         instance: String,
         shutdown: CancellationToken,
@@ -151,7 +147,6 @@ impl Broker {
             shutdown,
             transitions: TaskTracker::new(),
             notifier_stop: CancellationToken::new(),
-            own,
             session_config,
             seal_gate,
         })
@@ -176,7 +171,6 @@ impl Broker {
             let dispatch = Dispatch {
                 hub: self.hub.clone(),
                 metrics: self.metrics.clone(),
-                own: self.own.clone(),
                 ended_elsewhere,
             };
             let shutdown = self.shutdown.clone();

@@ -3,8 +3,6 @@
 //! migrations, the start-up checks), with what each kind of session sets
 //! when it starts ([`pool_setup`], [`Session::set_up_dedicated`]).
 
-use std::collections::{HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deadpool_postgres::{
@@ -17,9 +15,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_util::sync::CancellationToken;
 
 use super::conninfo::{self, config::Explicit};
-use super::sql::session::{
-    BACKEND_PID, DEDICATED_SESSION_SETUP, POOLED_SESSION_SETUP, synchronous_commit,
-};
+use super::sql::session::{DEDICATED_SESSION_SETUP, POOLED_SESSION_SETUP, synchronous_commit};
 use super::tls::{SslMode, TlsParams};
 
 /// How long a new connection may take before it counts as unreachable
@@ -192,7 +188,7 @@ fn create_timeout(config: &Config) -> Option<Duration> {
 /// The query pool. Connections are checked with `is_closed` on checkout, so a
 /// connection whose backend was terminated is replaced rather than used.
 /// `setup` (e.g. a `SET`) runs once on every new connection.
-pub fn pool(target: &Target, size: usize, setup: Option<String>, own: Option<OwnBackends>) -> Pool {
+pub fn pool(target: &Target, size: usize, setup: Option<String>) -> Pool {
     let target = target.named("backchannel");
     let create = create_timeout(&target.config);
     let manager = Manager::from_config(
@@ -203,24 +199,14 @@ pub fn pool(target: &Target, size: usize, setup: Option<String>, own: Option<Own
         },
     );
     let mut builder = Pool::builder(manager);
-    if setup.is_some() || own.is_some() {
+    if let Some(setup) = setup {
         builder = builder.post_create(Hook::async_fn(move |client, _| {
-            let (setup, own) = (setup.clone(), own.clone());
+            let setup = setup.clone();
             Box::pin(async move {
-                if let Some(setup) = setup {
-                    client
-                        .batch_execute(&setup)
-                        .await
-                        .map_err(HookError::Backend)?;
-                }
-                if let Some(own) = own {
-                    let row = client
-                        .query_one(BACKEND_PID, &[])
-                        .await
-                        .map_err(HookError::Backend)?;
-                    own.add(row.try_get(0).map_err(HookError::Backend)?);
-                }
-                Ok(())
+                client
+                    .batch_execute(&setup)
+                    .await
+                    .map_err(HookError::Backend)
             })
         }));
     }
@@ -255,51 +241,6 @@ pub fn pool_setup(unnamed: bool, synchronous: Option<&str>) -> Option<String> {
 /// accepted) to a new session, if set.
 pub fn session_setup(synchronous: Option<&str>) -> Option<String> {
     synchronous.map(synchronous_commit)
-}
-
-/// The backends of this instance's pooled connections, by process id: a
-/// notification one of them sent (a job this instance ended) needs no
-/// reading back, since the instance woke its own waiters when the statement
-/// returned. Not used behind a pooler, whose server connections serve every
-/// client in turn.
-///
-/// A pid the server later gives to another client must not pass for ours
-/// (that client's notifications would be missed here until the safety
-/// re-check). Pids are only reused after the server's pid counter wraps
-/// around, long after a backend exited; the set is emptied whenever the
-/// LISTEN session reconnects (a restart ends every backend) and keeps the
-/// newest pids only. A pid forgotten too early costs one read, nothing more.
-#[derive(Debug, Clone, Default)]
-pub struct OwnBackends(Arc<Mutex<(VecDeque<i32>, HashSet<i32>)>>);
-
-/// Pids remembered at most: many times any pool size.
-const OWN_BACKENDS: usize = 1024;
-
-impl OwnBackends {
-    pub(crate) fn add(&self, pid: i32) {
-        let mut guard = self.0.lock().expect("own backends lock");
-        let (order, pids) = &mut *guard;
-        if pids.insert(pid) {
-            order.push_back(pid);
-        }
-        if order.len() > OWN_BACKENDS {
-            if let Some(old) = order.pop_front() {
-                pids.remove(&old);
-            }
-        }
-    }
-
-    /// Forget every pid: what was heard before may not hold any more.
-    pub fn clear(&self) {
-        let mut guard = self.0.lock().expect("own backends lock");
-        guard.0.clear();
-        guard.1.clear();
-    }
-
-    /// Whether backend `pid` is (or recently was) one of ours.
-    pub fn contains(&self, pid: i32) -> bool {
-        self.0.lock().expect("own backends lock").1.contains(&pid)
-    }
 }
 
 /// A session of its own, outside the pool, that lives and dies with its owner.
@@ -350,22 +291,6 @@ impl Drop for Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn own_backends_keep_the_newest_pids_until_cleared() {
-        let own = OwnBackends::default();
-        own.add(7);
-        own.add(7);
-        assert!(own.contains(7));
-        assert!(!own.contains(8));
-        for pid in 1000..1000 + OWN_BACKENDS as i32 {
-            own.add(pid);
-        }
-        assert!(!own.contains(7), "the oldest pid is forgotten first");
-        assert!(own.contains(1000) && own.contains(999 + OWN_BACKENDS as i32));
-        own.clear();
-        assert!(!own.contains(1000));
-    }
 
     #[test]
     fn session_setup_only_when_asked() {

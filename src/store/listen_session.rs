@@ -14,13 +14,12 @@ use super::Target;
 use super::sql::channels::LISTEN;
 use super::sql::session::DEDICATED_SESSION_SETUP;
 
-/// One notification: its channel, its payload, and the backend that sent it.
+/// One notification: its channel and its payload. (Not the sending
+/// backend's pid: behind a pooler, or once reused, it names no instance.)
 #[derive(Debug, Clone, Copy)]
 pub struct Heard<'a> {
     pub channel: &'a str,
     pub payload: &'a str,
-    /// The process id of the sending backend.
-    pub sender: i32,
 }
 
 /// A LISTEN session that is up.
@@ -49,7 +48,6 @@ impl ListenSession {
                     Ok(AsyncMessage::Notification(n)) => heard(Heard {
                         channel: n.channel(),
                         payload: n.payload(),
-                        sender: n.process_id(),
                     }),
                     Ok(_) => {}
                     Err(error) => {

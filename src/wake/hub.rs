@@ -23,6 +23,16 @@ impl Slot {
     pub fn latest(&self) -> Option<Job> {
         self.latest.lock().expect("slot lock").clone()
     }
+
+    /// Whether the waiters were already handed the job's end: terminal,
+    /// never left again, so nothing heard later can change it.
+    fn holds_end(&self) -> bool {
+        self.latest
+            .lock()
+            .expect("slot lock")
+            .as_ref()
+            .is_some_and(Job::is_terminal)
+    }
 }
 
 /// Wake-ups remembered, numbered, so that a request that registers only after
@@ -41,6 +51,10 @@ struct History {
 #[derive(Default)]
 pub struct Hub {
     slots: Mutex<HashMap<i64, (Arc<Slot>, usize)>>,
+    /// Jobs this process is ending now (an answer's or a cancel's statement
+    /// sent, its outcome not yet handed to the waiters): how many requests
+    /// end each, and whether its end was heard meanwhile ([`Ending`]).
+    ending: Mutex<HashMap<i64, (usize, bool)>>,
     history: Mutex<History>,
     /// Signalled after every LISTEN (re)connect: re-check the waiters against
     /// the table, since notifications sent in between are lost.
@@ -147,13 +161,7 @@ impl Hub {
     /// Wake the waiters of job `id`; `job` is the terminal job when known.
     pub fn wake_job(&self, id: i64, job: Option<&Job>) {
         self.remember(id);
-        let slot = self
-            .slots
-            .lock()
-            .expect("hub lock")
-            .get(&id)
-            .map(|(s, _)| s.clone());
-        if let Some(slot) = slot {
+        if let Some(slot) = self.slot_of(id) {
             if let Some(job) = job {
                 *slot.latest.lock().expect("slot lock") = Some(job.clone());
             }
@@ -161,14 +169,65 @@ impl Hub {
         }
     }
 
-    /// Job `id` ended in another process (its notification arrived):
-    /// remembered at once. True when someone here waits for it: the caller
-    /// then has it read back and handed to its waiters
-    /// ([`crate::broker`]'s `ended_elsewhere` step reads every such job in one
-    /// statement, instead of each waiter reading its own row).
+    /// Job `id` ended (its notification arrived: sent by another process,
+    /// or by this one's own commit). True when someone here waits for it and
+    /// was not yet handed its end: the caller then has it read back and
+    /// handed to its waiters ([`crate::broker`]'s `ended_elsewhere` step
+    /// reads every such job in one statement, instead of each waiter reading
+    /// its own row).
+    ///
+    /// A job whose waiters already hold its end (this process ended it, or
+    /// read it back after an earlier notification) costs nothing more: no
+    /// read, no second wake, no history entry (the wake that handed it over
+    /// was remembered after its end committed, which is all a mark needs).
+    ///
+    /// A job this process is [`ending`](Hub::ending) is left to the request
+    /// that ends it: its commit's own notification usually arrives before
+    /// its statement returns.
     pub fn heard_ended(&self, id: i64) -> bool {
+        if let Some((_, heard)) = self.ending.lock().expect("hub lock").get_mut(&id) {
+            *heard = true;
+            return false;
+        }
+        let slot = self.slot_of(id);
+        if slot.as_ref().is_some_and(|slot| slot.holds_end()) {
+            return false;
+        }
         self.remember(id);
-        self.slots.lock().expect("hub lock").contains_key(&id)
+        slot.is_some()
+    }
+
+    /// Whether someone here still waits for job `id` without having been
+    /// handed its end: what a read back of its row is for.
+    pub fn awaits_end(&self, id: i64) -> bool {
+        self.slot_of(id).is_some_and(|slot| !slot.holds_end())
+    }
+
+    fn slot_of(&self, id: i64) -> Option<Arc<Slot>> {
+        self.slots
+            .lock()
+            .expect("hub lock")
+            .get(&id)
+            .map(|(slot, _)| slot.clone())
+    }
+
+    /// This process is about to end job `id` (an answer, a cancel): until
+    /// the guard is dropped, after the outcome was handed to the waiters
+    /// ([`wake_job`](Hub::wake_job)), an end heard for it is held back.
+    /// Then, if one was heard and the waiters still lack the end (another
+    /// process ended the job first, or the statement failed), they are woken
+    /// to read their rows.
+    pub fn ending(self: &Arc<Self>, id: i64) -> Ending {
+        self.ending
+            .lock()
+            .expect("hub lock")
+            .entry(id)
+            .or_insert((0, false))
+            .0 += 1;
+        Ending {
+            hub: self.clone(),
+            id,
+        }
     }
 
     /// Resolves after LISTEN (re)connected: notifications may have been lost.
@@ -230,6 +289,33 @@ impl Hub {
     /// The LISTEN connection is up.
     pub fn is_listening(&self) -> bool {
         self.listening.load(Ordering::SeqCst)
+    }
+}
+
+/// A job this process is ending ([`Hub::ending`]).
+pub struct Ending {
+    hub: Arc<Hub>,
+    id: i64,
+}
+
+impl Drop for Ending {
+    fn drop(&mut self) {
+        let heard = {
+            let mut ending = self.hub.ending.lock().expect("hub lock");
+            match ending.get_mut(&self.id) {
+                Some((count, _)) if *count > 1 => {
+                    *count -= 1;
+                    false
+                }
+                Some(_) => ending.remove(&self.id).is_some_and(|(_, heard)| heard),
+                None => false,
+            }
+        };
+        // Heard meanwhile: what an end heard now would do, except that the
+        // waiters read their own rows (the rare case of an end elsewhere).
+        if heard && self.hub.heard_ended(self.id) {
+            self.hub.wake_job(self.id, None);
+        }
     }
 }
 
@@ -348,6 +434,104 @@ mod tests {
         hub.wake_job(5, None);
         notified.await;
         assert!(waiter.slot().latest().is_none());
+    }
+
+    fn job(id: i64, state: crate::job::JobState) -> Job {
+        let now = chrono::Utc::now();
+        Job {
+            id,
+            kind: "k".into(),
+            state,
+            payload: serde_json::value::RawValue::from_string("null".into()).unwrap(),
+            result: None,
+            error: None,
+            attempts: 0,
+            created_at: now,
+            deadline: now,
+            completed_at: None,
+        }
+    }
+
+    #[test]
+    fn an_end_heard_is_read_back_until_the_waiters_hold_it() {
+        let hub = Hub::new(10, WakeMode::Notify);
+        hub.set_listening(true);
+        assert!(!hub.heard_ended(4), "nobody waits here: nothing to read");
+        let waiter = hub.register(4);
+        let mark = hub.mark();
+        assert!(hub.heard_ended(4), "a waiter without the end: read it back");
+        assert!(hub.awaits_end(4));
+        assert!(hub.woken_since(mark, 4));
+        // The read found it still open (a hint is not the truth): the waiter
+        // still awaits its end, and another notification is read again.
+        hub.wake_job(4, Some(&job(4, crate::job::JobState::Delivered)));
+        assert!(hub.heard_ended(4));
+        hub.wake_job(4, Some(&job(4, crate::job::JobState::Done)));
+        assert!(!hub.awaits_end(4));
+        drop(waiter);
+        assert!(!hub.awaits_end(4), "nobody waits any more");
+    }
+
+    #[test]
+    fn the_end_of_a_job_ended_here_is_not_read_or_woken_again() {
+        let hub = Hub::new(10, WakeMode::Notify);
+        hub.set_listening(true);
+        let waiter = hub.register(9);
+        // This process ended job 9: its waiters are handed the job.
+        hub.wake_job(9, Some(&job(9, crate::job::JobState::Done)));
+        let mark = hub.mark();
+        // Then its own commit's notification arrives, before the waiter ran:
+        // no read back (which would wake the waiters a second time).
+        assert!(
+            !hub.heard_ended(9),
+            "the waiters hold the end: no read back"
+        );
+        assert!(!hub.awaits_end(9));
+        assert!(!hub.woken_since(mark, 9), "not remembered as a new wake-up");
+        assert_eq!(
+            waiter.slot().latest().map(|job| job.state),
+            Some(crate::job::JobState::Done)
+        );
+    }
+
+    #[test]
+    fn the_end_heard_while_this_process_ends_the_job_is_left_to_it() {
+        let hub = Hub::new(10, WakeMode::Notify);
+        hub.set_listening(true);
+        let waiter = hub.register(3);
+        let ending = hub.ending(3);
+        // The commit's notification arrives before the statement returned.
+        assert!(
+            !hub.heard_ended(3),
+            "not read back: the request hands it over"
+        );
+        hub.wake_job(3, Some(&job(3, crate::job::JobState::Done)));
+        let mark = hub.mark();
+        drop(ending);
+        assert!(!hub.awaits_end(3));
+        assert!(!hub.woken_since(mark, 3), "handed over once");
+        drop(waiter);
+    }
+
+    #[tokio::test]
+    async fn the_end_heard_while_a_statement_here_failed_to_end_the_job_wakes_the_waiters() {
+        let hub = Hub::new(10, WakeMode::Notify);
+        hub.set_listening(true);
+        let waiter = hub.register(6);
+        let first = hub.ending(6);
+        let second = hub.ending(6);
+        let woken = waiter.slot().notify.notified();
+        // Another process ended job 6 while two requests here tried to.
+        assert!(!hub.heard_ended(6));
+        drop(first);
+        assert!(hub.awaits_end(6));
+        let mark = hub.mark();
+        // Neither ended it: the waiters read their row.
+        drop(second);
+        woken.await;
+        assert!(waiter.slot().latest().is_none());
+        assert!(hub.woken_since(mark, 6));
+        assert!(!hub.heard_ended(7), "other jobs are not held back");
     }
 
     #[test]

@@ -12,7 +12,6 @@ use tokio_util::sync::CancellationToken;
 use super::Hub;
 use crate::backoff::Backoff;
 use crate::job::{CHANNEL_DONE, CHANNEL_NEW};
-use crate::store::connect::OwnBackends;
 use crate::store::{Heard, ListenSession, Target};
 use crate::telemetry::metrics::Metrics;
 
@@ -24,10 +23,6 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 pub struct Dispatch {
     pub hub: Arc<Hub>,
     pub metrics: Arc<Metrics>,
-    /// The instance's own pooled backends. A job one of them ended was
-    /// handed to its local waiters when the statement returned; its
-    /// `backchannel_done` needs no reading back here.
-    pub own: Option<OwnBackends>,
     /// Jobs another instance ended that have waiters here, queued for the
     /// broker, which reads them back in batches and hands each to its waiters.
     pub ended_elsewhere: mpsc::UnboundedSender<i64>,
@@ -47,11 +42,6 @@ pub async fn run(target: Target, dispatch: Dispatch, shutdown: CancellationToken
             backoff.reset();
         }
         hub.set_listening(false);
-        // The session is gone, perhaps with the server: pids heard before
-        // may belong to someone else once the server restarts.
-        if let Some(own) = &dispatch.own {
-            own.clear();
-        }
         match outcome {
             Ok(()) => tracing::warn!("LISTEN connection closed; reconnecting"),
             Err(error) => tracing::warn!(
@@ -80,12 +70,14 @@ async fn listen_once(target: &Target, dispatch: &Dispatch) -> Result<(), tokio_p
 }
 
 impl Dispatch {
-    /// One notification: a job ended (wake its waiters here, unless this
-    /// instance ended it itself), or a new job may be waiting (wake the stream).
+    /// One notification: a job ended (have its waiters here handed its end,
+    /// unless they hold it already), or a new job may be waiting (wake the
+    /// stream). Whoever sent it: this instance's own commits are heard too,
+    /// and a sending backend's pid says nothing about which instance it
+    /// serves (behind a pooler, or once a pid is reused).
     fn heard(&self, heard: Heard<'_>) {
         match heard.channel {
             CHANNEL_DONE => match heard.payload.parse::<i64>() {
-                Ok(_) if self.ours(heard.sender) => self.metrics.wake.received(CHANNEL_DONE),
                 Ok(id) => {
                     self.metrics.wake.received(CHANNEL_DONE);
                     if self.hub.heard_ended(id) {
@@ -104,10 +96,5 @@ impl Dispatch {
             }
             _ => {}
         }
-    }
-
-    /// Sent by one of this instance's pooled backends.
-    fn ours(&self, sender: i32) -> bool {
-        self.own.as_ref().is_some_and(|own| own.contains(sender))
     }
 }

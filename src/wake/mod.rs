@@ -10,6 +10,6 @@ pub mod hub;
 pub mod listen;
 pub mod notify;
 
-pub use hub::{Hub, StreamWaker, WaitPermit, Waiter};
+pub use hub::{Ending, Hub, StreamWaker, WaitPermit, Waiter};
 pub use listen::Dispatch;
 pub use notify::Notifier;

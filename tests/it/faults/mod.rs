@@ -8,4 +8,5 @@ mod hangups;
 mod isolation;
 mod poison;
 mod processes;
+mod shared_backends;
 mod silent;

@@ -156,7 +156,8 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
 /// A plain `LISTEN` session, as an SQL client of the contract would hold it.
 pub struct Notifications {
     _client: tokio_postgres::Client,
-    rx: tokio::sync::mpsc::UnboundedReceiver<String>,
+    /// Each notification's payload and sending backend's pid.
+    rx: tokio::sync::mpsc::UnboundedReceiver<(String, i32)>,
 }
 
 impl Notifications {
@@ -171,7 +172,7 @@ impl Notifications {
             let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
             while let Some(Ok(message)) = messages.next().await {
                 if let tokio_postgres::AsyncMessage::Notification(n) = message {
-                    let _ = tx.send(n.payload().to_owned());
+                    let _ = tx.send((n.payload().to_owned(), n.process_id()));
                 }
             }
         });
@@ -187,12 +188,18 @@ impl Notifications {
 
     /// Wait up to `timeout` for a notification with this payload.
     pub async fn received(&mut self, payload: &str, timeout: std::time::Duration) -> bool {
+        self.sender_of(payload, timeout).await.is_some()
+    }
+
+    /// Wait up to `timeout` for a notification with this payload; the pid of
+    /// the backend that sent it.
+    pub async fn sender_of(&mut self, payload: &str, timeout: std::time::Duration) -> Option<i32> {
         let until = tokio::time::Instant::now() + timeout;
         loop {
             match tokio::time::timeout_at(until, self.rx.recv()).await {
-                Ok(Some(got)) if got == payload => return true,
+                Ok(Some((got, sender))) if got == payload => return Some(sender),
                 Ok(Some(_)) => continue,
-                _ => return false,
+                _ => return None,
             }
         }
     }

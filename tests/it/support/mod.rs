@@ -2,7 +2,8 @@
 //! Test harness: a fresh database per test (`db`), broker instances bound to
 //! port 0 and the one way tests send them requests (`instance`), an SSE
 //! reader over the agent's parser (`sse`), real processes and clusters
-//! (`procs`), a real PgBouncer (`pgbouncer`), certificates (`pki`), and what
+//! (`procs`), a real PgBouncer (`pgbouncer`), a proxy that cuts chosen
+//! connections (`proxy`), certificates (`pki`), and what
 //! the agent tests run against (`agent`).
 
 pub mod agent;
@@ -12,6 +13,7 @@ mod instance;
 pub mod pgbouncer;
 pub mod pki;
 pub mod procs;
+pub mod proxy;
 pub mod seal;
 mod sse;
 

@@ -1,5 +1,5 @@
 //! A real PgBouncer (the `pgbouncer` program, Debian's package) in
-//! transaction mode, in front of a server of the test's own.
+//! transaction (or session) mode, in front of a server of the test's own.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -51,6 +51,17 @@ impl PgBouncer {
     /// share them), forwarding every database name to `127.0.0.1:server_port`,
     /// trusting every user.
     pub fn start(server_port: u16) -> PgBouncer {
+        PgBouncer::start_in("transaction", 2, server_port)
+    }
+
+    /// Session pooling with at most `servers` server connections per
+    /// database: one serves one client for as long as it stays connected,
+    /// then (after `DISCARD ALL`) the next one, before any new is opened.
+    pub fn start_session(servers: usize, server_port: u16) -> PgBouncer {
+        PgBouncer::start_in("session", servers, server_port)
+    }
+
+    fn start_in(pool_mode: &str, servers: usize, server_port: u16) -> PgBouncer {
         use std::os::unix::process::CommandExt;
         let program = pgbouncer_program().expect("pgbouncer is installed");
         let dir = std::env::temp_dir().join(format!("bc-pgb-{}", uuid::Uuid::new_v4().simple()));
@@ -65,8 +76,8 @@ impl PgBouncer {
              unix_socket_dir =\n\
              auth_type = trust\n\
              auth_file = {dir}/users.txt\n\
-             pool_mode = transaction\n\
-             default_pool_size = 2\n\
+             pool_mode = {pool_mode}\n\
+             default_pool_size = {servers}\n\
              max_client_conn = 100\n\
              server_login_retry = 1\n\
              query_wait_timeout = 2\n\
