@@ -60,7 +60,7 @@ pub async fn start_notifying(settings: Settings, notifier: Notifier) -> anyhow::
     let schema = preflight::check_database(&direct, settings.migrate).await?;
     let own = own_backends(&settings);
     let pool = preflight::pool(&pooled, &settings, own.clone()).await?;
-    preflight::pool_rights(&pool, &pooled).await?;
+    preflight::pool_rights(&pool.pool, &pooled).await?;
     let shutdown = CancellationToken::new();
     let settings = Arc::new(settings);
     let broker = Broker::new(

@@ -31,10 +31,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Settings, StatementMode, WakeMode};
+use crate::config::{Settings, WakeMode};
 use crate::job::Job;
 use crate::store::connect::OwnBackends;
-use crate::store::{BatchSizes, Store, StoreError};
+use crate::store::{BatchSizes, QueryPool, Store, StoreError};
 use crate::telemetry::metrics::Metrics;
 use crate::wake::{Dispatch, Hub, Notifier, listen};
 
@@ -121,7 +121,7 @@ impl Broker {
     /// A broker over the query `pool`.
     pub fn new(
         settings: Arc<Settings>,
-        pool: deadpool_postgres::Pool,
+        pool: QueryPool,
         own: Option<OwnBackends>,
         session_config: crate::store::Target,
         instance: String,
@@ -133,9 +133,8 @@ impl Broker {
             insert: metrics.database.batch("insert"),
             finish: metrics.database.batch("finish"),
         };
-        let unnamed = settings.statements == StatementMode::Unnamed;
         Arc::new(Broker {
-            store: Arc::new(Store::new(pool, sizes, unnamed)),
+            store: Arc::new(Store::new(pool, sizes)),
             hub: Hub::new(settings.max_waiting, settings.wake),
             notifier: Notifier::new(),
             settings,

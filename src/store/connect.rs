@@ -17,6 +17,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_util::sync::CancellationToken;
 
 use super::conninfo::{self, config::Explicit};
+use super::pooler::Naming;
 use super::sql::session::{
     BACKEND_PID, DEDICATED_SESSION_SETUP, POOLED_SESSION_SETUP, synchronous_commit,
 };
@@ -191,8 +192,16 @@ fn create_timeout(config: &Config) -> Option<Duration> {
 
 /// The query pool. Connections are checked with `is_closed` on checkout, so a
 /// connection whose backend was terminated is replaced rather than used.
-/// `setup` (e.g. a `SET`) runs once on every new connection.
-pub fn pool(target: &Target, size: usize, setup: Option<String>, own: Option<OwnBackends>) -> Pool {
+/// `setup` (e.g. a `SET`) runs once on every new connection, unless `naming`
+/// is unnamed by then (the pool switched behind a transaction pooler, where
+/// a session setting would reach the pooler's other clients).
+pub fn pool(
+    target: &Target,
+    size: usize,
+    setup: Option<String>,
+    own: Option<OwnBackends>,
+    naming: &Naming,
+) -> Pool {
     let target = target.named("backchannel");
     let create = create_timeout(&target.config);
     let manager = Manager::from_config(
@@ -204,8 +213,10 @@ pub fn pool(target: &Target, size: usize, setup: Option<String>, own: Option<Own
     );
     let mut builder = Pool::builder(manager);
     if setup.is_some() || own.is_some() {
+        let naming = naming.clone();
         builder = builder.post_create(Hook::async_fn(move |client, _| {
-            let (setup, own) = (setup.clone(), own.clone());
+            let setup = setup.clone().filter(|_| !naming.unnamed());
+            let own = own.clone();
             Box::pin(async move {
                 if let Some(setup) = setup {
                     client

@@ -46,6 +46,7 @@ use crate::job::Job;
 pub use connect::{Session, Target};
 pub use error::StoreError;
 pub use listen_session::{Heard, ListenSession};
+pub use pooler::Naming;
 pub use probe::probe_session;
 pub use read::ReadJob;
 pub use reap::Reaped;
@@ -77,6 +78,13 @@ impl Counter {
     }
 }
 
+/// The query pool, and how its statements go out (shared with the pool's
+/// set-up of each new connection).
+pub struct QueryPool {
+    pub pool: Pool,
+    pub naming: Naming,
+}
+
 /// The query pool, a count of the statements the broker sent, and the two
 /// group-commit queues (inserts; answers and cancels).
 pub struct Store {
@@ -87,16 +95,17 @@ pub struct Store {
 
 impl Store {
     /// The store over `pool`; starts the group-commit loops (they end with
-    /// it), which record each batch's size in `sizes`. With `unnamed`, every
-    /// pooled statement goes out as the unnamed statement, with its declared
-    /// parameter types, in one round trip (Parse, Bind, Execute): nothing
-    /// named outlives its transaction, as a transaction pooler that does not
-    /// track prepared statements needs.
-    pub fn new(pool: Pool, sizes: BatchSizes, unnamed: bool) -> Store {
+    /// it), which record each batch's size in `sizes`. Once its naming is
+    /// unnamed (set so, or switched on the first sign of a transaction
+    /// pooler), every pooled statement goes out as the unnamed statement,
+    /// with its declared parameter types, in one round trip (Parse, Bind,
+    /// Execute): nothing named outlives its transaction, as a transaction
+    /// pooler that does not track prepared statements needs.
+    pub fn new(pool: QueryPool, sizes: BatchSizes) -> Store {
         let db = Arc::new(Pooled {
-            pool,
+            pool: pool.pool,
             statements: Counter::default(),
-            unnamed,
+            naming: pool.naming,
         });
         let inserting = db.clone();
         let finishing = db.clone();
@@ -117,6 +126,12 @@ impl Store {
 
     pub fn pool(&self) -> &Pool {
         &self.db.pool
+    }
+
+    /// Whether the pool sends its statements unnamed now (set so, or
+    /// switched behind a transaction pooler).
+    pub fn unnamed(&self) -> bool {
+        self.db.naming.unnamed()
     }
 
     /// How many statements this instance has sent so far (every path counts).
