@@ -34,6 +34,8 @@ pub enum MigrateMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StatementMode {
     /// Prepared once per pooled connection (named statements): the fastest.
+    /// Switches to unnamed by itself, for good, at the first statement a
+    /// transaction pooler loses or mixes up (sent again, unnamed).
     Prepared,
     /// The unnamed statement with declared parameter types, in one round trip,
     /// and no session settings on pooled connections: for DATABASE_URL
@@ -67,8 +69,10 @@ pub struct Settings {
     #[arg(long, env = "BACKCHANNEL_MIGRATE", value_enum, default_value_t = MigrateMode::Auto)]
     pub migrate: MigrateMode,
 
-    /// Pooled statements: prepared, or unnamed (DATABASE_URL through a
-    /// transaction-mode pooler without prepared statement support).
+    /// Pooled statements: prepared (switching to unnamed by itself on the
+    /// first sign of a transaction pooler), or unnamed from the start
+    /// (DATABASE_URL through a transaction-mode pooler without prepared
+    /// statement support).
     #[arg(long, env = "BACKCHANNEL_STATEMENTS", value_enum, default_value_t = StatementMode::Prepared)]
     pub statements: StatementMode,
 

@@ -213,7 +213,7 @@ fn place(target: &Target) -> String {
 async fn pool(target: &Target, settings: &Settings, report: &mut Report) -> Option<Pool> {
     let variable = target.variable();
     let pool = match preflight::pool(target, settings).await {
-        Ok(pool) => pool,
+        Ok(pool) => pool.pool,
         Err(error) => {
             report.add(Mark::Fail, variable, error.to_string());
             return None;

@@ -9,7 +9,7 @@ use deadpool_postgres::{Pool, PoolError};
 use tokio_postgres::error::SqlState;
 
 use crate::config::{MigrateMode, Settings, StatementMode};
-use crate::store::{self, Session, Target, connect};
+use crate::store::{self, Naming, QueryPool, Session, Target, connect};
 
 /// Apply pending migrations on a session of their own, as `target`'s role
 /// (the schema's owner).
@@ -131,13 +131,14 @@ pub fn targets(settings: &Settings) -> anyhow::Result<(Target, Target)> {
 /// The query pool, connected once: it connects lazily, and a wrong
 /// DATABASE_URL (TLS, password, a pooler) is better found at start-up, with
 /// its reason. Its role's rights are [`pool_rights`]' (after the schema is
-/// known to be there).
-pub async fn pool(target: &Target, settings: &Settings) -> anyhow::Result<Pool> {
+/// known to be there). Its statements start prepared, or unnamed as set.
+pub async fn pool(target: &Target, settings: &Settings) -> anyhow::Result<QueryPool> {
     let unnamed = settings.statements == StatementMode::Unnamed;
+    let naming = Naming::new(unnamed);
     let setup = connect::pool_setup(unnamed, settings.synchronous_commit.as_deref());
-    let pool = connect::pool(target, settings.pool_size, setup);
+    let pool = connect::pool(target, settings.pool_size, setup, &naming);
     drop(connected(&pool, target).await?);
-    Ok(pool)
+    Ok(QueryPool { pool, naming })
 }
 
 /// The rights of the pool's role (which may not be the direct URL's, checked

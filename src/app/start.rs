@@ -58,7 +58,7 @@ pub async fn start_notifying(settings: Settings, notifier: Notifier) -> anyhow::
     let (pooled, direct) = preflight::targets(&settings)?;
     let schema = preflight::check_database(&direct, settings.migrate).await?;
     let pool = preflight::pool(&pooled, &settings).await?;
-    preflight::pool_rights(&pool, &pooled).await?;
+    preflight::pool_rights(&pool.pool, &pooled).await?;
     let shutdown = CancellationToken::new();
     let settings = Arc::new(settings);
     let broker = Broker::new(

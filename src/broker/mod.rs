@@ -31,9 +31,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Settings, StatementMode, WakeMode};
+use crate::config::{Settings, WakeMode};
 use crate::job::Job;
-use crate::store::{BatchSizes, Store, StoreError};
+use crate::store::{BatchSizes, QueryPool, Store, StoreError};
 use crate::telemetry::metrics::Metrics;
 use crate::wake::{Dispatch, Hub, Notifier, listen};
 
@@ -123,7 +123,7 @@ impl Broker {
     /// A broker over the query `pool`.
     pub fn new(
         settings: Arc<Settings>,
-        pool: deadpool_postgres::Pool,
+        pool: QueryPool,
         session_config: crate::store::Target,
         instance: String,
         shutdown: CancellationToken,
@@ -136,9 +136,8 @@ impl Broker {
             insert_alone: metrics.database.alone("insert"),
             finish_alone: metrics.database.alone("finish"),
         };
-        let unnamed = settings.statements == StatementMode::Unnamed;
         Arc::new(Broker {
-            store: Arc::new(Store::new(pool, sizes, unnamed, settings.max_queued)),
+            store: Arc::new(Store::new(pool, sizes, settings.max_queued)),
             hub: Hub::new(settings.max_waiting, settings.wake),
             notifier: Notifier::new(),
             settings,

@@ -90,6 +90,9 @@ impl Broker {
             .pool_in_use
             .set(pool.size.saturating_sub(pool.available) as i64);
         m.database.pool_waiting.set(pool.waiting as i64);
+        m.database
+            .statements_unnamed
+            .set(i64::from(self.store.unnamed()));
         let (inserts, finishes) = self.store.queued();
         for (kind, queued) in [("insert", inserts), ("finish", finishes)] {
             m.database

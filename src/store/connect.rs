@@ -15,6 +15,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_util::sync::CancellationToken;
 
 use super::conninfo::{self, config::Explicit};
+use super::pooler::Naming;
 use super::sql::session::{DEDICATED_SESSION_SETUP, POOLED_SESSION_SETUP, synchronous_commit};
 use super::tls::{SslMode, TlsParams};
 
@@ -187,8 +188,10 @@ fn create_timeout(config: &Config) -> Option<Duration> {
 
 /// The query pool. Connections are checked with `is_closed` on checkout, so a
 /// connection whose backend was terminated is replaced rather than used.
-/// `setup` (e.g. a `SET`) runs once on every new connection.
-pub fn pool(target: &Target, size: usize, setup: Option<String>) -> Pool {
+/// `setup` (e.g. a `SET`) runs once on every new connection, unless `naming`
+/// is unnamed by then (the pool switched behind a transaction pooler, where
+/// a session setting would reach the pooler's other clients).
+pub fn pool(target: &Target, size: usize, setup: Option<String>, naming: &Naming) -> Pool {
     let target = target.named("backchannel");
     let create = create_timeout(&target.config);
     let manager = Manager::from_config(
@@ -200,13 +203,17 @@ pub fn pool(target: &Target, size: usize, setup: Option<String>) -> Pool {
     );
     let mut builder = Pool::builder(manager);
     if let Some(setup) = setup {
+        let naming = naming.clone();
         builder = builder.post_create(Hook::async_fn(move |client, _| {
-            let setup = setup.clone();
+            let setup = (!naming.unnamed()).then(|| setup.clone());
             Box::pin(async move {
-                client
-                    .batch_execute(&setup)
-                    .await
-                    .map_err(HookError::Backend)
+                match setup {
+                    Some(setup) => client
+                        .batch_execute(&setup)
+                        .await
+                        .map_err(HookError::Backend),
+                    None => Ok(()),
+                }
             })
         }));
     }

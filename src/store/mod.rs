@@ -45,6 +45,7 @@ use prometheus_client::metrics::histogram::Histogram;
 pub use connect::{Session, Target};
 pub use error::StoreError;
 pub use listen_session::{Heard, ListenSession};
+pub use pooler::Naming;
 pub use probe::probe_session;
 pub use read::ReadJob;
 pub use reap::Reaped;
@@ -82,6 +83,13 @@ impl Counter {
     }
 }
 
+/// The query pool, and how its statements go out (shared with the pool's
+/// set-up of each new connection).
+pub struct QueryPool {
+    pub pool: Pool,
+    pub naming: Naming,
+}
+
 /// The query pool, a count of the statements the broker sent, and the two
 /// group-commit queues (inserts; answers and cancels).
 pub struct Store {
@@ -98,20 +106,21 @@ pub struct Store {
 
 impl Store {
     /// The store over `pool`; starts the group-commit loops (they end with
-    /// it), which record each batch's size in `sizes`. With `unnamed`, every
-    /// pooled statement goes out as the unnamed statement, with its declared
-    /// parameter types, in one round trip (Parse, Bind, Execute): nothing
-    /// named outlives its transaction, as a transaction pooler that does not
-    /// track prepared statements needs.
+    /// it), which record each batch's size in `sizes`. Once its naming is
+    /// unnamed (set so, or switched on the first sign of a transaction
+    /// pooler), every pooled statement goes out as the unnamed statement,
+    /// with its declared parameter types, in one round trip (Parse, Bind,
+    /// Execute): nothing named outlives its transaction, as a transaction
+    /// pooler that does not track prepared statements needs.
     ///
     /// At most `max_queued` requests wait for each group commit: beyond it a
     /// request is refused at once ([`StoreError::Overloaded`]), nothing stored.
-    pub fn new(pool: Pool, sizes: BatchSizes, unnamed: bool, max_queued: usize) -> Store {
-        let alone = (pool.status().max_size / 2).max(1);
+    pub fn new(pool: QueryPool, sizes: BatchSizes, max_queued: usize) -> Store {
+        let alone = (pool.pool.status().max_size / 2).max(1);
         let db = Arc::new(Pooled {
-            pool,
+            pool: pool.pool,
             statements: Counter::default(),
-            unnamed,
+            naming: pool.naming,
         });
         let inserting = db.clone();
         let finishing = db.clone();
@@ -145,6 +154,12 @@ impl Store {
 
     pub fn pool(&self) -> &Pool {
         &self.db.pool
+    }
+
+    /// Whether the pool sends its statements unnamed now (set so, or
+    /// switched behind a transaction pooler).
+    pub fn unnamed(&self) -> bool {
+        self.db.naming.unnamed()
     }
 
     /// How many statements this instance has sent so far (every path counts).

@@ -1,22 +1,27 @@
 //! Statements on the query pool: each prepared once per connection (and
 //! cached), or sent unnamed with its declared parameter types (through a
-//! transaction pooler); each counted.
+//! transaction pooler); each counted. A prepared statement that a
+//! transaction pooler lost or mixed up goes out again unnamed, and the pool
+//! stays unnamed ([`Naming`]).
 
 use deadpool_postgres::{Object, Pool};
 use tokio_postgres::Row;
 use tokio_postgres::types::{ToSql, Type};
 
+use super::pooler::Naming;
 use super::sql::Sql;
-use super::{Counter, StoreError, pooler};
+use super::{Counter, StoreError};
 
 pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
-/// The query pool and the instance's statement counter.
+/// The query pool, the instance's statement counter, and how the pool's
+/// statements go out.
 pub struct Pooled {
     pub pool: Pool,
     pub statements: Counter,
-    /// Send pooled statements unnamed (through a transaction pooler).
-    pub unnamed: bool,
+    /// Unnamed statements (through a transaction pooler): from the start, or
+    /// since the first sign of one.
+    pub naming: Naming,
 }
 
 impl Pooled {
@@ -31,19 +36,19 @@ impl Pooled {
         sql: Sql,
         params: Params<'_>,
     ) -> Result<Vec<Row>, StoreError> {
-        if self.unnamed {
-            self.statements.add();
-            return Ok(client.query_typed(sql.text, &typed(sql, params)).await?);
+        if !self.naming.unnamed() {
+            let prepared = async {
+                let statement = client.prepare_cached(sql.text).await?;
+                self.statements.add();
+                client.query(&statement, params).await
+            };
+            match prepared.await {
+                Err(error) if self.naming.switch_on(&error) => {}
+                result => return Ok(result?),
+            }
         }
-        let statement = client
-            .prepare_cached(sql.text)
-            .await
-            .map_err(pooler::hint)?;
         self.statements.add();
-        Ok(client
-            .query(&statement, params)
-            .await
-            .map_err(pooler::hint)?)
+        Ok(client.query_typed(sql.text, &typed(sql, params)).await?)
     }
 
     /// Run one statement on `client` (prepared and cached, or unnamed); at most one row.
@@ -53,21 +58,21 @@ impl Pooled {
         sql: Sql,
         params: Params<'_>,
     ) -> Result<Option<Row>, StoreError> {
-        if self.unnamed {
-            self.statements.add();
-            return Ok(client
-                .query_typed_opt(sql.text, &typed(sql, params))
-                .await?);
+        if !self.naming.unnamed() {
+            let prepared = async {
+                let statement = client.prepare_cached(sql.text).await?;
+                self.statements.add();
+                client.query_opt(&statement, params).await
+            };
+            match prepared.await {
+                Err(error) if self.naming.switch_on(&error) => {}
+                result => return Ok(result?),
+            }
         }
-        let statement = client
-            .prepare_cached(sql.text)
-            .await
-            .map_err(pooler::hint)?;
         self.statements.add();
         Ok(client
-            .query_opt(&statement, params)
-            .await
-            .map_err(pooler::hint)?)
+            .query_typed_opt(sql.text, &typed(sql, params))
+            .await?)
     }
 
     /// One statement on a pooled connection; at most one row.

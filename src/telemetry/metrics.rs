@@ -256,6 +256,9 @@ pub struct DatabaseMetrics {
     pub pool_size: Gauge,
     pub pool_in_use: Gauge,
     pub pool_waiting: Gauge,
+    /// 1 once the pool sends its statements unnamed (set so, or switched
+    /// behind a transaction pooler); read at scrape time.
+    pub statements_unnamed: Gauge,
     pub batch_jobs: Family<BatchLabel, Histogram, fn() -> Histogram>,
     pub batch_queued: Family<BatchLabel, Gauge>,
     pub batch_alone: Family<BatchLabel, Counter>,
@@ -275,6 +278,7 @@ impl DatabaseMetrics {
             pool_size: Gauge::default(),
             pool_in_use: Gauge::default(),
             pool_waiting: Gauge::default(),
+            statements_unnamed: Gauge::default(),
             batch_jobs: Family::new_with_constructor(batch_buckets),
             batch_queued: Family::default(),
             batch_alone: Family::default(),
@@ -296,6 +300,7 @@ impl DatabaseMetrics {
             self.pool_size => "db_pool_size", "Open connections in the query pool";
             self.pool_in_use => "db_pool_in_use", "Pool connections in use";
             self.pool_waiting => "db_pool_waiting", "Requests waiting for a pool connection";
+            self.statements_unnamed => "db_statements_unnamed", "1 when the query pool sends its statements unnamed: BACKCHANNEL_STATEMENTS=unnamed, or switched by itself when DATABASE_URL turned out to go through a transaction pooler that does not keep prepared statements";
         );
     }
 

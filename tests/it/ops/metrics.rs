@@ -49,6 +49,11 @@ async fn metrics_move_by_exactly_what_happened() {
     let before = scrape(&bc).await;
     assert!(before.contains_key("backchannel_requests_waiting{}"));
     assert!(before.contains_key("backchannel_db_pool_size{}"));
+    assert_eq!(
+        before.get("backchannel_db_statements_unnamed{}"),
+        Some(&0.0),
+        "prepared statements, straight to PostgreSQL"
+    );
     assert!(before.contains_key("backchannel_pg_notification_queue_usage{}"));
     assert_eq!(get(&before, "backchannel_stream_connected{}"), 0.0);
     assert_eq!(get(&before, "backchannel_listen_connected{}"), 1.0);

@@ -1,10 +1,12 @@
 //! A real PgBouncer in transaction mode in front of the query pool
 //! (`DATABASE_URL`), PostgreSQL itself behind `BACKCHANNEL_DIRECT_DATABASE_URL`,
-//! and the pool's statements sent unnamed (`BACKCHANNEL_STATEMENTS=unnamed`),
-//! as Debian 12's PgBouncer 1.18 (no prepared statements in transaction
-//! mode) needs. It keeps 2 server connections for 8 pooled clients, so
-//! statements of different clients share server connections. And without a
-//! pooler, the pool and the dedicated sessions on URLs of their own.
+//! and the pool's statements sent unnamed, as Debian 12's PgBouncer 1.18 (no
+//! prepared statements in transaction mode) needs: set from the start
+//! (`BACKCHANNEL_STATEMENTS=unnamed`), or by the pool itself on the first
+//! sign of the pooler (no setting, two broker processes). It keeps 2 server
+//! connections for all pooled clients, so statements of different clients
+//! share server connections. And without a pooler, the pool and the
+//! dedicated sessions on URLs of their own.
 
 use std::time::Duration;
 
@@ -12,7 +14,7 @@ use backchannel::config::{Settings, StatementMode};
 use serde_json::json;
 
 use crate::support::pgbouncer::{self, PgBouncer};
-use crate::support::procs::TempCluster;
+use crate::support::procs::{BrokerProcess, TempCluster};
 use crate::support::*;
 
 #[tokio::test]
@@ -64,6 +66,13 @@ async fn through_pgbouncer_in_transaction_mode() {
     assert_eq!(a.answer(id, json!({"result": "across"})).await.status, 200);
     let response = tokio::time::timeout(LONG, waiting).await.unwrap().unwrap();
     assert_eq!(response.status(), 200);
+    for instance in [&a, &b] {
+        let metrics = instance.metrics().await;
+        assert_eq!(
+            sample(&metrics, "backchannel_db_statements_unnamed"),
+            Some(1.0)
+        );
+    }
 
     // The database restarts behind PgBouncer: everything comes back.
     cluster.stop();
@@ -88,6 +97,102 @@ async fn through_pgbouncer_in_transaction_mode() {
     assert_eq!(b.answer(id, json!({"result": 2})).await.status, 200);
     let response = tokio::time::timeout(LONG, waiting).await.unwrap().unwrap();
     assert_eq!(response.status(), 200);
+}
+
+/// Round trips in the default-settings test, and how many are in flight at once.
+const ROUND_TRIPS: usize = 200;
+const AT_ONCE: usize = 25;
+
+/// Two `backchannel serve` processes whose `DATABASE_URL` goes through
+/// PgBouncer in transaction mode with no statement setting, as a user who
+/// points the URL at their pooler runs them. Each pool starts preparing its
+/// statements; two processes name theirs alike (`s0`, `s1`, ...), and 8
+/// pooled clients per instance share PgBouncer's 2 server connections, so a
+/// statement soon lands where its name is missing (26000) or taken (42P05).
+/// That statement never ran: it is sent again unnamed at once and the pool
+/// stays unnamed. No request sees it: 200 round trips across the two, every
+/// submit answered with its own result, every answer 200.
+#[tokio::test]
+async fn through_pgbouncer_with_no_statement_setting() {
+    if !pgbouncer::required() {
+        return;
+    }
+    let cluster = TempCluster::start();
+    let direct = cluster.database("bc").await;
+    let bouncer = PgBouncer::start(cluster.port);
+    let env = [
+        ("BACKCHANNEL_DIRECT_DATABASE_URL", direct.as_str()),
+        ("BACKCHANNEL_POOL_SIZE", "8"),
+    ];
+    let processes = [
+        BrokerProcess::spawn_logged(&bouncer.url("bc"), &env).await,
+        BrokerProcess::spawn_logged(&bouncer.url("bc"), &env).await,
+    ];
+    let [a, b] = [processes[0].client(), processes[1].client()];
+    let on = |n: usize| if n % 2 == 0 { &a } else { &b };
+    let mut sse = a.stream(None).await.expect("stream");
+
+    let mut failures = Vec::new();
+    for wave in 0..ROUND_TRIPS / AT_ONCE {
+        let numbers: Vec<usize> = (wave * AT_ONCE..(wave + 1) * AT_ONCE).collect();
+        let submits: Vec<_> = numbers
+            .iter()
+            .map(|&n| on(n).spawn_submit(json!({"kind": "bounced", "payload": {"n": n}}), 20.0))
+            .collect();
+        // Each job is answered on the instance it was not submitted to.
+        let mut answers = Vec::new();
+        for _ in &numbers {
+            let Some(job) = sse.next_job(LONG).await else {
+                failures.push(format!("wave {wave}: a job never reached the stream"));
+                break;
+            };
+            let n = job["payload"]["n"].as_u64().unwrap() as usize;
+            let id = job["id"].as_i64().unwrap();
+            answers.push(on(n + 1).spawn(on(n + 1).answer_request(id, &json!({"result": n}))));
+        }
+        for answer in answers {
+            let answer = answer.await.unwrap();
+            if answer.status != 200 {
+                failures.push(format!("answer: {} {}", answer.status, answer.text));
+            }
+        }
+        for (n, submit) in numbers.into_iter().zip(submits) {
+            let submit = submit.await.unwrap();
+            if submit.status != 200 || submit.body["result"] != n {
+                failures.push(format!("submit {n}: {} {}", submit.status, submit.text));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures in {ROUND_TRIPS} round trips: {failures:#?}",
+        failures.len()
+    );
+
+    // At least one pool saw the pooler and switched, said so once, and shows it.
+    let mut switched = 0;
+    for (process, instance) in processes.iter().zip([&a, &b]) {
+        let unnamed = sample(
+            &instance.metrics().await,
+            "backchannel_db_statements_unnamed",
+        );
+        let said = process
+            .logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|line| line.contains("BACKCHANNEL_STATEMENTS=unnamed"))
+            .count();
+        match unnamed {
+            Some(1.0) => {
+                switched += 1;
+                assert_eq!(said, 1, "the switch is logged once");
+            }
+            Some(0.0) => assert_eq!(said, 0),
+            other => panic!("backchannel_db_statements_unnamed: {other:?}"),
+        }
+    }
+    assert!(switched >= 1, "no pool switched to unnamed statements");
 }
 
 #[tokio::test]
