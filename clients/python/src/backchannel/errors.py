@@ -273,7 +273,7 @@ class TooManyWaiting(Unavailable):
 
 
 class Overloaded(Unavailable):
-    """``503 overloaded``: too many requests queue for the database on this instance (nothing was stored)."""
+    """``503 overloaded``: too many requests queue for the database here (nothing was stored)."""
 
 
 class GatewayTimeout(ApiError):
