@@ -5,6 +5,7 @@
 mod database;
 mod group_commit;
 mod hangups;
+mod pg_major;
 mod poison;
 mod processes;
 mod silent;
