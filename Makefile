@@ -14,7 +14,7 @@ PG_ENSURE := eval "$$(scripts/pg-ensure.sh)"
 
 .PHONY: help
 help: ## Show this list
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-17s %s\n", $$1, $$2}'
 
 .PHONY: build
 build: ## Build the release binary (target/release/backchannel)
@@ -43,6 +43,30 @@ demo: ## See it work: a broker, an echo agent and one submit, printing the round
 test: ## Run every test against a real PostgreSQL (started if it is not running; the test tools installed if missing)
 	@scripts/test-deps.sh && $(PG_ENSURE); cargo test --workspace --all-targets && \
 	BACKCHANNEL_BIN="$(CURDIR)/target/debug/backchannel" clients/python/run-tests.sh
+
+# `make test-pg-versions`: the PostgreSQL majors to run (13, the oldest the
+# README claims, to 18; binaries from scripts/pg-versions.sh) and the tests run
+# on each. The subset is every test whose database is the server under test and
+# whose SQL depends on it: the wire (api::), the SQL API and the broker's own
+# statements (sql::), the stream's advisory lock and takeover (api::stream,
+# agent::stream, faults::processes), LISTEN/NOTIFY and waking (api::wait,
+# faults::hangups, faults::group_commit), bad rows (faults::poison), killed
+# backends, the DBA's timeouts, grants and start-up checks (ops::privileges,
+# ops::check), the views and metrics read from the database. Left out: tests
+# that start a server of their own (TempCluster: a restart, a full server, a
+# silent peer, TLS, read-only; they test Debian's PostgreSQL whatever the
+# major) and those whose server plays no part (docs, the command line, logs,
+# the agent's handler side, PgBouncer, libpq's parser). All of `tests/it`
+# passes on 13 too (PG_VERSIONS_TESTS= runs it, about 70 s a major).
+PG_VERSIONS ?= 13 14 15 16 17 18
+PG_VERSIONS_TESTS ?= api:: sql:: faults:: agent::stream ops::check ops::dba_settings::dedicated \
+  ops::metrics ops::privileges ops::views \
+  --skip faults::database::postgres_restart --skip faults::database::a_full_server \
+  --skip faults::silent --skip faults::pg_major --skip faults::shared_backends
+
+.PHONY: test-pg-versions
+test-pg-versions: ## The server-facing integration tests on PostgreSQL 13 to 18 in turn (PG_VERSIONS="13 18" for some; one summary line each)
+	@scripts/test-deps.sh && scripts/test-pg-versions.sh "$(PG_VERSIONS)" $(PG_VERSIONS_TESTS)
 
 .PHONY: test-python
 test-python: ## The Python client: mypy --strict, ruff, pytest against a real broker (venv in target/python-venv)

@@ -6,6 +6,7 @@ mod database;
 mod group_commit;
 mod hangups;
 mod isolation;
+mod pg_major;
 mod poison;
 mod processes;
 mod shared_backends;

@@ -10,6 +10,25 @@ pub fn admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
+/// (host, port) of the test server (the admin URL's).
+pub fn admin_server() -> (String, u16) {
+    let config: tokio_postgres::Config = admin_url().parse().unwrap();
+    let host = match &config.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(host) => host.clone(),
+        other => panic!("a TCP host: {other:?}"),
+    };
+    (host, config.get_ports().first().copied().unwrap_or(5432))
+}
+
+/// The server's `server_version_num` (e.g. 130023 for 13.23).
+pub async fn server_version(client: &tokio_postgres::Client) -> i32 {
+    let row = client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .expect("server_version_num");
+    row.get(0)
+}
+
 /// The admin URL with another database name.
 pub fn url_for(database: &str) -> String {
     let admin = admin_url();

@@ -122,6 +122,8 @@ impl Drop for BrokerProcess {
 
 /// A PostgreSQL cluster of the test's own: initdb into a temporary folder, a
 /// free port, run as the unprivileged user `postgres` when the test runs as root.
+/// The server is the newest one installed under /usr/lib/postgresql, or a
+/// given major from scripts/pg-versions.sh (`start_major`).
 pub struct TempCluster {
     dir: PathBuf,
     bindir: PathBuf,
@@ -139,6 +141,25 @@ fn pg_bindir() -> PathBuf {
         .collect();
     dirs.sort();
     dirs.pop().expect("an initdb")
+}
+
+/// The binaries of PostgreSQL `major` (13 to 18): `scripts/pg-versions.sh
+/// bindir`, which fetches them the first time (pinned, checked) and prints
+/// their folder.
+fn major_bindir(major: u32) -> PathBuf {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-versions.sh");
+    let output = Command::new(&script)
+        .args(["bindir", &major.to_string()])
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", script.display()));
+    assert!(
+        output.status.success(),
+        "{} bindir {major} failed: {}",
+        script.display(),
+        output.status
+    );
+    PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
 }
 
 fn is_root() -> bool {
@@ -161,12 +182,25 @@ impl TempCluster {
         cluster
     }
 
+    /// A started cluster of PostgreSQL `major` (13 to 18, the binaries of
+    /// scripts/pg-versions.sh) with server settings (`name=value`) of the
+    /// test's own, e.g. PostgreSQL 17's `max_notify_queue_pages`.
+    pub fn start_major(major: u32, settings: &[&str]) -> TempCluster {
+        let cluster = TempCluster::init_in(major_bindir(major), settings);
+        cluster.start_again();
+        cluster
+    }
+
     /// A cluster initialised but not started: configure it, then `start_again`.
     pub fn init() -> TempCluster {
         TempCluster::init_with(&[])
     }
 
     fn init_with(settings: &[&str]) -> TempCluster {
+        TempCluster::init_in(pg_bindir(), settings)
+    }
+
+    fn init_in(bindir: PathBuf, settings: &[&str]) -> TempCluster {
         let as_postgres = is_root();
         let dir = std::env::temp_dir().join(format!("bc-pg-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -174,7 +208,7 @@ impl TempCluster {
             run(Command::new("chown").arg("postgres").arg(&dir));
         }
         let cluster = TempCluster {
-            bindir: pg_bindir(),
+            bindir,
             port: free_port(),
             dir,
             as_postgres,
