@@ -5,6 +5,7 @@
 
 use serde_json::{Value, json};
 
+use crate::support::procs;
 use crate::support::*;
 
 async fn metric(bc: &Instance, series: &str) -> f64 {
@@ -232,4 +233,74 @@ async fn a_full_batch_queue_refuses_with_503_and_stores_nothing() {
         .collect();
     assert_eq!(payloads.len(), 3);
     assert!(!payloads.contains(&json!("one too many")));
+}
+
+/// PostgreSQL 17's smallest notification queue (64 pages), filled while a
+/// listening session idles in a transaction: a submit and an answer that
+/// would notify still commit (nothing is 500), the stream gets the job by
+/// its own claim, a waiter on another instance is woken by the re-check,
+/// and `/readyz` names the delay.
+#[tokio::test]
+async fn a_full_notification_queue_never_fails_a_write() {
+    use std::time::Duration;
+    let cluster = procs::TempCluster::start_major(17, &["max_notify_queue_pages=64"]);
+    let url = cluster.database("bc").await;
+    let mut settings = backchannel::config::Settings::new(&url, &[SUBMITTER], &[LISTENER]);
+    settings.pool_size = 4;
+    settings.heartbeat = Duration::from_secs(1);
+    settings.recheck_interval = Duration::from_secs(1);
+    let streaming = instance_with(settings.clone()).await;
+    let other = instance_with(settings).await;
+    let mut sse = streaming.stream(None).await.expect("stream");
+
+    // A session that listens, then idles in a transaction: the queue cannot
+    // be trimmed past it.
+    let idle = connect(&url).await;
+    idle.batch_execute("LISTEN filler").await.unwrap();
+    idle.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    let filler = connect(&url).await;
+    let mut full = false;
+    for _ in 0..100_000 {
+        match filler
+            .execute("SELECT pg_notify('filler', repeat('x', 7000))", &[])
+            .await
+        {
+            Ok(_) => {}
+            Err(error) => {
+                assert_eq!(error.code().map(|c| c.code()), Some("54000"), "{error}");
+                full = true;
+                break;
+            }
+        }
+    }
+    assert!(full, "the notification queue filled up");
+
+    // Submitted where the stream is not: its commit would notify.
+    let submitted = other.submit(json!({"kind": "k", "payload": 1}), None).await;
+    assert_eq!(submitted.status, 202, "{}", submitted.body);
+    let id = submitted.body["id"].as_i64().unwrap();
+    let job = sse
+        .next_job(LONG)
+        .await
+        .expect("the stream claims it anyway");
+    assert_eq!(job["id"], id);
+
+    let waiter = streaming.spawn_get(id, 30.0);
+    assert!(streaming.waiting_eventually(1, LONG).await);
+    let answered = other.answer(id, json!({"result": "ok"})).await;
+    assert_eq!(answered.status, 200, "{}", answered.body);
+    let woken = tokio::time::timeout(LONG, waiter).await.unwrap().unwrap();
+    assert_eq!(woken.status, 200, "{}", woken.body);
+    assert_eq!(woken.body["state"], "done");
+
+    let deferred = sample(
+        &other.metrics().await,
+        "backchannel_notifications_deferred_total",
+    )
+    .unwrap();
+    assert!(deferred >= 2.0, "{deferred}");
+    let ready = other.send(other.http.get(other.url("/readyz"))).await;
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    assert_eq!(ready.body["degraded"], json!(["notifications_delayed"]));
+    idle.batch_execute("COMMIT").await.unwrap();
 }
