@@ -230,6 +230,23 @@ mod tests {
         }
     }
 
+    #[test]
+    fn every_request_of_a_failed_batch_gets_the_same_classified_error() {
+        let mut outcomes: Vec<Option<Settled<()>>> = vec![None, None, None];
+        outcomes[1] = Some(Settled::Now(Ok(())));
+        fail(&[0, 1, 2], &StoreError::ReadOnly, &mut outcomes);
+        for i in [0, 2] {
+            assert!(
+                matches!(outcomes[i], Some(Settled::Now(Err(StoreError::ReadOnly)))),
+                "request {i} is read-only too, not merely unavailable"
+            );
+        }
+        assert!(
+            matches!(outcomes[1], Some(Settled::Now(Ok(())))),
+            "settled ones keep theirs"
+        );
+    }
+
     #[tokio::test]
     async fn a_panicking_batch_fails_its_requests_only() {
         let batcher = Batcher::new(10, |batch: Vec<u32>| async move {
