@@ -17,15 +17,22 @@ nginx=$(command -v nginx || echo /usr/sbin/nginx)
 if [ ! -x "$nginx" ]; then
   [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null || fail "nginx is not installed (apt-get install nginx-light)"
   say "installing nginx-light (its service is not started)"
-  # policy-rc.d 101: the package's postinst does not start nginx here.
+  # policy-rc.d 101: the package's postinst does not start nginx here. A
+  # machine may have one already (every Docker image does): it is set aside
+  # and put back exactly as it was, whatever happens.
   policy=/usr/sbin/policy-rc.d
-  [ ! -e "$policy" ] || fail "$policy exists: install nginx-light by hand"
-  printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 0755 "$policy"
-  trap 'rm -f "$policy"' EXIT
+  saved=""
+  if [ -e "$policy" ]; then
+    saved=$(mktemp /usr/sbin/.policy-rc.d.XXXXXX)
+    cp -p "$policy" "$saved"
+  fi
+  restore() { if [ -n "$saved" ]; then mv -f "$saved" "$policy"; else rm -f "$policy"; fi; }
+  trap restore EXIT
+  printf '#!/bin/sh\nexit 101\n' >"$policy.new" && chmod 0755 "$policy.new" && mv -f "$policy.new" "$policy"
   { apt-get install -y -qq nginx-light >/dev/null 2>&1 \
       || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; }; } \
     || fail "apt-get install nginx-light failed"
-  rm -f "$policy"; trap - EXIT
+  restore; trap - EXIT
   nginx=/usr/sbin/nginx
 fi
 say "$("$nginx" -v 2>&1)"
