@@ -36,6 +36,11 @@ pub enum NewJobWake {
     /// stored (by the notifier's `NOTIFY backchannel_new` instead, should the
     /// stream have left this process meanwhile).
     Local,
+    /// The stream numbered so is held in this process and takes jobs handed
+    /// over: the insert stores the job already delivered to it (attempt 1,
+    /// no claim statement), and the job is handed to the stream in memory
+    /// (claimed again by the next stream, should this one have ended).
+    Claimed(i64),
     /// The stream is held by another instance, or by none yet:
     /// `NOTIFY backchannel_new` leaves inside the insert's own commit.
     InCommit,
@@ -105,6 +110,17 @@ pub struct Job {
 impl Job {
     pub fn is_terminal(&self) -> bool {
         self.state.is_terminal()
+    }
+
+    /// The stream's event for this job (as delivered: its attempt number).
+    pub fn event(&self) -> JobEvent {
+        JobEvent {
+            id: self.id,
+            kind: self.kind.clone(),
+            payload: self.payload.clone(),
+            deadline: self.deadline,
+            attempt: self.attempts,
+        }
     }
 }
 

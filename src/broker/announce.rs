@@ -31,16 +31,26 @@ impl Broker {
     }
 
     /// A job was created with `wake`, as the hub decided before its insert:
-    /// a local stream is woken now (and if it left meanwhile, one coalesced
-    /// NOTIFY reaches wherever it went); an insert that notified in its
-    /// commit, or poll mode, needs nothing more. An insert that could not
-    /// notify (PostgreSQL's notification queue full) has the notifier send it.
-    pub(super) fn announce_new(&self, wake: NewJobWake, notified: bool) {
+    /// a job the insert claimed for the local stream is handed to it; a local
+    /// stream is woken now (and if it left meanwhile, one coalesced NOTIFY
+    /// reaches wherever it went); an insert that notified in its commit, or
+    /// poll mode, needs nothing more. An insert that could not notify
+    /// (PostgreSQL's notification queue full) has the notifier send it.
+    pub(super) fn announce_new(&self, wake: NewJobWake, notified: bool, job: &Job) {
         let deferred = wake == NewJobWake::InCommit && !notified;
         if deferred {
             self.metrics.wake.notifications_deferred.inc();
         }
-        if (wake == NewJobWake::Local && !self.hub.wake_stream()) || deferred {
+        let local = match wake {
+            NewJobWake::Claimed(stream) => {
+                // The stream it was claimed for ended meanwhile: the next
+                // stream claims it again (here or elsewhere), woken so.
+                !self.hub.hand(stream, job.event())
+            }
+            NewJobWake::Local => true,
+            NewJobWake::InCommit | NewJobWake::Polled => false,
+        };
+        if (local && !self.hub.wake_stream()) || deferred {
             self.notifier.new_job();
         }
     }

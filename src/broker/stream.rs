@@ -115,7 +115,7 @@ impl Broker {
             self.metrics.stream.takeovers.inc();
         }
         self.metrics.stream.connects.inc();
-        let waker = self.hub.attach_stream();
+        let waker = self.hub.attach_stream(session.id());
         let connected = ConnectedGauge::new(self.metrics.clone());
         tracing::info!(
             stream_id = session.id(),
@@ -203,14 +203,20 @@ impl Broker {
         let claims = self.metrics.database.batch("claim");
         let mut heartbeat = interval_at(Instant::now() + period, period);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // Claim at the start, after a wake that asks for it (jobs stored
+        // pending), on every heartbeat (a cheap liveness check of the lock
+        // session and a guard against any wake-up lost on the way) and on
+        // every poll; a wake that only hands over jobs their inserts claimed
+        // for this stream runs no statement.
+        let mut claim = true;
         loop {
             // Drain: claim batches until a short one says nothing is left.
-            loop {
+            while claim {
                 let claimed = session.claim(CLAIM_BATCH);
                 let batch = tokio::time::timeout(CLAIM_TIMEOUT, claimed)
                     .await
                     .map_err(|_| StoreError::Unavailable("claiming jobs timed out".into()))??;
-                let full = batch.len() as i64 == CLAIM_BATCH;
+                claim = batch.len() as i64 == CLAIM_BATCH;
                 claims.observe(batch.len() as f64);
                 for claimed in batch {
                     if let Some(item) = self.deliverable(claimed).await {
@@ -220,17 +226,20 @@ impl Broker {
                 if heartbeat.tick().now_or_never().is_some() {
                     send!(StreamItem::Keepalive);
                 }
-                if !full {
-                    break;
+            }
+            // Jobs their inserts claimed for this stream, in the order stored.
+            for event in waker.take_handed() {
+                if let Some(item) = self.deliverable(Claimed::Job(event)).await {
+                    send!(item);
                 }
             }
-            // Wait for a wake-up. The heartbeat also re-runs the claim: a cheap
-            // liveness check of the lock session and a guard against any wake-up
-            // lost on the way.
             tokio::select! {
-                _ = waker.woken() => {}
-                _ = heartbeat.tick() => send!(StreamItem::Keepalive),
-                _ = self.poll_tick() => {}
+                _ = waker.woken() => claim = waker.take_claim(),
+                _ = heartbeat.tick() => {
+                    send!(StreamItem::Keepalive);
+                    claim = true;
+                }
+                _ = self.poll_tick() => claim = true,
             }
         }
     }

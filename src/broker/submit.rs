@@ -58,7 +58,7 @@ impl Broker {
         if inserted.created {
             tracing::info!(job_id = job.id, kind = %job.kind, "job submitted");
             self.metrics.jobs.submitted.inc();
-            self.announce_new(wake, inserted.notified);
+            self.announce_new(wake, inserted.notified, &job);
             return Ok((job, true));
         }
         // A repeat of the key answers the first job's true state: one whose

@@ -165,6 +165,13 @@ async fn run(
         .iter()
         .map(|&i| batch[i].new.idempotency_key.as_deref())
         .collect();
+    let streams: Vec<Option<i64>> = which
+        .iter()
+        .map(|&i| match batch[i].wake {
+            NewJobWake::Claimed(stream) => Some(stream),
+            _ => None,
+        })
+        .collect();
     let rows = db
         .all(
             INSERT_JOBS,
@@ -176,6 +183,7 @@ async fn run(
                 &notify,
                 &wait,
                 &LOCK_KEY_NAMESPACE,
+                &streams,
             ],
         )
         .await?;

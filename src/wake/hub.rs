@@ -8,7 +8,24 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 use crate::config::WakeMode;
-use crate::job::{Job, NewJobWake};
+use crate::job::{Job, JobEvent, NewJobWake};
+
+/// Jobs handed to the local stream and not yet taken by it: beyond this, new
+/// jobs are stored pending and the stream claims them (a slow listener never
+/// grows this process's memory).
+const HANDED_MAX: usize = 256;
+
+/// The stream held in this process: its wake-up, its number, and the jobs
+/// handed to it by inserts that claimed them for it.
+struct LocalStream {
+    seq: u64,
+    notify: Arc<Notify>,
+    id: i64,
+    handed: Arc<Mutex<VecDeque<JobEvent>>>,
+    /// Set by a wake that asks for a claim (jobs stored pending); a handed
+    /// job alone wakes the stream without one.
+    claim: Arc<AtomicBool>,
+}
 
 /// One job's waiters share a slot: a notifier and, for answers given in this
 /// process, the terminal job itself (so the waiter need not read it back).
@@ -59,7 +76,7 @@ pub struct Hub {
     /// Signalled after every LISTEN (re)connect: re-check the waiters against
     /// the table, since notifications sent in between are lost.
     reconnected: Notify,
-    stream: Mutex<Option<(u64, Arc<Notify>)>>,
+    stream: Mutex<Option<LocalStream>>,
     stream_seq: AtomicU64,
     listening: AtomicBool,
     waiting: AtomicUsize,
@@ -242,15 +259,26 @@ impl Hub {
         let _ = self.wake_stream();
     }
 
-    /// Attach the local stream's waker; the returned guard detaches it.
-    pub fn attach_stream(self: &Arc<Self>) -> StreamWaker {
+    /// Attach the local stream (number `stream_id`, as stored in the
+    /// claimed rows); the returned waker detaches it on drop.
+    pub fn attach_stream(self: &Arc<Self>, stream_id: i64) -> StreamWaker {
         let seq = self.stream_seq.fetch_add(1, Ordering::Relaxed) + 1;
         let notify = Arc::new(Notify::new());
-        *self.stream.lock().expect("hub lock") = Some((seq, notify.clone()));
+        let handed = Arc::new(Mutex::new(VecDeque::new()));
+        let claim = Arc::new(AtomicBool::new(false));
+        *self.stream.lock().expect("hub lock") = Some(LocalStream {
+            seq,
+            notify: notify.clone(),
+            id: stream_id,
+            handed: handed.clone(),
+            claim: claim.clone(),
+        });
         StreamWaker {
             hub: self.clone(),
             seq,
             notify,
+            handed,
+            claim,
         }
     }
 
@@ -258,11 +286,28 @@ impl Hub {
     /// that decides it (see [`NewJobWake`]).
     pub fn new_job_wake(&self) -> NewJobWake {
         if self.polled {
-            NewJobWake::Polled
-        } else if self.stream.lock().expect("hub lock").is_some() {
-            NewJobWake::Local
-        } else {
-            NewJobWake::InCommit
+            return NewJobWake::Polled;
+        }
+        match &*self.stream.lock().expect("hub lock") {
+            Some(stream) if stream.handed.lock().expect("hub lock").len() < HANDED_MAX => {
+                NewJobWake::Claimed(stream.id)
+            }
+            Some(_) => NewJobWake::Local,
+            None => NewJobWake::InCommit,
+        }
+    }
+
+    /// Hand a job its insert claimed for stream `stream_id` to that stream;
+    /// false when that stream is no longer here (the next stream claims the
+    /// job again, as after any stream's end).
+    pub fn hand(&self, stream_id: i64, event: JobEvent) -> bool {
+        match &*self.stream.lock().expect("hub lock") {
+            Some(stream) if stream.id == stream_id => {
+                stream.handed.lock().expect("hub lock").push_back(event);
+                stream.notify.notify_one();
+                true
+            }
+            _ => false,
         }
     }
 
@@ -271,8 +316,9 @@ impl Hub {
     /// busy, so it cannot be missed.
     pub fn wake_stream(&self) -> bool {
         match &*self.stream.lock().expect("hub lock") {
-            Some((_, notify)) => {
-                notify.notify_one();
+            Some(stream) => {
+                stream.claim.store(true, Ordering::SeqCst);
+                stream.notify.notify_one();
                 true
             }
             None => false,
@@ -355,23 +401,35 @@ impl Drop for Waiter {
     }
 }
 
-/// The local stream's wake-up; detaches on drop.
+/// The local stream's wake-up and the jobs handed to it; detaches on drop.
 pub struct StreamWaker {
     hub: Arc<Hub>,
     seq: u64,
     notify: Arc<Notify>,
+    handed: Arc<Mutex<VecDeque<JobEvent>>>,
+    claim: Arc<AtomicBool>,
 }
 
 impl StreamWaker {
+    /// Whether a wake since the last call asked for a claim.
+    pub fn take_claim(&self) -> bool {
+        self.claim.swap(false, Ordering::SeqCst)
+    }
+
     pub async fn woken(&self) {
         self.notify.notified().await
+    }
+
+    /// The jobs handed over since the last call, oldest first.
+    pub fn take_handed(&self) -> Vec<JobEvent> {
+        self.handed.lock().expect("hub lock").drain(..).collect()
     }
 }
 
 impl Drop for StreamWaker {
     fn drop(&mut self) {
         let mut stream = self.hub.stream.lock().expect("hub lock");
-        if matches!(&*stream, Some((seq, _)) if *seq == self.seq) {
+        if matches!(&*stream, Some(local) if local.seq == self.seq) {
             *stream = None;
         }
     }

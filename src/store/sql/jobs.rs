@@ -29,6 +29,11 @@ pub const FIND_KEY: Sql = Sql {
 /// concurrent transaction after this statement's snapshot) is tried again
 /// that way.
 ///
+/// `$8`, one element per request: the number of the stream held by this
+/// instance that claims the job in the insert itself (stored `delivered`,
+/// attempt 1, on that stream: no claim statement follows), or NULL (stored
+/// `pending`, for the stream to claim).
+///
 /// With `$5` (a batch with a [`NewJobWake::InCommit`](crate::job::NewJobWake)
 /// request), the insert also sends `NOTIFY backchannel_new` (once: PostgreSQL
 /// folds identical notifications of a transaction into one) in the same
@@ -37,17 +42,20 @@ pub const FIND_KEY: Sql = Sql {
 pub const INSERT_JOBS: Sql = Sql {
     text: concat!(
     "WITH input AS MATERIALIZED (
-        SELECT n, in_kind, in_payload, in_secs, in_key,
+        SELECT n, in_kind, in_payload, in_secs, in_key, in_stream,
                nextval('backchannel.jobs_id_seq') AS new_id,
                CASE WHEN in_key IS NULL THEN true
                     WHEN $6 THEN (SELECT true FROM pg_advisory_xact_lock($7, hashtext(in_key)))
                     ELSE pg_try_advisory_xact_lock($7, hashtext(in_key)) END AS free
-        FROM unnest($1::text[], $2::jsonb[], $3::float8[], $4::text[])
-             WITH ORDINALITY AS i(in_kind, in_payload, in_secs, in_key, n)
+        FROM unnest($1::text[], $2::jsonb[], $3::float8[], $4::text[], $8::bigint[])
+             WITH ORDINALITY AS i(in_kind, in_payload, in_secs, in_key, in_stream, n)
     ), ins AS (
-        INSERT INTO backchannel.jobs (id, kind, payload, deadline, idempotency_key)
+        INSERT INTO backchannel.jobs
+            (id, kind, payload, deadline, idempotency_key, state, attempts, stream_id)
         OVERRIDING SYSTEM VALUE
-        SELECT new_id, in_kind, in_payload, now() + make_interval(secs => in_secs), in_key
+        SELECT new_id, in_kind, in_payload, now() + make_interval(secs => in_secs), in_key,
+               CASE WHEN in_stream IS NULL THEN 'pending' ELSE 'delivered' END,
+               CASE WHEN in_stream IS NULL THEN 0 ELSE 1 END, in_stream
         FROM input WHERE free ORDER BY n
         ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING ",
@@ -77,6 +85,7 @@ pub const INSERT_JOBS: Sql = Sql {
         Type::BOOL,
         Type::BOOL,
         Type::INT4,
+        Type::INT8_ARRAY,
     ],
 };
 

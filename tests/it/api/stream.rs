@@ -162,3 +162,64 @@ async fn takeover_by_the_same_listener_id_from_another_instance() {
         id
     );
 }
+
+/// How many claim statements this instance's streams have run.
+async fn claims(bc: &Instance) -> f64 {
+    sample(
+        &bc.metrics().await,
+        "backchannel_batch_jobs_count{kind=\"claim\"}",
+    )
+    .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn a_job_submitted_where_the_stream_is_held_is_claimed_by_its_insert() {
+    let db = TestDb::new().await;
+    let here = instance(&db).await;
+    let there = instance(&db).await;
+    let mut sse = here.stream(None).await.expect("stream");
+    // The first claim (the backlog) runs at once; then no claim runs until
+    // the heartbeat, unless a wake asks for one.
+    assert!(eventually(LONG, || async { claims(&here).await >= 1.0 }).await);
+    let before = claims(&here).await;
+    for i in 0..10 {
+        let r = here.submit(json!({"kind": "here", "payload": i}), None).await;
+        assert_eq!(r.status, 202, "{}", r.text);
+        // Stored already delivered on this stream, by the insert itself.
+        assert_eq!(r.body["state"], "delivered", "{}", r.text);
+        assert_eq!(r.body["attempts"], 1, "{}", r.text);
+        let job = sse.next_job(LONG).await.expect("the job, handed over");
+        assert_eq!(job["id"], r.body["id"]);
+        assert_eq!(job["attempt"], 1);
+        assert_eq!(job["payload"], json!(i));
+    }
+    assert_eq!(
+        claims(&here).await,
+        before,
+        "jobs submitted here reach the stream without a claim statement"
+    );
+    // A job submitted on an instance without the stream is stored pending,
+    // and claimed by the stream when its NOTIFY arrives.
+    let r = there.submit(json!({"kind": "there"}), None).await;
+    assert_eq!(r.body["state"], "pending", "{}", r.text);
+    let job = sse.next_job(LONG).await.expect("the job, claimed");
+    assert_eq!(job["id"], r.body["id"]);
+    assert_eq!(job["attempt"], 1);
+    assert!(claims(&here).await > before);
+    assert!(sse.next_job(Duration::from_millis(300)).await.is_none());
+}
+
+#[tokio::test]
+async fn a_job_claimed_by_its_insert_for_a_stream_that_ends_comes_again_on_the_next() {
+    let db = TestDb::new().await;
+    let bc = instance(&db).await;
+    let sse = bc.stream(None).await.expect("stream");
+    let r = bc.submit(json!({"kind": "k", "payload": 7}), None).await;
+    assert_eq!(r.body["state"], "delivered", "{}", r.text);
+    // The listener goes away before reading it.
+    drop(sse);
+    let mut sse = bc.stream_eventually(None, LONG).await.expect("stream again");
+    let job = sse.next_job(LONG).await.expect("the job, again");
+    assert_eq!(job["id"], r.body["id"]);
+    assert_eq!(job["attempt"], 2, "{job}");
+}
