@@ -227,6 +227,86 @@ pub struct Settings {
         value_parser = cidr
     )]
     pub trusted_proxies: Vec<Cidr>,
+
+    /// The URL at which the other instances reach this one (http://ADDRESS:PORT
+    /// or https://NAME:PORT, no path), recorded with the stream holder so that
+    /// they forward their work to it (docs/scaling.md). Default: the bound
+    /// address, when it is not a wildcard (0.0.0.0, ::).
+    #[arg(long, env = "BACKCHANNEL_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+
+    /// The secret the instances of a cluster share to sign the requests one
+    /// forwards to another (at least 32 bytes; it never travels). Forwarding
+    /// is on when this and BACKCHANNEL_PEERS are set.
+    #[arg(long, env = "BACKCHANNEL_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+
+    /// A file holding the cluster secret (its first line), instead of
+    /// BACKCHANNEL_CLUSTER_SECRET.
+    #[arg(long, env = "BACKCHANNEL_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+
+    /// Comma-separated addresses, address blocks (10.0.0.0/8) or host names
+    /// of the instances this one may forward to: a holder whose advertised
+    /// URL names anything else is not forwarded to.
+    #[arg(long, env = "BACKCHANNEL_PEERS", value_delimiter = ',', value_parser = peer)]
+    pub peers: Vec<Peer>,
+
+    /// Seconds a forwarded request may take beyond its own wait before this
+    /// instance does the work itself (also the connect timeout).
+    #[arg(long, env = "BACKCHANNEL_FORWARD_TIMEOUT", default_value = "2", value_parser = seconds)]
+    pub forward_timeout: Duration,
+}
+
+/// An instance this one may forward to: an address block, or a host name
+/// (compared with the advertised URL's host as written, case-insensitively;
+/// never resolved to be compared with a block).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peer {
+    Block(Cidr),
+    Host(String),
+}
+
+impl Peer {
+    /// Whether the host of a URL (an address, `[v6]`, or a name) is this peer.
+    pub fn allows(&self, host: &str) -> bool {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        match (self, bare.parse::<IpAddr>()) {
+            (Peer::Block(block), Ok(ip)) => block.contains(ip),
+            (Peer::Host(name), Err(_)) => name.eq_ignore_ascii_case(bare),
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Peer::Block(block) => block.fmt(f),
+            Peer::Host(name) => f.write_str(name),
+        }
+    }
+}
+
+/// An address, an address block or a host name (letters, digits, `-`, `.`).
+pub fn peer(text: &str) -> Result<Peer, String> {
+    let text = text.trim();
+    if let Ok(block) = cidr(text) {
+        return Ok(Peer::Block(block));
+    }
+    let name_like = !text.is_empty()
+        && text.len() <= 253
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        && text.chars().any(|c| c.is_ascii_alphabetic());
+    if name_like {
+        Ok(Peer::Host(text.to_ascii_lowercase()))
+    } else {
+        Err(format!(
+            "{text:?} is not an address, an address/prefix block or a host name"
+        ))
+    }
 }
 
 /// An address block (`10.0.0.0/8`, `fd00::/8`) or one address (`127.0.0.1`).
@@ -369,6 +449,13 @@ impl Settings {
         settings
     }
 
+    /// Whether forwarding to the stream's holder is set up: a cluster secret
+    /// and the peers it may go to (docs/scaling.md).
+    pub fn forwarding(&self) -> bool {
+        (self.cluster_secret.is_some() || self.cluster_secret_file.is_some())
+            && !self.peers.is_empty()
+    }
+
     /// Durations: those that must be positive are, and none is longer than
     /// [`MAX_SECONDS`].
     fn validate_durations(&self) -> Result<(), ConfigError> {
@@ -381,6 +468,7 @@ impl Settings {
             ("BACKCHANNEL_HEADER_TIMEOUT", self.header_timeout),
             ("BACKCHANNEL_BODY_TIMEOUT", self.body_timeout),
             ("BACKCHANNEL_RECHECK_INTERVAL", self.recheck_interval),
+            ("BACKCHANNEL_FORWARD_TIMEOUT", self.forward_timeout),
         ];
         for (name, value) in positive {
             if value.is_zero() {
@@ -445,6 +533,18 @@ impl Settings {
                 "BACKCHANNEL_SEAL_SIGNERS needs BACKCHANNEL_REQUIRE_SEALED=on: signatures are checked by the seal gate".into(),
             ));
         }
+        if self.cluster_secret.is_some() && self.cluster_secret_file.is_some() {
+            return Err(ConfigError(
+                "set BACKCHANNEL_CLUSTER_SECRET or BACKCHANNEL_CLUSTER_SECRET_FILE, not both"
+                    .into(),
+            ));
+        }
+        if let Some(secret) = &self.cluster_secret {
+            check_cluster_secret(secret)?;
+        }
+        if let Some(url) = &self.advertise_url {
+            advertised(url)?;
+        }
         if self.synchronous_commit.is_some() && self.statements == StatementMode::Unnamed {
             return Err(ConfigError(
                 "BACKCHANNEL_SYNCHRONOUS_COMMIT is a session setting, and with \
@@ -458,9 +558,83 @@ impl Settings {
     }
 }
 
+/// The shortest cluster secret taken (bytes).
+pub const MIN_CLUSTER_SECRET: usize = 32;
+
+/// A cluster secret long enough to sign with.
+pub fn check_cluster_secret(secret: &str) -> Result<(), ConfigError> {
+    if secret.trim().len() < MIN_CLUSTER_SECRET {
+        return Err(ConfigError(format!(
+            "the cluster secret must be at least {MIN_CLUSTER_SECRET} bytes \
+             (e.g. openssl rand -hex 32)"
+        )));
+    }
+    Ok(())
+}
+
+/// An advertised URL: `http` or `https`, a host, a port or not, no path,
+/// query, fragment or credentials. Returned without a trailing slash.
+pub fn advertised(url: &str) -> Result<String, ConfigError> {
+    let refuse = |why: &str| {
+        ConfigError(format!(
+            "BACKCHANNEL_ADVERTISE_URL {url:?} {why}: write it as http://ADDRESS:PORT or \
+             https://NAME:PORT"
+        ))
+    };
+    let url = url.trim().trim_end_matches('/');
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| refuse("is not an http or https URL"))?;
+    if rest.is_empty() {
+        return Err(refuse("names no host"));
+    }
+    if rest.contains(['/', '?', '#', '@', ' ']) {
+        return Err(refuse("has a path, a query, credentials or a blank"));
+    }
+    Ok(url.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peers_are_blocks_or_names() {
+        let block = peer("10.0.0.0/8").unwrap();
+        assert!(block.allows("10.1.2.3"));
+        assert!(!block.allows("11.1.2.3"));
+        assert!(!block.allows("ten.example"), "a name is never resolved");
+        let v6 = peer("fd00::/8").unwrap();
+        assert!(v6.allows("[fd00::1]"));
+        let name = peer(" Broker-2.internal ").unwrap();
+        assert!(name.allows("broker-2.INTERNAL"));
+        assert!(!name.allows("broker-2.internal.evil.example"));
+        assert!(!name.allows("10.1.2.3"));
+        assert!(peer("").is_err());
+        assert!(peer("a b").is_err());
+        assert!(peer("http://x").is_err());
+    }
+
+    #[test]
+    fn advertised_urls_are_origins() {
+        assert_eq!(
+            advertised("http://10.0.0.5:8080/").unwrap(),
+            "http://10.0.0.5:8080"
+        );
+        assert!(advertised("https://broker-2.internal:8443").is_ok());
+        assert!(advertised("10.0.0.5:8080").is_err());
+        assert!(advertised("http://10.0.0.5:8080/v1").is_err());
+        assert!(advertised("http://user:pw@10.0.0.5").is_err());
+        assert!(advertised("http://").is_err());
+        let mut s = valid();
+        s.cluster_secret = Some("short".into());
+        assert!(s.validate().unwrap_err().to_string().contains("32 bytes"));
+        s.cluster_secret = Some("x".repeat(32));
+        assert!(s.validate().is_ok());
+        s.cluster_secret_file = Some("secret".into());
+        assert!(s.validate().is_err());
+    }
 
     fn valid() -> Settings {
         Settings::new(

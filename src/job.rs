@@ -19,12 +19,21 @@ macro_rules! channel_done {
         "backchannel_done"
     };
 }
-pub(crate) use {channel_done, channel_new};
+/// The channel that says the stream's holder changed (a stream opened or
+/// closed): instances that forward read the holder's address again.
+macro_rules! channel_holder {
+    () => {
+        "backchannel_holder"
+    };
+}
+pub(crate) use {channel_done, channel_holder, channel_new};
 
 /// `NOTIFY backchannel_new, ''`: a new job may be waiting for the stream.
 pub const CHANNEL_NEW: &str = channel_new!();
 /// `NOTIFY backchannel_done, '<id>'`: job `<id>` reached a terminal state.
 pub const CHANNEL_DONE: &str = channel_done!();
+/// `NOTIFY backchannel_holder, ''`: a stream opened or closed.
+pub const CHANNEL_HOLDER: &str = channel_holder!();
 
 /// How a new job reaches the stream, decided once per insert by the hub
 /// ([`crate::wake::Hub::new_job_wake`]) and carried down to the insert.

@@ -29,7 +29,13 @@ pub struct BrokerSpec {
     pub wake: WakeMode,
     pub poll_interval_ms: u64,
     pub pool_size: usize,
+    /// Forwarding to the stream's holder (docs/scaling.md): a cluster secret
+    /// and the loopback as the peers. Off: every instance does its own work.
+    pub forwarding: bool,
 }
+
+/// The bench cluster's secret (forwarding on).
+const CLUSTER_SECRET: &str = "bench-cluster-secret-000000000000000";
 
 /// One running instance.
 pub struct Broker {
@@ -62,6 +68,18 @@ impl Broker {
             command.env("BACKCHANNEL_DIRECT_DATABASE_URL", &spec.database_url);
         } else {
             command.env_remove("BACKCHANNEL_DIRECT_DATABASE_URL");
+        }
+        command
+            .env_remove("BACKCHANNEL_CLUSTER_SECRET_FILE")
+            .env_remove("BACKCHANNEL_ADVERTISE_URL");
+        if spec.forwarding {
+            command
+                .env("BACKCHANNEL_CLUSTER_SECRET", CLUSTER_SECRET)
+                .env("BACKCHANNEL_PEERS", "127.0.0.1");
+        } else {
+            command
+                .env_remove("BACKCHANNEL_CLUSTER_SECRET")
+                .env_remove("BACKCHANNEL_PEERS");
         }
         command
             .arg("serve")

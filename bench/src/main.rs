@@ -236,6 +236,7 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
         wake: WakeMode::Notify,
         poll_interval_ms: args.poll_interval_ms,
         pool_size: args.pool_size,
+        forwarding: true,
     };
     let plan = plan::plan(&args, broker);
     // Dropping the plan's future (ctrl-c) kills the brokers it started.

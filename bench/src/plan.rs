@@ -13,6 +13,9 @@ pub enum Scenario {
         wake: WakeMode,
         instances: usize,
         concurrency: usize,
+        /// Forwarding to the stream's holder (on in every notify row but
+        /// the one labelled `notify, no forwarding`).
+        forwarding: bool,
     },
     /// Notify, 1 instance, every payload and answer sealed end to end
     /// (docs/sealed.md): to compare with the same broker scenario unsealed.
@@ -30,11 +33,9 @@ impl Scenario {
                 wake,
                 instances,
                 concurrency,
+                forwarding,
             } => {
-                let wake = match wake {
-                    WakeMode::Notify => "notify",
-                    WakeMode::Poll => "poll",
-                };
+                let wake = wake_label(*wake, *forwarding);
                 let s = if *instances == 1 { "" } else { "s" };
                 format!("{wake}, {instances} instance{s}, c={concurrency}")
             }
@@ -51,6 +52,16 @@ impl Scenario {
                 waiting,
             } => format!("idle cost, poll, {waiting} waiting"),
         }
+    }
+}
+
+/// The wake column of a broker row: `notify` (forwarding on), `notify, no
+/// forwarding`, or `poll`.
+pub fn wake_label(wake: WakeMode, forwarding: bool) -> &'static str {
+    match (wake, forwarding) {
+        (WakeMode::Notify, true) => "notify",
+        (WakeMode::Notify, false) => "notify, no forwarding",
+        (WakeMode::Poll, _) => "poll",
     }
 }
 
@@ -88,6 +99,7 @@ pub fn plan(args: &BenchArgs, broker: BrokerSpec) -> Plan {
                 wake: WakeMode::Notify,
                 instances: 1,
                 concurrency: c,
+                forwarding: true,
             });
         }
         // Sealed beside its unsealed twin: at c=1 (latency) and c=64
@@ -100,6 +112,7 @@ pub fn plan(args: &BenchArgs, broker: BrokerSpec) -> Plan {
                 wake: WakeMode::Poll,
                 instances: 1,
                 concurrency: c,
+                forwarding: false,
             });
         }
         if wants(Group::Cluster) && full && args.cluster_size > 1 {
@@ -107,7 +120,18 @@ pub fn plan(args: &BenchArgs, broker: BrokerSpec) -> Plan {
                 wake: WakeMode::Notify,
                 instances: args.cluster_size,
                 concurrency: c,
+                forwarding: true,
             });
+            // Today's path beside it, at the targets' concurrencies: what
+            // forwarding buys.
+            if quick || c == 1 || c == 64 {
+                scenarios.push(Scenario::Broker {
+                    wake: WakeMode::Notify,
+                    instances: args.cluster_size,
+                    concurrency: c,
+                    forwarding: false,
+                });
+            }
         }
         if wants(Group::Floor) && full {
             scenarios.push(Scenario::Floor { concurrency: c });
@@ -175,6 +199,7 @@ mod tests {
             wake: WakeMode::Notify,
             poll_interval_ms: 100,
             pool_size: 16,
+            forwarding: true,
         };
         plan(&cli.args, spec)
     }
@@ -182,17 +207,21 @@ mod tests {
     #[test]
     fn default_plan_covers_every_scenario_of_the_issue() {
         let plan = plan_of(&[]);
-        assert_eq!(plan.scenarios.len(), 4 * 4 + 4 + 2);
+        assert_eq!(plan.scenarios.len(), 4 * 4 + 4 + 2 + 2);
         assert!(plan.scenarios.contains(&Scenario::Broker {
             wake: WakeMode::Poll,
             instances: 1,
-            concurrency: 256
+            concurrency: 256,
+            forwarding: false,
         }));
-        assert!(plan.scenarios.contains(&Scenario::Broker {
-            wake: WakeMode::Notify,
-            instances: 3,
-            concurrency: 64
-        }));
+        for forwarding in [true, false] {
+            assert!(plan.scenarios.contains(&Scenario::Broker {
+                wake: WakeMode::Notify,
+                instances: 3,
+                concurrency: 64,
+                forwarding,
+            }));
+        }
         assert!(
             plan.scenarios
                 .contains(&Scenario::Floor { concurrency: 64 })
@@ -224,6 +253,7 @@ mod tests {
                 "notify, 1 instance, c=16",
                 "sealed, notify, 1 instance, c=16",
                 "notify, 3 instances, c=16",
+                "notify, no forwarding, 3 instances, c=16",
                 "raw SQL floor, c=16",
                 "idle cost, 1000 waiting",
             ]

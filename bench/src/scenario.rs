@@ -95,17 +95,16 @@ pub async fn run(
             wake,
             instances,
             concurrency,
+            forwarding,
         } => {
             let spec = BrokerSpec {
                 wake,
+                forwarding,
                 ..plan.broker.clone()
             };
             let (outcome, cpu, rss, batches) =
                 with_brokers(&spec, scratch, (instances, concurrency), plan, None).await?;
-            let wake = match wake {
-                WakeMode::Notify => "notify",
-                WakeMode::Poll => "poll",
-            };
+            let wake = super::plan::wake_label(wake, forwarding);
             (
                 wake,
                 instances,

@@ -59,6 +59,13 @@ pub async fn start_notifying(settings: Settings, notifier: Notifier) -> anyhow::
     let schema = preflight::check_database(&direct, settings.migrate).await?;
     let pool = preflight::pool(&pooled, &settings).await?;
     preflight::pool_rights(&pool.pool, &pooled).await?;
+    let forwarder = http::forward::Forwarder::load(&settings)?;
+    let listener = tokio::net::TcpListener::bind(settings.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.bind))?;
+    let addr = listener.local_addr()?;
+    let mut settings = settings;
+    settings.advertise_url = advertise_url(&settings, addr);
     let shutdown = CancellationToken::new();
     let settings = Arc::new(settings);
     let broker = Broker::new(
@@ -71,10 +78,6 @@ pub async fn start_notifying(settings: Settings, notifier: Notifier) -> anyhow::
     );
     let background = broker.spawn_loops(direct.named("backchannel-listen"));
 
-    let listener = tokio::net::TcpListener::bind(settings.bind)
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.bind))?;
-    let addr = listener.local_addr()?;
     let metrics = broker.metrics().clone();
     let reload =
         tokens
@@ -84,7 +87,15 @@ pub async fn start_notifying(settings: Settings, notifier: Notifier) -> anyhow::
     if let Some(reload) = broker.reload_seal_signers_on_hangup(shutdown.clone()) {
         tokio::spawn(reload);
     }
-    let task = tokio::spawn(serve(listener, &broker, tokens, shutdown.clone()));
+    let forwarder = forwarder.map(|forwarder| Arc::new(forwarder.ready(&broker)));
+    log_forwarding(&settings, forwarder.is_some());
+    let task = tokio::spawn(serve(
+        listener,
+        &broker,
+        tokens,
+        forwarder,
+        shutdown.clone(),
+    ));
     tracing::info!(
         %addr,
         instance = %broker.instance(),
@@ -103,6 +114,34 @@ pub async fn start_notifying(settings: Settings, notifier: Notifier) -> anyhow::
     })
 }
 
+/// The URL the other instances reach this one at: the one set, or the
+/// bound address when it is not a wildcard.
+fn advertise_url(settings: &Settings, bound: SocketAddr) -> Option<String> {
+    if let Some(url) = &settings.advertise_url {
+        return crate::config::advertised(url).ok();
+    }
+    (!bound.ip().is_unspecified()).then(|| format!("http://{bound}"))
+}
+
+/// Say once whether this instance forwards to the stream's holder, and why not.
+fn log_forwarding(settings: &Settings, on: bool) {
+    let secret = settings.cluster_secret.is_some() || settings.cluster_secret_file.is_some();
+    if on {
+        tracing::info!(
+            advertise_url = settings.advertise_url.as_deref().unwrap_or("(none: a wildcard bind address; set BACKCHANNEL_ADVERTISE_URL to be forwarded to)"),
+            peers = %settings.peers.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+            "forwarding on: work goes to the stream's holder"
+        );
+    } else if secret || !settings.peers.is_empty() {
+        tracing::warn!(
+            "forwarding off: it needs both BACKCHANNEL_CLUSTER_SECRET (or _FILE) and \
+             BACKCHANNEL_PEERS; every instance does its own work (docs/scaling.md)"
+        );
+    } else {
+        tracing::info!("forwarding off: every instance does its own work (docs/scaling.md)");
+    }
+}
+
 /// The HTTP server until shutdown and its grace period; then the state
 /// changes the requests started are let finish, and the last notifications
 /// leave.
@@ -110,10 +149,11 @@ fn serve(
     listener: TcpListener,
     broker: &Arc<Broker>,
     tokens: LiveTokens,
+    forwarder: Option<Arc<http::forward::Forwarder>>,
     shutdown: CancellationToken,
 ) -> impl Future<Output = ()> + use<> {
     let settings = broker.settings();
-    let routes = http::routes(broker.clone(), tokens.clone());
+    let routes = http::routes(broker.clone(), tokens.clone(), forwarder);
     tokens.publish(broker.metrics());
     let access = AccessLog::new(settings.access_log, broker.metrics().clone())
         .identifying(tokens.clone())

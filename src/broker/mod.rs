@@ -13,6 +13,7 @@ mod announce;
 mod answer;
 mod cancel;
 mod ended_elsewhere;
+mod holder;
 mod readiness;
 mod reaper;
 mod recheck;
@@ -38,6 +39,7 @@ use crate::telemetry::metrics::Metrics;
 use crate::wake::{Dispatch, Hub, Notifier, listen};
 
 use announce::DoneNotice;
+pub use holder::{Holder, RETRY as HOLDER_RETRY};
 pub use sealed::SealGate;
 pub use status::{ListenerStatus, Stats};
 pub use stream::{JobStream, RETRY as STREAM_RETRY, StreamItem};
@@ -117,6 +119,8 @@ pub struct Broker {
     session_config: crate::store::Target,
     /// The seal gate, when `BACKCHANNEL_REQUIRE_SEALED` is on.
     seal_gate: Option<SealGate>,
+    /// The stream holder's address, with forwarding on.
+    holder: holder::HolderCache,
 }
 
 impl Broker {
@@ -148,6 +152,7 @@ impl Broker {
             notifier_stop: CancellationToken::new(),
             session_config,
             seal_gate,
+            holder: holder::HolderCache::default(),
         })
     }
 
@@ -165,6 +170,9 @@ impl Broker {
             )),
             tokio::spawn(reaper::run(self.clone())),
         ];
+        if self.settings.forwarding() {
+            loops.push(tokio::spawn(holder::run(self.clone())));
+        }
         if self.polling().is_none() {
             let (ended_elsewhere, queued) = mpsc::unbounded_channel();
             let dispatch = Dispatch {

@@ -105,7 +105,7 @@ impl Broker {
             self.store.counter(),
             takeover,
             listener_id.as_deref(),
-            &self.instance,
+            (&self.instance, self.advertise_url()),
         )
         .await?;
         let Some(session) = session else {

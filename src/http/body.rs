@@ -35,6 +35,28 @@ pub fn json(
         })
 }
 
+/// Like [`json`], the body's bytes as sent (for a forwarded request, whose
+/// signature covers exactly those bytes).
+pub fn bytes(
+    max: u64,
+    timeout: Duration,
+) -> impl Filter<Extract = (bytes::Bytes,), Error = warp::Rejection> + Clone {
+    warp::header::headers_cloned()
+        .and(warp::body::stream())
+        .and_then(move |headers: HeaderMap, body| {
+            Box::pin(async move {
+                match tokio::time::timeout(timeout, read_bytes(&headers, body, max)).await {
+                    Ok(result) => result.map(BytesMut::freeze).map_err(warp::reject::custom),
+                    Err(_) => Err(warp::reject::custom(ApiError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "request_timeout",
+                        "the request body was not received in time",
+                    ))),
+                }
+            })
+        })
+}
+
 /// Whether the request sends a body (a Content-Length above 0, or chunks).
 pub fn sent() -> impl Filter<Extract = (bool,), Error = std::convert::Infallible> + Clone {
     warp::header::headers_cloned().map(|headers: HeaderMap| {
@@ -90,6 +112,21 @@ where
     S: Stream<Item = Result<B, warp::Error>>,
     B: Buf,
 {
+    let buffer = read_bytes(headers, body, max).await?;
+    serde_json::from_slice(&buffer).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_json",
+            format!("the body is not valid JSON: {}", json_problem(&e)),
+        )
+    })
+}
+
+/// The body of a JSON request, at most `max` bytes.
+async fn read_bytes<S, B>(headers: &HeaderMap, body: S, max: u64) -> Result<BytesMut, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -120,12 +157,7 @@ where
             chunk.advance(n);
         }
     }
-    serde_json::from_slice(&buffer).map_err(|e| {
-        ApiError::bad_request(
-            "invalid_json",
-            format!("the body is not valid JSON: {}", json_problem(&e)),
-        )
-    })
+    Ok(buffer)
 }
 
 /// Where the JSON broke, without echoing any of its content.

@@ -21,6 +21,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/stream"),
     ("GET", "/v1/listener"),
     ("GET", "/v1/stats"),
+    ("POST", "/v1/hop"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),

@@ -2,19 +2,22 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde_json::Value;
-use warp::http::{HeaderValue, StatusCode, header};
+use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
 use warp::reply::Response;
 use warp::{Rejection, Reply};
 
 use super::access::JobId;
 use super::auth::Grant;
 use super::error::ApiError;
+use super::forward::{self, Forwarder, Hop, Op, Via};
 use super::input;
 use crate::broker::{Broker, StreamItem};
 use crate::job::Job;
+use crate::telemetry::metrics::ReasonLabel;
 
 /// 200 with a terminal job, 202 (with its Location) while it is open.
 fn job_reply(job: &Job) -> Response {
@@ -40,9 +43,33 @@ pub async fn submit(
     broker: Arc<Broker>,
     query: HashMap<String, String>,
     body: Value,
+    via: Via,
 ) -> Result<Response, Rejection> {
-    let wait = input::wait(query, broker.settings()).map_err(reject)?;
-    let new = input::submit(body, broker.settings()).map_err(reject)?;
+    let mut wait = input::wait(query.clone(), broker.settings()).map_err(reject)?;
+    let target = via.target(&broker);
+    let forwardable = target.is_some().then(|| body.clone());
+    let mut new = input::submit(body, broker.settings()).map_err(reject)?;
+    if let (Some((forwarder, holder)), Some(mut body)) = (target, forwardable) {
+        // A key, so that a retry after a lost forward finds the job.
+        let key = new
+            .idempotency_key
+            .get_or_insert_with(|| forward::new_key(broker.instance()))
+            .clone();
+        body["idempotency_key"] = Value::String(key);
+        let started = Instant::now();
+        let hop = Hop {
+            op: Op::Submit,
+            id: None,
+            query: &query,
+            body: Some(body),
+            wait,
+        };
+        let sent = forwarder.send(&broker, &holder, hop);
+        match relayed(&broker, Op::Submit, sent.await, wait, started).await? {
+            Ok(response) => return Ok(response),
+            Err(left) => wait = left,
+        }
+    }
     let (job, _created) = broker.submit(new, wait).await.map_err(reject)?;
     Ok(job_reply(&job))
 }
@@ -51,24 +78,175 @@ pub async fn get(
     id: String,
     broker: Arc<Broker>,
     query: HashMap<String, String>,
+    via: Via,
 ) -> Result<Response, Rejection> {
-    let id = input::job_id(&id).map_err(reject)?;
-    let wait = input::wait(query, broker.settings()).map_err(reject)?;
-    let job = broker.get(id, wait).await.map_err(reject)?;
+    let job_id = input::job_id(&id).map_err(reject)?;
+    let mut wait = input::wait(query.clone(), broker.settings()).map_err(reject)?;
+    // Only a wait is worth a hop: a plain read costs one statement anywhere.
+    if let Some((forwarder, holder)) = via.target(&broker).filter(|_| !wait.is_zero()) {
+        let started = Instant::now();
+        let hop = Hop {
+            op: Op::Get,
+            id: Some(&id),
+            query: &query,
+            body: None,
+            wait,
+        };
+        let sent = forwarder.send(&broker, &holder, hop);
+        match relayed(&broker, Op::Get, sent.await, wait, started).await? {
+            Ok(response) => return Ok(response),
+            Err(left) => wait = left,
+        }
+    }
+    let job = broker.get(job_id, wait).await.map_err(reject)?;
     Ok(job_reply(&job))
 }
 
-pub async fn cancel(id: String, broker: Arc<Broker>) -> Result<Response, Rejection> {
-    let id = input::job_id(&id).map_err(reject)?;
-    let job = broker.cancel(id).await.map_err(reject)?;
+pub async fn cancel(id: String, broker: Arc<Broker>, via: Via) -> Result<Response, Rejection> {
+    let job_id = input::job_id(&id).map_err(reject)?;
+    if let Some((forwarder, holder)) = via.target(&broker) {
+        let none = HashMap::new();
+        let hop = Hop {
+            op: Op::Cancel,
+            id: Some(&id),
+            query: &none,
+            body: None,
+            wait: Duration::ZERO,
+        };
+        let sent = forwarder.send(&broker, &holder, hop);
+        if let Ok(response) = relayed(
+            &broker,
+            Op::Cancel,
+            sent.await,
+            Duration::ZERO,
+            Instant::now(),
+        )
+        .await?
+        {
+            return Ok(response);
+        }
+    }
+    let job = broker.cancel(job_id).await.map_err(reject)?;
     Ok(job_answer(&job))
 }
 
-pub async fn answer(id: String, broker: Arc<Broker>, body: Value) -> Result<Response, Rejection> {
-    let id = input::job_id(&id).map_err(reject)?;
+pub async fn answer(
+    id: String,
+    broker: Arc<Broker>,
+    body: Value,
+    via: Via,
+) -> Result<Response, Rejection> {
+    let job_id = input::job_id(&id).map_err(reject)?;
+    let target = via.target(&broker);
+    let forwardable = target.is_some().then(|| body.clone());
     let answer = input::answer(body, broker.settings()).map_err(reject)?;
-    let job = broker.answer(id, answer).await.map_err(reject)?;
+    if let (Some((forwarder, holder)), Some(body)) = (target, forwardable) {
+        let none = HashMap::new();
+        let hop = Hop {
+            op: Op::Answer,
+            id: Some(&id),
+            query: &none,
+            body: Some(body),
+            wait: Duration::ZERO,
+        };
+        let sent = forwarder.send(&broker, &holder, hop);
+        if let Ok(response) = relayed(
+            &broker,
+            Op::Answer,
+            sent.await,
+            Duration::ZERO,
+            Instant::now(),
+        )
+        .await?
+        {
+            return Ok(response);
+        }
+    }
+    let job = broker.answer(job_id, answer).await.map_err(reject)?;
     Ok(job_answer(&job))
+}
+
+/// What a forward brought: the holder's answer to relay; or, when the holder
+/// answered an open job before the request's wait was over (it began to
+/// shut down), that job waited for here for the rest; or, when the forward
+/// failed, the wait left for doing it all here (`Err`).
+async fn relayed(
+    broker: &Arc<Broker>,
+    op: Op,
+    outcome: Result<Response, forward::Fallback>,
+    wait: Duration,
+    started: Instant,
+) -> Result<Result<Response, Duration>, Rejection> {
+    let metrics = &broker.metrics().forward;
+    let left = wait.saturating_sub(started.elapsed());
+    match outcome {
+        Ok(response) => {
+            metrics.forwarded(op.route(), "relayed");
+            match forward::job_of(&response).filter(|_| left > EARLY) {
+                Some(id) => {
+                    let job = broker.get(id, left).await.map_err(reject)?;
+                    Ok(Ok(job_reply(&job)))
+                }
+                None => Ok(Ok(response)),
+            }
+        }
+        Err(reason) => {
+            metrics.forwarded(op.route(), "fallback");
+            metrics.fell_back(reason);
+            Ok(Err(left))
+        }
+    }
+}
+
+/// A relayed open job with more than this left of the wait was answered
+/// early by the holder: the rest is waited for here.
+const EARLY: Duration = Duration::from_millis(100);
+
+/// `POST /v1/hop`: a request another instance of the cluster forwarded
+/// (docs/scaling.md), run here as if its client had sent it here. Refused
+/// with 403 `hop_refused` unless signed with the cluster secret, sent to this
+/// instance's advertised address, and recent.
+pub async fn hop(
+    broker: Arc<Broker>,
+    forwarder: Option<Arc<Forwarder>>,
+    signature: Option<String>,
+    bytes: bytes::Bytes,
+) -> Result<Response, Rejection> {
+    let metrics = &broker.metrics().forward;
+    let Some(forwarder) = forwarder else {
+        metrics
+            .refused
+            .get_or_create(&ReasonLabel { reason: "off" })
+            .inc();
+        return Err(reject(forward::refused(
+            "forwarding is off on this instance (BACKCHANNEL_CLUSTER_SECRET and BACKCHANNEL_PEERS)",
+        )));
+    };
+    let envelope = match forwarder.open(&bytes, signature.as_deref()) {
+        Ok(envelope) => envelope,
+        Err((reason, message)) => {
+            metrics.refused.get_or_create(&ReasonLabel { reason }).inc();
+            tracing::warn!(reason, %message, "forwarded request refused");
+            return Err(reject(forward::refused(message)));
+        }
+    };
+    metrics.received.inc();
+    let here = Via::new(None, &HeaderMap::new());
+    let id = envelope.id.unwrap_or_default();
+    let body = envelope.body.unwrap_or(Value::Null);
+    let done = match envelope.op {
+        Op::Submit => submit(broker, envelope.query, body, here).await,
+        Op::Get => get(id, broker, envelope.query, here).await,
+        Op::Cancel => cancel(id, broker, here).await,
+        Op::Answer => answer(id, broker, body, here).await,
+    };
+    // Refusals too are signed: the sender relays them as the holder's.
+    let response = done.unwrap_or_else(|rejection| match rejection.find::<ApiError>() {
+        Some(error) => error.clone().into_response(),
+        None => ApiError::internal().into_response(),
+    });
+    let request = signature.unwrap_or_default();
+    Ok(forwarder.signed(&request, response).await)
 }
 
 /// 200 with the job, named for the access log.

@@ -9,7 +9,8 @@
 //! - `body`: reading a JSON body within its limits;
 //! - [`access`]: the access log and request counts;
 //! - [`openapi`]: the document at `/openapi.json`;
-//! - [`serve`]: the hyper server loop (header timeout, peers, graceful stop).
+//! - [`serve`]: the hyper server loop (header timeout, peers, graceful stop);
+//! - [`forward`]: forwarding to the stream's holder, and the hops received.
 //!
 //! Imports run one way: `routes → handlers → input → error`, and `access →
 //! documented → error`; [`error`] imports nothing of the edge.
@@ -19,6 +20,7 @@ pub mod auth;
 mod body;
 pub mod documented;
 pub mod error;
+pub mod forward;
 mod handlers;
 pub mod input;
 pub mod openapi;

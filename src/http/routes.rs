@@ -12,6 +12,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use super::auth::{self, LISTENERS, LiveTokens, Role, STATUS_READERS, SUBMITTERS};
+use super::forward::{self, Forwarder, Via};
 use super::{body, documented, error, handlers, openapi};
 use crate::broker::Broker;
 
@@ -29,13 +30,17 @@ macro_rules! boxed {
 pub fn routes(
     broker: Arc<Broker>,
     tokens: LiveTokens,
+    forwarder: Option<Arc<Forwarder>>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
-    let api = submit(&broker, &tokens)
-        .or(get(&broker, &tokens))
+    let fwd = &forwarder;
+    let api = submit(&broker, &tokens, fwd)
+        .or(get(&broker, &tokens, fwd))
         .unify()
-        .or(cancel(&broker, &tokens))
+        .or(cancel(&broker, &tokens, fwd))
         .unify()
-        .or(answer(&broker, &tokens))
+        .or(answer(&broker, &tokens, fwd))
+        .unify()
+        .or(hop(&broker, fwd))
         .unify()
         .or(stream(&broker, &tokens))
         .unify()
@@ -62,6 +67,7 @@ pub fn routes(
 fn submit(
     broker: &Arc<Broker>,
     tokens: &LiveTokens,
+    forwarder: &Option<Arc<Forwarder>>,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
     warp::path!("v1" / "jobs")
         .and(warp::post())
@@ -69,45 +75,80 @@ fn submit(
         .and(with(broker))
         .and(query())
         .and(json_body(broker))
-        .and_then(boxed!(handlers::submit, broker, query, body))
+        .and(via(forwarder))
+        .and_then(boxed!(handlers::submit, broker, query, body, via))
 }
 
 /// `GET /v1/jobs/{id}` (submitter).
 fn get(
     broker: &Arc<Broker>,
     tokens: &LiveTokens,
+    forwarder: &Option<Arc<Forwarder>>,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
     warp::path!("v1" / "jobs" / String)
         .and(warp::get())
         .and(auth::require(tokens.clone(), SUBMITTERS))
         .and(with(broker))
         .and(query())
-        .and_then(boxed!(handlers::get, id, broker, query))
+        .and(via(forwarder))
+        .and_then(boxed!(handlers::get, id, broker, query, via))
 }
 
 /// `DELETE /v1/jobs/{id}` (submitter).
 fn cancel(
     broker: &Arc<Broker>,
     tokens: &LiveTokens,
+    forwarder: &Option<Arc<Forwarder>>,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
     warp::path!("v1" / "jobs" / String)
         .and(warp::delete())
         .and(auth::require(tokens.clone(), SUBMITTERS))
         .and(with(broker))
-        .and_then(boxed!(handlers::cancel, id, broker))
+        .and(via(forwarder))
+        .and_then(boxed!(handlers::cancel, id, broker, via))
 }
 
 /// `POST /v1/jobs/{id}/result` (listener).
 fn answer(
     broker: &Arc<Broker>,
     tokens: &LiveTokens,
+    forwarder: &Option<Arc<Forwarder>>,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
     warp::path!("v1" / "jobs" / String / "result")
         .and(warp::post())
         .and(auth::require(tokens.clone(), LISTENERS))
         .and(with(broker))
         .and(json_body(broker))
-        .and_then(boxed!(handlers::answer, id, broker, body))
+        .and(via(forwarder))
+        .and_then(boxed!(handlers::answer, id, broker, body, via))
+}
+
+/// `POST /v1/hop` (another instance of the cluster: signed with the cluster
+/// secret, no token).
+fn hop(
+    broker: &Arc<Broker>,
+    forwarder: &Option<Arc<Forwarder>>,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
+    let settings = broker.settings();
+    let forwarder = forwarder.clone();
+    warp::path!("v1" / "hop")
+        .and(warp::post())
+        .and(with(broker))
+        .and(warp::any().map(move || forwarder.clone()))
+        .and(warp::header::optional::<String>(forward::SIGNATURE))
+        .and(body::bytes(
+            settings.max_body.saturating_add(forward::OVERHEAD),
+            settings.body_timeout,
+        ))
+        .and_then(boxed!(handlers::hop, broker, forwarder, signature, bytes))
+}
+
+/// Whether and where this request may be forwarded.
+fn via(
+    forwarder: &Option<Arc<Forwarder>>,
+) -> impl Filter<Extract = (Via,), Error = Infallible> + Clone + use<> {
+    let forwarder = forwarder.clone();
+    warp::header::headers_cloned().map(move |headers| Via::new(forwarder.clone(), &headers))
 }
 
 /// `GET /v1/stream` (listener; the stream keeps its token's grant).

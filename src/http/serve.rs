@@ -118,12 +118,14 @@ pub async fn serve<F>(
 /// (a waiting request for up to the longest wait), so the others are dropped
 /// before routing: a proxy's `X-Forwarded-*`, a browser's dozen. A route that
 /// reads another header must add it here.
-const READ_HEADERS: [HeaderName; 5] = [
+const READ_HEADERS: [HeaderName; 7] = [
     header::AUTHORIZATION,
     header::CONTENT_TYPE,
     header::CONTENT_LENGTH,
     header::TRANSFER_ENCODING,
     HeaderName::from_static("x-listener-id"),
+    HeaderName::from_static(super::forward::SIGNATURE),
+    HeaderName::from_static(super::forward::FORWARDED),
 ];
 
 /// The request with its URI and the header values the API reads copied out

@@ -38,6 +38,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "005_key_locks.sql",
         include_str!("../../sql/005_key_locks.sql"),
     ),
+    (
+        6,
+        "006_advertise_url.sql",
+        include_str!("../../sql/006_advertise_url.sql"),
+    ),
 ];
 
 /// The grants of the runtime role, with the psql variable `:"role"`.

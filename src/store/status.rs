@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::rows::column;
 use super::sql::status::{NOTIFICATION_QUEUE_USAGE, OLDEST_PENDING_AGE, STATS};
-use super::sql::stream::CURRENT_HOLDER;
+use super::sql::stream::{CURRENT_HOLDER, HOLDER_ADDRESS};
 use super::sql::{LOCK_NAMESPACE, LOCK_STREAM};
 use super::{Store, StoreError};
 
@@ -35,6 +35,17 @@ impl Store {
             })
         })
         .transpose()
+    }
+
+    /// The advertised URL and instance name of the stream's holder, when it
+    /// holds the lock now and recorded a URL.
+    pub async fn holder_address(&self) -> Result<Option<(String, String)>, StoreError> {
+        let row = self
+            .db
+            .one(HOLDER_ADDRESS, &[&LOCK_NAMESPACE, &LOCK_STREAM])
+            .await?;
+        row.map(|row| Ok((column(&row, 0)?, column(&row, 1)?)))
+            .transpose()
     }
 
     /// Jobs by state and the age of the oldest pending job (seconds).

@@ -11,8 +11,8 @@ use super::connect::session_setup;
 use super::rows::event_from_row;
 use super::sql::session::DEDICATED_SESSION_SETUP;
 use super::sql::stream::{
-    CLAIM_JOBS, NO_STATEMENT_TIMEOUT, REGISTER_HOLDER, RELEASE_HOLDER, STREAM_SESSION_SETUP,
-    TERMINATE_BACKEND, TRY_STREAM_LOCK, WAIT_STREAM_LOCK, takeover_timeout,
+    CLAIM_JOBS, HOLDER_MOVED, NO_STATEMENT_TIMEOUT, REGISTER_HOLDER, RELEASE_HOLDER,
+    STREAM_SESSION_SETUP, TERMINATE_BACKEND, TRY_STREAM_LOCK, WAIT_STREAM_LOCK, takeover_timeout,
 };
 use super::sql::{LOCK_NAMESPACE, LOCK_STREAM};
 use super::{Counter, Session, StoreError, Target};
@@ -49,7 +49,7 @@ impl StreamSession {
         statements: Counter,
         takeover: Option<i32>,
         listener_id: Option<&str>,
-        instance: &str,
+        (instance, advertise_url): (&str, Option<&str>),
     ) -> Result<Option<StreamSession>, StoreError> {
         let session = Session::connect(target).await?;
         if let Some(setup) = session_setup(synchronous) {
@@ -84,9 +84,13 @@ impl StreamSession {
         statements.add();
         let row: Row = session
             .client
-            .query_one(REGISTER_HOLDER, &[&listener_id, &instance])
+            .query_one(REGISTER_HOLDER, &[&listener_id, &instance, &advertise_url])
             .await?;
         let stream_id = super::rows::column(&row, 0)?;
+        statements.add();
+        if let Err(error) = session.client.batch_execute(HOLDER_MOVED).await {
+            tracing::debug!(%error, "could not announce the new stream holder");
+        }
         statements.add();
         let claim = session.client.prepare(CLAIM_JOBS).await?;
         Ok(Some(StreamSession {
@@ -134,7 +138,12 @@ impl StreamSession {
     pub async fn close(self) {
         if !self.session.client.is_closed() {
             self.statements.add();
-            let release = self.session.client.execute(RELEASE_HOLDER, &[]);
+            self.statements.add();
+            let client = &self.session.client;
+            let release = async {
+                client.execute(RELEASE_HOLDER, &[]).await?;
+                client.batch_execute(HOLDER_MOVED).await
+            };
             let _ = tokio::time::timeout(RELEASE_TIMEOUT, release).await;
         }
     }

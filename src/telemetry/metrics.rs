@@ -13,7 +13,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use super::registry::{Exposition, register};
-use crate::job::{CHANNEL_DONE, CHANNEL_NEW, Job, JobState};
+use crate::job::{CHANNEL_DONE, CHANNEL_HOLDER, CHANNEL_NEW, Job, JobState};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
@@ -70,6 +70,7 @@ pub struct Metrics {
     pub wake: WakeMetrics,
     pub database: DatabaseMetrics,
     pub http: HttpMetrics,
+    pub forward: ForwardMetrics,
     /// 1 when this instance is ready, as `/readyz` (set at scrape time).
     pub ready: Gauge,
 }
@@ -85,8 +86,10 @@ impl Metrics {
         let (jobs, stream) = (JobMetrics::new(), StreamMetrics::default());
         let (wake, database) = (WakeMetrics::new(), DatabaseMetrics::new());
         let (http, ready) = (HttpMetrics::new(), Gauge::default());
+        let forward = ForwardMetrics::new();
         let exposition = Exposition::new("backchannel", |r| {
             http.register(r);
+            forward.register(r);
             database.register(r);
             register!(r, ready => "ready", "1 when this instance is ready (the database answers and LISTEN is up), as /readyz";);
             jobs.register(r);
@@ -100,6 +103,7 @@ impl Metrics {
             wake,
             database,
             http,
+            forward,
             ready,
         }
     }
@@ -225,7 +229,7 @@ pub struct WakeMetrics {
 impl WakeMetrics {
     fn new() -> WakeMetrics {
         let wake = WakeMetrics::default();
-        for channel in [CHANNEL_NEW, CHANNEL_DONE] {
+        for channel in [CHANNEL_NEW, CHANNEL_DONE, CHANNEL_HOLDER] {
             let _ = wake
                 .notifications_received
                 .get_or_create(&ChannelLabel { channel });
@@ -248,6 +252,61 @@ impl WakeMetrics {
         self.notifications_received
             .get_or_create(&ChannelLabel { channel })
             .inc();
+    }
+}
+
+/// A forwarded request, by the route it came in on and what became of it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ForwardLabels {
+    pub route: &'static str,
+    pub outcome: &'static str,
+}
+
+/// Forwarding to the stream's holder (docs/scaling.md): requests forwarded
+/// by this instance, the ones it did itself instead and why, the hop's
+/// latency, and the hops it received and refused.
+pub struct ForwardMetrics {
+    /// By route and outcome: `relayed` (the holder's answer went back to the
+    /// client) or `fallback` (this instance did the work itself).
+    pub requests: Family<ForwardLabels, Counter>,
+    pub fallbacks: Family<ReasonLabel, Counter>,
+    pub seconds: Histogram,
+    /// Forwarded requests this instance received and ran, and refused.
+    pub received: Counter,
+    pub refused: Family<ReasonLabel, Counter>,
+}
+
+impl ForwardMetrics {
+    fn new() -> ForwardMetrics {
+        ForwardMetrics {
+            requests: Family::default(),
+            fallbacks: Family::default(),
+            seconds: Histogram::new(exponential_buckets(0.0002, 2.0, 16)),
+            received: Counter::default(),
+            refused: Family::default(),
+        }
+    }
+
+    fn register(&self, r: &mut Registry) {
+        register!(r,
+            self.requests => "forward_requests", "Requests this instance forwarded to the stream's holder, by route and outcome (relayed: the holder answered; fallback: this instance did the work itself)";
+            self.fallbacks => "forward_fallbacks", "Requests this instance did itself instead of forwarding them, by reason (unreachable, timeout, refused, shutting_down, peer_not_allowed, error)";
+            self.seconds => "forward_seconds", "Time from sending a forwarded request to the holder's answer (a waiting request includes its wait)";
+            self.received => "hops_received", "Forwarded requests received from another instance and run here";
+            self.refused => "hops_refused", "Forwarded requests refused, by reason (signature, address, window, role, off, malformed)";
+        );
+    }
+
+    /// A request forwarded on `route` ended as `outcome`.
+    pub fn forwarded(&self, route: &'static str, outcome: &'static str) {
+        self.requests
+            .get_or_create(&ForwardLabels { route, outcome })
+            .inc();
+    }
+
+    /// A request not forwarded, or forwarded in vain, for `reason`.
+    pub fn fell_back(&self, reason: &'static str) {
+        self.fallbacks.get_or_create(&ReasonLabel { reason }).inc();
     }
 }
 

@@ -76,6 +76,9 @@ pub struct Hub {
     /// Signalled after every LISTEN (re)connect: re-check the waiters against
     /// the table, since notifications sent in between are lost.
     reconnected: Notify,
+    /// Signalled when the stream's holder may have changed (a
+    /// `backchannel_holder` notification, a LISTEN reconnect).
+    holder_moved: Notify,
     stream: Mutex<Option<LocalStream>>,
     stream_seq: AtomicU64,
     listening: AtomicBool,
@@ -256,6 +259,7 @@ impl Hub {
     /// anything notified while it was down was missed.
     pub fn listen_restored(&self) {
         self.reconnected.notify_one();
+        self.holder_moved.notify_one();
         let _ = self.wake_stream();
     }
 
@@ -309,6 +313,23 @@ impl Hub {
             }
             _ => false,
         }
+    }
+
+    /// The stream's holder may have changed: a stream opened or closed
+    /// somewhere (or LISTEN reconnected, and such news may have been missed).
+    pub fn holder_moved(&self) {
+        self.holder_moved.notify_one();
+    }
+
+    /// Resolves after [`holder_moved`](Hub::holder_moved) (a signal given
+    /// while nobody waited is kept).
+    pub async fn holder_may_have_moved(&self) {
+        self.holder_moved.notified().await
+    }
+
+    /// Whether the stream is held in this process now.
+    pub fn holds_stream(&self) -> bool {
+        self.stream.lock().expect("hub lock").is_some()
     }
 
     /// Tell the local stream, if any, that new jobs may be waiting; false

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Hub;
 use crate::backoff::Backoff;
-use crate::job::{CHANNEL_DONE, CHANNEL_NEW};
+use crate::job::{CHANNEL_DONE, CHANNEL_HOLDER, CHANNEL_NEW};
 use crate::store::{Heard, ListenSession, Target};
 use crate::telemetry::metrics::Metrics;
 
@@ -93,6 +93,10 @@ impl Dispatch {
             CHANNEL_NEW => {
                 self.metrics.wake.received(CHANNEL_NEW);
                 let _ = self.hub.wake_stream();
+            }
+            CHANNEL_HOLDER => {
+                self.metrics.wake.received(CHANNEL_HOLDER);
+                self.hub.holder_moved();
             }
             _ => {}
         }

@@ -5,10 +5,17 @@
 use tokio_postgres::types::Type;
 
 use super::Sql;
-use crate::job::{channel_done, channel_new};
+use crate::job::{channel_done, channel_holder, channel_new};
 
-/// Listen on both channels (on the LISTEN session).
-pub const LISTEN: &str = concat!("LISTEN ", channel_new!(), "; LISTEN ", channel_done!());
+/// Listen on the three channels (on the LISTEN session).
+pub const LISTEN: &str = concat!(
+    "LISTEN ",
+    channel_new!(),
+    "; LISTEN ",
+    channel_done!(),
+    "; LISTEN ",
+    channel_holder!()
+);
 
 /// Send coalesced notifications in one transaction: one `backchannel_done`
 /// per id and, when asked, one `backchannel_new`.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio_postgres::types::Type;
 
 use super::Sql;
+use crate::job::channel_holder;
 
 /// Claim the next open jobs not yet sent on this stream, oldest first, and
 /// mark them delivered. Selected by state, never by an id cursor: ids are not
@@ -51,12 +52,33 @@ pub const WAIT_STREAM_LOCK: &str = "SELECT pg_advisory_lock($1, $2)";
 
 /// Record who holds the stream and number the new stream.
 pub const REGISTER_HOLDER: &str = "INSERT INTO backchannel.stream_holder
-        (singleton, listener_id, instance, pid, stream_id, since)
-    VALUES (true, $1, $2, pg_backend_pid(), nextval('backchannel.stream_seq'), now())
+        (singleton, listener_id, instance, pid, stream_id, since, advertise_url)
+    VALUES (true, $1, $2, pg_backend_pid(), nextval('backchannel.stream_seq'), now(), $3)
     ON CONFLICT (singleton) DO UPDATE SET
         listener_id = EXCLUDED.listener_id, instance = EXCLUDED.instance,
-        pid = EXCLUDED.pid, stream_id = EXCLUDED.stream_id, since = EXCLUDED.since
+        pid = EXCLUDED.pid, stream_id = EXCLUDED.stream_id, since = EXCLUDED.since,
+        advertise_url = EXCLUDED.advertise_url
     RETURNING stream_id";
+
+/// Tell the instances that the holder changed (after registering, after
+/// releasing), in a transaction of its own: a full notification queue then
+/// fails only this, never the stream (the forwarding instances also read the
+/// holder again after a failed forward).
+pub const HOLDER_MOVED: &str = concat!("SELECT pg_notify('", channel_holder!(), "', '')");
+
+/// Where the other instances reach the stream's holder: the advertised URL
+/// of the holder record whose backend holds the stream lock now (a record
+/// left by a holder that is gone names nobody), and its instance's name.
+pub const HOLDER_ADDRESS: Sql = Sql {
+    text: "SELECT h.advertise_url, h.instance
+    FROM pg_locks l
+    JOIN backchannel.stream_holder h ON h.pid = l.pid
+    WHERE l.locktype = 'advisory' AND l.granted
+      AND l.classid = ($1::int)::oid AND l.objid = ($2::int)::oid AND l.objsubid = 2
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND h.advertise_url IS NOT NULL",
+    types: &[Type::INT4, Type::INT4],
+};
 
 /// Forget the holder record of this session (a stream closing cleanly).
 pub const RELEASE_HOLDER: &str =

@@ -130,6 +130,19 @@ async fn valid_request(
         let body = match path {
             "/v1/jobs" => json!({"kind": "probe"}),
             "/v1/jobs/{id}/result" => json!({"result": 1}),
+            "/v1/hop" => {
+                // A cancel forwarded by another instance, signed.
+                let envelope = json!({
+                    "v": 1, "to": bc.base, "from": "probe", "role": "submitter",
+                    "ts": chrono::Utc::now().timestamp_millis(),
+                    "op": "cancel", "id": id.to_string(),
+                });
+                let bytes = serde_json::to_vec(&envelope).unwrap();
+                return request
+                    .header("x-backchannel-hop-signature", hop_signature(&bytes))
+                    .header("content-type", "application/json")
+                    .body(bytes);
+            }
             other => panic!("give the probe a valid body for POST {other}"),
         };
         request = request.json(&body);

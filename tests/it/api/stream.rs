@@ -175,15 +175,17 @@ async fn claims(bc: &Instance) -> f64 {
 #[tokio::test]
 async fn a_job_submitted_where_the_stream_is_held_is_claimed_by_its_insert() {
     let db = TestDb::new().await;
-    let here = instance(&db).await;
-    let there = instance(&db).await;
+    let here = instance_with(settings_without_forwarding(&db)).await;
+    let there = instance_with(settings_without_forwarding(&db)).await;
     let mut sse = here.stream(None).await.expect("stream");
     // The first claim (the backlog) runs at once; then no claim runs until
     // the heartbeat, unless a wake asks for one.
     assert!(eventually(LONG, || async { claims(&here).await >= 1.0 }).await);
     let before = claims(&here).await;
     for i in 0..10 {
-        let r = here.submit(json!({"kind": "here", "payload": i}), None).await;
+        let r = here
+            .submit(json!({"kind": "here", "payload": i}), None)
+            .await;
         assert_eq!(r.status, 202, "{}", r.text);
         // Stored already delivered on this stream, by the insert itself.
         assert_eq!(r.body["state"], "delivered", "{}", r.text);
@@ -218,7 +220,10 @@ async fn a_job_claimed_by_its_insert_for_a_stream_that_ends_comes_again_on_the_n
     assert_eq!(r.body["state"], "delivered", "{}", r.text);
     // The listener goes away before reading it.
     drop(sse);
-    let mut sse = bc.stream_eventually(None, LONG).await.expect("stream again");
+    let mut sse = bc
+        .stream_eventually(None, LONG)
+        .await
+        .expect("stream again");
     let job = sse.next_job(LONG).await.expect("the job, again");
     assert_eq!(job["id"], r.body["id"]);
     assert_eq!(job["attempt"], 2, "{job}");

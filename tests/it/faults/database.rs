@@ -11,14 +11,38 @@ use crate::support::*;
 
 #[tokio::test]
 async fn all_backends_terminated_while_waiting_and_streaming() {
+    terminated_while_waiting_and_streaming(true).await;
+}
+
+/// The same across instances that each do their own work: the waiter is on
+/// A, woken by B's answer through `backchannel_done`.
+#[tokio::test]
+async fn all_backends_terminated_while_waiting_and_streaming_without_forwarding() {
+    terminated_while_waiting_and_streaming(false).await;
+}
+
+async fn terminated_while_waiting_and_streaming(forwarding: bool) {
     let db = TestDb::new().await;
-    let a = instance(&db).await;
-    let b = instance(&db).await;
+    let settings = || match forwarding {
+        true => settings(&db),
+        false => settings_without_forwarding(&db),
+    };
+    let a = instance_with(settings()).await;
+    let b = instance_with(settings()).await;
     let id = a.submit_job("fault", json!({"n": 1})).await;
     let mut sse = b.stream(None).await.expect("stream");
     assert_eq!(sse.next_job(LONG).await.expect("job")["id"], id);
+    if forwarding {
+        let knows = || async { a.running().broker.forward_target().is_some() };
+        assert!(
+            eventually(LONG, knows).await,
+            "A learns where the stream is"
+        );
+    }
     let waiting = a.spawn_get(id, 60.0);
-    assert!(a.waiting_eventually(1, LONG).await);
+    // Forwarded, the wait is held by the stream's holder (B).
+    let waits_on = if forwarding { &b } else { &a };
+    assert!(waits_on.waiting_eventually(1, LONG).await);
 
     let admin = db.client().await;
     let killed: i64 = admin

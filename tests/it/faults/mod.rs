@@ -3,6 +3,7 @@
 //! failure. Nothing is mocked.
 
 mod database;
+mod forwarding;
 mod group_commit;
 mod hangups;
 mod isolation;

@@ -6,14 +6,36 @@ use backchannel::app::{self, Running};
 use backchannel::config::Settings;
 use serde_json::{Value, json};
 
-use super::{LISTENER, SUBMITTER, Sse, TestDb, eventually};
+use super::{CLUSTER_SECRET, LISTENER, SUBMITTER, Sse, TestDb, eventually};
 
 /// Settings for a test instance: small pool, so that parallel tests stay
 /// well under PostgreSQL's default 100 connections.
 pub fn settings(db: &TestDb) -> Settings {
     let mut settings = Settings::new(&db.url, &[SUBMITTER], &[LISTENER]);
     settings.pool_size = 4;
+    // Forwarding to the stream's holder on, as a cluster is meant to run.
+    settings.cluster_secret = Some(CLUSTER_SECRET.into());
+    settings.peers = vec![backchannel::config::peer("127.0.0.1").unwrap()];
     settings
+}
+
+/// `settings` with forwarding off: every instance does its own work.
+pub fn settings_without_forwarding(db: &TestDb) -> Settings {
+    let mut settings = settings(db);
+    settings.cluster_secret = None;
+    settings.peers.clear();
+    settings
+}
+
+/// The signature of a forwarded request's `body` under [`CLUSTER_SECRET`].
+pub fn hop_signature(body: &[u8]) -> String {
+    let mut settings = Settings::new("postgres://unused@127.0.0.1/unused", &[], &[]);
+    settings.cluster_secret = Some(CLUSTER_SECRET.into());
+    settings.peers = vec![backchannel::config::peer("127.0.0.1").unwrap()];
+    backchannel::http::forward::Forwarder::load(&settings)
+        .expect("forwarder")
+        .expect("forwarding on")
+        .sign(body)
 }
 
 /// Settings with the periodic background queries (reaper, safety re-check)

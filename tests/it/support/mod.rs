@@ -25,6 +25,8 @@ pub use sse::*;
 
 pub const SUBMITTER: &str = "test-submitter-token-0001";
 pub const LISTENER: &str = "test-listener-token-0001";
+/// The cluster secret of the test instances (forwarding on by default).
+pub const CLUSTER_SECRET: &str = "test-cluster-secret-0123456789abcdef";
 
 /// Retry `check` every 20 ms until it is true or `timeout` passes.
 pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool

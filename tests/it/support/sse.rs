@@ -99,6 +99,24 @@ impl Sse {
         }
     }
 
+    /// The next job within `timeout`: `Ok(Some(job))`, `Ok(None)` when none
+    /// came in time, `Err(())` once the stream ended.
+    pub async fn poll_job(&mut self, timeout: Duration) -> Result<Option<Value>, ()> {
+        let until = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.rx.recv()).await {
+                Ok(None) => return Err(()),
+                Ok(Some(event)) => {
+                    if let Some(job) = event.job() {
+                        return Ok(Some(job));
+                    }
+                }
+                Err(_) => return Ok(None),
+            }
+        }
+    }
+
     /// Wait until the server ends the stream; true if it did within `timeout`.
     pub async fn ended(&mut self, timeout: Duration) -> bool {
         let until = tokio::time::Instant::now() + timeout;

@@ -1,0 +1,12 @@
+-- Where the other instances reach the stream's holder
+-- (BACKCHANNEL_ADVERTISE_URL): an instance that does not hold the stream
+-- forwards its submits, answers, cancels and waits there (docs/scaling.md).
+-- NULL: the holder cannot be reached so (forwarding off, a wildcard bind
+-- address, or an instance of a release before this column), and every
+-- instance does its own work.
+--
+-- Other applications and DBAs can write this table: an instance sends no
+-- client's token to the address found here, signs what it forwards with the
+-- cluster secret for that address only, and forwards only to the addresses
+-- its BACKCHANNEL_PEERS allows.
+ALTER TABLE backchannel.stream_holder ADD COLUMN advertise_url text;
