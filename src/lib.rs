@@ -48,13 +48,14 @@
 //! src/http/            routes.rs (one filter per route), handlers.rs, input.rs (validation),
 //!                      body.rs, error.rs (the error body, recover), documented.rs (ROUTES and
 //!                      the gate), access.rs (access log, request counts), openapi.rs, serve.rs
-//!                      (the accept loop)
+//!                      (the accept loop), forward.rs (forwarding to the holder, hops received)
 //! src/http/auth/       tokens.rs (files, rules, constant-time check, token ids), reload.rs
 //!                      (SIGHUP), filter.rs (the filters of the three roles, Grant)
 //! src/broker/          mod.rs (Broker, BrokerError, settle), submit.rs, wait.rs, stream.rs,
 //!                      answer.rs, cancel.rs, reaper.rs, recheck.rs, ended_elsewhere.rs,
 //!                      sealed.rs (the seal gate),
 //!                      announce.rs (how a new job and an end are announced), readiness.rs,
+//!                      holder.rs (the stream holder's address, for forwarding),
 //!                      status.rs (listener, stats, /metrics gauges)
 //! src/wake/            hub.rs (waiters, the local stream, NewJobWake decided), listen.rs
 //!                      (the LISTEN loop and its dispatch), notify.rs (coalesced NOTIFYs)

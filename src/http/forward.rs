@@ -430,9 +430,11 @@ fn error_code(body: &[u8]) -> Option<String> {
 /// The holder's response, with the headers that describe it (not those of
 /// its connection).
 fn rebuild(status: StatusCode, headers: &HeaderMap, body: Bytes) -> Response {
-    let id = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|job| job["id"].as_i64().or_else(|| job["error"]["job"]["id"].as_i64()));
+    let id = serde_json::from_slice::<Value>(&body).ok().and_then(|job| {
+        job["id"]
+            .as_i64()
+            .or_else(|| job["error"]["job"]["id"].as_i64())
+    });
     let mut response = Response::new(body.into());
     if let Some(id) = id {
         response.extensions_mut().insert(JobId(id));
@@ -497,7 +499,6 @@ impl Via {
         let forwarder = self.0.as_deref()?;
         Some((forwarder, broker.forward_target()?))
     }
-
 }
 
 /// A refusal of a hop: 403 `hop_refused`, which the sender takes as "do it

@@ -33,28 +33,32 @@ pub fn routes(
     forwarder: Option<Arc<Forwarder>>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let fwd = &forwarder;
+    // Each route boxed: warp's filters nest one type per step, and the
+    // compiler proves the whole router's future `Unpin` by walking that
+    // nesting; unboxed, the release build went past its depth limit.
     let api = submit(&broker, &tokens, fwd)
-        .or(get(&broker, &tokens, fwd))
+        .boxed()
+        .or(get(&broker, &tokens, fwd).boxed())
         .unify()
-        .or(cancel(&broker, &tokens, fwd))
+        .or(cancel(&broker, &tokens, fwd).boxed())
         .unify()
-        .or(answer(&broker, &tokens, fwd))
+        .or(answer(&broker, &tokens, fwd).boxed())
         .unify()
-        .or(hop(&broker, fwd))
+        .or(hop(&broker, fwd).boxed())
         .unify()
-        .or(stream(&broker, &tokens))
+        .or(stream(&broker, &tokens).boxed())
         .unify()
-        .or(listener(&broker, &tokens))
+        .or(listener(&broker, &tokens).boxed())
         .unify()
-        .or(stats(&broker, &tokens))
+        .or(stats(&broker, &tokens).boxed())
         .unify()
-        .or(metrics(&broker))
+        .or(metrics(&broker).boxed())
         .unify()
-        .or(healthz())
+        .or(healthz().boxed())
         .unify()
-        .or(readyz(&broker))
+        .or(readyz(&broker).boxed())
         .unify()
-        .or(openapi_json(&broker))
+        .or(openapi_json(&broker).boxed())
         .unify();
     let answered = documented::only().and(api).recover(error::recover).unify();
     body::sent()

@@ -255,6 +255,19 @@ impl WakeMetrics {
     }
 }
 
+/// Why a request was done here instead of forwarded (docs/scaling.md).
+pub const FALLBACK_REASONS: [&str; 7] = [
+    "unreachable",
+    "timeout",
+    "refused",
+    "unsigned_reply",
+    "shutting_down",
+    "peer_not_allowed",
+    "error",
+];
+/// Why a forwarded request was refused.
+pub const HOP_REFUSALS: [&str; 6] = ["signature", "address", "window", "role", "malformed", "off"];
+
 /// A forwarded request, by the route it came in on and what became of it.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ForwardLabels {
@@ -278,19 +291,35 @@ pub struct ForwardMetrics {
 
 impl ForwardMetrics {
     fn new() -> ForwardMetrics {
-        ForwardMetrics {
+        let forward = ForwardMetrics {
             requests: Family::default(),
             fallbacks: Family::default(),
             seconds: Histogram::new(exponential_buckets(0.0002, 2.0, 16)),
             received: Counter::default(),
             refused: Family::default(),
+        };
+        // Every series at 0 from the start, so that a rate() or an alert
+        // has something to read before the first forward or refusal.
+        for route in ["/v1/jobs", "/v1/jobs/{id}", "/v1/jobs/{id}/result"] {
+            for outcome in ["relayed", "fallback"] {
+                let _ = forward
+                    .requests
+                    .get_or_create(&ForwardLabels { route, outcome });
+            }
         }
+        for reason in FALLBACK_REASONS {
+            let _ = forward.fallbacks.get_or_create(&ReasonLabel { reason });
+        }
+        for reason in HOP_REFUSALS {
+            let _ = forward.refused.get_or_create(&ReasonLabel { reason });
+        }
+        forward
     }
 
     fn register(&self, r: &mut Registry) {
         register!(r,
             self.requests => "forward_requests", "Requests this instance forwarded to the stream's holder, by route and outcome (relayed: the holder answered; fallback: this instance did the work itself)";
-            self.fallbacks => "forward_fallbacks", "Requests this instance did itself instead of forwarding them, by reason (unreachable, timeout, refused, shutting_down, peer_not_allowed, error)";
+            self.fallbacks => "forward_fallbacks", "Requests this instance did itself instead of forwarding them, by reason (unreachable, timeout, refused, unsigned_reply, shutting_down, peer_not_allowed, error)";
             self.seconds => "forward_seconds", "Time from sending a forwarded request to the holder's answer (a waiting request includes its wait)";
             self.received => "hops_received", "Forwarded requests received from another instance and run here";
             self.refused => "hops_refused", "Forwarded requests refused, by reason (signature, address, window, role, off, malformed)";
