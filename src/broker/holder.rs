@@ -69,6 +69,11 @@ impl Broker {
         if Some(url.as_str()) == self.settings.advertise_url.as_deref() {
             return None;
         }
+        // Read from a table others can write: only a bare origin
+        // (scheme, host, port) is ever sent to, never a path or a query.
+        if crate::config::advertised(&url).ok().as_deref() != Some(url.as_str()) {
+            return None;
+        }
         Some(Holder { url, instance })
     }
 

@@ -163,9 +163,18 @@ impl Broker {
                 _ = tx.closed() => "client went away".to_string(),
             }
         };
+        let handed = waker.handed_any();
         drop(waker);
         drop(connected);
         session.close().await;
+        // Jobs their inserts claimed for this stream may be unsent (handed
+        // while it ended, or its lock taken over before it noticed): the
+        // next stream, here or on another instance, is woken to claim them
+        // (a new stream's own first claim may have run before they were
+        // stored). Once the lock is released, so the claim can see them.
+        if handed {
+            self.notifier.new_job();
+        }
         tracing::info!(stream_id, %reason, "stream closed");
     }
 

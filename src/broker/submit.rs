@@ -89,8 +89,9 @@ impl Broker {
         Err(BrokerError::TooManyWaiting)
     }
 
-    /// A place among the waiting requests, or `TooManyWaiting`.
-    pub(super) fn reserve(&self) -> Result<WaitPermit, BrokerError> {
+    /// A place among the waiting requests, or `TooManyWaiting` (also held
+    /// by a waiting request this instance forwards, for as long as it waits).
+    pub fn reserve(&self) -> Result<WaitPermit, BrokerError> {
         self.hub.reserve().ok_or(BrokerError::TooManyWaiting)
     }
 }

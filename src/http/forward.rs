@@ -128,6 +128,8 @@ pub struct Forwarder {
     instance: String,
     /// The last holder address found outside the peers (warned about once).
     warned: Mutex<Option<String>>,
+    /// The largest reply read from a holder.
+    reply_limit: u64,
 }
 
 impl Forwarder {
@@ -163,6 +165,9 @@ impl Forwarder {
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
             .http1_only()
+            // Straight to the peer the allow-list named, never via a proxy
+            // of the environment (HTTP_PROXY, ALL_PROXY).
+            .no_proxy()
             .build()?;
         Ok(Some(Forwarder {
             secret: Zeroizing::new(secret.into_bytes()),
@@ -172,6 +177,7 @@ impl Forwarder {
             me: None,
             instance: String::new(),
             warned: Mutex::new(None),
+            reply_limit: settings.max_body.saturating_mul(2).saturating_add(OVERHEAD),
         }))
     }
 
@@ -356,7 +362,10 @@ impl Forwarder {
         };
         metrics.seconds.observe(started.elapsed().as_secs_f64());
         if let Err(reason) = outcome {
-            if !matches!(reason, "shutting_down" | "refused" | "unsigned_reply") {
+            // Not this holder for now (it is read again RETRY later, or when
+            // a stream opens or closes): a holder that refuses, answers
+            // unsigned or is full is not asked again for every request.
+            if reason != "holder_full" {
                 broker.forget_holder(&holder.url);
             }
             tracing::debug!(holder = %holder.instance, reason, "forward failed; doing it here");
@@ -389,7 +398,7 @@ impl Forwarder {
     ) -> Result<Response, Fallback> {
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(|_| "error")?;
+        let body = bounded(response, self.reply_limit).await?;
         if status == StatusCode::FORBIDDEN && error_code(&body).as_deref() == Some("hop_refused") {
             return Err("refused");
         }
@@ -397,10 +406,14 @@ impl Forwarder {
         if !self.reply_is_signed(request, status.as_u16(), &body, signature) {
             return Err("unsigned_reply");
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE
-            && error_code(&body).as_deref() == Some("shutting_down")
-        {
-            return Err("shutting_down");
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            match error_code(&body).as_deref() {
+                Some("shutting_down") => return Err("shutting_down"),
+                // The holder's waiting places are its own: this instance has
+                // room (it reserved one), so the request waits here.
+                Some("too_many_waiting") => return Err("holder_full"),
+                _ => {}
+            }
         }
         Ok(rebuild(status, &headers, body))
     }
@@ -420,6 +433,21 @@ impl Forwarder {
         parts.headers.remove(header::CONTENT_LENGTH);
         Response::from_parts(parts, bytes.into())
     }
+}
+
+/// A reply's body, refused past `limit` bytes (a reply is a job or an error).
+async fn bounded(mut response: reqwest::Response, limit: u64) -> Result<Bytes, Fallback> {
+    if response.content_length().is_some_and(|n| n > limit) {
+        return Err("error");
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(|_| "error")? {
+        if body.len() as u64 + chunk.len() as u64 > limit {
+            return Err("error");
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 fn error_code(body: &[u8]) -> Option<String> {
@@ -455,14 +483,12 @@ fn rebuild(status: StatusCode, headers: &HeaderMap, body: Bytes) -> Response {
     response
 }
 
-/// What a relayed answer says of its job: its id, and whether it is open.
+/// The id of the open job a relayed `202` carries: from the signed body
+/// (the access log's job id), never from an unsigned header.
 pub fn job_of(response: &Response) -> Option<i64> {
     (response.status() == StatusCode::ACCEPTED)
-        .then(|| response.headers().get(header::LOCATION))
+        .then(|| response.extensions().get::<JobId>().map(|id| id.0))
         .flatten()
-        .and_then(|location| location.to_str().ok())
-        .and_then(|location| location.strip_prefix("/v1/jobs/"))
-        .and_then(|id| id.parse().ok())
 }
 
 /// An idempotency key for a forwarded submit that has none: a retry of the
@@ -475,6 +501,18 @@ pub fn new_key(instance: &str) -> String {
         .take(40)
         .collect();
     format!("hop-{name}-{random:032x}")
+}
+
+/// Whether a refusal may be logged at WARN now: at most once per 10 s.
+pub fn warn_now() -> bool {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST: AtomicI64 = AtomicI64::new(i64::MIN);
+    let now = now_millis();
+    let last = LAST.load(Ordering::Relaxed);
+    (last == i64::MIN || now - last >= 10_000)
+        && LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
 }
 
 fn now_millis() -> i64 {

@@ -15,9 +15,10 @@ use super::auth::Grant;
 use super::error::ApiError;
 use super::forward::{self, Forwarder, Hop, Op, Via};
 use super::input;
-use crate::broker::{Broker, StreamItem};
-use crate::job::Job;
+use crate::broker::{Broker, BrokerError, StreamItem};
+use crate::job::{Job, JobState};
 use crate::telemetry::metrics::ReasonLabel;
+use crate::wake::WaitPermit;
 
 /// 200 with a terminal job, 202 (with its Location) while it is open.
 fn job_reply(job: &Job) -> Response {
@@ -46,7 +47,11 @@ pub async fn submit(
     via: Via,
 ) -> Result<Response, Rejection> {
     let mut wait = input::wait(query.clone(), broker.settings()).map_err(reject)?;
-    let target = via.target(&broker);
+    // A forwarded wait holds one of this instance's waiting places too (its
+    // client's socket and the hop's are here); with none left, the request
+    // stays here, where the usual rules answer it.
+    let (room, mut place) = waiting_place(&broker, wait);
+    let target = via.target(&broker).filter(|_| room);
     let forwardable = target.is_some().then(|| body.clone());
     let mut new = input::submit(body, broker.settings()).map_err(reject)?;
     if let (Some((forwarder, holder)), Some(mut body)) = (target, forwardable) {
@@ -64,12 +69,15 @@ pub async fn submit(
             body: Some(body),
             wait,
         };
-        let sent = forwarder.send(&broker, &holder, hop);
-        match relayed(&broker, Op::Submit, sent.await, wait, started).await? {
+        let sent = forwarder.send(&broker, &holder, hop).await;
+        drop(place.take());
+        match relayed(&broker, Op::Submit, sent, wait, started).await? {
             Ok(response) => return Ok(response),
             Err(left) => wait = left,
         }
     }
+    // The local path takes its own place.
+    drop(place);
     let (job, _created) = broker.submit(new, wait).await.map_err(reject)?;
     Ok(job_reply(&job))
 }
@@ -83,7 +91,9 @@ pub async fn get(
     let job_id = input::job_id(&id).map_err(reject)?;
     let mut wait = input::wait(query.clone(), broker.settings()).map_err(reject)?;
     // Only a wait is worth a hop: a plain read costs one statement anywhere.
-    if let Some((forwarder, holder)) = via.target(&broker).filter(|_| !wait.is_zero()) {
+    let (room, mut place) = waiting_place(&broker, wait);
+    let target = via.target(&broker).filter(|_| room && place.is_some());
+    if let Some((forwarder, holder)) = target {
         let started = Instant::now();
         let hop = Hop {
             op: Op::Get,
@@ -92,19 +102,24 @@ pub async fn get(
             body: None,
             wait,
         };
-        let sent = forwarder.send(&broker, &holder, hop);
-        match relayed(&broker, Op::Get, sent.await, wait, started).await? {
+        let sent = forwarder.send(&broker, &holder, hop).await;
+        drop(place.take());
+        match relayed(&broker, Op::Get, sent, wait, started).await? {
             Ok(response) => return Ok(response),
             Err(left) => wait = left,
         }
     }
+    // The local path takes its own place.
+    drop(place);
     let job = broker.get(job_id, wait).await.map_err(reject)?;
     Ok(job_reply(&job))
 }
 
 pub async fn cancel(id: String, broker: Arc<Broker>, via: Via) -> Result<Response, Rejection> {
     let job_id = input::job_id(&id).map_err(reject)?;
-    if let Some((forwarder, holder)) = via.target(&broker) {
+    let target = via.target(&broker);
+    let tried = target.is_some();
+    if let Some((forwarder, holder)) = target {
         let none = HashMap::new();
         let hop = Hop {
             op: Op::Cancel,
@@ -126,8 +141,15 @@ pub async fn cancel(id: String, broker: Arc<Broker>, via: Via) -> Result<Respons
             return Ok(response);
         }
     }
-    let job = broker.cancel(job_id).await.map_err(reject)?;
-    Ok(job_answer(&job))
+    match broker.cancel(job_id).await {
+        Ok(job) => Ok(job_answer(&job)),
+        // The forward may have cancelled it before its answer was lost: a
+        // cancelled job is what this request asked for.
+        Err(BrokerError::AlreadyTerminal(job)) if tried && job.state == JobState::Cancelled => {
+            Ok(job_answer(&job))
+        }
+        Err(error) => Err(reject(error)),
+    }
 }
 
 pub async fn answer(
@@ -198,6 +220,20 @@ async fn relayed(
     }
 }
 
+/// For a request that would wait, one of this instance's waiting places,
+/// held while it is forwarded; `false` when none is left (the request then
+/// stays here, where the usual rules answer it). A request that would not
+/// wait needs none.
+fn waiting_place(broker: &Broker, wait: Duration) -> (bool, Option<WaitPermit>) {
+    if wait.is_zero() {
+        return (true, None);
+    }
+    match broker.reserve() {
+        Ok(permit) => (true, Some(permit)),
+        Err(_) => (false, None),
+    }
+}
+
 /// A relayed open job with more than this left of the wait was answered
 /// early by the holder: the rest is waited for here.
 const EARLY: Duration = Duration::from_millis(100);
@@ -226,7 +262,13 @@ pub async fn hop(
         Ok(envelope) => envelope,
         Err((reason, message)) => {
             metrics.refused.get_or_create(&ReasonLabel { reason }).inc();
-            tracing::warn!(reason, %message, "forwarded request refused");
+            // Anyone can send these: at most one WARN line per 10 s (the
+            // metric counts them all).
+            if forward::warn_now() {
+                tracing::warn!(reason, %message, "forwarded request refused");
+            } else {
+                tracing::debug!(reason, %message, "forwarded request refused");
+            }
             return Err(reject(forward::refused(message)));
         }
     };

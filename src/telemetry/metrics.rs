@@ -256,12 +256,13 @@ impl WakeMetrics {
 }
 
 /// Why a request was done here instead of forwarded (docs/scaling.md).
-pub const FALLBACK_REASONS: [&str; 7] = [
+pub const FALLBACK_REASONS: [&str; 8] = [
     "unreachable",
     "timeout",
     "refused",
     "unsigned_reply",
     "shutting_down",
+    "holder_full",
     "peer_not_allowed",
     "error",
 ];
@@ -319,7 +320,7 @@ impl ForwardMetrics {
     fn register(&self, r: &mut Registry) {
         register!(r,
             self.requests => "forward_requests", "Requests this instance forwarded to the stream's holder, by route and outcome (relayed: the holder answered; fallback: this instance did the work itself)";
-            self.fallbacks => "forward_fallbacks", "Requests this instance did itself instead of forwarding them, by reason (unreachable, timeout, refused, unsigned_reply, shutting_down, peer_not_allowed, error)";
+            self.fallbacks => "forward_fallbacks", "Requests this instance did itself instead of forwarding them, by reason (unreachable, timeout, refused, unsigned_reply, shutting_down, holder_full, peer_not_allowed, error)";
             self.seconds => "forward_seconds", "Time from sending a forwarded request to the holder's answer (a waiting request includes its wait)";
             self.received => "hops_received", "Forwarded requests received from another instance and run here";
             self.refused => "hops_refused", "Forwarded requests refused, by reason (signature, address, window, role, off, malformed)";

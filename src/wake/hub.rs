@@ -283,6 +283,7 @@ impl Hub {
             notify,
             handed,
             claim,
+            ever_handed: AtomicBool::new(false),
         }
     }
 
@@ -429,6 +430,7 @@ pub struct StreamWaker {
     notify: Arc<Notify>,
     handed: Arc<Mutex<VecDeque<JobEvent>>>,
     claim: Arc<AtomicBool>,
+    ever_handed: AtomicBool,
 }
 
 impl StreamWaker {
@@ -443,7 +445,17 @@ impl StreamWaker {
 
     /// The jobs handed over since the last call, oldest first.
     pub fn take_handed(&self) -> Vec<JobEvent> {
-        self.handed.lock().expect("hub lock").drain(..).collect()
+        let handed: Vec<JobEvent> = self.handed.lock().expect("hub lock").drain(..).collect();
+        if !handed.is_empty() {
+            self.ever_handed.store(true, Ordering::Relaxed);
+        }
+        handed
+    }
+
+    /// Whether any job was ever handed to this stream (taken or not).
+    pub fn handed_any(&self) -> bool {
+        self.ever_handed.load(Ordering::Relaxed)
+            || !self.handed.lock().expect("hub lock").is_empty()
     }
 }
 

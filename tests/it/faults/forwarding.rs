@@ -620,3 +620,41 @@ async fn killing_the_holder_under_load_loses_and_doubles_nothing() {
         .get(0);
     assert_eq!(doubled_markers, 0, "a job was stored twice");
 }
+
+#[tokio::test]
+async fn a_holder_address_with_a_path_or_a_query_is_never_forwarded_to() {
+    let db = TestDb::new().await;
+    let holder = instance(&db).await;
+    let other = instance(&db).await;
+    let _sse = holder.stream(None).await.expect("stream");
+    assert!(forwards_to(&other, &holder.base).await);
+    let client = db.client().await;
+    for url in [
+        format!("{}/elsewhere", holder.base),
+        format!("{}?x=", holder.base),
+        format!("{}#", holder.base),
+    ] {
+        client
+            .execute(
+                "UPDATE backchannel.stream_holder SET advertise_url = $1",
+                &[&url],
+            )
+            .await
+            .unwrap();
+        client
+            .batch_execute("NOTIFY backchannel_holder")
+            .await
+            .unwrap();
+        // Read again (the holder record as written), and refused as a target.
+        assert!(
+            eventually(LONG, || async {
+                other.running().broker.forward_target().is_none()
+            })
+            .await,
+            "{url}"
+        );
+        let r = other.submit(json!({"kind": "k"}), None).await;
+        assert_eq!(r.status, 202, "{}", r.text);
+        assert_eq!(r.body["state"], "pending", "stored here: {url}");
+    }
+}
