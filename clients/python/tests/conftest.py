@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 
 from backchannel import AsyncClient, Client
-from support import SUBMITTER_TOKEN, Agent, Broker, Database, Recorder
+from support import (
+    CHANNEL_TOKEN_FILES,
+    SUBMITTER_TOKEN,
+    Agent,
+    Broker,
+    Database,
+    Recorder,
+    Stream,
+)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "scheduler_site.settings")
 
@@ -19,13 +27,18 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "scheduler_site.settings")
 @pytest.fixture
 def start_broker(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
     """Start brokers (each on a fresh database); all stopped and dropped after the test.
-    Keyword arguments are broker settings, e.g. ``BACKCHANNEL_MAX_WAITING="1"``."""
+    Keyword arguments are broker settings, e.g. ``BACKCHANNEL_MAX_WAITING="1"``,
+    and ``token_files`` (see :class:`support.Broker`)."""
     brokers: list[Broker] = []
     databases: list[Database] = []
 
-    def start(postgres_port: int | None = None, **settings: str) -> Broker:
+    def start(
+        postgres_port: int | None = None,
+        token_files: dict[str, list[str]] | None = None,
+        **settings: str,
+    ) -> Broker:
         databases.append(Database())
-        brokers.append(Broker(tmp_path, databases[-1], postgres_port, **settings))
+        brokers.append(Broker(tmp_path, databases[-1], postgres_port, token_files, **settings))
         return brokers[-1]
 
     yield start
@@ -38,6 +51,29 @@ def start_broker(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
 @pytest.fixture
 def broker(start_broker: Callable[..., Broker]) -> Broker:
     return start_broker()
+
+
+@pytest.fixture
+def channel_broker(start_broker: Callable[..., Broker]) -> Broker:
+    """A broker with the channels ``site-a`` and ``site-b`` (and ``default``):
+    the tokens of :data:`support.CHANNEL_TOKEN_FILES` in its token files, and
+    a heartbeat of a second (so that a :class:`Stream` stops soon)."""
+    return start_broker(token_files=CHANNEL_TOKEN_FILES, BACKCHANNEL_HEARTBEAT="1")
+
+
+@pytest.fixture
+def open_stream() -> Iterator[Callable[..., Stream]]:
+    """``open_stream(broker, path, token, on_job=None)``: a :class:`Stream`,
+    stopped after the test."""
+    streams: list[Stream] = []
+
+    def start(broker: Broker, path: str, token: str, **options: Any) -> Stream:
+        streams.append(Stream(broker, path, token, **options))
+        return streams[-1]
+
+    yield start
+    for stream in streams:
+        stream.stop()
 
 
 @pytest.fixture

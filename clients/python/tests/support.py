@@ -18,7 +18,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,19 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 REPO = Path(__file__).resolve().parents[3]
 SUBMITTER_TOKEN = "py-submitter-" + secrets.token_hex(8)
 LISTENER_TOKEN = "py-listener-" + secrets.token_hex(8)
+
+# Tokens scoped to named channels (issue 24), as the token files carry them:
+# `TOKEN site-a` for a listener (exactly one channel), `TOKEN site-a,site-b`
+# for a submitter (one or more). The tokens above (the environment's lists)
+# mean the channel `default`.
+SITE_A_SUBMITTER_TOKEN = "py-site-a-submitter-" + secrets.token_hex(8)
+SITES_SUBMITTER_TOKEN = "py-sites-submitter-" + secrets.token_hex(8)
+SITE_A_LISTENER_TOKEN = "py-site-a-listener-" + secrets.token_hex(8)
+SITE_B_LISTENER_TOKEN = "py-site-b-listener-" + secrets.token_hex(8)
+CHANNEL_TOKEN_FILES = {
+    "submitter": [f"{SITE_A_SUBMITTER_TOKEN} site-a", f"{SITES_SUBMITTER_TOKEN} site-a,site-b"],
+    "listener": [f"{SITE_A_LISTENER_TOKEN} site-a", f"{SITE_B_LISTENER_TOKEN} site-b"],
+}
 
 #: Seconds to wait for something that should happen at once (a process ready,
 #: a listener connected): generous, since the machine may be busy.
@@ -165,14 +178,31 @@ class Process:
 
 class Broker:
     """``backchannel serve`` on a free port, on a database of its own
-    (reached on ``postgres_port`` instead of the server's own, if given)."""
+    (reached on ``postgres_port`` instead of the server's own, if given).
+
+    ``token_files`` maps a role (``submitter``, ``listener``, ``monitor``) to
+    the lines of a token file of that role (``TOKEN`` or ``TOKEN CHANNELS``),
+    written beside the log and given as ``BACKCHANNEL_<ROLE>_TOKENS_FILE``;
+    the environment's lists (:data:`SUBMITTER_TOKEN`, :data:`LISTENER_TOKEN`,
+    the channel ``default``) stay."""
 
     def __init__(
-        self, directory: Path, database: Database, postgres_port: int | None = None, **settings: str
+        self,
+        directory: Path,
+        database: Database,
+        postgres_port: int | None = None,
+        token_files: Mapping[str, Sequence[str]] | None = None,
+        **settings: str,
     ) -> None:
         self.database = database
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        for role, lines in (token_files or {}).items():
+            path = write(
+                directory / f"broker-{self.port}-{role}.tokens",
+                "".join(f"{line}\n" for line in lines),
+            )
+            settings = {f"BACKCHANNEL_{role.upper()}_TOKENS_FILE": str(path), **settings}
         env = clean_env(
             DATABASE_URL=database_url(database.name, port=postgres_port),
             BACKCHANNEL_BIND=f"127.0.0.1:{self.port}",
@@ -195,10 +225,13 @@ class Broker:
         except httpx.TransportError:
             return False
 
-    def listener_held(self) -> bool:
+    def listener_held(self, channel: str | None = None, token: str = SUBMITTER_TOKEN) -> bool:
+        """Whether a listener holds the stream of ``channel`` (``default``
+        when ``None``), asked with a submitter ``token`` of that channel."""
+        path = "v1/listener" if channel is None else f"v1/channels/{channel}/listener"
         response = httpx.get(
-            f"{self.url}/v1/listener",
-            headers={"Authorization": f"Bearer {SUBMITTER_TOKEN}"},
+            f"{self.url}/{path}",
+            headers={"Authorization": f"Bearer {token}"},
             timeout=2,
         )
         held: bool = response.json()["held"]
@@ -274,6 +307,90 @@ class Agent:
 
     def signal(self, number: int) -> None:
         self.process.popen.send_signal(number)
+
+
+# A listener's stream, read in Python -------------------------------------------------------
+
+
+class Stream:
+    """A listener's stream (``GET path``, Server-Sent Events) read in a thread
+    of its own with a listener ``token``, as a listener written in Python
+    would read it: every job it is sent is kept in :attr:`jobs` (the event's
+    data) and passed to ``on_job``, which may answer it. Returns once the
+    broker answered the stream's request (an :class:`AssertionError` unless
+    ``200``). :meth:`stop` ends it at the next line the broker sends (start
+    the broker with a short ``BACKCHANNEL_HEARTBEAT`` so that one comes soon).
+    """
+
+    def __init__(
+        self,
+        broker: Broker,
+        path: str,
+        token: str,
+        *,
+        on_job: Callable[[dict[str, Any]], None] | None = None,
+        listener_id: str | None = None,
+    ) -> None:
+        self.path = "/" + path.lstrip("/")
+        self.jobs: list[dict[str, Any]] = []
+        self.status: int | None = None
+        self.refusal: Any = None
+        self.failure: BaseException | None = None
+        self._url = f"{broker.url}{self.path}"
+        self._headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
+        if listener_id is not None:
+            self._headers["X-Listener-Id"] = listener_id
+        self._on_job = on_job
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        wait_until(
+            lambda: self.status is not None or self.failure is not None,
+            what=f"the broker to answer GET {self.path}",
+        )
+        if self.status != 200:
+            raise AssertionError(
+                f"GET {self.path}: {self.status} {self.refusal} {self.failure or ''}"
+            )
+
+    def ids(self) -> list[int]:
+        """The ids of the jobs the stream was sent, in order."""
+        return [job["id"] for job in self.jobs]
+
+    def _read(self) -> None:
+        timeout = httpx.Timeout(5.0, read=None)
+        try:
+            with httpx.stream("GET", self._url, headers=self._headers, timeout=timeout) as response:
+                if response.status_code != 200:
+                    self.refusal = _json(response.read())
+                    self.status = response.status_code
+                    return
+                self.status = 200
+                event, data = "", []
+                for line in response.iter_lines():
+                    if self._stopping.is_set():
+                        return
+                    if line:
+                        name, _, value = line.partition(":")
+                        value = value[1:] if value.startswith(" ") else value
+                        if name == "event":
+                            event = value
+                        elif name == "data":
+                            data.append(value)
+                        continue
+                    if event == "job" and data:
+                        job = json.loads("\n".join(data))
+                        self.jobs.append(job)
+                        if self._on_job is not None:
+                            self._on_job(job)
+                    event, data = "", []
+        except Exception as exc:
+            if not self._stopping.is_set():
+                self.failure = exc
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=10)
 
 
 # A TCP proxy ----------------------------------------------------------------------------

@@ -552,3 +552,54 @@ def test_sealing_settings_and_their_checks(tmp_path: Path) -> None:
         [(check_id, message)] = ids(seal)
         assert check_id == "backchannel.E001" and expected in message, (seal, message)
         assert "BEGIN" not in message
+
+
+def test_the_channel_setting(tmp_path: Path) -> None:
+    from backchannel.django import async_client, get_client, scheduler_client
+    from backchannel.django.conf import scheduler_config
+
+    base = {"URL": "http://127.0.0.1:9", "TOKEN": "t" * 20}
+
+    def checks(section: dict[str, Any]) -> list[tuple[str, str]]:
+        with override_settings(BACKCHANNEL=section):
+            return [(m.id, m.msg) for m in run_checks(tags=["backchannel"])]
+
+    with override_settings(BACKCHANNEL=base):
+        assert scheduler_config().channel == "default" and get_client().channel == "default"
+    for given, expected in [("site-b", "site-b"), ("default", "default"), (None, "default")]:
+        with override_settings(BACKCHANNEL={**base, "CHANNEL": given}):
+            assert scheduler_config().channel == expected
+            assert get_client().channel == expected, "the shared client follows the setting"
+            with scheduler_client() as client:
+                assert client.channel == expected
+            later = async_client()
+            assert later.channel == expected
+            asyncio.run(later.aclose())
+        assert checks({**base, "CHANNEL": given}) == []
+
+    for bad in ["Site-B", "site_b", "-b", "", "x" * 64, 7]:
+        [(check_id, message)] = checks({**base, "CHANNEL": bad})
+        assert check_id == "backchannel.E001", bad
+        assert "settings.BACKCHANNEL['CHANNEL'] must be a channel name" in message
+        wrong = override_settings(BACKCHANNEL={**base, "CHANNEL": bad})
+        with wrong, pytest.raises(ImproperlyConfigured, match="channel name"):
+            get_client()
+
+    # Sealing: the sealed header names the client's channel.
+    signing, public, _ = openssl_keys(tmp_path, "channel")
+    seal = {"SIGNING_KEY_FILE": str(signing), "RECIPIENT_FILES": [str(public)]}
+    with override_settings(BACKCHANNEL={**base, "CHANNEL": "site-b", "SEAL": seal}):
+        client = get_client()
+        assert client.channel == "site-b"
+        assert client.sealer is not None and client.sealer.channel == "site-b"
+    same = {**base, "CHANNEL": "site-b", "SEAL": {**seal, "CHANNEL": "site-b"}}
+    assert checks(same) == []
+    for section in (
+        {**base, "CHANNEL": "site-b", "SEAL": {**seal, "CHANNEL": "site-a"}},
+        {**base, "SEAL": {**seal, "CHANNEL": "site-a"}},
+    ):
+        [(check_id, message)] = checks(section)
+        assert check_id == "backchannel.E001"
+        assert "['SEAL']['CHANNEL'] is 'site-a' but the clients submit on" in message
+    [(check_id, message)] = checks({**base, "SEAL": {**seal, "CHANNEL": "Site A"}})
+    assert check_id == "backchannel.E001" and "channel name" in message

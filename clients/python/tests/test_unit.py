@@ -2,26 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import re
+import time
 import warnings
 from datetime import datetime, timedelta, timezone
 
 import certifi
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from backchannel import (
     AlreadyTerminal,
     ApiError,
+    AsyncClient,
     Client,
+    ForeignAnswer,
     Job,
     JobExpired,
     JobFailed,
     JobState,
+    NotFound,
     RetryPolicy,
+    Sealer,
     Stats,
 )
+from backchannel._channels import check_channel
 from backchannel.errors import _BY_STATUS, error_from_response, exception_for
 from backchannel.handlers import (
     Dispatcher,
@@ -32,6 +42,8 @@ from backchannel.handlers import (
     secret_matches,
 )
 from backchannel.models import parse_time
+from backchannel.sealed import unb64u
+from castellum_side import Castellum, Refused
 from support import REPO
 
 JOB = {
@@ -381,3 +393,313 @@ def test_the_brokers_seal_gate_codes_have_their_classes() -> None:
         body = {"error": {"code": code, "message": "refused at the door"}}
         error = error_from_response(httpx.Response(status, json=body))
         assert type(error) is cls and error.status == status and error.code == code
+
+
+# Named channels (issue 24), without a broker: what the clients send -----------------------
+
+LISTENER_BODY = {"held": False, "listener_id": None, "instance": None, "since": None}
+STATS_BODY = {
+    "jobs": {"pending": 0, "delivered": 0, "done": 1, "failed": 0, "expired": 0, "cancelled": 0},
+    "oldest_pending_age_seconds": None,
+}
+
+
+class Sent:
+    """Records every request a client makes and answers it with the contract's
+    shapes: a done job for the job routes, the listener's and the stats' bodies.
+    With ``refuse_channels``, every channel route is ``404 not_found`` with that
+    message (``no such channel`` from a broker where the token has no such
+    channel, ``no such endpoint`` from a broker that predates channels)."""
+
+    def __init__(self, refuse_channels: str | None = None) -> None:
+        self.requests: list[httpx.Request] = []
+        self.refuse_channels = refuse_channels
+
+    def answer(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        path = request.url.path
+        if self.refuse_channels is not None and "/v1/channels/" in path:
+            body = {"error": {"code": "not_found", "message": self.refuse_channels}}
+            return httpx.Response(404, json=body)
+        if path.endswith("/listener"):
+            return httpx.Response(200, json=LISTENER_BODY)
+        if path.endswith("/stats"):
+            return httpx.Response(200, json=STATS_BODY)
+        if path.endswith("/jobs") or "/jobs/" in path:
+            return httpx.Response(200, json=JOB)
+        body = {"error": {"code": "not_found", "message": "no such endpoint"}}
+        return httpx.Response(404, json=body)
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.answer)
+
+    def lines(self) -> list[str]:
+        return [f"{request.method} {request.url.path}" for request in self.requests]
+
+    def body(self, index: int = -1) -> dict[str, object]:
+        body: dict[str, object] = json.loads(self.requests[index].content)
+        return body
+
+
+def every_operation(client: Client) -> None:
+    """Each method once: the three with a channel, then the four by job id."""
+    client.submit("channel.test", {"n": 1})
+    client.call("channel.test", {"n": 2}, wait=5)
+    client.listener()
+    client.stats()
+    client.get(42)
+    client.wait(42, wait=5)
+    client.answer(42, result={"ok": True})
+    client.cancel(42)
+
+
+BY_ID = ["GET /prefix/v1/jobs/42", "GET /prefix/v1/jobs/42"]
+BY_ID += ["POST /prefix/v1/jobs/42/result", "DELETE /prefix/v1/jobs/42"]
+
+
+@pytest.mark.parametrize("channel", [None, "default"])
+def test_without_a_channel_the_old_paths_are_used(channel: str | None) -> None:
+    sent = Sent()
+    with Client(
+        "http://broker.test/prefix",
+        "a-token-0000000000000",
+        channel=channel,
+        transport=sent.transport(),
+    ) as client:
+        assert client.channel == "default" and "channel" not in repr(client)
+        every_operation(client)
+    assert sent.lines() == [
+        "POST /prefix/v1/jobs",
+        "POST /prefix/v1/jobs",
+        "GET /prefix/v1/listener",
+        "GET /prefix/v1/stats",
+        *BY_ID,
+    ]
+
+
+def test_a_channel_names_the_paths_of_submits_listener_and_stats_only() -> None:
+    sent = Sent()
+    with Client(
+        "http://broker.test/prefix/",
+        "a-token-0000000000000",
+        channel="site-b",
+        transport=sent.transport(),
+    ) as client:
+        assert client.channel == "site-b" and repr(client).endswith(", channel='site-b')")
+        every_operation(client)
+    assert sent.lines() == [
+        "POST /prefix/v1/channels/site-b/jobs",
+        "POST /prefix/v1/channels/site-b/jobs",
+        "GET /prefix/v1/channels/site-b/listener",
+        "GET /prefix/v1/channels/site-b/stats",
+        *BY_ID,  # get, wait, answer and cancel by id are unchanged
+    ]
+    # The body of a submit on a channel is the body of any submit.
+    assert set(sent.body(0)) == {"kind", "payload", "idempotency_key"}
+
+
+def test_the_async_client_takes_a_channel_the_same_way() -> None:
+    sent = Sent()
+
+    async def run() -> str:
+        async with AsyncClient(
+            "http://broker.test/prefix",
+            "a-token-0000000000000",
+            channel="site-b",
+            transport=sent.transport(),
+        ) as client:
+            await client.submit("channel.test")
+            await client.call("channel.test", None, wait=5)
+            await client.listener()
+            await client.stats()
+            await client.get(42)
+            await client.cancel(42)
+            return client.channel
+
+    assert asyncio.run(run()) == "site-b"
+    assert sent.lines() == [
+        "POST /prefix/v1/channels/site-b/jobs",
+        "POST /prefix/v1/channels/site-b/jobs",
+        "GET /prefix/v1/channels/site-b/listener",
+        "GET /prefix/v1/channels/site-b/stats",
+        "GET /prefix/v1/jobs/42",
+        "DELETE /prefix/v1/jobs/42",
+    ]
+
+
+@pytest.mark.parametrize(
+    "name", ["a", "0", "site-a", "site-b", "default", "a1-b2-c3", "x" * 63, "9lives", "a--b"]
+)
+def test_channel_names_that_are_dns_labels_are_taken(name: str) -> None:
+    assert check_channel(name) == name
+    Client("http://broker.test", "a-token-0000000000000", channel=name).close()
+    later = AsyncClient("http://broker.test", "a-token-0000000000000", channel=name)
+    assert later.channel == name
+    asyncio.run(later.aclose())
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "Site-a",
+        "SITE",
+        "-site",
+        "site-",
+        "-",
+        "site_a",
+        "site.a",
+        "site a",
+        " site-a",
+        "site-a\n",
+        "x" * 64,
+        "sïte",
+        "site/a",
+        "../jobs",
+        "%2e%2e",
+        5,
+        b"site-a",
+        ["site-a"],
+    ],
+)
+def test_other_channel_names_are_refused(name: object) -> None:
+    with pytest.raises(ValueError, match="channel name"):
+        check_channel(name)
+    with pytest.raises(ValueError, match="channel name"):
+        Client("http://broker.test", "a-token-0000000000000", channel=name)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="channel name"):
+        AsyncClient("http://broker.test", "a-token-0000000000000", channel=name)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="channel name"):
+        Sealer.from_keys(*sealing_keys(), channel=name)  # type: ignore[arg-type]
+
+
+def test_a_channels_not_found_is_the_not_found_class_and_logged_as_such(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The broker's answer for a channel that does not exist or is not the
+    # token's: 404 not_found, "no such channel". No code of its own.
+    body = {"error": {"code": "not_found", "message": "no such channel"}}
+    error = error_from_response(httpx.Response(404, json=body))
+    assert type(error) is NotFound and not error.retryable
+    assert (error.status, error.code, error.message) == (404, "not_found", "no such channel")
+    assert str(error) == "404 not_found: no such channel"
+
+    token = "a-token-that-must-not-show-0000"
+    sent = Sent(refuse_channels="no such channel")
+    caplog.set_level(logging.DEBUG, logger="backchannel")
+    with Client(
+        "http://broker.test", token, channel="site-b", transport=sent.transport()
+    ) as client:
+        for operation in (
+            lambda: client.submit("channel.test"),
+            lambda: client.call("channel.test", None, wait=5),
+            client.listener,
+            client.stats,
+        ):
+            with pytest.raises(NotFound, match="no such channel") as raised:
+                operation()
+            assert raised.value.status == 404 and raised.value.code == "not_found"
+            assert raised.value.message == "no such channel"
+    assert len(sent.requests) == 4, "a channel's 404 is not retried"
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 4
+    first = errors[0].getMessage()
+    assert first.startswith("POST http://broker.test/v1/channels/site-b/jobs: refused with 404")
+    assert "no such channel for this token" in first
+    assert all(token not in record.getMessage() for record in caplog.records)
+
+    # A broker that predates channels knows no such route: its 404 says so.
+    caplog.clear()
+    old = Sent(refuse_channels="no such endpoint")
+    client = Client("http://broker.test", token, channel="site-b", transport=old.transport())
+    with client, pytest.raises(NotFound, match="no such endpoint"):
+        client.submit("channel.test")
+    [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "broker knows channels" in record.getMessage()
+
+
+# The sealed header's channel -----------------------------------------------------------------
+
+
+def sealing_keys() -> tuple[Ed25519PrivateKey, list[X25519PublicKey]]:
+    return Ed25519PrivateKey.generate(), [X25519PrivateKey.generate().public_key()]
+
+
+def header_of(envelope: object) -> dict[str, object]:
+    assert isinstance(envelope, dict)
+    header: dict[str, object] = json.loads(unb64u(envelope["h"]))
+    return header
+
+
+def test_a_sealed_job_names_the_clients_channel() -> None:
+    signing, _ = sealing_keys()
+    castellum_key = X25519PrivateKey.generate()
+    sealer = Sealer.from_keys(signing, [castellum_key.public_key()])
+    assert sealer.channel == "default"
+    sent = Sent()
+    with Client(
+        "http://broker.test",
+        "a-token-0000000000000",
+        channel="site-b",
+        sealer=sealer,
+        transport=sent.transport(),
+    ) as client:
+        client.submit_sealed("contact.lookup", {"participant": "P-0042"})
+        with pytest.raises(ForeignAnswer):  # the double answers in clear
+            client.call("contact.lookup", {"participant": "P-0043"}, wait=5)
+    assert sent.lines() == ["POST /v1/channels/site-b/jobs"] * 2
+    for index in (0, 1):
+        assert header_of(sent.body(index)["payload"])["ch"] == "site-b"
+
+    # Castellum's agent on site-b opens it; one on another channel refuses it.
+    envelope = sent.body(0)["payload"]
+    site_b = Castellum(keys=[castellum_key], signers=[signing.public_key()], channel="site-b")
+    opened = site_b.open(envelope, kind="contact.lookup", job_id=42, now=int(time.time()))
+    assert json.loads(opened.payload) == {"participant": "P-0042"}
+    default = Castellum(keys=[castellum_key], signers=[signing.public_key()])
+    with pytest.raises(Refused) as refused:
+        default.open(envelope, kind="contact.lookup", job_id=43, now=int(time.time()))
+    assert refused.value.code == "seal_mismatch"
+
+
+def test_without_a_channel_a_sealed_job_names_default() -> None:
+    sent = Sent()
+    for channel in (None, "default"):
+        with Client(
+            "http://broker.test",
+            "a-token-0000000000000",
+            channel=channel,
+            sealer=Sealer.from_keys(*sealing_keys()),
+            transport=sent.transport(),
+        ) as client:
+            client.submit_sealed("contact.lookup", 1)
+    assert sent.lines() == ["POST /v1/jobs"] * 2
+    assert [header_of(sent.body(i)["payload"])["ch"] for i in (0, 1)] == ["default"] * 2
+
+
+def test_a_sealer_made_for_one_channel_is_refused_by_a_client_on_another() -> None:
+    sealer = Sealer.from_keys(*sealing_keys(), channel="site-a")
+    assert header_of(sealer.seal("k", 1, job_timeout=5).envelope)["ch"] == "site-a"
+    assert header_of(sealer.seal("k", 1, job_timeout=5, channel="site-c").envelope)["ch"] == (
+        "site-c"
+    )
+    with pytest.raises(ValueError, match="channel name"):
+        sealer.seal("k", 1, job_timeout=5, channel="Site C")
+    for channel in (None, "default", "site-b"):
+        with pytest.raises(ValueError, match="sealer was made for channel 'site-a'"):
+            Client("http://broker.test", "a-token-0000000000000", channel=channel, sealer=sealer)
+        with pytest.raises(ValueError, match="sealer was made for channel 'site-a'"):
+            AsyncClient(
+                "http://broker.test", "a-token-0000000000000", channel=channel, sealer=sealer
+            )
+    sent = Sent()
+    with Client(
+        "http://broker.test",
+        "a-token-0000000000000",
+        channel="site-a",
+        sealer=sealer,
+        transport=sent.transport(),
+    ) as client:
+        client.submit_sealed("k", 1)
+    assert sent.lines() == ["POST /v1/channels/site-a/jobs"]
+    assert header_of(sent.body()["payload"])["ch"] == "site-a"

@@ -8,6 +8,7 @@ from typing import Any, Union
 
 import httpx
 
+from ._channels import DEFAULT_CHANNEL
 from ._plan import Operations, Options, RetryPolicy, Send, public_url
 from ._version import __version__
 from .sealed import Sealer
@@ -49,6 +50,7 @@ class ClientBase:
         connect_timeout: float,
         retry: RetryPolicy | None,
         sealer: Sealer | None,
+        channel: str | None,
     ) -> None:
         if not str(base_url).startswith(("http://", "https://")):
             raise ValueError("base_url must be an http:// or https:// URL")
@@ -61,6 +63,7 @@ class ClientBase:
             Options(timeout=timeout, max_wait=max_wait, retry=retry or RetryPolicy()),
             sealer,
             broker=public_url(self.base_url),
+            channel=channel,
         )
         self._connect_timeout = connect_timeout
         # Kept only in the headers of the httpx client, which never shows them.
@@ -70,6 +73,12 @@ class ClientBase:
     def sealer(self) -> Sealer | None:
         """The sealer of :meth:`call` and :meth:`submit_sealed`, if any."""
         return self._ops.sealer
+
+    @property
+    def channel(self) -> str:
+        """The channel this client submits on and whose ``listener`` and
+        ``stats`` it reads (``"default"`` when it was given none)."""
+        return self._ops.channel
 
     @property
     def timeout(self) -> float:
@@ -102,4 +111,5 @@ class ClientBase:
         return args
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.base_url!r})"
+        channel = "" if self.channel == DEFAULT_CHANNEL else f", channel={self.channel!r}"
+        return f"{type(self).__name__}({self.base_url!r}{channel})"

@@ -36,6 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from ._channels import CHANNEL_ROUTES, DEFAULT_CHANNEL, channel_path, check_channel
 from .errors import (
     AlreadyTerminal,
     ApiError,
@@ -75,6 +76,10 @@ LATENCY_RESERVE = 0.1
 #: than the caller's (at most half of it), so that a job nobody answered is seen
 #: to expire (:class:`JobExpired`) rather than still open.
 EXPIRY_MARGIN = 0.25
+
+#: The broker's message for a channel that does not exist or is outside the
+#: token's channels (``404 not_found``, raised as :class:`NotFound`).
+NO_SUCH_CHANNEL = "no such channel"
 
 
 @dataclass(frozen=True)
@@ -192,9 +197,10 @@ def log_refusal(request: Send, failure: ApiError, broker: str = "") -> None:
 
     ``ERROR`` for what says the client's set-up or the caller's request is
     wrong (``401``: an unknown token; ``403``: a token of the other role;
-    ``400``s; a ``404`` that is not "no such job", i.e. a wrong URL; ``405``,
-    ``413``, ``415``; ``500``: a fault in the broker; any status the contract
-    does not give). ``INFO`` for answers about a job's state, which the caller
+    ``400``s; a ``404`` that is not "no such job", i.e. a wrong URL, or a
+    channel that does not exist or is not the token's; ``405``, ``413``,
+    ``415``; ``500``: a fault in the broker; any status the contract does not
+    give). ``INFO`` for answers about a job's state, which the caller
     handles (``404 not_found`` on a job, ``409``, ``410``).
     """
     job_route = request.path.startswith("v1/jobs/")
@@ -210,6 +216,14 @@ def log_refusal(request: Send, failure: ApiError, broker: str = "") -> None:
         hint = (
             "the token is valid but of the other role (a listener token where a submitter "
             "token is needed, or the reverse)"
+        )
+    elif isinstance(failure, NotFound) and request.path.startswith(CHANNEL_ROUTES):
+        hint = (
+            "no such channel for this token: check the client's channel and the token's "
+            "channels in the broker's token file"
+            if failure.message.startswith(NO_SUCH_CHANNEL)
+            else "no such endpoint: check the broker's URL and its path prefix, and that the "
+            "broker knows channels (issue 24)"
         )
     elif isinstance(failure, NotFound):
         hint = "no such endpoint: check the broker's URL and its path prefix"
@@ -306,11 +320,29 @@ def job_id(job: int | Job) -> int:
 
 
 class Operations:
-    """The plans of every client operation, for one set of options (and the
-    sealer, if the client seals)."""
+    """The plans of every client operation, for one set of options, one
+    channel (and the sealer, if the client seals)."""
 
-    def __init__(self, options: Options, sealer: Sealer | None = None, broker: str = "") -> None:
+    def __init__(
+        self,
+        options: Options,
+        sealer: Sealer | None = None,
+        broker: str = "",
+        channel: str | None = None,
+    ) -> None:
         self.options = options
+        #: The channel that submits, ``listener`` and ``stats`` go to
+        #: (``"default"``: the paths without a channel).
+        self.channel = check_channel(channel)
+        if sealer is not None and sealer.channel not in (DEFAULT_CHANNEL, self.channel):
+            # The sealer's own channel is only a default: a client on another
+            # channel seals for its own, but two explicit names that differ
+            # are a mistake, which the agent would refuse job by job.
+            raise ValueError(
+                f"the sealer was made for channel {sealer.channel!r} and the client "
+                f"submits on {self.channel!r}: give the client channel={sealer.channel!r}, "
+                "or leave the sealer's channel unset"
+            )
         self.sealer = sealer
         #: The broker's URL as the log records show it (:func:`public_url`).
         self.broker = broker
@@ -353,7 +385,8 @@ class Operations:
         until: float,
         deadline: Deadline,
     ) -> Plan[Job]:
-        """``POST /v1/jobs``, waiting at the broker until ``until`` at most.
+        """``POST /v1/jobs`` (``/v1/channels/{ch}/jobs`` on a channel other
+        than ``default``), waiting at the broker until ``until`` at most.
 
         ``job_timeout`` is the body's ``timeout``. Every retry carries the
         same idempotency key (one is made when the caller gives none), so a
@@ -367,10 +400,11 @@ class Operations:
         if job_timeout is not None:
             body["timeout"] = job_timeout
         content = _encode(body)
+        path = channel_path(self.channel, "jobs")
 
         def build(left: float) -> Send:
             params = _wait_params(self._wait_for(until, deadline))
-            return Send("POST", "v1/jobs", params, content, timeout=left)
+            return Send("POST", path, params, content, timeout=left)
 
         response = yield from exchange(build, deadline, self.options.retry, self.broker)
         return _json(response, Job.from_json)
@@ -461,7 +495,10 @@ class Operations:
         if wait < 0:
             raise ValueError("wait must be 0 or more seconds")
         sealed = sealer.seal(
-            kind, payload, job_timeout=DEFAULT_JOB_TIMEOUT if job_timeout is None else job_timeout
+            kind,
+            payload,
+            job_timeout=DEFAULT_JOB_TIMEOUT if job_timeout is None else job_timeout,
+            channel=self.channel,
         )
         deadline = Deadline(max(wait, self.options.timeout))
         until = time.monotonic() + wait
@@ -517,7 +554,7 @@ class Operations:
         if self.sealer is not None:
             if idempotency_key is not None:
                 raise ValueError("a sealed call's idempotency key is its ref: give none")
-            sealed = self.sealer.seal(kind, payload, job_timeout=job_timeout)
+            sealed = self.sealer.seal(kind, payload, job_timeout=job_timeout, channel=self.channel)
             payload, idempotency_key, handle = sealed.envelope, sealed.ref, sealed.handle
         job = yield from self.submit(
             kind,
@@ -563,11 +600,15 @@ class Operations:
         return _json(response, Job.from_json)
 
     def listener(self) -> Plan[Listener]:
-        response = yield from self._request("GET", "v1/listener", self.deadline(None))
+        """``GET /v1/listener`` (``/v1/channels/{ch}/listener``): the channel's stream."""
+        path = channel_path(self.channel, "listener")
+        response = yield from self._request("GET", path, self.deadline(None))
         return _json(response, Listener.from_json)
 
     def stats(self) -> Plan[Stats]:
-        response = yield from self._request("GET", "v1/stats", self.deadline(None))
+        """``GET /v1/stats`` (``/v1/channels/{ch}/stats``): the channel's jobs."""
+        path = channel_path(self.channel, "stats")
+        response = yield from self._request("GET", path, self.deadline(None))
         return _json(response, Stats.from_json)
 
 

@@ -30,6 +30,8 @@ class AsyncClient(ClientBase):
     front of the broker). ``transport`` is passed to ``httpx.Client``; ``verify`` is
     ``True``, ``False``, a CA bundle path or an ``ssl.SSLContext``. ``sealer``
     seals :meth:`call` and :meth:`submit_sealed` (see :mod:`backchannel.sealed`).
+    ``channel`` is the channel submits go to and whose listener and stats are
+    read (``None`` or ``"default"``: the default channel).
 
     Use it as an async context manager, or await :meth:`aclose`.
     """
@@ -46,6 +48,7 @@ class AsyncClient(ClientBase):
         transport: httpx.AsyncBaseTransport | None = None,
         verify: Verify = True,
         sealer: Sealer | None = None,
+        channel: str | None = None,
     ) -> None:
         super().__init__(
             base_url,
@@ -55,6 +58,7 @@ class AsyncClient(ClientBase):
             connect_timeout=connect_timeout,
             retry=retry,
             sealer=sealer,
+            channel=channel,
         )
         self._http = httpx.AsyncClient(
             transport=transport, verify=tls(verify), **self._httpx_args()

@@ -30,7 +30,12 @@ class Client(ClientBase):
     ``True``, ``False``, a CA bundle path or an ``ssl.SSLContext``. ``sealer``
     (a :class:`~backchannel.sealed.Sealer`) seals :meth:`call` and
     :meth:`submit_sealed` end to end; :meth:`submit` then refuses, since it
-    could not open the answer.
+    could not open the answer. ``channel`` (a channel name, e.g. ``"site-b"``;
+    ``None`` or ``"default"`` for the default channel) is where :meth:`submit`,
+    :meth:`call` and :meth:`submit_sealed` post (``/v1/channels/{ch}/jobs``),
+    whose :meth:`listener` and :meth:`stats` are read, and what sealed
+    requests name as their channel; the methods by job id have no channel.
+    A name that is not a channel name is a ``ValueError``.
 
     Use it as a context manager, or call :meth:`close`.
     """
@@ -47,6 +52,7 @@ class Client(ClientBase):
         transport: httpx.BaseTransport | None = None,
         verify: Verify = True,
         sealer: Sealer | None = None,
+        channel: str | None = None,
     ) -> None:
         super().__init__(
             base_url,
@@ -56,6 +62,7 @@ class Client(ClientBase):
             connect_timeout=connect_timeout,
             retry=retry,
             sealer=sealer,
+            channel=channel,
         )
         self._http = httpx.Client(transport=transport, verify=tls(verify), **self._httpx_args())
 
@@ -201,11 +208,13 @@ class Client(ClientBase):
         return self._run(self._ops.answer(job, result=result, error=error))
 
     def listener(self) -> Listener:
-        """Whether a listener holds the stream, which one and since when."""
+        """Whether a listener holds the client's channel's stream, which one
+        and since when."""
         return self._run(self._ops.listener())
 
     def stats(self) -> Stats:
-        """Jobs by state and the age of the oldest pending one."""
+        """Jobs by state and the age of the oldest pending one, on the
+        client's channel."""
         return self._run(self._ops.stats())
 
     def close(self) -> None:

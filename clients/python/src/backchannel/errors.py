@@ -161,7 +161,9 @@ class Forbidden(ApiError):
 
 
 class NotFound(ApiError):
-    """``404 not_found``: no job with this id (or no such endpoint)."""
+    """``404 not_found``: no job with this id (or none in the token's
+    channels), no such channel for this token (the message says ``no such
+    channel``), or no such endpoint."""
 
 
 class MethodNotAllowed(ApiError):
@@ -230,6 +232,12 @@ class TooManyRequests(ApiError):
     """``429`` (from a proxy or rate limiter in front of the broker)."""
 
     retryable = True
+
+
+class ChannelFull(TooManyRequests):
+    """``429 channel_full``: the channel holds as many open jobs as its limit
+    (``max_open_jobs``) allows. Nothing was stored; retried after
+    ``Retry-After`` within the caller's deadline."""
 
 
 # 5xx ---------------------------------------------------------------------------
@@ -543,6 +551,7 @@ _BY_CODE: dict[str, type[ApiError]] = {
     "not_ready": NotReady,
     "too_many_waiting": TooManyWaiting,
     "overloaded": Overloaded,
+    "channel_full": ChannelFull,
 }
 
 _BY_STATUS: dict[int, type[ApiError]] = {

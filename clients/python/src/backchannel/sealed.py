@@ -53,6 +53,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pyhpke import AEADId, CipherSuite, KDFId, KEMId, KEMKey
 
+from ._channels import DEFAULT_CHANNEL, check_channel
 from ._deprecated import renamed
 from .errors import (
     ForeignAnswer,
@@ -80,7 +81,6 @@ PathLike = Union[str, "os.PathLike[str]"]
 TAG = "bc1"
 VERSION = 1
 SUITE = "X25519-SHA256-ChaCha20Poly1305"
-DEFAULT_CHANNEL = "default"
 #: The job timeout a sealed submit sends when it is given none (the broker's
 #: default): ``exp`` is bound to it, so it is always sent.
 DEFAULT_JOB_TIMEOUT = 30.0
@@ -449,7 +449,9 @@ class Sealer:
     ``openssl genpkey -algorithm ed25519``); its public key is pinned by
     castellum's agent (``--trust-signer``). ``recipients`` are paths of
     castellum's X25519 public keys (PEM, ``openssl pkey -pubout``), at least
-    one. ``channel`` is the channel named in each header (``"default"``).
+    one. ``channel`` is the channel named in each header (``"default"``)
+    when :meth:`seal` is given none; a :class:`~backchannel.Client` seals for
+    its own channel (and refuses a sealer made for another one).
 
     **Rotation: requests are sealed to the first recipient.** The order is the
     operator's explicit choice, so every request goes to the same key and a
@@ -504,8 +506,7 @@ class Sealer:
     ) -> None:
         if not recipients:
             raise ValueError("a sealer needs at least one recipient key")
-        if not isinstance(channel, str) or not channel:
-            raise ValueError("channel must be a non-empty string")
+        channel = check_channel(channel)
         self._signing_key = signing_key
         self._recipients = [_Recipient(key_id(key), key) for key in recipients]
         kids = [recipient.kid for recipient in self._recipients]
@@ -527,13 +528,17 @@ class Sealer:
         *,
         job_timeout: float | None = None,
         recipient: str | None = None,
+        channel: str | None = None,
         timeout: float | None = None,
     ) -> SealedRequest:
         """Seal ``payload`` (any JSON value) for a job of ``kind`` whose own
         timeout is ``job_timeout`` seconds (required): ``exp`` is now +
         ``job_timeout`` (rounded up to a whole second). ``recipient`` is a key
-        id of :attr:`recipient_kids` (the first when ``None``). ``timeout`` is
-        the deprecated name of ``job_timeout``."""
+        id of :attr:`recipient_kids` (the first when ``None``). ``channel`` is
+        the header's ``ch``, the channel the job is submitted on (the sealer's
+        :attr:`channel` when ``None``); castellum's agent refuses a request
+        sealed for another channel than its own (``seal_mismatch``).
+        ``timeout`` is the deprecated name of ``job_timeout``."""
         job_timeout = renamed("Sealer.seal", "timeout", "job_timeout", timeout, job_timeout)
         if job_timeout is None:
             raise TypeError("Sealer.seal() needs job_timeout= (the job's own timeout, in seconds)")
@@ -545,6 +550,7 @@ class Sealer:
             now=int(time.time()),
             ref=secrets.token_bytes(16),
             ephemeral_ikm=None,
+            channel=self.channel if channel is None else check_channel(channel),
         )
 
     def _seal(
@@ -557,6 +563,7 @@ class Sealer:
         now: int,
         ref: bytes,
         ephemeral_ikm: bytes | None,
+        channel: str | None = None,
     ) -> SealedRequest:
         """:meth:`seal` with its randomness and clock given (test vectors)."""
         if (
@@ -574,7 +581,7 @@ class Sealer:
                 "suite": SUITE,
                 "rkid": target.kid,
                 "skid": self.signer_kid,
-                "ch": self.channel,
+                "ch": self.channel if channel is None else channel,
                 "kind": kind,
                 "ref": b64u(ref),
                 "iat": now,

@@ -9,7 +9,9 @@ Configure ``settings.BACKCHANNEL`` (see :mod:`backchannel.django.conf`), then::
 Add ``"backchannel.django"`` to ``INSTALLED_APPS`` for the settings check, the
 deploy check (``manage.py check --deploy``: broker reachable, listener
 connected) and ``manage.py backchannel_status``. With ``BACKCHANNEL["SEAL"]``
-every client built here seals its calls (:mod:`backchannel.sealed`).
+every client built here seals its calls (:mod:`backchannel.sealed`); with
+``BACKCHANNEL["CHANNEL"]`` every one submits on that channel (and the checks
+ask about that channel's listener).
 
 Importing this package needs Django; the rest of ``backchannel`` does not.
 The castellum side is :mod:`backchannel.django.castellum`.
@@ -34,6 +36,7 @@ def _options(config: SchedulerConfig, overrides: dict[str, Any]) -> dict[str, An
         "timeout": config.timeout,
         "max_wait": config.max_wait,
         "verify": config.verify,
+        "channel": config.channel,
         "sealer": config.sealer,
         **overrides,
     }

@@ -23,6 +23,7 @@ from django.apps import AppConfig
 from django.core.checks import CheckMessage, Error, Warning
 from django.core.exceptions import ImproperlyConfigured
 
+from .._channels import DEFAULT_CHANNEL
 from .conf import (
     CASTELLUM_SETTING,
     SCHEDULER_SETTING,
@@ -104,7 +105,8 @@ def check_broker(
     if not status.ok:
         return [
             Warning(
-                f"no listener holds the stream of the broker at {status.url}",
+                f"no listener holds the stream of the broker at {status.url}"
+                + ("" if status.channel == DEFAULT_CHANNEL else f" on channel {status.channel}"),
                 hint="Jobs wait until `backchannel agent` connects on the listener's side.",
                 id="backchannel.W002",
             )

@@ -8,10 +8,12 @@ The scheduler (the submitter)::
         "TIMEOUT": 10,          # seconds: how long a call waits by default (30)
         "MAX_WAIT": 50,         # seconds, the longest single waiting request (50)
         "VERIFY": True,         # TLS verification: True, False or a CA bundle path
+        "CHANNEL": "site-b",    # optional: the channel to submit on ("default")
         "SEAL": {               # optional: seal every call end to end (sealed/v1)
             "SIGNING_KEY_FILE": "/etc/scheduler/seal-signing.key",   # Ed25519 private key
             "RECIPIENT_FILES": ["/etc/scheduler/castellum.pub"],      # X25519 public keys
-            "CHANNEL": "default",                                    # optional
+            # "CHANNEL": the older place of the header's channel; if given, it
+            # must equal CHANNEL above (the sealer seals for the clients' channel)
         },
     }
 
@@ -38,8 +40,9 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
+from .._channels import DEFAULT_CHANNEL, check_channel
 from ..handlers import DEFAULT_SECRET_HEADER
-from ..sealed import DEFAULT_CHANNEL, KeyFileError, Sealer
+from ..sealed import KeyFileError, Sealer
 
 SCHEDULER_SETTING = "BACKCHANNEL"
 CASTELLUM_SETTING = "BACKCHANNEL_CASTELLUM"
@@ -58,6 +61,8 @@ class SchedulerConfig:
     sealer: Sealer | None = field(default=None, repr=False)
     #: The path of the signing key (for the permission check).
     signing_key_file: str | None = None
+    #: ``CHANNEL``: the channel the clients submit on (``"default"``).
+    channel: str = DEFAULT_CHANNEL
 
 
 @dataclass(frozen=True)
@@ -129,9 +134,19 @@ def _seconds(setting: str, section: Mapping[str, Any], key: str, default: float)
 SEAL_KEYS = {"SIGNING_KEY_FILE", "RECIPIENT_FILES", "CHANNEL"}
 
 
-def _seal(section: Mapping[str, Any]) -> tuple[Sealer, str] | None:
+def _channel(section: Mapping[str, Any]) -> str:
+    """``BACKCHANNEL["CHANNEL"]``, checked against the name rule (``None`` or
+    absent: ``"default"``)."""
+    try:
+        return check_channel(section.get("CHANNEL"), f"settings.{SCHEDULER_SETTING}['CHANNEL']")
+    except ValueError as exc:
+        raise ImproperlyConfigured(str(exc)) from None
+
+
+def _seal(section: Mapping[str, Any], channel: str) -> tuple[Sealer, str] | None:
     """``BACKCHANNEL["SEAL"]``: the sealer built from its key files (read now),
-    and the signing key's path."""
+    sealing for ``channel`` (``BACKCHANNEL["CHANNEL"]``), and the signing
+    key's path."""
     seal = section.get("SEAL")
     if seal is None:
         return None
@@ -158,9 +173,20 @@ def _seal(section: Mapping[str, Any]) -> tuple[Sealer, str] | None:
             f"{where}['RECIPIENT_FILES'] must be a list of paths of castellum's X25519 public "
             "keys (the first seals)"
         )
-    channel = seal.get("CHANNEL", DEFAULT_CHANNEL)
-    if not isinstance(channel, str) or not channel:
-        raise ImproperlyConfigured(f"{where}['CHANNEL'] must be a non-empty string")
+    if seal.get("CHANNEL") is not None:
+        # The older place of the channel: it must name the client's channel,
+        # since the header's ``ch`` is the channel the job is submitted on.
+        try:
+            named = check_channel(seal["CHANNEL"], f"{where}['CHANNEL']")
+        except ValueError as exc:
+            raise ImproperlyConfigured(str(exc)) from None
+        if named != channel:
+            raise ImproperlyConfigured(
+                f"{where}['CHANNEL'] is {named!r} but the clients submit on {channel!r} "
+                f"(settings.{SCHEDULER_SETTING}['CHANNEL']): a sealed request names the "
+                f"channel it is submitted on; set settings.{SCHEDULER_SETTING}['CHANNEL'] "
+                f"only (the sealer takes it) and drop {where}['CHANNEL']"
+            )
     try:
         sealer = Sealer(signing_key=signing, recipients=list(recipients), channel=channel)
     except (KeyFileError, ValueError) as exc:
@@ -173,7 +199,7 @@ def scheduler_config() -> SchedulerConfig:
     """``settings.BACKCHANNEL``, checked (cached); the ``SEAL`` key files are read here."""
     section = _section(
         SCHEDULER_SETTING,
-        {"URL", "TOKEN", "TOKEN_FILE", "TIMEOUT", "MAX_WAIT", "VERIFY", "SEAL"},
+        {"URL", "TOKEN", "TOKEN_FILE", "TIMEOUT", "MAX_WAIT", "VERIFY", "CHANNEL", "SEAL"},
     )
     url = section.get("URL")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
@@ -186,13 +212,15 @@ def scheduler_config() -> SchedulerConfig:
             f"settings.{SCHEDULER_SETTING}['VERIFY'] must be True, False or a CA bundle path"
         )
     token = read_secret(SCHEDULER_SETTING, section, "TOKEN")
-    seal = _seal(section)
+    channel = _channel(section)
+    seal = _seal(section, channel)
     return SchedulerConfig(
         url=url,
         token=token,
         timeout=_seconds(SCHEDULER_SETTING, section, "TIMEOUT", 30.0),
         max_wait=_seconds(SCHEDULER_SETTING, section, "MAX_WAIT", 50.0),
         verify=verify,
+        channel=channel,
         sealer=None if seal is None else seal[0],
         signing_key_file=None if seal is None else seal[1],
     )

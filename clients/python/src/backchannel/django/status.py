@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import BackchannelError, Client, Listener, RetryPolicy, Stats
+from .._channels import DEFAULT_CHANNEL
 from . import scheduler_client
 
 #: Seconds a status probe may take, retries included.
@@ -22,11 +23,23 @@ class BrokerStatus:
     listener: Listener | None = None
     stats: Stats | None = None
     error: BackchannelError | None = None
+    #: The channel whose listener and stats were asked for.
+    channel: str = DEFAULT_CHANNEL
 
     @property
     def reachable(self) -> bool:
         """The broker answered with the configured token."""
         return self.error is None
+
+    @property
+    def stream(self) -> str:
+        """The stream asked about, as the messages name it: ``its stream``, or
+        ``the stream of channel site-b``."""
+        return (
+            "its stream"
+            if self.channel == DEFAULT_CHANNEL
+            else f"the stream of channel {self.channel}"
+        )
 
     @property
     def ok(self) -> bool:
@@ -47,8 +60,8 @@ def probe(client: Client | None = None, timeout: float = PROBE_TIMEOUT) -> Broke
         listener = client.listener()
         stats = client.stats()
     except BackchannelError as exc:
-        return BrokerStatus(url=client.base_url, error=exc)
+        return BrokerStatus(url=client.base_url, channel=client.channel, error=exc)
     finally:
         if own:
             client.close()
-    return BrokerStatus(url=client.base_url, listener=listener, stats=stats)
+    return BrokerStatus(url=client.base_url, channel=client.channel, listener=listener, stats=stats)

@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from backchannel._channels import DEFAULT_CHANNEL
 from backchannel.django.conf import scheduler_config
 from backchannel.django.status import PROBE_TIMEOUT, BrokerStatus, probe
 from backchannel.models import JobState
@@ -84,11 +85,11 @@ def verdict(status: BrokerStatus) -> tuple[int, str]:
     if listener is None or not listener.held:
         return NO_LISTENER, (
             f"no listener: the broker at {status.url} answers, but no `backchannel agent` "
-            "holds its stream; jobs wait until one connects"
+            f"holds {status.stream}; jobs wait until one connects"
         )
     return OK, (
         f"ok: the broker at {status.url} answers, and listener "
-        f"{listener.listener_id or '(no id)'} holds its stream"
+        f"{listener.listener_id or '(no id)'} holds {status.stream}"
     )
 
 
@@ -97,6 +98,8 @@ def describe(status: BrokerStatus) -> list[str]:
     if status.error is not None:
         return [f"broker    {status.url}: {status.error}"]
     lines = [f"broker    {status.url}: reachable"]
+    if status.channel != DEFAULT_CHANNEL:
+        lines.append(f"channel   {status.channel}")
     listener = status.listener
     if listener is not None and listener.held:
         since = listener.since.isoformat() if listener.since else "?"
