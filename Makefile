@@ -41,7 +41,8 @@ demo: ## See it work: a broker, an echo agent and one submit, printing the round
 
 .PHONY: test
 test: ## Run every test against a real PostgreSQL (started if it is not running; the test tools installed if missing)
-	@scripts/test-deps.sh && $(PG_ENSURE); cargo test --workspace --all-targets && \
+	@scripts/test-deps.sh && $(PG_ENSURE); scripts/deb-previous.sh --binary >/dev/null && \
+	cargo test --workspace --all-targets && \
 	BACKCHANNEL_BIN="$(CURDIR)/target/debug/backchannel" clients/python/run-tests.sh
 
 # `make test-pg-versions`: the PostgreSQL majors to run (13, the oldest the

@@ -3,6 +3,11 @@
 # git if it is not cached yet. `make deb-check` installs it and then upgrades
 # it to the package of this tree.
 #
+# With --binary: print the path of the previous version's `backchannel`
+# binary instead (the rolling-upgrade test, tests/it/ops/upgrade.rs, runs it
+# next to this tree's); built the same way, from the same tree, which is kept
+# until the package is built from it too (no second release build).
+#
 # The previous version is the second entry of deploy/debian/changelog; it is
 # built from the commit right before the one that added the latest entry (or
 # from HEAD while that entry is not committed yet), which must say that
@@ -12,6 +17,9 @@
 # build tree is deleted afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+binary_only=false
+[ "${1:-}" = --binary ] && binary_only=true
 
 say() { echo "deb-previous: $*" >&2; }
 fail() { echo "deb-previous: FAILED: $*" >&2; exit 1; }
@@ -37,17 +45,35 @@ cargo_version=$(git show "$base:Cargo.toml" | sed -n 's/^version = "\(.*\)"$/\1/
 
 arch=$(dpkg --print-architecture)
 out="target/deb-previous/backchannel_${previous}_${base:0:12}_${arch}.deb"
+bin="target/deb-previous/backchannel_${previous}_${base:0:12}_${arch}.bin"
+tree="target/deb-previous/build-${base:0:12}"
+
+# The binary: from the cache, else from a release build of the tree (kept).
+if $binary_only; then
+  if [ ! -s "$bin" ]; then
+    if [ ! -x "$tree/target/release/backchannel" ]; then
+      say "building $previous's binary from commit ${base:0:12} in $tree (one release build; cached afterwards)"
+      mkdir -p "$tree"
+      [ -f "$tree/Cargo.toml" ] || git archive "$base" | tar -x -C "$tree"
+      (cd "$tree" && cargo build --release --locked --bin backchannel >&2)
+    fi
+    cp "$tree/target/release/backchannel" "$bin.tmp"
+    mv "$bin.tmp" "$bin"
+  fi
+  echo "$PWD/$bin"
+  exit 0
+fi
+
 if [ -s "$out" ]; then
   say "cached: $out"
   echo "$PWD/$out"
   exit 0
 fi
 
-tree="target/deb-previous/build-${base:0:12}"
 say "building $previous from commit ${base:0:12} in $tree (one release build; cached afterwards)"
-rm -rf "$tree"
 mkdir -p "$tree"
-git archive "$base" | tar -x -C "$tree"
+# A tree left by --binary (or an interrupted run) is built further, not again.
+[ -f "$tree/Cargo.toml" ] || git archive "$base" | tar -x -C "$tree"
 (
   cd "$tree"
   cargo build --release --locked --bin backchannel >&2

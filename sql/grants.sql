@@ -33,10 +33,15 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON backchannel.stream_holder TO :"role";
 -- Numbers each new stream (nextval).
 GRANT USAGE ON SEQUENCE backchannel.stream_seq TO :"role";
 
+-- The named channels: the brokers create those their token files name,
+-- and read them all (sql/007).
+GRANT SELECT, INSERT ON backchannel.channels TO :"role";
+GRANT USAGE ON SEQUENCE backchannel.channels_id_seq TO :"role";
+
 -- Job ids: a group of submits takes its ids before the insert (nextval), so
 -- that each request finds its own row among those the statement returns.
 GRANT USAGE ON SEQUENCE backchannel.jobs_id_seq TO :"role";
 
 -- The SQL contract's submit, for applications that share the database
 -- (EXECUTE is PUBLIC's by default; granted here in case it was revoked).
-GRANT EXECUTE ON FUNCTION backchannel.submit(text, jsonb, interval, text) TO :"role";
+GRANT EXECUTE ON FUNCTION backchannel.submit(text, jsonb, interval, text, text) TO :"role";

@@ -114,6 +114,35 @@ pub struct Job {
     pub deadline: DateTime<Utc>,
     #[serde(serialize_with = "rfc3339_opt")]
     pub completed_at: Option<DateTime<Utc>>,
+    /// The job's channel: checked against the client's token, never shown.
+    #[serde(skip, default = "default_channel")]
+    pub channel: ChannelId,
+}
+
+/// A channel's id in `backchannel.channels` (sql/007).
+pub type ChannelId = i32;
+
+/// The channel of the paths without one (`/v1/jobs`, `/v1/stream`, ...)
+/// and of every token configured without one.
+pub const DEFAULT_CHANNEL: ChannelId = 1;
+
+/// The default channel's name.
+pub const DEFAULT_CHANNEL_NAME: &str = "default";
+
+fn default_channel() -> ChannelId {
+    DEFAULT_CHANNEL
+}
+
+/// Whether `name` is a channel's name: a DNS label (lowercase letters,
+/// digits, inner hyphens; 1 to 63 characters), as the schema's domain
+/// `backchannel.channel_name` says.
+pub fn is_channel_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let inner = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    (1..=63).contains(&bytes.len())
+        && bytes.iter().all(|b| inner(b) || *b == b'-')
+        && bytes.first().is_some_and(inner)
+        && bytes.last().is_some_and(inner)
 }
 
 impl Job {
@@ -151,6 +180,8 @@ pub struct NewJob {
     pub payload: Value,
     pub timeout_secs: f64,
     pub idempotency_key: Option<String>,
+    /// Its channel ([`DEFAULT_CHANNEL`] unless the route names another).
+    pub channel: ChannelId,
 }
 
 /// The listener's answer: exactly one of a result or an error.
@@ -182,5 +213,75 @@ fn rfc3339_opt<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, 
     match t {
         Some(t) => rfc3339(t, s),
         None => s.serialize_none(),
+    }
+}
+
+/// The channels a client may use: its token's, resolved to ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every channel (a monitor token; the broker's own work).
+    All,
+    /// These channels only.
+    Only(std::sync::Arc<[ChannelId]>),
+}
+
+impl Scope {
+    /// The default channel only: what a token configured without channels may use.
+    pub fn default_channel() -> Scope {
+        Scope::Only(std::sync::Arc::from([DEFAULT_CHANNEL]))
+    }
+
+    /// Whether a job of `channel` is the client's to see.
+    pub fn allows(&self, channel: ChannelId) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Only(channels) => channels.contains(&channel),
+        }
+    }
+
+    /// As the statements that end jobs take it: an array literal (`{1,3}`),
+    /// or `None` for every channel.
+    pub fn sql(&self) -> Option<std::sync::Arc<str>> {
+        match self {
+            Scope::All => None,
+            Scope::Only(channels) => {
+                let ids: Vec<String> = channels.iter().map(ChannelId::to_string).collect();
+                Some(format!("{{{}}}", ids.join(",")).into())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod channel_tests {
+    use super::*;
+
+    #[test]
+    fn channel_names_are_dns_labels() {
+        for good in ["default", "site-a", "a", "0", "a-b-c", &"x".repeat(63)] {
+            assert!(is_channel_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "Site",
+            "a_b",
+            "a.b",
+            "a b",
+            "ä",
+            &"x".repeat(64),
+        ] {
+            assert!(!is_channel_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_scope_allows_its_channels_and_says_them_to_sql() {
+        let scope = Scope::Only(std::sync::Arc::from([1, 7]));
+        assert!(scope.allows(7) && scope.allows(1) && !scope.allows(2));
+        assert_eq!(scope.sql().as_deref(), Some("{1,7}"));
+        assert!(Scope::All.allows(99));
+        assert_eq!(Scope::All.sql(), None);
     }
 }

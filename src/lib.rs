@@ -3,7 +3,8 @@
 //!
 //! Instances share one PostgreSQL database: jobs live in `backchannel.jobs`,
 //! instances wake each other with LISTEN/NOTIFY, and a session advisory lock
-//! keeps exactly one listener stream open across the cluster.
+//! keeps exactly one listener stream open across the cluster, per named
+//! channel (docs/channels.md).
 //!
 //! # Modules
 //!
@@ -35,7 +36,8 @@
 //! src/main.rs          the program: parse, set up logging, run (cli::Cli::run)
 //! src/lib.rs           this map
 //! src/config.rs        serve's settings, one flag and one variable each; the boolean parser
-//! src/job.rs           Job, JobState, NewJob, Answer, JobEvent; CHANNEL_NEW, CHANNEL_DONE; NewJobWake
+//! src/job.rs           Job, JobState, NewJob, Answer, JobEvent; CHANNEL_NEW, CHANNEL_DONE; NewJobWake;
+//!                      ChannelId, DEFAULT_CHANNEL, is_channel_name, Scope (the named channels)
 //! src/json.rs          the rules for stored and sent JSON (depth, size, numbers, U+0000)
 //! src/backoff.rs       exponential, jittered, capped delays
 //! src/app/             serve: preflight.rs (URLs, sessions, schema, rights; migrate),
@@ -56,16 +58,19 @@
 //!                      sealed.rs (the seal gate),
 //!                      announce.rs (how a new job and an end are announced), readiness.rs,
 //!                      holder.rs (the stream holder's address, for forwarding),
+//!                      channels.rs (the channel map: names and ids, limits, a token's scope),
 //!                      status.rs (listener, stats, /metrics gauges)
 //! src/wake/            hub.rs (waiters, the local stream, NewJobWake decided), listen.rs
 //!                      (the LISTEN loop and its dispatch), notify.rs (coalesced NOTIFYs)
 //! src/store/           mod.rs (Store, the group-commit queues), one file per operation:
-//!                      insert.rs, finish.rs, read.rs, notify.rs, reap.rs, status.rs, health.rs;
+//!                      insert.rs, finish.rs, read.rs, notify.rs, reap.rs, status.rs, health.rs,
+//!                      channels.rs (channels created and read, a channel's open jobs counted);
 //!                      batch.rs (the generic Batcher), pooled.rs (prepared or unnamed),
 //!                      rows.rs, error.rs, pooler.rs; connect.rs (targets, the pool, sessions
 //!                      and their set-up), probe.rs, stream_session.rs, listen_session.rs,
 //!                      migrate.rs, schema.rs
-//! src/store/sql/       every statement, by what it touches: jobs.rs, stream.rs, channels.rs,
+//! src/store/sql/       every statement, by what it touches: jobs.rs, stream.rs, channels.rs (the
+//!                      named channels), notifications.rs (LISTEN and the coalesced NOTIFYs),
 //!                      maintenance.rs, status.rs, session.rs, schema.rs (Sql, POOLED in mod.rs)
 //! src/store/conninfo/  mod.rs (connection strings read as libpq's PQconninfoParse reads them),
 //!                      config.rs (their keywords made a tokio-postgres Config)

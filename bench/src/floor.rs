@@ -203,7 +203,12 @@ async fn claim_and_answer(
     let mut turn = 0usize;
     loop {
         loop {
-            let rows = session.query(&claim, &[&STREAM_ID, &CLAIM_BATCH]).await?;
+            let rows = session
+                .query(
+                    &claim,
+                    &[&STREAM_ID, &CLAIM_BATCH, &backchannel::job::DEFAULT_CHANNEL],
+                )
+                .await?;
             for row in &rows {
                 let id: i64 = row.get(0);
                 let payload: serde_json::Value = row.get(2);

@@ -10,6 +10,7 @@ use reqwest::Url;
 use reqwest::header::{HeaderName, HeaderValue};
 
 use super::AgentError;
+use crate::job::{DEFAULT_CHANNEL_NAME, is_channel_name};
 
 /// A secret string: never shown by `Debug`, so it cannot reach a log line.
 #[derive(Clone, PartialEq, Eq)]
@@ -114,6 +115,11 @@ pub struct AgentArgs {
     #[arg(long, env = "BACKCHANNEL_LISTENER_ID")]
     pub listener_id: Option<String>,
 
+    /// The channel whose stream to hold (its listener token must be that
+    /// channel's); sealed jobs must name it in their header's `ch`.
+    #[arg(long, env = "BACKCHANNEL_CHANNEL", default_value = "default")]
+    pub channel: String,
+
     /// Jobs handled at the same time.
     #[arg(long, env = "BACKCHANNEL_CONCURRENCY", default_value_t = 16)]
     pub concurrency: usize,
@@ -172,6 +178,7 @@ impl AgentArgs {
             expect_kit: false,
             handler_down_after: 15.0,
             listener_id: None,
+            channel: DEFAULT_CHANNEL_NAME.into(),
             concurrency: 16,
             heartbeat: 15.0,
             shutdown_grace: 10.0,
@@ -202,6 +209,8 @@ pub struct Config {
     pub token: Secret,
     pub target: Target,
     pub listener_id: String,
+    /// The channel whose stream the agent holds.
+    pub channel: String,
     pub concurrency: usize,
     pub heartbeat: Duration,
     pub shutdown_grace: Duration,
@@ -260,6 +269,13 @@ impl Config {
             ));
         }
         let listener_id = listener_id(args.listener_id)?;
+        if !is_channel_name(&args.channel) {
+            return Err(bad(format!(
+                "BACKCHANNEL_CHANNEL {:?} is not a channel name (lowercase letters, digits and \
+                 inner hyphens, 1 to 63 characters)",
+                args.channel
+            )));
+        }
         check_numbers(args.concurrency, args.heartbeat, args.shutdown_grace)?;
         if !(args.handler_down_after.is_finite() && args.handler_down_after > 0.0) {
             return Err(bad(
@@ -272,6 +288,7 @@ impl Config {
             token,
             target,
             listener_id,
+            channel: args.channel,
             concurrency: args.concurrency,
             heartbeat: Duration::from_secs_f64(args.heartbeat),
             shutdown_grace: Duration::from_secs_f64(args.shutdown_grace),
@@ -288,6 +305,16 @@ impl Config {
         self.server
             .join(path)
             .expect("a relative path joins onto an http URL")
+    }
+
+    /// The stream of the agent's channel: `v1/stream` for the default
+    /// channel (as every release answers it), else `v1/channels/NAME/stream`.
+    pub fn stream_endpoint(&self) -> Url {
+        if self.channel == DEFAULT_CHANNEL_NAME {
+            self.endpoint("v1/stream")
+        } else {
+            self.endpoint(&format!("v1/channels/{}/stream", self.channel))
+        }
     }
 
     /// How long a stream may stay without a single byte before it counts as dead.

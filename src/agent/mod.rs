@@ -95,7 +95,7 @@ impl Agent {
         let opener = config
             .sealing
             .as_ref()
-            .map(sealed::opener)
+            .map(|sealing| sealed::opener(sealing, &config.channel))
             .transpose()?
             .map(Arc::new);
         let health = config.health_bind.map(health::bind).transpose()?;

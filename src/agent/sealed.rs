@@ -63,10 +63,13 @@ fn files(name: &str, paths: &[PathBuf], extension: &str) -> Result<Vec<PathBuf>,
     Ok(found)
 }
 
-/// The opener of `sealing`'s keys, on the channel `default`, with the
-/// default replay cache ([`crate::seal::DEFAULT_REPLAY_CAPACITY`] entries).
-pub fn opener(sealing: &Sealing) -> Result<Opener, AgentError> {
-    Ok(Opener::new(keyring(sealing)?).require_sealed(sealing.require_sealed))
+/// The opener of `sealing`'s keys, on the agent's `channel` (a sealed job's
+/// header must name it), with the default replay cache
+/// ([`crate::seal::DEFAULT_REPLAY_CAPACITY`] entries).
+pub fn opener(sealing: &Sealing, channel: &str) -> Result<Opener, AgentError> {
+    Ok(Opener::new(keyring(sealing)?)
+        .with_channel(channel)
+        .require_sealed(sealing.require_sealed))
 }
 
 /// The key ids in force, for the log (public: they travel in every header).

@@ -70,7 +70,7 @@ pub async fn hold(
 
 async fn open(config: &Config, client: &Client) -> Result<Response, Ended> {
     let request = client
-        .get(config.endpoint("v1/stream"))
+        .get(config.stream_endpoint())
         .bearer_auth(config.token.expose())
         .header("X-Listener-Id", &config.listener_id)
         .header(header::ACCEPT, "text/event-stream")

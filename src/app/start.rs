@@ -76,6 +76,19 @@ pub async fn start_notifying(settings: Settings, notifier: Notifier) -> anyhow::
         shutdown.clone(),
         seal_gate,
     );
+    // A channel not created (a read-only database) is 404 until a reload
+    // or a restart creates it; the channels that exist are served.
+    if let Err(error) = broker
+        .ensure_channels(&tokens.current().channel_names())
+        .await
+    {
+        tracing::warn!(%error, "could not create the channels the token files name");
+    }
+    tokio::spawn(keep_channels(
+        broker.clone(),
+        tokens.subscribe(),
+        shutdown.clone(),
+    ));
     let background = broker.spawn_loops(direct.named("backchannel-listen"));
 
     let metrics = broker.metrics().clone();
@@ -112,6 +125,29 @@ pub async fn start_notifying(settings: Settings, notifier: Notifier) -> anyhow::
         task,
         background,
     })
+}
+
+/// After every reload of the tokens (SIGHUP), create the channels the token
+/// files now name. A failure is logged; a request on a channel not created
+/// yet is answered 404 until the next reload (or restart) creates it.
+async fn keep_channels(
+    broker: Arc<Broker>,
+    mut tokens: tokio::sync::watch::Receiver<Arc<crate::http::auth::Tokens>>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            changed = tokens.changed() => if changed.is_err() { return },
+            _ = shutdown.cancelled() => return,
+        }
+        let names = tokens.borrow_and_update().channel_names();
+        match broker.ensure_channels(&names).await {
+            Ok(()) => tracing::info!(channels = names.len(), "channels of the token files ready"),
+            Err(error) => {
+                tracing::error!(%error, "could not create the channels the token files name")
+            }
+        }
+    }
 }
 
 /// The URL the other instances reach this one at: the one set, or the

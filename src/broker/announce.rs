@@ -41,17 +41,18 @@ impl Broker {
         if deferred {
             self.metrics.wake.notifications_deferred.inc();
         }
+        let channel = job.channel;
         let local = match wake {
             NewJobWake::Claimed(stream) => {
                 // The stream it was claimed for ended meanwhile: the next
                 // stream claims it again (here or elsewhere), woken so.
-                !self.hub.hand(stream, job.event())
+                !self.hub.hand(channel, stream, job.event())
             }
             NewJobWake::Local => true,
             NewJobWake::InCommit | NewJobWake::Polled => false,
         };
-        if (local && !self.hub.wake_stream()) || deferred {
-            self.notifier.new_job();
+        if (local && !self.hub.wake_stream(channel)) || deferred {
+            self.notifier.new_job(channel);
         }
     }
 

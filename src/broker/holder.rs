@@ -8,6 +8,10 @@
 //! without closing its stream sends no notification). Idle, that is no query
 //! at all.
 //!
+//! The holder is the default channel's: it carries the work of every
+//! channel (one writer for the cluster); an instance that holds another
+//! channel's stream only is no forwarding target.
+//!
 //! A stale address costs nothing but efficiency: any instance can do any
 //! work, and one that receives forwarded work while it no longer holds the
 //! stream does it as it would its own.
@@ -18,6 +22,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::Broker;
+use crate::job::DEFAULT_CHANNEL;
 
 /// How long after a failed forward the holder's address is read again.
 pub const RETRY: Duration = Duration::from_secs(1);
@@ -62,7 +67,7 @@ impl Broker {
     /// forwarding is off, when this instance holds the stream, when no
     /// holder recorded an address, or when that address is this instance's.
     pub fn forward_target(&self) -> Option<Holder> {
-        if !self.settings.forwarding() || self.hub.holds_stream() {
+        if !self.settings.forwarding() || self.hub.holds_stream(DEFAULT_CHANNEL) {
             return None;
         }
         let (url, instance) = self.holder.get()?;
@@ -93,7 +98,7 @@ impl Broker {
 /// may have changed.
 pub(super) async fn run(broker: Arc<Broker>) {
     loop {
-        match broker.store.holder_address().await {
+        match broker.store.holder_address(DEFAULT_CHANNEL).await {
             Ok(holder) => broker.holder.set(holder),
             Err(error) => {
                 tracing::debug!(%error, "could not read the stream holder's address");

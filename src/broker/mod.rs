@@ -12,6 +12,7 @@
 mod announce;
 mod answer;
 mod cancel;
+mod channels;
 mod ended_elsewhere;
 mod holder;
 mod readiness;
@@ -60,6 +61,10 @@ pub enum BrokerError {
     ShuttingDown,
     #[error("too many requests are waiting on this instance")]
     TooManyWaiting,
+    /// The channel holds as many open jobs as its limit allows: refused,
+    /// nothing stored.
+    #[error("the channel has {0} open jobs, its limit (max_open_jobs)")]
+    ChannelFull(i32),
     /// Too many requests queue for the database on this instance: refused,
     /// nothing stored.
     #[error("{0}")]
@@ -121,6 +126,8 @@ pub struct Broker {
     seal_gate: Option<SealGate>,
     /// The stream holder's address, with forwarding on.
     holder: holder::HolderCache,
+    /// The named channels this instance knows.
+    channels: channels::ChannelMap,
 }
 
 impl Broker {
@@ -153,6 +160,7 @@ impl Broker {
             session_config,
             seal_gate,
             holder: holder::HolderCache::default(),
+            channels: channels::ChannelMap::default(),
         })
     }
 

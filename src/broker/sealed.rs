@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Broker, BrokerError};
 use crate::config::{ConfigError, Settings};
-use crate::job::{Answer, Job, NewJob};
+use crate::job::{Answer, DEFAULT_CHANNEL_NAME, Job, NewJob, Scope};
 use crate::seal::{Door, Form, Outcome, form};
 
 /// The gate's door and where its signers come from.
@@ -74,8 +74,11 @@ impl Broker {
         let Some(gate) = &self.seal_gate else {
             return Ok(());
         };
+        let channel = self
+            .channel_by_id(new.channel)
+            .map_or_else(|| DEFAULT_CHANNEL_NAME.to_owned(), |row| row.name);
         gate.current()
-            .check_request(&new.kind, &new.payload)
+            .check_request(&channel, &new.kind, &new.payload)
             .map(|_| ())
             .map_err(BrokerError::Sealing)
     }
@@ -87,11 +90,14 @@ impl Broker {
         &self,
         id: i64,
         answer: &Answer,
+        scope: &Scope,
     ) -> Result<(), BrokerError> {
         let Some(gate) = &self.seal_gate else {
             return Ok(());
         };
-        let Some(job) = self.read_now(id).await? else {
+        // Another channel's job is not this client's: the answer's own
+        // statement leaves it alone, and says so.
+        let Some(job) = self.read_now(id).await?.filter(|j| scope.allows(j.channel)) else {
             return Ok(());
         };
         if !is_sealed(&job) {

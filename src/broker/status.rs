@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{Broker, BrokerError};
-use crate::job::format_time;
+use crate::job::{ChannelId, format_time};
 use crate::telemetry::metrics::BatchLabel;
 
 /// `GET /v1/listener`: the stream holder anywhere in the cluster.
@@ -42,8 +42,8 @@ const STATES: [&str; 6] = [
 ];
 
 impl Broker {
-    pub async fn listener_status(&self) -> Result<ListenerStatus, BrokerError> {
-        let holder = self.store.holder().await?;
+    pub async fn listener_status(&self, channel: ChannelId) -> Result<ListenerStatus, BrokerError> {
+        let holder = self.store.holder(channel).await?;
         Ok(match holder {
             None => ListenerStatus {
                 held: false,
@@ -60,8 +60,8 @@ impl Broker {
         })
     }
 
-    pub async fn stats(&self) -> Result<Stats, BrokerError> {
-        let (counts, oldest) = self.store.stats().await?;
+    pub async fn stats(&self, channel: ChannelId) -> Result<Stats, BrokerError> {
+        let (counts, oldest) = self.store.stats(channel).await?;
         let jobs = STATES
             .iter()
             .map(|state| {

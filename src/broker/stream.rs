@@ -14,10 +14,10 @@ use tokio::time::{Instant, MissedTickBehavior, interval_at};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::{Broker, BrokerError, DoneNotice};
-use crate::job::JobEvent;
+use crate::job::{ChannelId, JobEvent};
 use crate::json;
 use crate::store::{Claimed, StoreError, StreamSession};
-use crate::telemetry::metrics::Metrics;
+use crate::telemetry::metrics::{Metrics, SiteLabel};
 use crate::wake::StreamWaker;
 
 /// Jobs claimed per statement.
@@ -64,27 +64,34 @@ impl Stream for JobStream {
     }
 }
 
-/// `stream_connected` is 1 exactly while a stream of this instance lives.
-struct ConnectedGauge(Arc<Metrics>);
+/// `stream_connected` counts the streams of this instance, and
+/// `channel_stream_connected{channel}` is 1 exactly while its channel's
+/// stream lives here.
+struct ConnectedGauge(Arc<Metrics>, SiteLabel);
 
 impl ConnectedGauge {
-    fn new(metrics: Arc<Metrics>) -> ConnectedGauge {
+    fn new(metrics: Arc<Metrics>, channel: String) -> ConnectedGauge {
+        let label = SiteLabel { channel };
         metrics.stream.connected.inc();
-        ConnectedGauge(metrics)
+        metrics.stream.by_channel.get_or_create(&label).inc();
+        ConnectedGauge(metrics, label)
     }
 }
 
 impl Drop for ConnectedGauge {
     fn drop(&mut self) {
         self.0.stream.connected.dec();
+        self.0.stream.by_channel.get_or_create(&self.1).dec();
     }
 }
 
 impl Broker {
-    /// Open the stream for a listener, or refuse with `ListenerBusy`.
-    /// A listener id equal to the current holder's takes the stream over.
+    /// Open `channel`'s stream for a listener, or refuse with `ListenerBusy`.
+    /// A listener id equal to the current holder's takes the stream over
+    /// (that channel's only: each stream has a session of its own).
     pub async fn open_stream(
         self: &Arc<Self>,
+        channel: ChannelId,
         listener_id: Option<String>,
     ) -> Result<JobStream, BrokerError> {
         if self.shutdown.is_cancelled() {
@@ -93,7 +100,7 @@ impl Broker {
         // Cheap refusal through the pool first, so a listener retrying in a
         // loop does not make the database fork a backend per attempt.
         let mut takeover = None;
-        if let Some(holder) = self.store.holder().await? {
+        if let Some(holder) = self.store.holder(channel).await? {
             match (&listener_id, &holder.listener_id) {
                 (Some(ours), Some(theirs)) if ours == theirs => takeover = Some(holder.pid),
                 _ => return Err(self.busy()),
@@ -101,6 +108,7 @@ impl Broker {
         }
         let session = StreamSession::open(
             &self.session_config,
+            channel,
             self.settings.synchronous_commit.as_deref(),
             self.store.counter(),
             takeover,
@@ -115,10 +123,11 @@ impl Broker {
             self.metrics.stream.takeovers.inc();
         }
         self.metrics.stream.connects.inc();
-        let waker = self.hub.attach_stream(session.id());
-        let connected = ConnectedGauge::new(self.metrics.clone());
+        let waker = self.hub.attach_stream(channel, session.id());
+        let connected = ConnectedGauge::new(self.metrics.clone(), self.channel_name(channel));
         tracing::info!(
             stream_id = session.id(),
+            channel,
             listener_id = listener_id.as_deref().unwrap_or(""),
             "stream opened"
         );
@@ -127,7 +136,7 @@ impl Broker {
         let stop = self.shutdown.child_token();
         let ended = CancellationToken::new();
         let broker = self.clone();
-        let run = broker.run_stream(session, (waker, connected), tx, stop.clone());
+        let run = broker.run_stream(channel, session, (waker, connected), tx, stop.clone());
         let on_end = ended.clone();
         tokio::spawn(async move {
             run.await;
@@ -142,6 +151,7 @@ impl Broker {
 
     async fn run_stream(
         self: Arc<Self>,
+        channel: ChannelId,
         session: StreamSession,
         (waker, connected): (StreamWaker, ConnectedGauge),
         tx: mpsc::Sender<StreamItem>,
@@ -173,9 +183,9 @@ impl Broker {
         // (a new stream's own first claim may have run before they were
         // stored). Once the lock is released, so the claim can see them.
         if handed {
-            self.notifier.new_job();
+            self.notifier.new_job(channel);
         }
-        tracing::info!(stream_id, %reason, "stream closed");
+        tracing::info!(stream_id, channel, %reason, "stream closed");
     }
 
     fn busy(&self) -> BrokerError {

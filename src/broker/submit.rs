@@ -7,7 +7,8 @@ use std::time::Duration;
 use chrono::Utc;
 
 use super::{Broker, BrokerError};
-use crate::job::{Job, NewJob};
+use crate::job::{ChannelId, Job, NewJob};
+use crate::telemetry::metrics::SiteLabel;
 use crate::wake::WaitPermit;
 
 impl Broker {
@@ -25,7 +26,7 @@ impl Broker {
         let permit = if wait.is_zero() {
             None
         } else {
-            match self.hub.reserve() {
+            match self.hub.reserve(self.waiting_limit(new.channel)) {
                 Some(permit) => Some(permit),
                 // Rare: on the heap, so that every submit's future stays small.
                 None => return Box::pin(self.submit_without_room(new)).await,
@@ -50,14 +51,21 @@ impl Broker {
 
     /// Insert the job (a state change: runs to completion on its own task).
     async fn store_job(&self, new: NewJob) -> Result<(Job, bool), BrokerError> {
+        self.check_channel_room(&new).await?;
         // A stream held elsewhere is woken by a NOTIFY in the insert's own
         // commit; one held here, directly.
-        let wake = self.hub.new_job_wake();
+        let wake = self.hub.new_job_wake(new.channel);
         let inserted = self.store.insert(new, wake).await?;
         let job = inserted.job;
         if inserted.created {
             tracing::info!(job_id = job.id, kind = %job.kind, "job submitted");
             self.metrics.jobs.submitted.inc();
+            let channel = self.channel_name(job.channel);
+            self.metrics
+                .stream
+                .submitted_by_channel
+                .get_or_create(&SiteLabel { channel })
+                .inc();
             self.announce_new(wake, inserted.notified, &job);
             return Ok((job, true));
         }
@@ -78,7 +86,7 @@ impl Broker {
         new: NewJob,
     ) -> Result<(Job, bool), BrokerError> {
         if let Some(key) = &new.idempotency_key {
-            if let Some(id) = self.store.find_key(key).await? {
+            if let Some(id) = self.store.find_key(key, new.channel).await? {
                 if let Some(job) = self.read(id).await? {
                     if job.is_terminal() {
                         return Ok((job, false));
@@ -89,9 +97,36 @@ impl Broker {
         Err(BrokerError::TooManyWaiting)
     }
 
-    /// A place among the waiting requests, or `TooManyWaiting` (also held
-    /// by a waiting request this instance forwards, for as long as it waits).
-    pub fn reserve(&self) -> Result<WaitPermit, BrokerError> {
-        self.hub.reserve().ok_or(BrokerError::TooManyWaiting)
+    /// A channel with a limit of open jobs (`max_open_jobs`) refuses a new
+    /// job once it holds that many; a repeated key is let through (it
+    /// answers with its job). The count and the insert are not one
+    /// statement: concurrent submits may overshoot the limit by the
+    /// requests in flight at that moment.
+    async fn check_channel_room(&self, new: &NewJob) -> Result<(), BrokerError> {
+        let Some(limit) = self
+            .channel_by_id(new.channel)
+            .and_then(|row| row.max_open_jobs)
+        else {
+            return Ok(());
+        };
+        if let Some(key) = &new.idempotency_key {
+            if self.store.find_key(key, new.channel).await?.is_some() {
+                return Ok(());
+            }
+        }
+        let open = self.store.open_jobs(new.channel, i64::from(limit)).await?;
+        if open >= i64::from(limit) {
+            return Err(BrokerError::ChannelFull(limit));
+        }
+        Ok(())
+    }
+
+    /// A place among the waiting requests (and among `channel`'s, if it has
+    /// a limit of its own), or `TooManyWaiting` (also held by a waiting
+    /// request this instance forwards, for as long as it waits).
+    pub fn reserve(&self, channel: Option<ChannelId>) -> Result<WaitPermit, BrokerError> {
+        self.hub
+            .reserve(channel.and_then(|channel| self.waiting_limit(channel)))
+            .ok_or(BrokerError::TooManyWaiting)
     }
 }

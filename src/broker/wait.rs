@@ -10,7 +10,7 @@ use chrono::Utc;
 use tokio::time::{Instant, sleep_until};
 
 use super::{Broker, BrokerError};
-use crate::job::Job;
+use crate::job::{Job, Scope};
 use crate::wake::WaitPermit;
 
 /// After a deadline the database did not yet see as passed, look again this soon.
@@ -18,15 +18,25 @@ const DEADLINE_RECHECK: Duration = Duration::from_millis(20);
 
 impl Broker {
     /// The job now, or once terminal within `wait`. Only a request that will
-    /// wait (its job is open) takes a place among the waiting requests.
+    /// wait (its job is open) takes a place among the waiting requests. A
+    /// job outside `scope` (another channel's) is not found.
     #[tracing::instrument(name = "job", skip_all, fields(job_id = id))]
-    pub async fn get(self: &Arc<Self>, id: i64, wait: Duration) -> Result<Job, BrokerError> {
+    pub async fn get(
+        self: &Arc<Self>,
+        id: i64,
+        wait: Duration,
+        scope: &Scope,
+    ) -> Result<Job, BrokerError> {
         let mark = self.hub.mark();
-        let job = self.read(id).await?.ok_or(BrokerError::NotFound)?;
+        let job = self
+            .read(id)
+            .await?
+            .filter(|job| scope.allows(job.channel))
+            .ok_or(BrokerError::NotFound)?;
         if wait.is_zero() || job.is_terminal() {
             return Ok(job);
         }
-        let permit = self.reserve()?;
+        let permit = self.reserve(Some(job.channel))?;
         self.wait_for(id, wait, permit, Some((Box::new(job), mark)))
             .await
     }

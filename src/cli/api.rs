@@ -7,6 +7,8 @@ use anyhow::Context;
 use clap::Args;
 use serde_json::Value;
 
+use crate::job::{DEFAULT_CHANNEL_NAME, is_channel_name};
+
 /// Where the broker is and the token to use: a submitter token (`status`
 /// also takes a monitor token).
 #[derive(Debug, Clone, Args)]
@@ -30,6 +32,10 @@ pub struct BrokerArgs {
         hide_env_values = true
     )]
     pub deprecated_token: Option<String>,
+    /// The channel to submit to (`submit`) or report on (`status`); its
+    /// token must be allowed on it.
+    #[arg(long, env = "BACKCHANNEL_CHANNEL", default_value = DEFAULT_CHANNEL_NAME)]
+    pub channel: String,
 }
 
 impl BrokerArgs {
@@ -39,7 +45,24 @@ impl BrokerArgs {
             token_file: None,
             token: Some(token.to_owned()),
             deprecated_token: None,
+            channel: DEFAULT_CHANNEL_NAME.to_owned(),
         }
+    }
+
+    /// `/v1/<rest>` for the default channel (as every release answers it),
+    /// else `/v1/channels/<channel>/<rest>`; refused for a name that is no
+    /// channel's.
+    pub fn channel_url(&self, rest: &str) -> anyhow::Result<String> {
+        anyhow::ensure!(
+            is_channel_name(&self.channel),
+            "--channel {:?} is not a channel name (lowercase letters, digits and inner hyphens, 1 to 63 characters)",
+            self.channel
+        );
+        Ok(if self.channel == DEFAULT_CHANNEL_NAME {
+            self.url(&format!("/v1/{rest}"))
+        } else {
+            self.url(&format!("/v1/channels/{}/{rest}", self.channel))
+        })
     }
 
     /// The token: from `--token-file`, else `--token` or its variables. A

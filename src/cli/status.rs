@@ -52,7 +52,8 @@ pub enum Unreachable {
     Answer(String),
 }
 
-/// Read `/v1/listener` and `/v1/stats`.
+/// Read `/v1/listener` and `/v1/stats` (of `--channel`:
+/// `/v1/channels/NAME/...`).
 pub async fn report(args: &BrokerArgs, timeout: Duration) -> Result<Report, Unreachable> {
     let token = args
         .token()
@@ -61,8 +62,18 @@ pub async fn report(args: &BrokerArgs, timeout: Duration) -> Result<Report, Unre
         .timeout(timeout)
         .build()
         .map_err(|e| Unreachable::Usage(format!("cannot build the HTTP client: {e}")))?;
+    let url = |rest: &str| {
+        args.channel_url(rest)
+            .map_err(|e| Unreachable::Usage(e.to_string()))
+    };
+    let urls = (url("listener")?, url("stats")?);
     let get = |path: &'static str| {
-        let request = client.get(args.url(path)).bearer_auth(&token);
+        let target = if path.ends_with("listener") {
+            &urls.0
+        } else {
+            &urls.1
+        };
+        let request = client.get(target).bearer_auth(&token);
         async move {
             let network = |e: reqwest::Error| Unreachable::Network {
                 server: args.server.clone(),

@@ -65,7 +65,9 @@ fn payload(arg: Option<&str>) -> anyhow::Result<Value> {
 pub async fn run(args: SubmitArgs) -> anyhow::Result<Value> {
     let payload = payload(args.payload.as_deref())?;
     let sealer = match (&args.seal_to, &args.sign_with) {
-        (Some(seal_to), Some(sign_with)) => Some(Sealer::from_files(sign_with, seal_to)?),
+        (Some(seal_to), Some(sign_with)) => {
+            Some(Sealer::from_files(sign_with, seal_to)?.with_channel(&args.broker.channel))
+        }
         _ => None,
     };
     let mut body = serde_json::json!({"kind": args.kind, "payload": payload});
@@ -81,7 +83,7 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<Value> {
     };
     let client = reqwest::Client::new();
     let response = client
-        .post(args.broker.url("/v1/jobs"))
+        .post(args.broker.channel_url("jobs")?)
         .query(&[("wait", args.wait)])
         .bearer_auth(args.broker.token()?)
         .json(&body)

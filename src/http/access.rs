@@ -26,14 +26,10 @@ use warp::http::{HeaderMap, Method, Request, Response, StatusCode};
 
 use super::auth::{LiveTokens, Role, TokenId};
 use super::documented;
-use super::error::ErrorCode;
+
+use super::annotate::{ErrorCode, JobId};
 use crate::config::Cidr;
 use crate::telemetry::metrics::{Metrics, ReasonLabel, RequestLabels, TokenLabels};
-
-/// The id of the job an answer carries (a job, or an error about one),
-/// attached to the response so that the access line names it.
-#[derive(Debug, Clone, Copy)]
-pub struct JobId(pub i64);
 
 /// `X-Forwarded-For` entries looked at, at most, from the nearest one back.
 const FORWARDED_HOPS: usize = 16;

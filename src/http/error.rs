@@ -7,14 +7,9 @@ use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 use warp::{Rejection, Reply};
 
-use super::access::JobId;
+use super::annotate::{ErrorCode, JobId};
 use crate::broker::BrokerError;
 use crate::job::Job;
-
-/// The error code of an error answer, attached to the response (an
-/// extension) so that the access log counts refusals by reason.
-#[derive(Debug, Clone, Copy)]
-pub struct ErrorCode(pub &'static str);
 
 /// `{"error": {"code", "message", "job"?}}` with its status and headers.
 #[derive(Debug, Clone)]
@@ -160,6 +155,14 @@ impl From<BrokerError> for ApiError {
                 "too_many_waiting",
                 "too many requests are waiting on this instance; retry, or submit without wait and poll",
             ),
+            BrokerError::ChannelFull(limit) => ApiError::new(
+                S::TOO_MANY_REQUESTS,
+                "channel_full",
+                format!(
+                    "the channel holds {limit} open jobs, its limit (max_open_jobs); nothing was stored, retry later"
+                ),
+            )
+            .retry_after(1),
             BrokerError::Overloaded(message) => {
                 tracing::warn!(error = %message, "request refused: too many queue for the database");
                 ApiError::retry_soon(

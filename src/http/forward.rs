@@ -31,8 +31,8 @@ use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
 use warp::reply::Response;
 use zeroize::Zeroizing;
 
-use super::access::JobId;
-use super::auth::Role;
+use super::annotate::JobId;
+use super::auth::{Client, Role};
 use super::error::ApiError;
 use crate::broker::{Broker, Holder};
 use crate::config::{Peer, Settings, check_cluster_secret};
@@ -103,15 +103,39 @@ pub struct Envelope {
     pub query: HashMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<Value>,
+    /// The channel a submit is for (absent: the default channel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// The channels the client's token may use, by name (absent: the
+    /// default channel only, as an earlier release's envelopes mean).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<Vec<String>>,
 }
 
-/// What a route forwards: its request, as validated here, and its wait.
+impl Envelope {
+    /// The client, as the forwarding instance checked its token.
+    pub fn client(&self) -> Client {
+        let role = self.op.role();
+        match &self.channels {
+            Some(channels) => Client {
+                role,
+                channels: Some(Arc::from(channels.clone())),
+            },
+            None => Client::of_default(role),
+        }
+    }
+}
+
+/// What a route forwards: its request, as validated here, its wait, and
+/// who its client is.
 pub struct Hop<'a> {
     pub op: Op,
     pub id: Option<&'a str>,
     pub query: &'a HashMap<String, String>,
     pub body: Option<Value>,
     pub wait: Duration,
+    pub client: &'a Client,
+    pub channel: Option<&'a str>,
 }
 
 /// Why a forward did not bring the holder's answer: the metric's reason.
@@ -324,6 +348,8 @@ impl Forwarder {
             query,
             body,
             wait,
+            client,
+            channel,
         } = hop;
         let metrics = &broker.metrics().forward;
         if !self.allows(&holder.url) {
@@ -340,6 +366,8 @@ impl Forwarder {
             id: id.map(str::to_string),
             query: query.clone(),
             body,
+            channel: channel.map(str::to_string),
+            channels: client.channels.as_deref().map(<[String]>::to_vec),
         };
         let bytes = serde_json::to_vec(&envelope).map_err(|_| "error")?;
         let signature = self.sign(&bytes);
@@ -569,6 +597,8 @@ mod tests {
             id: None,
             query: HashMap::new(),
             body: Some(serde_json::json!({"kind": "k"})),
+            channel: None,
+            channels: None,
         })
         .unwrap()
     }

@@ -10,13 +10,14 @@ use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
 use warp::reply::Response;
 use warp::{Rejection, Reply};
 
-use super::access::JobId;
-use super::auth::Grant;
+use super::annotate::JobId;
+use super::auth::{Client, Grant};
 use super::error::ApiError;
 use super::forward::{self, Forwarder, Hop, Op, Via};
 use super::input;
 use crate::broker::{Broker, BrokerError, StreamItem};
-use crate::job::{Job, JobState};
+use crate::job::{ChannelId, DEFAULT_CHANNEL_NAME, Job, JobState, Scope};
+use crate::store::ChannelRow;
 use crate::telemetry::metrics::ReasonLabel;
 use crate::wake::WaitPermit;
 
@@ -40,20 +41,58 @@ fn reject(error: impl Into<ApiError>) -> Rejection {
     warp::reject::custom(error.into())
 }
 
+/// The channel a path names (`None`: the default channel), if the client's
+/// token may use it and it exists; else 404, the same for both, so that a
+/// token learns nothing of the channels outside its scope.
+async fn channel_for(
+    broker: &Broker,
+    client: &Client,
+    name: Option<String>,
+) -> Result<ChannelRow, Rejection> {
+    let name = name.unwrap_or_else(|| DEFAULT_CHANNEL_NAME.to_owned());
+    let unknown = || {
+        reject(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such channel",
+        ))
+    };
+    if !client.may_use(&name) {
+        return Err(unknown());
+    }
+    broker
+        .channel(&name)
+        .await
+        .map_err(reject)?
+        .ok_or_else(unknown)
+}
+
+/// The channels the client's token may use, as ids.
+async fn scope_of(broker: &Broker, client: &Client) -> Result<Scope, Rejection> {
+    broker
+        .scope(client.channels.as_deref())
+        .await
+        .map_err(reject)
+}
+
 pub async fn submit(
+    channel: Option<String>,
+    client: Client,
     broker: Arc<Broker>,
     query: HashMap<String, String>,
     body: Value,
     via: Via,
 ) -> Result<Response, Rejection> {
+    let row = channel_for(&broker, &client, channel).await?;
     let mut wait = input::wait(query.clone(), broker.settings()).map_err(reject)?;
     // A forwarded wait holds one of this instance's waiting places too (its
     // client's socket and the hop's are here); with none left, the request
     // stays here, where the usual rules answer it.
-    let (room, mut place) = waiting_place(&broker, wait);
+    let (room, mut place) = waiting_place(&broker, wait, Some(row.id));
     let target = via.target(&broker).filter(|_| room);
     let forwardable = target.is_some().then(|| body.clone());
     let mut new = input::submit(body, broker.settings()).map_err(reject)?;
+    new.channel = row.id;
     if let (Some((forwarder, holder)), Some(mut body)) = (target, forwardable) {
         // A key, so that a retry after a lost forward finds the job.
         let key = new
@@ -68,6 +107,8 @@ pub async fn submit(
             query: &query,
             body: Some(body),
             wait,
+            client: &client,
+            channel: Some(&row.name),
         };
         let sent = forwarder.send(&broker, &holder, hop).await;
         drop(place.take());
@@ -84,6 +125,7 @@ pub async fn submit(
 
 pub async fn get(
     id: String,
+    client: Client,
     broker: Arc<Broker>,
     query: HashMap<String, String>,
     via: Via,
@@ -91,7 +133,9 @@ pub async fn get(
     let job_id = input::job_id(&id).map_err(reject)?;
     let mut wait = input::wait(query.clone(), broker.settings()).map_err(reject)?;
     // Only a wait is worth a hop: a plain read costs one statement anywhere.
-    let (room, mut place) = waiting_place(&broker, wait);
+    // (The job's channel is not known yet: the place is the instance's; the
+    // channel's own limit applies where the wait is done.)
+    let (room, mut place) = waiting_place(&broker, wait, None);
     let target = via.target(&broker).filter(|_| room && place.is_some());
     if let Some((forwarder, holder)) = target {
         let started = Instant::now();
@@ -101,6 +145,8 @@ pub async fn get(
             query: &query,
             body: None,
             wait,
+            client: &client,
+            channel: None,
         };
         let sent = forwarder.send(&broker, &holder, hop).await;
         drop(place.take());
@@ -111,11 +157,17 @@ pub async fn get(
     }
     // The local path takes its own place.
     drop(place);
-    let job = broker.get(job_id, wait).await.map_err(reject)?;
+    let scope = scope_of(&broker, &client).await?;
+    let job = broker.get(job_id, wait, &scope).await.map_err(reject)?;
     Ok(job_reply(&job))
 }
 
-pub async fn cancel(id: String, broker: Arc<Broker>, via: Via) -> Result<Response, Rejection> {
+pub async fn cancel(
+    id: String,
+    client: Client,
+    broker: Arc<Broker>,
+    via: Via,
+) -> Result<Response, Rejection> {
     let job_id = input::job_id(&id).map_err(reject)?;
     let target = via.target(&broker);
     let tried = target.is_some();
@@ -127,6 +179,8 @@ pub async fn cancel(id: String, broker: Arc<Broker>, via: Via) -> Result<Respons
             query: &none,
             body: None,
             wait: Duration::ZERO,
+            client: &client,
+            channel: None,
         };
         let sent = forwarder.send(&broker, &holder, hop);
         if let Ok(response) = relayed(
@@ -141,7 +195,8 @@ pub async fn cancel(id: String, broker: Arc<Broker>, via: Via) -> Result<Respons
             return Ok(response);
         }
     }
-    match broker.cancel(job_id).await {
+    let scope = scope_of(&broker, &client).await?;
+    match broker.cancel(job_id, scope).await {
         Ok(job) => Ok(job_answer(&job)),
         // The forward may have cancelled it before its answer was lost: a
         // cancelled job is what this request asked for.
@@ -154,6 +209,7 @@ pub async fn cancel(id: String, broker: Arc<Broker>, via: Via) -> Result<Respons
 
 pub async fn answer(
     id: String,
+    client: Client,
     broker: Arc<Broker>,
     body: Value,
     via: Via,
@@ -170,6 +226,8 @@ pub async fn answer(
             query: &none,
             body: Some(body),
             wait: Duration::ZERO,
+            client: &client,
+            channel: None,
         };
         let sent = forwarder.send(&broker, &holder, hop);
         if let Ok(response) = relayed(
@@ -184,7 +242,8 @@ pub async fn answer(
             return Ok(response);
         }
     }
-    let job = broker.answer(job_id, answer).await.map_err(reject)?;
+    let scope = scope_of(&broker, &client).await?;
+    let job = broker.answer(job_id, answer, scope).await.map_err(reject)?;
     Ok(job_answer(&job))
 }
 
@@ -206,7 +265,8 @@ async fn relayed(
             metrics.forwarded(op.route(), "relayed");
             match forward::job_of(&response).filter(|_| left > EARLY) {
                 Some(id) => {
-                    let job = broker.get(id, left).await.map_err(reject)?;
+                    // The holder answered it to this client: it is in scope.
+                    let job = broker.get(id, left, &Scope::All).await.map_err(reject)?;
                     Ok(Ok(job_reply(&job)))
                 }
                 None => Ok(Ok(response)),
@@ -224,11 +284,15 @@ async fn relayed(
 /// held while it is forwarded; `false` when none is left (the request then
 /// stays here, where the usual rules answer it). A request that would not
 /// wait needs none.
-fn waiting_place(broker: &Broker, wait: Duration) -> (bool, Option<WaitPermit>) {
+fn waiting_place(
+    broker: &Broker,
+    wait: Duration,
+    channel: Option<ChannelId>,
+) -> (bool, Option<WaitPermit>) {
     if wait.is_zero() {
         return (true, None);
     }
-    match broker.reserve() {
+    match broker.reserve(channel) {
         Ok(permit) => (true, Some(permit)),
         Err(_) => (false, None),
     }
@@ -274,13 +338,14 @@ pub async fn hop(
     };
     metrics.received.inc();
     let here = Via::new(None, &HeaderMap::new());
+    let client = envelope.client();
     let id = envelope.id.unwrap_or_default();
     let body = envelope.body.unwrap_or(Value::Null);
     let done = match envelope.op {
-        Op::Submit => submit(broker, envelope.query, body, here).await,
-        Op::Get => get(id, broker, envelope.query, here).await,
-        Op::Cancel => cancel(id, broker, here).await,
-        Op::Answer => answer(id, broker, body, here).await,
+        Op::Submit => submit(envelope.channel, client, broker, envelope.query, body, here).await,
+        Op::Get => get(id, client, broker, envelope.query, here).await,
+        Op::Cancel => cancel(id, client, broker, here).await,
+        Op::Answer => answer(id, client, broker, body, here).await,
     };
     // Refusals too are signed: the sender relays them as the holder's.
     let response = done.unwrap_or_else(|rejection| match rejection.find::<ApiError>() {
@@ -301,15 +366,20 @@ fn job_answer(job: &Job) -> Response {
 /// The listener's stream. It ends when its token is removed by a reload:
 /// the body ends, which drops the broker's `JobStream` and releases the lock.
 pub async fn stream(
+    channel: Option<String>,
     grant: Grant,
     broker: Arc<Broker>,
     listener_id: Option<String>,
 ) -> Result<Response, Rejection> {
+    let row = channel_for(&broker, &grant.client(), channel).await?;
     let listener_id = input::listener_id(listener_id.as_deref()).map_err(reject)?;
-    let jobs = broker.open_stream(listener_id).await.map_err(reject)?;
+    let jobs = broker
+        .open_stream(row.id, listener_id)
+        .await
+        .map_err(reject)?;
     let revoked = async move {
-        grant.revoked().await;
-        tracing::info!("stream ended: its listener token was removed");
+        grant.revoked(row.name).await;
+        tracing::info!("stream ended: its listener token was removed or lost its channel");
     };
     let events = jobs.take_until(revoked).map(|item| {
         let event = match item {
@@ -329,13 +399,23 @@ pub async fn stream(
     Ok(response)
 }
 
-pub async fn listener(broker: Arc<Broker>) -> Result<Response, Rejection> {
-    let status = broker.listener_status().await.map_err(reject)?;
+pub async fn listener(
+    channel: Option<String>,
+    client: Client,
+    broker: Arc<Broker>,
+) -> Result<Response, Rejection> {
+    let row = channel_for(&broker, &client, channel).await?;
+    let status = broker.listener_status(row.id).await.map_err(reject)?;
     Ok(warp::reply::json(&status).into_response())
 }
 
-pub async fn stats(broker: Arc<Broker>) -> Result<Response, Rejection> {
-    let stats = broker.stats().await.map_err(reject)?;
+pub async fn stats(
+    channel: Option<String>,
+    client: Client,
+    broker: Arc<Broker>,
+) -> Result<Response, Rejection> {
+    let row = channel_for(&broker, &client, channel).await?;
+    let stats = broker.stats(row.id).await.map_err(reject)?;
     Ok(warp::reply::json(&stats).into_response())
 }
 

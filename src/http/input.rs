@@ -131,6 +131,7 @@ pub fn submit(body: Value, settings: &Settings) -> Result<NewJob, ApiError> {
         payload,
         timeout_secs,
         idempotency_key,
+        channel: crate::job::DEFAULT_CHANNEL,
     })
 }
 

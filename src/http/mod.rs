@@ -13,9 +13,11 @@
 //! - [`forward`]: forwarding to the stream's holder, and the hops received.
 //!
 //! Imports run one way: `routes → handlers → input → error`, and `access →
-//! documented → error`; [`error`] imports nothing of the edge.
+//! documented → error`; [`error`] imports nothing of the edge but
+//! `annotate` (what a response carries for the access log), a leaf.
 
 pub mod access;
+mod annotate;
 pub mod auth;
 mod body;
 pub mod documented;

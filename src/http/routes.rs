@@ -67,20 +67,38 @@ pub fn routes(
         .map(hygiene)
 }
 
-/// `POST /v1/jobs` (submitter).
+/// `/v1/<rest>` (the default channel) or `/v1/channels/{ch}/<rest>`.
+macro_rules! channel_path {
+    ($rest:literal) => {
+        warp::path!("v1" / $rest)
+            .map(|| None)
+            .or(warp::path!("v1" / "channels" / String / $rest).map(Some))
+            .unify()
+    };
+}
+
+/// `POST /v1/jobs`, `POST /v1/channels/{ch}/jobs` (submitter).
 fn submit(
     broker: &Arc<Broker>,
     tokens: &LiveTokens,
     forwarder: &Option<Arc<Forwarder>>,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
-    warp::path!("v1" / "jobs")
+    channel_path!("jobs")
         .and(warp::post())
-        .and(auth::require(tokens.clone(), SUBMITTERS))
+        .and(auth::client(tokens.clone(), SUBMITTERS))
         .and(with(broker))
         .and(query())
         .and(json_body(broker))
         .and(via(forwarder))
-        .and_then(boxed!(handlers::submit, broker, query, body, via))
+        .and_then(boxed!(
+            handlers::submit,
+            channel,
+            client,
+            broker,
+            query,
+            body,
+            via
+        ))
 }
 
 /// `GET /v1/jobs/{id}` (submitter).
@@ -91,11 +109,11 @@ fn get(
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
     warp::path!("v1" / "jobs" / String)
         .and(warp::get())
-        .and(auth::require(tokens.clone(), SUBMITTERS))
+        .and(auth::client(tokens.clone(), SUBMITTERS))
         .and(with(broker))
         .and(query())
         .and(via(forwarder))
-        .and_then(boxed!(handlers::get, id, broker, query, via))
+        .and_then(boxed!(handlers::get, id, client, broker, query, via))
 }
 
 /// `DELETE /v1/jobs/{id}` (submitter).
@@ -106,10 +124,10 @@ fn cancel(
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
     warp::path!("v1" / "jobs" / String)
         .and(warp::delete())
-        .and(auth::require(tokens.clone(), SUBMITTERS))
+        .and(auth::client(tokens.clone(), SUBMITTERS))
         .and(with(broker))
         .and(via(forwarder))
-        .and_then(boxed!(handlers::cancel, id, broker, via))
+        .and_then(boxed!(handlers::cancel, id, client, broker, via))
 }
 
 /// `POST /v1/jobs/{id}/result` (listener).
@@ -120,11 +138,11 @@ fn answer(
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
     warp::path!("v1" / "jobs" / String / "result")
         .and(warp::post())
-        .and(auth::require(tokens.clone(), LISTENERS))
+        .and(auth::client(tokens.clone(), LISTENERS))
         .and(with(broker))
         .and(json_body(broker))
         .and(via(forwarder))
-        .and_then(boxed!(handlers::answer, id, broker, body, via))
+        .and_then(boxed!(handlers::answer, id, client, broker, body, via))
 }
 
 /// `POST /v1/hop` (another instance of the cluster: signed with the cluster
@@ -155,41 +173,48 @@ fn via(
     warp::header::headers_cloned().map(move |headers| Via::new(forwarder.clone(), &headers))
 }
 
-/// `GET /v1/stream` (listener; the stream keeps its token's grant).
+/// `GET /v1/stream`, `GET /v1/channels/{ch}/stream` (listener; the stream
+/// keeps its token's grant).
 fn stream(
     broker: &Arc<Broker>,
     tokens: &LiveTokens,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
-    warp::path!("v1" / "stream")
+    channel_path!("stream")
         .and(warp::get())
         .and(auth::grant(tokens.clone(), Role::Listener))
         .and(with(broker))
         .and(warp::header::optional::<String>("x-listener-id"))
-        .and_then(boxed!(handlers::stream, grant, broker, listener_id))
+        .and_then(boxed!(
+            handlers::stream,
+            channel,
+            grant,
+            broker,
+            listener_id
+        ))
 }
 
-/// `GET /v1/listener` (submitter or monitor).
+/// `GET /v1/listener`, `GET /v1/channels/{ch}/listener` (submitter or monitor).
 fn listener(
     broker: &Arc<Broker>,
     tokens: &LiveTokens,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
-    warp::path!("v1" / "listener")
+    channel_path!("listener")
         .and(warp::get())
-        .and(auth::require(tokens.clone(), STATUS_READERS))
+        .and(auth::client(tokens.clone(), STATUS_READERS))
         .and(with(broker))
-        .and_then(boxed!(handlers::listener, broker))
+        .and_then(boxed!(handlers::listener, channel, client, broker))
 }
 
-/// `GET /v1/stats` (submitter or monitor).
+/// `GET /v1/stats`, `GET /v1/channels/{ch}/stats` (submitter or monitor).
 fn stats(
     broker: &Arc<Broker>,
     tokens: &LiveTokens,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
-    warp::path!("v1" / "stats")
+    channel_path!("stats")
         .and(warp::get())
-        .and(auth::require(tokens.clone(), STATUS_READERS))
+        .and(auth::client(tokens.clone(), STATUS_READERS))
         .and(with(broker))
-        .and_then(boxed!(handlers::stats, broker))
+        .and_then(boxed!(handlers::stats, channel, client, broker))
 }
 
 /// `GET /metrics` (no token).

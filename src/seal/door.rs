@@ -95,11 +95,16 @@ impl Door {
         !self.signers.is_empty()
     }
 
-    /// Check a submitted payload for a job of `kind`, in SEALED.md's order
-    /// (form, then signature, then kind). Returns the authenticated (when
+    /// Check a submitted payload for a job of `kind` on `channel`, in
+    /// SEALED.md's order (form, then signature, then channel and kind). Returns the authenticated (when
     /// signers are configured) header: its `ref` is what the scheduler sends
     /// as the idempotency key.
-    pub fn check_request(&self, kind: &str, payload: &Value) -> Result<RequestHeader, DoorRefusal> {
+    pub fn check_request(
+        &self,
+        channel: &str,
+        kind: &str,
+        payload: &Value,
+    ) -> Result<RequestHeader, DoorRefusal> {
         if form(payload) == Form::Plain {
             return Err(DoorRefusal::new(
                 DoorCode::NotSealed,
@@ -127,6 +132,12 @@ impl Door {
             return Err(DoorRefusal::new(
                 DoorCode::Mismatch,
                 "the payload was sealed for another kind than the job's",
+            ));
+        }
+        if envelope.header.ch != channel {
+            return Err(DoorRefusal::new(
+                DoorCode::Mismatch,
+                "the payload was sealed for another channel than the job's",
             ));
         }
         Ok(envelope.header)

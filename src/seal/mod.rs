@@ -51,8 +51,9 @@
 //!   reproduced exactly from its `ephemeral_ikm`. `hpke-rs` was the
 //!   alternative; its RustCrypto backend lags a generation and its default
 //!   backend is libcrux (C-like verified code, a larger tree).
-//! - `ed25519-dalek` 3 (no `pkcs8` feature: one PEM path for both key kinds,
-//!   below): Ed25519 with `verify_strict` and zeroize-on-drop signing keys.
+//! - `ed25519-dalek` 3: Ed25519 with `verify_strict` and zeroize-on-drop
+//!   signing keys. Its `pkcs8`/`pem` features are enabled, but key files are
+//!   read by the one PEM path below, for both key kinds.
 //! - `chacha20poly1305` 0.11 and `hkdf` 0.13: the answer's AEAD and KDF (the
 //!   same implementations `hpke` uses inside).
 //! - `pkcs8` 0.11 (with `der`/`spki`, `pem`): RFC 8410 key files as openssl

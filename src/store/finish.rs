@@ -21,13 +21,15 @@ use super::pooled::Pooled;
 use super::rows::{column, flag, job_at, job_from_row};
 use super::sql::jobs::{ANSWER_MATCHES, FAIL_UNDELIVERABLE, FINISH_JOBS, FINISH_WAITING};
 use super::{Store, StoreError};
-use crate::job::{Answer, Job, JobState};
+use crate::job::{Answer, Job, JobState, Scope};
 
-/// One terminal transition: an answer, or (without one) a cancel.
+/// One terminal transition: an answer, or (without one) a cancel, by a
+/// client that may end jobs of the channels of `scope` only.
 #[derive(Clone)]
 pub struct Finish {
     pub id: i64,
     pub answer: Option<Arc<Answer>>,
+    pub scope: Option<Arc<str>>,
 }
 
 /// A job this request ended, and whether its `backchannel_done` left with
@@ -47,10 +49,12 @@ impl Store {
     /// Record the first answer of an open job; `None` when it is not open.
     /// Answers and cancels that arrive while one batch is in flight are
     /// stored together (group commit).
-    pub async fn answer(&self, id: i64, answer: &Arc<Answer>) -> Outcome {
+    /// A job outside `scope` is left as it is (`None`, as if unknown).
+    pub async fn answer(&self, id: i64, answer: &Arc<Answer>, scope: &Scope) -> Outcome {
         self.finish(Finish {
             id,
             answer: Some(answer.clone()),
+            scope: scope.sql(),
         })
         .await
     }
@@ -67,9 +71,15 @@ impl Store {
         Ok(matches.unwrap_or(false))
     }
 
-    /// Cancel an open job; `None` when it is not open (group commit, as answers).
-    pub async fn cancel(&self, id: i64) -> Outcome {
-        self.finish(Finish { id, answer: None }).await
+    /// Cancel an open job; `None` when it is not open or outside `scope`
+    /// (group commit, as answers).
+    pub async fn cancel(&self, id: i64, scope: &Scope) -> Outcome {
+        self.finish(Finish {
+            id,
+            answer: None,
+            scope: scope.sql(),
+        })
+        .await
     }
 
     async fn finish(&self, change: Finish) -> Outcome {
@@ -176,17 +186,22 @@ async fn finish_rows(
     let mut states = Vec::with_capacity(which.len());
     let mut results: Vec<Option<&Value>> = Vec::with_capacity(which.len());
     let mut errors: Vec<Option<&Value>> = Vec::with_capacity(which.len());
+    let mut scopes: Vec<Option<&str>> = Vec::with_capacity(which.len());
     for &i in which {
         let (state, result, error) = parts(&batch[i]);
         ids.push(batch[i].id);
         states.push(state);
         results.push(result);
         errors.push(error);
+        scopes.push(batch[i].scope.as_deref());
     }
     let mut notify = true;
     let rows = loop {
         match db
-            .all(FINISH_JOBS, &[&ids, &states, &results, &errors, &notify])
+            .all(
+                FINISH_JOBS,
+                &[&ids, &states, &results, &errors, &notify, &scopes],
+            )
             .await
         {
             Err(error) if notify && error.is_notify_queue_full() => {
@@ -228,7 +243,14 @@ async fn alone(db: &Pooled, change: &Finish) -> Outcome {
         match db
             .one(
                 FINISH_WAITING,
-                &[&change.id, &state, &result, &error, &notify],
+                &[
+                    &change.id,
+                    &state,
+                    &result,
+                    &error,
+                    &notify,
+                    &change.scope.as_deref(),
+                ],
             )
             .await
         {

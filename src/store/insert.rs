@@ -21,11 +21,11 @@ use serde_json::Value;
 
 use super::batch::{Settled, fail};
 use super::pooled::Pooled;
-use super::rows::{column, flag, flag_id, job_at};
+use super::rows::{JOB_COLUMNS, column, flag, flag_id, job_at};
 use super::sql::LOCK_KEY_NAMESPACE;
 use super::sql::jobs::{FIND_KEY, INSERT_JOBS};
 use super::{Store, StoreError};
-use crate::job::{Job, NewJob, NewJobWake};
+use crate::job::{ChannelId, Job, NewJob, NewJobWake};
 
 /// How often a request run on its own is tried when its key's job is not
 /// yet visible (a concurrent transaction committed it after this
@@ -73,9 +73,9 @@ impl Store {
         }
     }
 
-    /// The id of the job with this idempotency key, if any.
-    pub async fn find_key(&self, key: &str) -> Result<Option<i64>, StoreError> {
-        let row = self.db.one(FIND_KEY, &[&key]).await?;
+    /// The id of the job with this idempotency key on `channel`, if any.
+    pub async fn find_key(&self, key: &str, channel: ChannelId) -> Result<Option<i64>, StoreError> {
+        let row = self.db.one(FIND_KEY, &[&key, &channel]).await?;
         row.map(|row| flag_id(&row)).transpose()
     }
 }
@@ -172,6 +172,11 @@ async fn run(
             _ => None,
         })
         .collect();
+    let notifies: Vec<bool> = which
+        .iter()
+        .map(|&i| notify && batch[i].wake == NewJobWake::InCommit)
+        .collect();
+    let channels: Vec<ChannelId> = which.iter().map(|&i| batch[i].new.channel).collect();
     let rows = db
         .all(
             INSERT_JOBS,
@@ -180,10 +185,11 @@ async fn run(
                 &payloads,
                 &seconds,
                 &keys,
-                &notify,
+                &notifies,
                 &wait,
                 &LOCK_KEY_NAMESPACE,
                 &streams,
+                &channels,
             ],
         )
         .await?;
@@ -195,7 +201,7 @@ async fn run(
             .and_then(|at| which.get(at).copied())
             .ok_or_else(|| StoreError::Undecodable(format!("no request {n} in the batch")))?;
         let outcome = job_at(row, 1).and_then(|job| {
-            let created = flag(row, 11)?;
+            let created = flag(row, 1 + JOB_COLUMNS)?;
             let notified = created && notify && batch[request].wake == NewJobWake::InCommit;
             Ok(Inserted {
                 job,

@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, Client};
 
 use super::Target;
-use super::sql::channels::LISTEN;
+use super::sql::notifications::LISTEN;
 use super::sql::session::DEDICATED_SESSION_SETUP;
 
 /// One notification: its channel and its payload. (Not the sending

@@ -43,6 +43,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "006_advertise_url.sql",
         include_str!("../../sql/006_advertise_url.sql"),
     ),
+    (
+        7,
+        "007_channels.sql",
+        include_str!("../../sql/007_channels.sql"),
+    ),
 ];
 
 /// The grants of the runtime role, with the psql variable `:"role"`.

@@ -14,6 +14,7 @@
 //! - [`sql`]: the text of every statement, grouped by what it touches.
 
 mod batch;
+mod channels;
 pub mod connect;
 pub mod conninfo;
 mod error;
@@ -42,6 +43,7 @@ use deadpool_postgres::Pool;
 use prometheus_client::metrics::counter::Counter as Count;
 use prometheus_client::metrics::histogram::Histogram;
 
+pub use channels::ChannelRow;
 pub use connect::{Session, Target};
 pub use error::StoreError;
 pub use listen_session::{Heard, ListenSession};

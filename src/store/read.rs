@@ -3,7 +3,7 @@
 //! (the caller then announces it). Reads are safe to repeat: a connection
 //! that died under one is retried once.
 
-use super::rows::{flag, job_from_row};
+use super::rows::{JOB_COLUMNS, flag, job_from_row};
 use super::sql::Sql;
 use super::sql::jobs::{EXPIRE_JOB, PEEK_JOBS, READ_JOB, READ_JOBS};
 use super::{Store, StoreError};
@@ -33,7 +33,7 @@ impl Store {
                 return Ok(None);
             };
             let job = job_from_row(&row)?;
-            if !flag(&row, 10)? {
+            if !flag(&row, JOB_COLUMNS)? {
                 return Ok(Some(ReadJob {
                     job,
                     expired_now: false,
@@ -84,7 +84,7 @@ impl Store {
             .map(|row| {
                 Ok(ReadJob {
                     job: job_from_row(row)?,
-                    expired_now: flag(row, 10)?,
+                    expired_now: flag(row, JOB_COLUMNS)?,
                 })
             })
             .collect()

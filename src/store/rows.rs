@@ -32,6 +32,10 @@ fn optional_json(row: &Row, index: usize) -> Result<Option<Box<RawValue>>, Store
     Ok(column::<Option<Json<Box<RawValue>>>>(row, index)?.map(|j| j.0))
 }
 
+/// How many columns `sql::job_columns!` names: a statement's own columns
+/// after them start here.
+pub const JOB_COLUMNS: usize = 11;
+
 /// A job from a row with the columns of `sql::job_columns!`.
 pub fn job_from_row(row: &Row) -> Result<Job, StoreError> {
     job_at(row, 0)
@@ -57,6 +61,7 @@ pub fn job_at(row: &Row, at: usize) -> Result<Job, StoreError> {
         created_at: column::<DateTime<Utc>>(row, at + 7)?,
         deadline: column(row, at + 8)?,
         completed_at: column(row, at + 9)?,
+        channel: column(row, at + 10)?,
     })
 }
 

@@ -7,8 +7,9 @@ use serde_json::Value;
 use super::rows::column;
 use super::sql::status::{NOTIFICATION_QUEUE_USAGE, OLDEST_PENDING_AGE, STATS};
 use super::sql::stream::{CURRENT_HOLDER, HOLDER_ADDRESS};
-use super::sql::{LOCK_NAMESPACE, LOCK_STREAM};
+use super::sql::stream_lock;
 use super::{Store, StoreError};
+use crate::job::ChannelId;
 
 /// Who holds the stream lock right now.
 #[derive(Debug, Clone)]
@@ -20,11 +21,12 @@ pub struct Holder {
 }
 
 impl Store {
-    /// The backend holding the stream lock, if any.
-    pub async fn holder(&self) -> Result<Option<Holder>, StoreError> {
+    /// The backend holding `channel`'s stream lock, if any.
+    pub async fn holder(&self, channel: ChannelId) -> Result<Option<Holder>, StoreError> {
+        let (space, key) = stream_lock(channel);
         let row = self
             .db
-            .one(CURRENT_HOLDER, &[&LOCK_NAMESPACE, &LOCK_STREAM])
+            .one(CURRENT_HOLDER, &[&space, &key, &channel])
             .await?;
         row.map(|row| {
             Ok(Holder {
@@ -39,18 +41,22 @@ impl Store {
 
     /// The advertised URL and instance name of the stream's holder, when it
     /// holds the lock now and recorded a URL.
-    pub async fn holder_address(&self) -> Result<Option<(String, String)>, StoreError> {
+    pub async fn holder_address(
+        &self,
+        channel: ChannelId,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let (space, key) = stream_lock(channel);
         let row = self
             .db
-            .one(HOLDER_ADDRESS, &[&LOCK_NAMESPACE, &LOCK_STREAM])
+            .one(HOLDER_ADDRESS, &[&space, &key, &channel])
             .await?;
         row.map(|row| Ok((column(&row, 0)?, column(&row, 1)?)))
             .transpose()
     }
 
-    /// Jobs by state and the age of the oldest pending job (seconds).
-    pub async fn stats(&self) -> Result<(Value, Option<f64>), StoreError> {
-        let row = self.db.one(STATS, &[]).await?;
+    /// Jobs of `channel` by state and the age of its oldest pending job (seconds).
+    pub async fn stats(&self, channel: ChannelId) -> Result<(Value, Option<f64>), StoreError> {
+        let row = self.db.one(STATS, &[&channel]).await?;
         let row = row.ok_or_else(|| StoreError::Unavailable("stats returned no row".into()))?;
         Ok((column(&row, 0)?, column(&row, 1)?))
     }

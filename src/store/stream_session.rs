@@ -14,9 +14,9 @@ use super::sql::stream::{
     CLAIM_JOBS, HOLDER_MOVED, NO_STATEMENT_TIMEOUT, REGISTER_HOLDER, RELEASE_HOLDER,
     STREAM_SESSION_SETUP, TERMINATE_BACKEND, TRY_STREAM_LOCK, WAIT_STREAM_LOCK, takeover_timeout,
 };
-use super::sql::{LOCK_NAMESPACE, LOCK_STREAM};
+use super::sql::stream_lock;
 use super::{Counter, Session, StoreError, Target};
-use crate::job::JobEvent;
+use crate::job::{ChannelId, JobEvent};
 
 /// How long a takeover waits for the stale holder's lock to be released.
 const TAKEOVER_WAIT: Duration = Duration::from_secs(3);
@@ -35,16 +35,19 @@ pub struct StreamSession {
     session: Session,
     claim: Statement,
     stream_id: i64,
+    channel: ChannelId,
     statements: Counter,
 }
 
 impl StreamSession {
     /// Connect a session of its own (with `synchronous_commit` if set) and
-    /// take the stream lock. When the lock is held by `takeover` (a backend
+    /// take `channel`'s stream lock. When the lock is held by `takeover` (a backend
     /// pid: the same listener's stale stream), end that backend's session and
     /// wait for its lock. `None`: busy.
+    #[allow(clippy::too_many_arguments)]
     pub async fn open(
         target: &Target,
+        channel: ChannelId,
         synchronous: Option<&str>,
         statements: Counter,
         takeover: Option<i32>,
@@ -64,9 +67,10 @@ impl StreamSession {
             ))
             .await?;
         statements.add();
+        let (space, key) = stream_lock(channel);
         let mut locked: bool = session
             .client
-            .query_one(TRY_STREAM_LOCK, &[&LOCK_NAMESPACE, &LOCK_STREAM])
+            .query_one(TRY_STREAM_LOCK, &[&space, &key])
             .await?
             .get(0);
         if let (false, Some(pid)) = (locked, takeover) {
@@ -76,7 +80,7 @@ impl StreamSession {
             );
             statements.add();
             session.client.query_one(TERMINATE_BACKEND, &[&pid]).await?;
-            locked = wait_lock(&session, &statements).await?;
+            locked = wait_lock(&session, &statements, (space, key)).await?;
         }
         if !locked {
             return Ok(None);
@@ -84,11 +88,14 @@ impl StreamSession {
         statements.add();
         let row: Row = session
             .client
-            .query_one(REGISTER_HOLDER, &[&listener_id, &instance, &advertise_url])
+            .query_one(
+                REGISTER_HOLDER,
+                &[&listener_id, &instance, &advertise_url, &channel],
+            )
             .await?;
         let stream_id = super::rows::column(&row, 0)?;
         statements.add();
-        if let Err(error) = session.client.batch_execute(HOLDER_MOVED).await {
+        if let Err(error) = session.client.execute(HOLDER_MOVED, &[&channel]).await {
             tracing::debug!(%error, "could not announce the new stream holder");
         }
         statements.add();
@@ -97,6 +104,7 @@ impl StreamSession {
             session,
             claim,
             stream_id,
+            channel,
             statements,
         }))
     }
@@ -112,7 +120,7 @@ impl StreamSession {
         let rows = self
             .session
             .client
-            .query(&self.claim, &[&self.stream_id, &limit])
+            .query(&self.claim, &[&self.stream_id, &limit, &self.channel])
             .await?;
         let mut claimed: Vec<(i64, Claimed)> = rows
             .iter()
@@ -142,24 +150,26 @@ impl StreamSession {
             let client = &self.session.client;
             let release = async {
                 client.execute(RELEASE_HOLDER, &[]).await?;
-                client.batch_execute(HOLDER_MOVED).await
+                client.execute(HOLDER_MOVED, &[&self.channel]).await
             };
             let _ = tokio::time::timeout(RELEASE_TIMEOUT, release).await;
         }
     }
 }
 
-/// Wait up to [`TAKEOVER_WAIT`] for the stream lock on `session`.
-async fn wait_lock(session: &Session, statements: &Counter) -> Result<bool, StoreError> {
+/// Wait up to [`TAKEOVER_WAIT`] for the stream lock (`space`, `key`) on `session`.
+async fn wait_lock(
+    session: &Session,
+    statements: &Counter,
+    (space, key): (i32, i32),
+) -> Result<bool, StoreError> {
     let client = &session.client;
     statements.add();
     client
         .batch_execute(&takeover_timeout(TAKEOVER_WAIT))
         .await?;
     statements.add();
-    let outcome = client
-        .query_one(WAIT_STREAM_LOCK, &[&LOCK_NAMESPACE, &LOCK_STREAM])
-        .await;
+    let outcome = client.query_one(WAIT_STREAM_LOCK, &[&space, &key]).await;
     statements.add();
     client.batch_execute(NO_STATEMENT_TIMEOUT).await?;
     match outcome {

@@ -84,6 +84,12 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let (jobs, stream) = (JobMetrics::new(), StreamMetrics::default());
+        // The default channel's series exist from the start, at 0.
+        let default = SiteLabel {
+            channel: crate::job::DEFAULT_CHANNEL_NAME.to_owned(),
+        };
+        let _ = stream.by_channel.get_or_create(&default);
+        let _ = stream.submitted_by_channel.get_or_create(&default);
         let (wake, database) = (WakeMetrics::new(), DatabaseMetrics::new());
         let (http, ready) = (HttpMetrics::new(), Gauge::default());
         let forward = ForwardMetrics::new();
@@ -201,12 +207,25 @@ pub struct StreamMetrics {
     pub connects: Counter,
     pub takeovers: Counter,
     pub conflicts: Counter,
+    /// Streams held on this instance, by named channel (docs/channels.md).
+    pub by_channel: Family<SiteLabel, Gauge>,
+    /// Jobs submitted on this instance, by named channel.
+    pub submitted_by_channel: Family<SiteLabel, Counter>,
+}
+
+/// A named channel (the label `channel` of the per-channel series; the
+/// notification series' `channel` is a PostgreSQL NOTIFY channel).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SiteLabel {
+    pub channel: String,
 }
 
 impl StreamMetrics {
     fn register(&self, r: &mut Registry) {
         register!(r,
-            self.connected => "stream_connected", "1 while this instance holds the listener stream";
+            self.by_channel => "channel_stream_connected", "Streams this instance holds, by named channel (0 or 1 each)";
+            self.submitted_by_channel => "channel_jobs_submitted", "Jobs submitted on this instance, by named channel";
+            self.connected => "stream_connected", "Streams this instance holds (of any channel; 1 while it holds the default one in a setup without channels)";
             self.connects => "stream_connects", "Streams opened on this instance";
             self.takeovers => "stream_takeovers", "Streams opened by taking over the same listener's stale stream";
             self.conflicts => "stream_conflicts", "Stream requests refused with 409 listener_busy";

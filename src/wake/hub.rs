@@ -1,5 +1,6 @@
 //! The in-process wake-up hub: who is waiting for which job, and the local
-//! stream. Fed by the LISTEN connection and by this process's own answers.
+//! streams (one per channel at most). Fed by the LISTEN connection and by
+//! this process's own answers.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -8,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 use crate::config::WakeMode;
-use crate::job::{Job, JobEvent, NewJobWake};
+use crate::job::{ChannelId, Job, JobEvent, NewJobWake};
 
 /// Jobs handed to the local stream and not yet taken by it: beyond this, new
 /// jobs are stored pending and the stream claims them (a slow listener never
@@ -25,6 +26,13 @@ struct LocalStream {
     /// Set by a wake that asks for a claim (jobs stored pending); a handed
     /// job alone wakes the stream without one.
     claim: Arc<AtomicBool>,
+}
+
+impl LocalStream {
+    fn wake(&self) {
+        self.claim.store(true, Ordering::SeqCst);
+        self.notify.notify_one();
+    }
 }
 
 /// One job's waiters share a slot: a notifier and, for answers given in this
@@ -79,10 +87,13 @@ pub struct Hub {
     /// Signalled when the stream's holder may have changed (a
     /// `backchannel_holder` notification, a LISTEN reconnect).
     holder_moved: Notify,
-    stream: Mutex<Option<LocalStream>>,
+    /// The streams held in this process, by channel.
+    streams: Mutex<HashMap<ChannelId, LocalStream>>,
     stream_seq: AtomicU64,
     listening: AtomicBool,
     waiting: AtomicUsize,
+    /// Requests waiting here per channel, for channels with a limit of their own.
+    waiting_by_channel: Mutex<HashMap<ChannelId, usize>>,
     max_waiting: usize,
     /// Poll mode: the stream finds new jobs by polling; nothing wakes it.
     polled: bool,
@@ -101,14 +112,32 @@ impl Hub {
 
     /// A place among the waiting requests, or `None` when all are taken.
     /// Taken before anything is stored, so a refused request changes nothing.
-    pub fn reserve(self: &Arc<Self>) -> Option<WaitPermit> {
+    /// With `channel` (its id and its own limit), also one of that channel's
+    /// places here.
+    pub fn reserve(self: &Arc<Self>, channel: Option<(ChannelId, usize)>) -> Option<WaitPermit> {
         let taken = self
             .waiting
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < self.max_waiting).then_some(n + 1)
             })
             .is_ok();
-        taken.then(|| WaitPermit { hub: self.clone() })
+        if !taken {
+            return None;
+        }
+        let mut permit = WaitPermit {
+            hub: self.clone(),
+            channel: None,
+        };
+        if let Some((id, limit)) = channel {
+            let mut by_channel = self.waiting_by_channel.lock().expect("hub lock");
+            let waiting = by_channel.entry(id).or_insert(0);
+            if *waiting >= limit {
+                return None;
+            }
+            *waiting += 1;
+            permit.channel = Some(id);
+        }
+        Some(permit)
     }
 
     /// Register interest in job `id`. Register before the last read of the
@@ -255,30 +284,34 @@ impl Hub {
         self.reconnected.notified().await
     }
 
-    /// LISTEN is (back) up: re-check the waiters and wake the stream, since
+    /// LISTEN is (back) up: re-check the waiters and wake the streams, since
     /// anything notified while it was down was missed.
     pub fn listen_restored(&self) {
         self.reconnected.notify_one();
         self.holder_moved.notify_one();
-        let _ = self.wake_stream();
+        self.wake_streams();
     }
 
-    /// Attach the local stream (number `stream_id`, as stored in the
+    /// Attach `channel`'s local stream (number `stream_id`, as stored in the
     /// claimed rows); the returned waker detaches it on drop.
-    pub fn attach_stream(self: &Arc<Self>, stream_id: i64) -> StreamWaker {
+    pub fn attach_stream(self: &Arc<Self>, channel: ChannelId, stream_id: i64) -> StreamWaker {
         let seq = self.stream_seq.fetch_add(1, Ordering::Relaxed) + 1;
         let notify = Arc::new(Notify::new());
         let handed = Arc::new(Mutex::new(VecDeque::new()));
         let claim = Arc::new(AtomicBool::new(false));
-        *self.stream.lock().expect("hub lock") = Some(LocalStream {
-            seq,
-            notify: notify.clone(),
-            id: stream_id,
-            handed: handed.clone(),
-            claim: claim.clone(),
-        });
+        self.streams.lock().expect("hub lock").insert(
+            channel,
+            LocalStream {
+                seq,
+                notify: notify.clone(),
+                id: stream_id,
+                handed: handed.clone(),
+                claim: claim.clone(),
+            },
+        );
         StreamWaker {
             hub: self.clone(),
+            channel,
             seq,
             notify,
             handed,
@@ -287,13 +320,13 @@ impl Hub {
         }
     }
 
-    /// How a job about to be stored should reach the stream: the one place
-    /// that decides it (see [`NewJobWake`]).
-    pub fn new_job_wake(&self) -> NewJobWake {
+    /// How a job of `channel` about to be stored should reach its stream:
+    /// the one place that decides it (see [`NewJobWake`]).
+    pub fn new_job_wake(&self, channel: ChannelId) -> NewJobWake {
         if self.polled {
             return NewJobWake::Polled;
         }
-        match &*self.stream.lock().expect("hub lock") {
+        match self.streams.lock().expect("hub lock").get(&channel) {
             Some(stream) if stream.handed.lock().expect("hub lock").len() < HANDED_MAX => {
                 NewJobWake::Claimed(stream.id)
             }
@@ -305,8 +338,8 @@ impl Hub {
     /// Hand a job its insert claimed for stream `stream_id` to that stream;
     /// false when that stream is no longer here (the next stream claims the
     /// job again, as after any stream's end).
-    pub fn hand(&self, stream_id: i64, event: JobEvent) -> bool {
-        match &*self.stream.lock().expect("hub lock") {
+    pub fn hand(&self, channel: ChannelId, stream_id: i64, event: JobEvent) -> bool {
+        match self.streams.lock().expect("hub lock").get(&channel) {
             Some(stream) if stream.id == stream_id => {
                 stream.handed.lock().expect("hub lock").push_back(event);
                 stream.notify.notify_one();
@@ -328,22 +361,32 @@ impl Hub {
         self.holder_moved.notified().await
     }
 
-    /// Whether the stream is held in this process now.
-    pub fn holds_stream(&self) -> bool {
-        self.stream.lock().expect("hub lock").is_some()
+    /// Whether `channel`'s stream is held in this process now.
+    pub fn holds_stream(&self, channel: ChannelId) -> bool {
+        self.streams
+            .lock()
+            .expect("hub lock")
+            .contains_key(&channel)
     }
 
-    /// Tell the local stream, if any, that new jobs may be waiting; false
-    /// when there is none here. The wake is kept as a permit if the stream is
-    /// busy, so it cannot be missed.
-    pub fn wake_stream(&self) -> bool {
-        match &*self.stream.lock().expect("hub lock") {
+    /// Tell `channel`'s local stream, if any, that new jobs may be waiting;
+    /// false when there is none here. The wake is kept as a permit if the
+    /// stream is busy, so it cannot be missed.
+    pub fn wake_stream(&self, channel: ChannelId) -> bool {
+        match self.streams.lock().expect("hub lock").get(&channel) {
             Some(stream) => {
-                stream.claim.store(true, Ordering::SeqCst);
-                stream.notify.notify_one();
+                stream.wake();
                 true
             }
             None => false,
+        }
+    }
+
+    /// Wake every local stream (a notification that names no channel, from
+    /// an instance of an earlier release; LISTEN back up).
+    pub fn wake_streams(&self) {
+        for stream in self.streams.lock().expect("hub lock").values() {
+            stream.wake();
         }
     }
 
@@ -390,11 +433,21 @@ impl Drop for Ending {
 /// One of the `max_waiting` places; given back on drop.
 pub struct WaitPermit {
     hub: Arc<Hub>,
+    channel: Option<ChannelId>,
 }
 
 impl Drop for WaitPermit {
     fn drop(&mut self) {
         self.hub.waiting.fetch_sub(1, Ordering::AcqRel);
+        if let Some(id) = self.channel {
+            let mut by_channel = self.hub.waiting_by_channel.lock().expect("hub lock");
+            if let Some(waiting) = by_channel.get_mut(&id) {
+                *waiting -= 1;
+                if *waiting == 0 {
+                    by_channel.remove(&id);
+                }
+            }
+        }
     }
 }
 
@@ -426,6 +479,7 @@ impl Drop for Waiter {
 /// The local stream's wake-up and the jobs handed to it; detaches on drop.
 pub struct StreamWaker {
     hub: Arc<Hub>,
+    channel: ChannelId,
     seq: u64,
     notify: Arc<Notify>,
     handed: Arc<Mutex<VecDeque<JobEvent>>>,
@@ -461,9 +515,12 @@ impl StreamWaker {
 
 impl Drop for StreamWaker {
     fn drop(&mut self) {
-        let mut stream = self.hub.stream.lock().expect("hub lock");
-        if matches!(&*stream, Some(local) if local.seq == self.seq) {
-            *stream = None;
+        let mut streams = self.hub.streams.lock().expect("hub lock");
+        if streams
+            .get(&self.channel)
+            .is_some_and(|local| local.seq == self.seq)
+        {
+            streams.remove(&self.channel);
         }
     }
 }
@@ -540,6 +597,7 @@ mod tests {
             created_at: now,
             deadline: now,
             completed_at: None,
+            channel: crate::job::DEFAULT_CHANNEL,
         }
     }
 
@@ -628,11 +686,23 @@ mod tests {
     #[test]
     fn permits_are_limited_and_returned() {
         let hub = Hub::new(2, WakeMode::Notify);
-        let a = hub.reserve().unwrap();
-        let _b = hub.reserve().unwrap();
-        assert!(hub.reserve().is_none());
+        let a = hub.reserve(None).unwrap();
+        let _b = hub.reserve(None).unwrap();
+        assert!(hub.reserve(None).is_none());
         assert_eq!(hub.waiting(), 2);
         drop(a);
-        assert!(hub.reserve().is_some());
+        assert!(hub.reserve(None).is_some());
+    }
+
+    #[test]
+    fn a_channel_with_a_limit_of_its_own_refuses_beyond_it_and_others_still_wait() {
+        let hub = Hub::new(10, WakeMode::Notify);
+        let a = hub.reserve(Some((2, 1))).unwrap();
+        assert!(hub.reserve(Some((2, 1))).is_none(), "channel 2 is full");
+        assert_eq!(hub.waiting(), 1, "a refused place is given back");
+        let _b = hub.reserve(Some((3, 1))).unwrap();
+        let _c = hub.reserve(None).unwrap();
+        drop(a);
+        assert!(hub.reserve(Some((2, 1))).is_some());
     }
 }

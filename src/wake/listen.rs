@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Hub;
 use crate::backoff::Backoff;
-use crate::job::{CHANNEL_DONE, CHANNEL_HOLDER, CHANNEL_NEW};
+use crate::job::{CHANNEL_DONE, CHANNEL_HOLDER, CHANNEL_NEW, ChannelId};
 use crate::store::{Heard, ListenSession, Target};
 use crate::telemetry::metrics::Metrics;
 
@@ -92,7 +92,14 @@ impl Dispatch {
             },
             CHANNEL_NEW => {
                 self.metrics.wake.received(CHANNEL_NEW);
-                let _ = self.hub.wake_stream();
+                // The payload is the new job's channel; an instance of an
+                // earlier release sends none: every stream here looks.
+                match heard.payload.parse::<ChannelId>() {
+                    Ok(channel) => {
+                        let _ = self.hub.wake_stream(channel);
+                    }
+                    Err(_) => self.hub.wake_streams(),
+                }
             }
             CHANNEL_HOLDER => {
                 self.metrics.wake.received(CHANNEL_HOLDER);

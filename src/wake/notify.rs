@@ -5,6 +5,7 @@
 //! at most one per `SPACING`. At low load a notification leaves at once (the
 //! previous batch is long gone); under load it waits a few milliseconds.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,6 +13,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::job::ChannelId;
 use crate::store::Store;
 use crate::telemetry::metrics::Metrics;
 
@@ -27,7 +29,8 @@ const SPACING: Duration = Duration::from_millis(5);
 #[derive(Default)]
 struct Pending {
     done: Vec<i64>,
-    new: bool,
+    /// The channels whose streams to wake, each once.
+    new: BTreeSet<ChannelId>,
 }
 
 #[derive(Default)]
@@ -50,9 +53,13 @@ impl Notifier {
         self.kick.notify_one();
     }
 
-    /// Queue one `NOTIFY backchannel_new` (many requests make one).
-    pub fn new_job(&self) {
-        self.pending.lock().expect("notifier lock").new = true;
+    /// Queue one `NOTIFY backchannel_new, '<channel>'` (many requests make one).
+    pub fn new_job(&self, channel: ChannelId) {
+        self.pending
+            .lock()
+            .expect("notifier lock")
+            .new
+            .insert(channel);
         self.kick.notify_one();
     }
 
@@ -67,7 +74,7 @@ impl Notifier {
 
     fn put_back(&self, batch: Pending) {
         let mut pending = self.pending.lock().expect("notifier lock");
-        pending.new |= batch.new;
+        pending.new.extend(batch.new);
         let mut done = batch.done;
         done.append(&mut pending.done);
         if done.len() > MAX_BACKLOG {
@@ -98,11 +105,11 @@ impl Notifier {
             }
             last_start = Some(tokio::time::Instant::now());
             let batch = self.take();
-            if batch.done.is_empty() && !batch.new {
+            if batch.done.is_empty() && batch.new.is_empty() {
                 continue;
             }
-            let count = batch.done.len() as u64 + u64::from(batch.new);
-            if let Err(error) = store.notify(&batch.done, batch.new).await {
+            let count = (batch.done.len() + batch.new.len()) as u64;
+            if let Err(error) = store.notify(&batch.done, &batch.new).await {
                 self.behind.store(true, Ordering::Relaxed);
                 tracing::warn!(%error, ids = batch.done.len(), "sending notifications failed; will retry");
                 self.put_back(batch);
@@ -117,8 +124,8 @@ impl Notifier {
             }
         }
         let batch = self.take();
-        if !batch.done.is_empty() || batch.new {
-            let _ = store.notify(&batch.done, batch.new).await;
+        if !batch.done.is_empty() || !batch.new.is_empty() {
+            let _ = store.notify(&batch.done, &batch.new).await;
         }
     }
 }

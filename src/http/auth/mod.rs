@@ -13,7 +13,7 @@ pub mod filter;
 pub mod reload;
 pub mod tokens;
 
-pub use filter::{Grant, grant, require};
+pub use filter::{Client, Grant, client, grant, require};
 pub use reload::LiveTokens;
 pub use tokens::{MIN_TOKEN_LEN, TokenId, Tokens};
 

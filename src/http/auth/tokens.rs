@@ -3,6 +3,7 @@
 //! token against them, in constant time. Tokens are never logged.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -11,14 +12,35 @@ use warp::http::{HeaderMap, StatusCode, header};
 use super::Role;
 use crate::config::{ConfigError, Settings};
 use crate::http::error::ApiError;
+use crate::job::{DEFAULT_CHANNEL_NAME, is_channel_name};
 
 /// Shortest token accepted: a guessable token is no token.
 pub const MIN_TOKEN_LEN: usize = 16;
 
+/// The channels a token may use, by name: `None` for every channel (monitor
+/// tokens); a token configured without channels has `default`'s.
+pub type Channels = Option<Arc<[String]>>;
+
+/// One configured token: its role and its channels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub token: String,
+    pub channels: Vec<String>,
+}
+
+impl Grant {
+    fn default_channel(token: String) -> Grant {
+        Grant {
+            token,
+            channels: vec![DEFAULT_CHANNEL_NAME.to_owned()],
+        }
+    }
+}
+
 /// The configured tokens, kept as SHA-256 digests: comparing digests of equal
 /// length in constant time reveals neither the tokens nor their lengths.
 pub struct Tokens {
-    tokens: Vec<([u8; 32], Role)>,
+    tokens: Vec<([u8; 32], Role, Channels)>,
 }
 
 fn digest(token: &[u8]) -> [u8; 32] {
@@ -29,13 +51,18 @@ impl Tokens {
     /// The tokens of `settings`: the lists plus the token files. A file that
     /// cannot be read, holds no token, or holds a token shorter than
     /// [`MIN_TOKEN_LEN`] or with spaces in it is refused, and so is a token
-    /// configured for two roles; the message names the variable, the file
-    /// and the line, never the token. Submitter and listener tokens are
-    /// required; monitor tokens are optional (a named file must hold one).
+    /// configured for two roles, a listener token for more than one
+    /// channel, and a channel name that is no DNS label; the message names
+    /// the variable, the file and the line, never the token. Submitter and
+    /// listener tokens are required; monitor tokens are optional (a named
+    /// file must hold one). The lists' tokens are the default channel's.
     pub fn load(settings: &Settings) -> Result<Tokens, ConfigError> {
-        let mut submitter = settings.submitter_tokens.clone();
-        let mut listener = settings.listener_tokens.clone();
-        let mut monitor = settings.monitor_tokens.clone();
+        let plain = |tokens: &[String]| -> Vec<Grant> {
+            tokens.iter().cloned().map(Grant::default_channel).collect()
+        };
+        let mut submitter = plain(&settings.submitter_tokens);
+        let mut listener = plain(&settings.listener_tokens);
+        let mut monitor = plain(&settings.monitor_tokens);
         let files = [
             (
                 Role::Submitter,
@@ -51,16 +78,19 @@ impl Tokens {
         ];
         for (role, file, tokens) in files {
             if let Some(path) = file {
-                tokens.extend(read_token_file(&role.file_variable(), path)?);
+                tokens.extend(read_token_file(role, path)?);
             }
         }
-        if monitor.iter().all(|t| t.trim().is_empty()) {
+        if monitor.iter().all(|t| t.token.trim().is_empty()) {
             monitor.clear();
         } else {
             check_tokens(Role::Monitor, &monitor)?;
         }
         check_tokens(Role::Submitter, &submitter)?;
         check_tokens(Role::Listener, &listener)?;
+        let submitter = merge(Role::Submitter, submitter)?;
+        let listener = merge(Role::Listener, listener)?;
+        let monitor = merge(Role::Monitor, monitor)?;
         let lists = [
             (Role::Submitter, &submitter),
             (Role::Listener, &listener),
@@ -68,7 +98,10 @@ impl Tokens {
         ];
         for (i, (one, these)) in lists.iter().enumerate() {
             for (other, those) in &lists[i + 1..] {
-                if these.iter().any(|t| those.contains(t)) {
+                if these
+                    .iter()
+                    .any(|t| those.iter().any(|u| u.token == t.token))
+                {
                     return Err(ConfigError(format!(
                         "the same token is configured for both roles {} and {} ({} and {}, \
                          or their _FILE): a token belongs to one role",
@@ -80,24 +113,59 @@ impl Tokens {
                 }
             }
         }
-        Ok(Tokens::with_roles(&[
-            (Role::Submitter, &submitter),
-            (Role::Listener, &listener),
-            (Role::Monitor, &monitor),
-        ]))
+        let mut tokens = Vec::new();
+        for (role, grants) in lists {
+            for grant in grants {
+                // A monitor reads every channel's status.
+                let channels = (role != Role::Monitor).then(|| Arc::from(grant.channels.clone()));
+                tokens.push((digest(grant.token.as_bytes()), role, channels));
+            }
+        }
+        Ok(Tokens { tokens })
     }
 
     pub fn new(submitter: &[String], listener: &[String]) -> Tokens {
         Tokens::with_roles(&[(Role::Submitter, submitter), (Role::Listener, listener)])
     }
 
-    /// The tokens of each role.
+    /// The tokens of each role, for the default channel (monitors: every channel).
     pub fn with_roles(roles: &[(Role, &[String])]) -> Tokens {
         let tokens = roles
             .iter()
-            .flat_map(|(role, tokens)| tokens.iter().map(|t| (digest(t.as_bytes()), *role)))
+            .flat_map(|(role, tokens)| {
+                tokens.iter().map(|t| {
+                    let channels = (*role != Role::Monitor)
+                        .then(|| Arc::from([DEFAULT_CHANNEL_NAME.to_owned()]));
+                    (digest(t.as_bytes()), *role, channels)
+                })
+            })
             .collect();
         Tokens { tokens }
+    }
+
+    /// Every channel a token names, each once (the channels to create).
+    pub fn channel_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .tokens
+            .iter()
+            .filter_map(|(_, _, channels)| channels.as_deref())
+            .flatten()
+            .cloned()
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// The role and channels of a presented token's digest.
+    pub(super) fn grant_of_digest(&self, presented: &[u8; 32]) -> Option<(Role, Channels)> {
+        let mut found = None;
+        for (token, role, channels) in &self.tokens {
+            if bool::from(token.ct_eq(presented)) {
+                found = Some((*role, channels.clone()));
+            }
+        }
+        found
     }
 
     /// The role of a presented token; every configured token is compared.
@@ -106,26 +174,20 @@ impl Tokens {
     }
 
     pub(super) fn role_of_digest(&self, presented: &[u8; 32]) -> Option<Role> {
-        let mut found = None;
-        for (token, role) in &self.tokens {
-            if bool::from(token.ct_eq(presented)) {
-                found = Some(*role);
-            }
-        }
-        found
+        self.grant_of_digest(presented).map(|(role, _)| role)
     }
 
     /// How many tokens `role` has.
     pub fn count(&self, role: Role) -> usize {
-        self.tokens.iter().filter(|(_, r)| *r == role).count()
+        self.tokens.iter().filter(|(_, r, _)| *r == role).count()
     }
 
     /// The ids of `role`'s tokens ([`TokenId`]), in the order configured.
     pub fn ids(&self, role: Role) -> Vec<TokenId> {
         self.tokens
             .iter()
-            .filter(|(_, r)| *r == role)
-            .map(|(digest, _)| TokenId::of_digest(digest))
+            .filter(|(_, r, _)| *r == role)
+            .map(|(digest, _, _)| TokenId::of_digest(digest))
             .collect()
     }
 
@@ -133,7 +195,7 @@ impl Tokens {
     pub fn all_ids(&self) -> Vec<(TokenId, Role)> {
         self.tokens
             .iter()
-            .map(|(digest, role)| (TokenId::of_digest(digest), *role))
+            .map(|(digest, role, _)| (TokenId::of_digest(digest), *role))
             .collect()
     }
 
@@ -237,8 +299,9 @@ fn unauthorized(message: &str) -> ApiError {
     e
 }
 
-fn check_tokens(role: Role, tokens: &[String]) -> Result<(), ConfigError> {
+fn check_tokens(role: Role, grants: &[Grant]) -> Result<(), ConfigError> {
     let name = role.variable();
+    let tokens: Vec<&String> = grants.iter().map(|g| &g.token).collect();
     if tokens.is_empty() || tokens.iter().all(|t| t.trim().is_empty()) {
         return Err(ConfigError(format!(
             "no {} token: set {name} (comma-separated) or {name}_FILE (one per line)",
@@ -246,7 +309,7 @@ fn check_tokens(role: Role, tokens: &[String]) -> Result<(), ConfigError> {
         )));
     }
     for (i, token) in tokens.iter().enumerate() {
-        if token.trim() != token {
+        if token.trim() != token.as_str() {
             return Err(ConfigError(format!(
                 "{name}: token #{} has leading or trailing spaces",
                 i + 1
@@ -262,23 +325,69 @@ fn check_tokens(role: Role, tokens: &[String]) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// The tokens of a token file: one per line, blank lines and `#` comments ignored.
-fn read_token_file(name: &str, path: &Path) -> Result<Vec<String>, ConfigError> {
+/// The same token on several lines of one role: a submitter's channels are
+/// all of its lines'; a listener's must be one channel.
+fn merge(role: Role, grants: Vec<Grant>) -> Result<Vec<Grant>, ConfigError> {
+    let mut merged: Vec<Grant> = Vec::with_capacity(grants.len());
+    for grant in grants {
+        match merged.iter_mut().find(|g| g.token == grant.token) {
+            None => merged.push(grant),
+            Some(known) => {
+                for channel in grant.channels {
+                    if !known.channels.contains(&channel) {
+                        known.channels.push(channel);
+                    }
+                }
+            }
+        }
+    }
+    if role == Role::Listener {
+        if let Some(i) = merged.iter().position(|g| g.channels.len() > 1) {
+            return Err(ConfigError(format!(
+                "{}: listener token #{} is configured for more than one channel ({}): \
+                 a listener token holds one channel's stream",
+                role.variable(),
+                i + 1,
+                merged[i].channels.join(", ")
+            )));
+        }
+    }
+    Ok(merged)
+}
+
+/// The tokens of a token file: one per line, `TOKEN` (the default channel)
+/// or `TOKEN CHANNEL[,CHANNEL...]`; blank lines and `#` comments ignored.
+fn read_token_file(role: Role, path: &Path) -> Result<Vec<Grant>, ConfigError> {
+    let name = role.file_variable();
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError(format!("{name}: cannot read {}: {e}", path.display())))?;
     let mut tokens = Vec::new();
     for (i, line) in text.lines().enumerate() {
-        let token = line.trim();
-        if token.is_empty() || token.starts_with('#') {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let problem = if token.contains(char::is_whitespace) {
-            "contains spaces (one token per line; comments on lines of their own)".to_string()
+        let mut fields = line.split_whitespace();
+        let token = fields.next().unwrap_or_default();
+        let channels = fields.next();
+        let problem = if fields.next().is_some() {
+            "has more than a token and its channels separated by spaces (TOKEN or \
+             TOKEN CHANNEL,CHANNEL; comments on lines of their own)"
+                .to_string()
         } else if token.chars().count() < MIN_TOKEN_LEN {
             format!("is shorter than {MIN_TOKEN_LEN} characters")
         } else {
-            tokens.push(token.to_owned());
-            continue;
+            match channels.map(|list| parse_channels(role, list)).transpose() {
+                Err(problem) => problem,
+                Ok(channels) => {
+                    let mut grant = Grant::default_channel(token.to_owned());
+                    if let Some(channels) = channels {
+                        grant.channels = channels;
+                    }
+                    tokens.push(grant);
+                    continue;
+                }
+            }
         };
         return Err(ConfigError(format!(
             "{name}: the token on line {} of {} {problem}",
@@ -293,6 +402,36 @@ fn read_token_file(name: &str, path: &Path) -> Result<Vec<String>, ConfigError> 
         )));
     }
     Ok(tokens)
+}
+
+/// The channels of a token line (`site-a,site-b`), or what is wrong with them.
+fn parse_channels(role: Role, list: &str) -> Result<Vec<String>, String> {
+    if role == Role::Monitor {
+        return Err("names channels: a monitor token reads every channel's status".into());
+    }
+    if list.starts_with('#') {
+        return Err(
+            "is followed by spaces and a comment: put comments on lines of their own".into(),
+        );
+    }
+    let mut channels: Vec<String> = Vec::new();
+    for name in list.split(',') {
+        if !is_channel_name(name) {
+            return Err(format!(
+                "names the channel {name:?}, which is not a channel name (lowercase \
+                 letters, digits and inner hyphens, 1 to 63 characters)"
+            ));
+        }
+        if !channels.iter().any(|c| c == name) {
+            channels.push(name.to_owned());
+        }
+    }
+    if role == Role::Listener && channels.len() > 1 {
+        return Err(
+            "names more than one channel: a listener token holds one channel's stream".into(),
+        );
+    }
+    Ok(channels)
 }
 
 #[cfg(test)]
@@ -385,5 +524,103 @@ mod tests {
         let full: [u8; 32] = Sha256::digest(b"submitter-token-0123456789").into();
         let hex: String = full[..6].iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(id.as_str(), hex);
+    }
+
+    fn with_files(submitters: &str, listeners: &str) -> (Settings, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "bc-tokens-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("s"), submitters).unwrap();
+        std::fs::write(dir.join("l"), listeners).unwrap();
+        let mut s = valid();
+        s.submitter_tokens_file = Some(dir.join("s"));
+        s.listener_tokens_file = Some(dir.join("l"));
+        (s, dir)
+    }
+
+    #[test]
+    fn token_file_lines_name_their_channels() {
+        let (s, dir) = with_files(
+            "sub-plain-token-00001\nsub-two-chan-token-01 site-a,site-b\n\
+             sub-plain-token-00001 site-c\n",
+            "lis-site-a-token-0001 site-a\n",
+        );
+        let tokens = Tokens::load(&s).unwrap();
+        let channels = |t: &str| {
+            tokens
+                .grant_of_digest(&digest(t.as_bytes()))
+                .and_then(|(_, c)| c)
+                .map(|c| c.to_vec())
+        };
+        let names = |list: &[&str]| Some(list.iter().map(|n| n.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            channels("sub-two-chan-token-01"),
+            names(&["site-a", "site-b"])
+        );
+        assert_eq!(
+            channels("sub-plain-token-00001"),
+            names(&["default", "site-c"]),
+            "a submitter's lines add up"
+        );
+        assert_eq!(channels("lis-site-a-token-0001"), names(&["site-a"]));
+        assert_eq!(
+            channels("submitter-token-0123456789"),
+            names(&["default"]),
+            "the variables' tokens are the default channel's"
+        );
+        assert_eq!(
+            tokens.channel_names(),
+            ["default", "site-a", "site-b", "site-c"].map(String::from)
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn token_file_channels_are_refused_as_the_rules_say() {
+        for (submitters, listeners, expected) in [
+            (
+                "",
+                "lis-two-chan-token-01 site-a,site-b\n",
+                "more than one channel",
+            ),
+            (
+                "",
+                "lis-twice-token-00001 site-a\nlis-twice-token-00001 site-b\n",
+                "more than one channel",
+            ),
+            ("sub-bad-name-token-01 Site_A\n", "", "not a channel name"),
+            ("sub-bad-name-token-01 site-a,\n", "", "not a channel name"),
+            (
+                "sub-three-word-token1 site-a extra\n",
+                "",
+                "more than a token",
+            ),
+        ] {
+            let submitters = format!("submitter-token-0123456789\n{submitters}");
+            let listeners = format!("listener-token-0123456789\n{listeners}");
+            let (s, dir) = with_files(&submitters, &listeners);
+            let error = Tokens::load(&s).err().expect("refused").to_string();
+            assert!(error.contains(expected), "{error}");
+            assert!(
+                !error.contains("-token-0"),
+                "a token in the message: {error}"
+            );
+            std::fs::remove_dir_all(dir).unwrap();
+        }
+        // A monitor reads every channel: its lines name none.
+        let (mut s, dir) = with_files("", "");
+        s.submitter_tokens_file = None;
+        s.listener_tokens_file = None;
+        std::fs::write(dir.join("m"), "monitor-token-0123456789 site-a\n").unwrap();
+        s.monitor_tokens_file = Some(dir.join("m"));
+        let error = Tokens::load(&s).err().expect("refused").to_string();
+        assert!(
+            error.contains("monitor token reads every channel"),
+            "{error}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -9,10 +9,19 @@ fn the_door_refuses_plain_malformed_foreign_and_relabelled_submits() {
     assert!(door.checks_signatures());
     let sealed = f.seal();
 
-    let header = door.check_request(KIND, &sealed.envelope).unwrap();
+    let header = door
+        .check_request("default", KIND, &sealed.envelope)
+        .unwrap();
     assert_eq!(header.reference, sealed.reference);
+    // Misrouted: submitted on another channel than the one it was sealed for.
+    let misrouted = door.check_request("site-b", KIND, &sealed.envelope);
+    assert_eq!(misrouted.unwrap_err().code, DoorCode::Mismatch);
 
-    let refused = |kind: &str, payload: &Value| door.check_request(kind, payload).unwrap_err().code;
+    let refused = |kind: &str, payload: &Value| {
+        door.check_request("default", kind, payload)
+            .unwrap_err()
+            .code
+    };
     assert_eq!(refused(KIND, &json!({"a": 1})), DoorCode::NotSealed);
     let mut near_miss = sealed.envelope.clone();
     near_miss["sealed"] = json!("bc2");
@@ -52,12 +61,12 @@ fn the_door_refuses_plain_malformed_foreign_and_relabelled_submits() {
     assert!(!open_door.checks_signatures());
     assert!(
         open_door
-            .check_request(KIND, &foreign_sealed.envelope)
+            .check_request("default", KIND, &foreign_sealed.envelope)
             .is_ok()
     );
     assert_eq!(
         open_door
-            .check_request("another.kind", &foreign_sealed.envelope)
+            .check_request("default", "another.kind", &foreign_sealed.envelope)
             .unwrap_err()
             .code,
         DoorCode::Mismatch

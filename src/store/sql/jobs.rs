@@ -6,10 +6,11 @@ use tokio_postgres::types::Type;
 use super::Sql;
 use crate::job::{channel_done, channel_new};
 
-/// The job with an idempotency key.
+/// The job with an idempotency key on a channel (keys are unique per channel).
 pub const FIND_KEY: Sql = Sql {
-    text: "SELECT id FROM backchannel.jobs WHERE idempotency_key = $1::text",
-    types: &[Type::TEXT],
+    text: "SELECT id FROM backchannel.jobs
+    WHERE channel_id = $2::int AND idempotency_key = $1::text",
+    types: &[Type::TEXT, Type::INT4],
 };
 
 /// Insert a batch of jobs in one statement (group commit). Input arrays, one
@@ -34,58 +35,70 @@ pub const FIND_KEY: Sql = Sql {
 /// attempt 1, on that stream: no claim statement follows), or NULL (stored
 /// `pending`, for the stream to claim).
 ///
-/// With `$5` (a batch with a [`NewJobWake::InCommit`](crate::job::NewJobWake)
-/// request), the insert also sends `NOTIFY backchannel_new` (once: PostgreSQL
-/// folds identical notifications of a transaction into one) in the same
-/// commit, for a stream held by another instance: no transaction of its own,
-/// no wait for the notifier.
+/// `$9`, one element per request: the job's channel. Keys are unique per
+/// channel: a key used on another channel is another job.
+///
+/// `$5`, one element per request ([`NewJobWake::InCommit`](crate::job::NewJobWake)):
+/// the insert also sends `NOTIFY backchannel_new, '<channel id>'` for it
+/// (once per channel: PostgreSQL folds identical notifications of a
+/// transaction into one) in the same commit, for a stream held by another
+/// instance: no transaction of its own, no wait for the notifier.
 pub const INSERT_JOBS: Sql = Sql {
     text: concat!(
-    "WITH input AS MATERIALIZED (
-        SELECT n, in_kind, in_payload, in_secs, in_key, in_stream,
+        "WITH input AS MATERIALIZED (
+        SELECT n, in_kind, in_payload, in_secs, in_key, in_stream, in_notify, in_channel,
                nextval('backchannel.jobs_id_seq') AS new_id,
                CASE WHEN in_key IS NULL THEN true
                     WHEN $6 THEN (SELECT true FROM pg_advisory_xact_lock($7, hashtext(in_key)))
                     ELSE pg_try_advisory_xact_lock($7, hashtext(in_key)) END AS free
-        FROM unnest($1::text[], $2::jsonb[], $3::float8[], $4::text[], $8::bigint[])
-             WITH ORDINALITY AS i(in_kind, in_payload, in_secs, in_key, in_stream, n)
+        FROM unnest($1::text[], $2::jsonb[], $3::float8[], $4::text[], $8::bigint[],
+                    $5::bool[], $9::int[])
+             WITH ORDINALITY AS i(in_kind, in_payload, in_secs, in_key, in_stream,
+                                  in_notify, in_channel, n)
     ), ins AS (
         INSERT INTO backchannel.jobs
-            (id, kind, payload, deadline, idempotency_key, state, attempts, stream_id)
+            (id, kind, payload, deadline, idempotency_key, state, attempts, stream_id, channel_id)
         OVERRIDING SYSTEM VALUE
         SELECT new_id, in_kind, in_payload, now() + make_interval(secs => in_secs), in_key,
                CASE WHEN in_stream IS NULL THEN 'pending' ELSE 'delivered' END,
-               CASE WHEN in_stream IS NULL THEN 0 ELSE 1 END, in_stream
+               CASE WHEN in_stream IS NULL THEN 0 ELSE 1 END, in_stream, in_channel
         FROM input WHERE free ORDER BY n
-        ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+        ON CONFLICT (channel_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING ",
-    job_columns!(),
-    ", idempotency_key, CASE WHEN $5 THEN pg_notify('",
-    channel_new!(),
-    "', '') END AS notified
+        job_columns!(),
+        ", idempotency_key
+    ), notified AS (
+        SELECT count(pg_notify('",
+        channel_new!(),
+        "', ins.channel_id::text)) FROM ins JOIN input ON input.new_id = ins.id WHERE in_notify
     )
     SELECT n, ",
-    job_columns!(),
-    ", true FROM input JOIN ins ON ins.id = input.new_id
+        job_columns!(),
+        ", true FROM input JOIN ins ON ins.id = input.new_id
+    WHERE (SELECT count FROM notified) >= 0
     UNION ALL
     SELECT n, ",
-    job_columns!(),
-    ", false FROM input JOIN ins ON ins.idempotency_key = input.in_key AND ins.id <> input.new_id
+        job_columns!(),
+        ", false FROM input JOIN ins ON ins.idempotency_key = input.in_key
+        AND ins.channel_id = input.in_channel AND ins.id <> input.new_id
     UNION ALL
     SELECT n, ",
-    job_columns!(),
-    ", false FROM input JOIN backchannel.jobs j ON j.idempotency_key = input.in_key
-    WHERE NOT EXISTS (SELECT 1 FROM ins WHERE ins.idempotency_key = input.in_key)"
-),
+        job_columns!(),
+        ", false FROM input JOIN backchannel.jobs j ON j.idempotency_key = input.in_key
+        AND j.channel_id = input.in_channel
+    WHERE NOT EXISTS (SELECT 1 FROM ins
+        WHERE ins.idempotency_key = input.in_key AND ins.channel_id = input.in_channel)"
+    ),
     types: &[
         Type::TEXT_ARRAY,
         Type::JSONB_ARRAY,
         Type::FLOAT8_ARRAY,
         Type::TEXT_ARRAY,
-        Type::BOOL,
+        Type::BOOL_ARRAY,
         Type::BOOL,
         Type::INT4,
         Type::INT8_ARRAY,
+        Type::INT4_ARRAY,
     ],
 };
 
@@ -99,14 +112,22 @@ pub const INSERT_JOBS: Sql = Sql {
 /// returned was not open (terminal, past its deadline, or unknown: read it
 /// to find out). With `$5`, each ended job's `NOTIFY backchannel_done,
 /// '<id>'` leaves with this commit.
+///
+/// `$6`, one element per request: the channels its client may use, as an
+/// array literal (`{1,3}`), or NULL for any. A job of another channel is
+/// neither ended nor reported: to the request it is as if unknown.
 pub const FINISH_JOBS: Sql = Sql {
     text: concat!(
         "WITH f AS MATERIALIZED (
-        SELECT * FROM unnest($1::bigint[], $2::text[], $3::jsonb[], $4::jsonb[])
-             AS f(job, to_state, to_result, to_error)
+        SELECT * FROM unnest($1::bigint[], $2::text[], $3::jsonb[], $4::jsonb[], $6::text[])
+             AS f(job, to_state, to_result, to_error, scope)
+    ), mine AS MATERIALIZED (
+        SELECT j.id FROM backchannel.jobs j JOIN f ON f.job = j.id
+        WHERE j.completed_at IS NULL AND j.deadline > now()
+          AND (f.scope IS NULL OR j.channel_id = ANY(f.scope::int[]))
     ), free AS MATERIALIZED (
         SELECT id FROM backchannel.jobs
-        WHERE id IN (SELECT job FROM f) AND completed_at IS NULL AND deadline > now()
+        WHERE id IN (SELECT id FROM mine) AND completed_at IS NULL AND deadline > now()
         FOR UPDATE SKIP LOCKED
     ), ended AS (
         UPDATE backchannel.jobs
@@ -127,7 +148,7 @@ pub const FINISH_JOBS: Sql = Sql {
     SELECT false, ",
         job_columns!(),
         " FROM backchannel.jobs
-    WHERE id IN (SELECT job FROM f) AND id NOT IN (SELECT id FROM free)
+    WHERE id IN (SELECT id FROM mine) AND id NOT IN (SELECT id FROM free)
       AND completed_at IS NULL AND deadline > now()"
     ),
     types: &[
@@ -136,25 +157,34 @@ pub const FINISH_JOBS: Sql = Sql {
         Type::JSONB_ARRAY,
         Type::JSONB_ARRAY,
         Type::BOOL,
+        Type::TEXT_ARRAY,
     ],
 };
 
 /// End one open job within its deadline, waiting for its row's lock: a
 /// request [`FINISH_JOBS`] found busy, on its own. Parameters: id, state,
-/// result, error, whether to send its `backchannel_done` in the commit.
-/// Returns the job when it ended it.
+/// result, error, whether to send its `backchannel_done` in the commit, the
+/// client's channels (as in [`FINISH_JOBS`]). Returns the job when it ended it.
 pub const FINISH_WAITING: Sql = Sql {
     text: concat!(
         "UPDATE backchannel.jobs
     SET state = $2::text, result = $3::jsonb, error = $4::jsonb, completed_at = now()
     WHERE id = $1::bigint AND completed_at IS NULL AND deadline > now()
+      AND ($6::text IS NULL OR channel_id = ANY($6::text::int[]))
     RETURNING ",
         job_columns!(),
         ", CASE WHEN $5 THEN pg_notify('",
         channel_done!(),
         "', id::text) END AS notified"
     ),
-    types: &[Type::INT8, Type::TEXT, Type::JSONB, Type::JSONB, Type::BOOL],
+    types: &[
+        Type::INT8,
+        Type::TEXT,
+        Type::JSONB,
+        Type::JSONB,
+        Type::BOOL,
+        Type::TEXT,
+    ],
 };
 
 /// Read one job, and whether it is open and past its deadline (then expire it).

@@ -2,7 +2,8 @@
 //!
 //! - [`jobs`]: the jobs of the API (insert, end, read, expire);
 //! - [`stream`]: the stream's session (its lock, the holder record, the claim);
-//! - [`channels`]: LISTEN and the coalesced NOTIFYs;
+//! - [`channels`]: the named channels (created from the token files, read);
+//! - [`notifications`]: LISTEN and the coalesced NOTIFYs;
 //! - [`maintenance`]: the reaper's tick;
 //! - [`status`]: what operators and the readiness check read;
 //! - [`session`]: the settings of new sessions, and the check that a session is one;
@@ -39,7 +40,7 @@ macro_rules! job_columns {
         concat!(
             "id, kind, state, payload, result, error, attempts, created_at, ",
             deadline!(),
-            ", completed_at"
+            ", completed_at, channel_id"
         )
     };
 }
@@ -47,6 +48,7 @@ macro_rules! job_columns {
 pub mod channels;
 pub mod jobs;
 pub mod maintenance;
+pub mod notifications;
 pub mod schema;
 pub mod session;
 pub mod status;
@@ -55,8 +57,23 @@ pub mod stream;
 /// Namespace of the broker's advisory locks (the first key of the two-key form).
 pub const LOCK_NAMESPACE: i32 = 0x6263_0001;
 
-/// Second key: the stream lock (session level, one listener in the cluster).
+/// Second key: the default channel's stream lock (session level, one
+/// listener in the cluster). Unchanged since the first release, so that
+/// instances of two releases never hold two default streams at once.
 pub const LOCK_STREAM: i32 = 1;
+
+/// First key of the other channels' stream locks; the second is the
+/// channel's id (exact: no hash of the name, which could collide).
+pub const LOCK_CHANNEL_NAMESPACE: i32 = 0x6263_0004;
+
+/// The two keys of `channel`'s stream lock.
+pub fn stream_lock(channel: crate::job::ChannelId) -> (i32, i32) {
+    if channel == crate::job::DEFAULT_CHANNEL {
+        (LOCK_NAMESPACE, LOCK_STREAM)
+    } else {
+        (LOCK_CHANNEL_NAMESPACE, channel)
+    }
+}
 
 /// Second key: migrations (transaction level).
 pub const LOCK_MIGRATE: i32 = 2;
@@ -85,7 +102,10 @@ pub const POOLED: &[(&str, Sql)] = &[
     ("PEEK_JOBS", jobs::PEEK_JOBS),
     ("ANSWER_MATCHES", jobs::ANSWER_MATCHES),
     ("FAIL_UNDELIVERABLE", jobs::FAIL_UNDELIVERABLE),
-    ("NOTIFY_BATCH", channels::NOTIFY_BATCH),
+    ("NOTIFY_BATCH", notifications::NOTIFY_BATCH),
+    ("ENSURE_CHANNELS", channels::ENSURE_CHANNELS),
+    ("READ_CHANNELS", channels::READ_CHANNELS),
+    ("OPEN_JOBS", channels::OPEN_JOBS),
     ("CURRENT_HOLDER", stream::CURRENT_HOLDER),
     ("HOLDER_ADDRESS", stream::HOLDER_ADDRESS),
     ("STATS", status::STATS),

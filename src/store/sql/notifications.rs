@@ -18,7 +18,7 @@ pub const LISTEN: &str = concat!(
 );
 
 /// Send coalesced notifications in one transaction: one `backchannel_done`
-/// per id and, when asked, one `backchannel_new`.
+/// per id and one `backchannel_new` per channel id of `$2`.
 pub const NOTIFY_BATCH: Sql = Sql {
     text: concat!(
         "SELECT count(pg_notify(channel, payload)) FROM (
@@ -28,8 +28,8 @@ pub const NOTIFY_BATCH: Sql = Sql {
         UNION ALL
         SELECT '",
         channel_new!(),
-        "', '' WHERE $2
+        "', ch::text FROM unnest($2::int[]) AS ch
     ) AS n"
     ),
-    types: &[Type::INT8_ARRAY, Type::BOOL],
+    types: &[Type::INT8_ARRAY, Type::INT4_ARRAY],
 };

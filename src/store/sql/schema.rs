@@ -49,7 +49,10 @@ pub const RUNTIME_RIGHTS: &str = "SELECT r.privilege || ' on ' || r.label,
         (10, 'table', 'stream_holder', 'backchannel.stream_holder', 'DELETE'),
         (11, 'sequence', 'stream_seq', 'sequence backchannel.stream_seq', 'USAGE'),
         (12, 'sequence', 'jobs_id_seq', 'sequence backchannel.jobs_id_seq', 'USAGE'),
-        (13, 'function', 'submit', 'function backchannel.submit', 'EXECUTE')
+        (13, 'function', 'submit', 'function backchannel.submit', 'EXECUTE'),
+        (14, 'table', 'channels', 'backchannel.channels', 'SELECT'),
+        (15, 'table', 'channels', 'backchannel.channels', 'INSERT'),
+        (16, 'sequence', 'channels_id_seq', 'sequence backchannel.channels_id_seq', 'USAGE')
     ) AS r(ord, kind, object, label, privilege)
     LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = 'backchannel'
     LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = r.object

@@ -1,15 +1,18 @@
 //! What operators, `/metrics` and the readiness check read.
 
+use tokio_postgres::types::Type;
+
 use super::Sql;
 
-/// Jobs by state, and the age in seconds of the oldest pending job.
+/// A channel's jobs by state, and the age in seconds of its oldest pending job.
 pub const STATS: Sql = Sql {
     text: "SELECT
         (SELECT coalesce(jsonb_object_agg(state, n), '{}'::jsonb)
-         FROM (SELECT state, count(*) AS n FROM backchannel.jobs GROUP BY state) AS s),
+         FROM (SELECT state, count(*) AS n FROM backchannel.jobs
+               WHERE channel_id = $1 GROUP BY state) AS s),
         (SELECT extract(epoch FROM now() - min(created_at))::float8
-         FROM backchannel.jobs WHERE state = 'pending')",
-    types: &[],
+         FROM backchannel.jobs WHERE channel_id = $1 AND state = 'pending')",
+    types: &[Type::INT4],
 };
 
 /// The age in seconds of the oldest pending job (NULL when none), for the

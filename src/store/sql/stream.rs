@@ -9,8 +9,10 @@ use tokio_postgres::types::Type;
 use super::Sql;
 use crate::job::channel_holder;
 
-/// Claim the next open jobs not yet sent on this stream, oldest first, and
-/// mark them delivered. Selected by state, never by an id cursor: ids are not
+/// Claim the next open jobs of the stream's channel (`$3`) not yet sent on
+/// this stream, oldest first, and mark them delivered (through
+/// `jobs_open_idx`, led by the channel: another channel's backlog is never
+/// walked). Selected by state, never by an id cursor: ids are not
 /// commit-ordered. The outer update finds its rows by primary key (`id = ANY`),
 /// so no plan of it joins or scans the table. Rows come back in no set order.
 pub const CLAIM_JOBS: &str = concat!(
@@ -18,7 +20,7 @@ pub const CLAIM_JOBS: &str = concat!(
     SET state = 'delivered', attempts = attempts + 1, stream_id = $1
     WHERE id = ANY(ARRAY(
         SELECT id FROM backchannel.jobs
-        WHERE completed_at IS NULL AND deadline > now()
+        WHERE channel_id = $3 AND completed_at IS NULL AND deadline > now()
           AND stream_id IS DISTINCT FROM $1
         ORDER BY id
         LIMIT $2
@@ -50,11 +52,14 @@ pub const TRY_STREAM_LOCK: &str = "SELECT pg_try_advisory_lock($1, $2)";
 /// Wait for the stream lock (bounded by the session's statement_timeout).
 pub const WAIT_STREAM_LOCK: &str = "SELECT pg_advisory_lock($1, $2)";
 
-/// Record who holds the stream and number the new stream.
+/// Record who holds channel `$4`'s stream and number the new stream. The
+/// default channel's record keeps `singleton = true`, which the previous
+/// release's own statement names (sql/007).
 pub const REGISTER_HOLDER: &str = "INSERT INTO backchannel.stream_holder
-        (singleton, listener_id, instance, pid, stream_id, since, advertise_url)
-    VALUES (true, $1, $2, pg_backend_pid(), nextval('backchannel.stream_seq'), now(), $3)
-    ON CONFLICT (singleton) DO UPDATE SET
+        (singleton, channel_id, listener_id, instance, pid, stream_id, since, advertise_url)
+    VALUES (CASE WHEN $4::int = 1 THEN true END, $4::int, $1, $2, pg_backend_pid(),
+            nextval('backchannel.stream_seq'), now(), $3)
+    ON CONFLICT (channel_id) DO UPDATE SET
         listener_id = EXCLUDED.listener_id, instance = EXCLUDED.instance,
         pid = EXCLUDED.pid, stream_id = EXCLUDED.stream_id, since = EXCLUDED.since,
         advertise_url = EXCLUDED.advertise_url
@@ -64,7 +69,9 @@ pub const REGISTER_HOLDER: &str = "INSERT INTO backchannel.stream_holder
 /// releasing), in a transaction of its own: a full notification queue then
 /// fails only this, never the stream (the forwarding instances also read the
 /// holder again after a failed forward).
-pub const HOLDER_MOVED: &str = concat!("SELECT pg_notify('", channel_holder!(), "', '')");
+/// Its payload is the channel's id.
+pub const HOLDER_MOVED: &str =
+    concat!("SELECT pg_notify('", channel_holder!(), "', $1::int::text)");
 
 /// Where the other instances reach the stream's holder: the advertised URL
 /// of the holder record whose backend holds the stream lock now (a record
@@ -72,28 +79,29 @@ pub const HOLDER_MOVED: &str = concat!("SELECT pg_notify('", channel_holder!(), 
 pub const HOLDER_ADDRESS: Sql = Sql {
     text: "SELECT h.advertise_url, h.instance
     FROM pg_locks l
-    JOIN backchannel.stream_holder h ON h.pid = l.pid
+    JOIN backchannel.stream_holder h ON h.pid = l.pid AND h.channel_id = $3
     WHERE l.locktype = 'advisory' AND l.granted
       AND l.classid = ($1::int)::oid AND l.objid = ($2::int)::oid AND l.objsubid = 2
       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
       AND h.advertise_url IS NOT NULL",
-    types: &[Type::INT4, Type::INT4],
+    types: &[Type::INT4, Type::INT4, Type::INT4],
 };
 
 /// Forget the holder record of this session (a stream closing cleanly).
 pub const RELEASE_HOLDER: &str =
     "DELETE FROM backchannel.stream_holder WHERE pid = pg_backend_pid()";
 
-/// The backend holding the stream lock in this database, if any, with the
-/// holder record when it describes that backend.
+/// The backend holding a channel's stream lock (`$1`, `$2`) in this
+/// database, if any, with the channel's (`$3`) holder record when it
+/// describes that backend.
 pub const CURRENT_HOLDER: Sql = Sql {
     text: "SELECT l.pid, h.listener_id, h.instance, h.since
     FROM pg_locks l
-    LEFT JOIN backchannel.stream_holder h ON h.pid = l.pid
+    LEFT JOIN backchannel.stream_holder h ON h.pid = l.pid AND h.channel_id = $3
     WHERE l.locktype = 'advisory' AND l.granted
       AND l.classid = ($1::int)::oid AND l.objid = ($2::int)::oid AND l.objsubid = 2
       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-    types: &[Type::INT4, Type::INT4],
+    types: &[Type::INT4, Type::INT4, Type::INT4],
 };
 
 /// End the session of a stale stream holder (takeover by the same listener id).

@@ -2,6 +2,7 @@
 //! endpoint, as a client sees it.
 
 mod answer;
+mod channels;
 mod errors;
 mod idle;
 mod limits;

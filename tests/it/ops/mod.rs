@@ -17,4 +17,5 @@ mod privileges;
 mod rotation;
 mod startup;
 mod tls;
+mod upgrade;
 mod views;

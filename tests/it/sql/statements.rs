@@ -40,7 +40,7 @@ async fn claiming_a_job_is_a_heap_only_update() {
     let claimed = tx
         .query(
             backchannel::store::sql::stream::CLAIM_JOBS,
-            &[&7_i64, &32_i64],
+            &[&7_i64, &32_i64, &1_i32],
         )
         .await
         .unwrap();

@@ -109,7 +109,7 @@ impl Reply {
 /// A request sent on a task of its own: await it for its `Reply`.
 pub type Pending = tokio::task::JoinHandle<Reply>;
 
-async fn reply(response: reqwest::Response) -> Reply {
+pub async fn reply(response: reqwest::Response) -> Reply {
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let text = response.text().await.expect("body");

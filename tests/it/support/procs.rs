@@ -29,17 +29,37 @@ pub struct BrokerProcess {
 
 impl BrokerProcess {
     pub async fn spawn(database_url: &str, env: &[(&str, &str)]) -> BrokerProcess {
-        Self::start(database_url, env, false).await
+        Self::start(env!("CARGO_BIN_EXE_backchannel"), database_url, env, false).await
     }
 
     /// Like `spawn`, capturing the process's log lines (stderr).
     pub async fn spawn_logged(database_url: &str, env: &[(&str, &str)]) -> BrokerProcess {
-        Self::start(database_url, env, true).await
+        Self::start(env!("CARGO_BIN_EXE_backchannel"), database_url, env, true).await
     }
 
-    async fn start(database_url: &str, env: &[(&str, &str)], capture: bool) -> BrokerProcess {
+    /// Like `spawn`, with another build of `backchannel` (a previous release).
+    pub async fn spawn_binary(
+        binary: &std::path::Path,
+        database_url: &str,
+        env: &[(&str, &str)],
+    ) -> BrokerProcess {
+        Self::start(
+            binary.to_str().expect("a UTF-8 path"),
+            database_url,
+            env,
+            true,
+        )
+        .await
+    }
+
+    async fn start(
+        binary: &str,
+        database_url: &str,
+        env: &[(&str, &str)],
+        capture: bool,
+    ) -> BrokerProcess {
         let port = free_port();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_backchannel"));
+        let mut command = Command::new(binary);
         command
             .arg("serve")
             .env("DATABASE_URL", database_url)
