@@ -562,3 +562,45 @@ async fn a_channels_limits_refuse_its_own_requests_only() {
     let r = submit_on(&bc, SUB_AB, Some("site-a"), json!({"kind": "k"})).await;
     assert_eq!(r.status, 202, "{:?}", r.body);
 }
+
+/// A site added to the token files exists after SIGHUP, on a running process.
+#[tokio::test]
+async fn a_channel_named_by_a_reload_is_created_and_served() {
+    let db = TestDb::new().await;
+    let dir = TempDir::new("channels");
+    let submitters = dir.write("submitters", &format!("{SUB_A} site-a\n"));
+    let broker = crate::support::procs::BrokerProcess::spawn(
+        &db.url,
+        &[("BACKCHANNEL_SUBMITTER_TOKENS_FILE", submitters.as_str())],
+    )
+    .await;
+    let bc = broker.client();
+    let r = submit_on(&bc, SUB_AB, Some("site-c"), json!({"kind": "k"})).await;
+    assert_eq!(r.status, 401, "not a token yet: {:?}", r.body);
+
+    dir.write(
+        "submitters",
+        &format!("{SUB_A} site-a\n{SUB_AB} site-a,site-c\n"),
+    );
+    broker.signal("HUP");
+    let served = eventually(LONG, || async {
+        submit_on(&bc, SUB_AB, Some("site-c"), json!({"kind": "k"}))
+            .await
+            .status
+            == 202
+    })
+    .await;
+    assert!(served, "site-c is served after the reload");
+    let sql = db.client().await;
+    let names: Vec<String> = sql
+        .query(
+            "SELECT name::text FROM backchannel.channels ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(names, ["default", "site-a", "site-c"]);
+}
