@@ -192,7 +192,8 @@ async fn thirty_opens_on_two_channels_over_three_instances_give_one_holder_each(
     let locks: i64 = sql
         .query_one(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
-               AND classid = 1650655236 AND objsubid = 2",
+               AND classid = 1650655236 AND objsubid = 2
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             &[],
         )
         .await
