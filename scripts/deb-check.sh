@@ -360,14 +360,15 @@ echo "$submitter" >/etc/backchannel/submitter.tokens
 echo "$listener" >/etc/backchannel/listener.tokens
 echo "$listener" >/etc/backchannel/listener.token
 
-# The site edits the broker's settings file (a conffile up to 0.1.0) as the
+# The site edits the broker's settings file (a conffile up to 0.1.0, a
+# commented template since 0.2.0: the line may start with #) as the
 # docs say: its database, as the runtime role, with a URL whose & a shell
 # would cut at without the quotes, and its address. agent.env stays as
 # shipped.
 broker_port=$(free_port)
 site_url="postgres://$app@$host_port/$db?sslmode=disable&application_name=deb-check-site"
 site=/etc/backchannel/backchannel.env
-sed -i -e "s|^DATABASE_URL=.*|DATABASE_URL='${site_url//&/\\&}'|" \
+sed -i -e "s|^#\{0,1\}DATABASE_URL=.*|DATABASE_URL='${site_url//&/\\&}'|" \
   -e "s|^#\{0,1\}BACKCHANNEL_BIND=.*|BACKCHANNEL_BIND='127.0.0.1:$broker_port'|" "$site"
 grep -qx "DATABASE_URL='$site_url'" "$site" || fail "could not edit DATABASE_URL in $site"
 grep -qx "BACKCHANNEL_BIND='127.0.0.1:$broker_port'" "$site" || fail "could not edit BACKCHANNEL_BIND in $site"
